@@ -1,0 +1,193 @@
+#!/usr/bin/env bash
+# Prepare a Debian 12 host to build and run berth: host packages, Go on PATH,
+# optional newer OCI runtimes built from the Go module proxy, then berthd and
+# berth into ./bin. Safe to run again: every step checks before it acts.
+# It never starts a daemon.
+#
+#   hack/install.sh [--with-runsc] [--with-runc-latest] [--no-build]
+#
+# Environment:
+#   RUNSC_VERSION  gvisor.dev/gvisor version to build (default: the pinned
+#                  pseudo-version below, known to build and run here; "latest"
+#                  asks the module proxy for the newest one)
+#   RUNC_VERSION   runc version for --with-runc-latest (default v1.5.2)
+#   BIN_DIR        where runsc and runc go (default /usr/local/bin)
+set -euo pipefail
+
+# gVisor publishes no semver tags, only master pseudo-versions; this one was
+# built with Go 1.26 and ran busybox bundles under runc-style `runsc run`.
+RUNSC_VERSION="${RUNSC_VERSION:-v0.0.0-20260905035102-160fafc42237}"
+RUNC_VERSION="${RUNC_VERSION:-v1.5.2}"
+BIN_DIR="${BIN_DIR:-/usr/local/bin}"
+PACKAGES=(runc conmon containernetworking-plugins iptables iproute2 busybox-static
+	docker-registry apache2-utils openssl libseccomp-dev skopeo)
+
+with_runsc=0 with_runc=0 build=1
+for arg in "$@"; do
+	case "$arg" in
+	--with-runsc) with_runsc=1 ;;
+	--with-runc-latest) with_runc=1 ;;
+	--no-build) build=0 ;;
+	-h | --help)
+		awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
+		exit 0
+		;;
+	*)
+		echo "install.sh: unknown argument $arg (see --help)" >&2
+		exit 2
+		;;
+	esac
+done
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+summary=()
+failed=0
+note() { printf '==> %s\n' "$*"; }
+record() { summary+=("$(printf '%-22s %s' "$1" "$2")"); }
+elapsed() { echo "$(($(date +%s) - $1))s"; }
+
+if [[ $(id -u) -ne 0 ]]; then
+	echo "install.sh: run as root (it installs packages and binaries under /usr/local)" >&2
+	exit 1
+fi
+if ! grep -qs '^VERSION_ID="12"' /etc/os-release || ! grep -qs '^ID=debian' /etc/os-release; then
+	# shellcheck disable=SC1091
+	note "warning: written for Debian 12; this host is $(. /etc/os-release 2>/dev/null && echo "${PRETTY_NAME:-unknown}")"
+fi
+
+# --- host packages -----------------------------------------------------------
+missing=()
+for p in "${PACKAGES[@]}"; do
+	if [[ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" != "install ok installed" ]]; then
+		missing+=("$p")
+	fi
+done
+if ((${#missing[@]} == 0)); then
+	note "packages: all ${#PACKAGES[@]} already installed"
+	record packages "all present"
+else
+	note "packages: installing ${missing[*]}"
+	t0=$(date +%s)
+	# Package scripts must not start services (docker-registry ships one):
+	# policy-rc.d exit 101 is Debian's "do not start" for invoke-rc.d and
+	# deb-systemd-invoke. Only remove it if we created it.
+	made_policy=0
+	if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+		printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+		chmod 0755 /usr/sbin/policy-rc.d
+		made_policy=1
+		trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+	fi
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update
+	apt-get install -y --no-install-recommends "${missing[@]}"
+	if ((made_policy)); then
+		rm -f /usr/sbin/policy-rc.d
+		trap - EXIT
+	fi
+	record packages "installed ${missing[*]} ($(elapsed "$t0"))"
+fi
+
+# --- Go ----------------------------------------------------------------------
+if [[ ":$PATH:" != *":/usr/local/go/bin:"* ]]; then
+	export PATH="$PATH:/usr/local/go/bin"
+fi
+if ! command -v go >/dev/null; then
+	echo "install.sh: no Go toolchain: unpack a go1.26+ release into /usr/local/go (https://go.dev/dl/)" >&2
+	exit 1
+fi
+# Later login shells find go too.
+if [[ -d /etc/profile.d && ! -e /etc/profile.d/go.sh ]] && ! grep -qs /usr/local/go/bin /etc/profile; then
+	# shellcheck disable=SC2016 # expanded by the login shell, not here
+	echo 'case ":$PATH:" in *:/usr/local/go/bin:*) ;; *) PATH="$PATH:/usr/local/go/bin" ;; esac' >/etc/profile.d/go.sh
+	note "go: added /usr/local/go/bin to PATH in /etc/profile.d/go.sh"
+fi
+record go "$(go version | cut -d' ' -f3) at $(command -v go)"
+
+# install_go_binary NAME MODULE@VERSION CGO [BUILD FLAGS...]: build into a
+# temp dir and move into $BIN_DIR only once it built, so a failed build never
+# replaces a working binary.
+install_go_binary() {
+	local name=$1 pkg=$2 cgo=$3
+	shift 3
+	local tmp rc=0
+	tmp=$(mktemp -d)
+	CGO_ENABLED=$cgo GOBIN="$tmp" go install "$@" "$pkg" || rc=$?
+	if ((rc == 0)); then
+		install -m 0755 "$tmp/$name" "$BIN_DIR/$name.new"
+		mv -f "$BIN_DIR/$name.new" "$BIN_DIR/$name"
+	fi
+	rm -rf "$tmp"
+	return "$rc"
+}
+
+# --- gVisor runsc (optional) -------------------------------------------------
+runsc_works() {
+	[[ -x "$BIN_DIR/runsc" ]] &&
+		"$BIN_DIR/runsc" --version >/dev/null 2>&1 &&
+		"$BIN_DIR/runsc" --network=none "do" true >/dev/null 2>&1
+}
+if ((with_runsc)); then
+	if runsc_works; then
+		note "runsc: $BIN_DIR/runsc already works, not rebuilding"
+		record runsc "present ($BIN_DIR/runsc)"
+	else
+		if [[ $RUNSC_VERSION == latest ]]; then
+			RUNSC_VERSION=$(go list -m -f '{{.Version}}' gvisor.dev/gvisor@latest)
+		fi
+		note "runsc: building gvisor.dev/gvisor/runsc@$RUNSC_VERSION (about a minute on 2 cores)"
+		t0=$(date +%s)
+		if install_go_binary runsc "gvisor.dev/gvisor/runsc@$RUNSC_VERSION" 0 && runsc_works; then
+			record runsc "built $RUNSC_VERSION ($(elapsed "$t0")), runs 'runsc do true'"
+		else
+			record runsc "FAILED to build or run $RUNSC_VERSION"
+			failed=1
+		fi
+	fi
+fi
+
+# --- newer runc (optional) ---------------------------------------------------
+if ((with_runc)); then
+	want=${RUNC_VERSION#v}
+	if "$BIN_DIR/runc" --version 2>/dev/null | grep -q "^runc version $want\$" &&
+		"$BIN_DIR/runc" --version | grep -q '^libseccomp:'; then
+		note "runc: $BIN_DIR/runc is already $want with seccomp"
+		record runc-latest "present ($want)"
+	else
+		note "runc: building github.com/opencontainers/runc@$RUNC_VERSION with seccomp"
+		t0=$(date +%s)
+		# Without the seccomp tag runc builds fine but cannot apply profiles.
+		if install_go_binary runc "github.com/opencontainers/runc@$RUNC_VERSION" 1 -tags seccomp; then
+			record runc-latest "built $want ($(elapsed "$t0")) in $BIN_DIR"
+			if [[ $BIN_DIR == /usr/local/bin ]]; then
+				note "runc: $BIN_DIR/runc now comes before Debian's /usr/sbin/runc on PATH"
+			fi
+		else
+			record runc-latest "FAILED to build $RUNC_VERSION"
+			failed=1
+		fi
+	fi
+fi
+
+# --- berthd and berth --------------------------------------------------------
+if ((build)); then
+	note "build: go build -o bin/ ./cmd/berthd ./cmd/berth in $repo"
+	t0=$(date +%s)
+	if (cd "$repo" && go build -o bin/ ./cmd/berthd ./cmd/berth); then
+		record build "$repo/bin/berthd, $repo/bin/berth ($(elapsed "$t0"))"
+	else
+		record build "FAILED (see the go build output above)"
+		failed=1
+	fi
+fi
+
+# --- summary -----------------------------------------------------------------
+version_of() { command -v "$1" >/dev/null && echo "$(command -v "$1"): $("$@" 2>&1 | head -1)" || echo "not found"; }
+record "runc on PATH" "$(version_of runc --version)"
+record "conmon on PATH" "$(version_of conmon --version)"
+record "runsc on PATH" "$(version_of runsc --version)"
+record "CNI plugins" "$(find /usr/lib/cni -maxdepth 1 -type f 2>/dev/null | wc -l) in /usr/lib/cni"
+echo
+echo "Summary (no daemon was started):"
+printf '  %s\n' "${summary[@]}"
+exit "$failed"

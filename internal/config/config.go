@@ -1,0 +1,226 @@
+// Package config holds berthd's settings: one TOML file plus a directory of
+// drop-ins, every setting with a default, validated once at start so the
+// daemon never runs half-configured.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"maps"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Locations used when berthd is given no flags.
+const (
+	DefaultPath      = "/etc/berth/berth.toml"
+	DefaultDropInDir = "/etc/berth/berth.d"
+)
+
+// Config is the whole of berthd's configuration. The doc tags are the
+// one-line comments WriteDefault puts above each setting, so the code and the
+// generated file cannot drift apart.
+type Config struct {
+	Root                 string             `toml:"root" doc:"persistent data: records, images, writable layers"`
+	StateDir             string             `toml:"state_dir" doc:"runtime state, lost at reboot: namespaces, bundles, runc root, exit files"`
+	Socket               string             `toml:"socket" doc:"CRI gRPC socket the kubelet connects to (created 0660, root-owned)"`
+	LogLevel             string             `toml:"log_level" doc:"daemon log level: debug, info, warn or error"`
+	LogFormat            string             `toml:"log_format" doc:"daemon log format: text or json"`
+	Conmon               string             `toml:"conmon" doc:"path to conmon; empty: search PATH"`
+	CgroupDriverSetting  string             `toml:"cgroup_driver" doc:"cgroupfs or systemd; empty: systemd when /run/systemd/system exists, else cgroupfs"`
+	DefaultCgroupParent  string             `toml:"default_cgroup_parent" doc:"cgroup parent for pods whose config names none (a path, or a .slice with systemd)"`
+	RestrictOOMScoreAdj  AutoBool           `toml:"restrict_oom_score_adj" doc:"clamp oom_score_adj to berthd's own: auto (when berthd lacks CAP_SYS_RESOURCE), true or false"`
+	UncollectedResultTTL Duration           `toml:"uncollected_result_ttl" doc:"how long a create result nobody collected is kept for the kubelet's retry before cleanup"`
+	ExecSyncMaxOutput    int                `toml:"exec_sync_max_output" doc:"ExecSync output cap in bytes, per stream (16 MiB)"`
+	DefaultRuntime       string             `toml:"default_runtime" doc:"OCI runtime handler used when the pod names no RuntimeClass handler"`
+	Runtimes             map[string]Runtime `toml:"runtimes" doc:"OCI runtime handlers by RuntimeClass handler name; a drop-in changes only the keys it sets"`
+	Network              Network            `toml:"network" doc:"pod networking"`
+	Streaming            Streaming          `toml:"streaming" doc:"the HTTP server behind exec, attach and port-forward URLs"`
+	Images               Images             `toml:"images" doc:"image pulls and storage"`
+	Metrics              Metrics            `toml:"metrics" doc:"Prometheus metrics"`
+}
+
+// Runtime is one OCI runtime handler ([runtimes.<name>]).
+type Runtime struct {
+	Path                         string          `toml:"path" doc:"runtime binary; a bare name is searched on PATH"`
+	Root                         string          `toml:"root" doc:"runtime state root (--root); empty: <state_dir>/runtimes/<name>"`
+	Args                         []string        `toml:"args" doc:"extra global arguments put before every runtime command"`
+	PrivilegedWithoutHostDevices bool            `toml:"privileged_without_host_devices" doc:"privileged containers of this handler do not get the host's devices"`
+	Features                     RuntimeFeatures `toml:"features" doc:"what the runtime supports beyond the OCI basics"`
+}
+
+// RuntimeFeatures says which optional OCI features a handler supports.
+type RuntimeFeatures struct {
+	RecursiveReadOnlyMounts bool `toml:"recursive_read_only_mounts" doc:"supports rro mounts (runc >= 1.1 on Linux >= 5.12)"`
+	UserNamespaces          bool `toml:"user_namespaces" doc:"supports pods in user namespaces (idmapped mounts, runc >= 1.2)"`
+}
+
+// Network configures pod networking.
+type Network struct {
+	ConfDir       string   `toml:"conf_dir" doc:"CNI network configurations; the first one in name order is used"`
+	BinDirs       []string `toml:"bin_dirs" doc:"directories searched for CNI plugin binaries"`
+	DefaultSubnet string   `toml:"default_subnet" doc:"subnet of the built-in bridge network used when conf_dir holds no config"`
+	DefaultBridge string   `toml:"default_bridge" doc:"bridge interface of the built-in network"`
+}
+
+// Streaming configures the exec/attach/port-forward server.
+type Streaming struct {
+	Address string `toml:"address" doc:"listen address; port 0 picks a free port"`
+	TLSCert string `toml:"tls_cert" doc:"TLS certificate file; empty with tls_key empty: plain HTTP"`
+	TLSKey  string `toml:"tls_key" doc:"TLS private key file for tls_cert"`
+}
+
+// Images configures pulls.
+type Images struct {
+	MaxConcurrentDownloads int      `toml:"max_concurrent_downloads" doc:"layers downloaded at once per pull"`
+	PullProgressTimeout    Duration `toml:"pull_progress_timeout" doc:"cancel a pull that receives no bytes for this long; 0s: never"`
+	RegistryConfigDir      string   `toml:"registry_config_dir" doc:"per-registry settings (mirrors, CAs, credentials)"`
+	PinnedImages           []string `toml:"pinned_images" doc:"images that image garbage collection never removes"`
+}
+
+// Metrics configures the Prometheus endpoint.
+type Metrics struct {
+	Address string `toml:"address" doc:"listen address for /metrics; empty: off"`
+}
+
+// Default returns the built-in configuration. runc is always configured;
+// runsc (gVisor) is added when a runsc binary is on PATH. runsc gets no
+// default args: its defaults (systrap platform, sandboxed network stack) suit
+// pods, and operators add e.g. "--network=host" through a drop-in.
+func Default() *Config {
+	c := &Config{
+		Root:                 "/var/lib/berth",
+		StateDir:             "/run/berth",
+		Socket:               "/run/berth/berth.sock",
+		LogLevel:             "info",
+		LogFormat:            "text",
+		Conmon:               "",
+		CgroupDriverSetting:  "",
+		DefaultCgroupParent:  "/berth",
+		RestrictOOMScoreAdj:  AutoBool("auto"),
+		UncollectedResultTTL: Duration{5 * time.Minute},
+		ExecSyncMaxOutput:    16 << 20,
+		DefaultRuntime:       "runc",
+		Runtimes: map[string]Runtime{
+			"runc": {Path: "runc", Args: []string{}},
+		},
+		Network: Network{
+			ConfDir:       "/etc/cni/net.d",
+			BinDirs:       []string{"/usr/lib/cni", "/opt/cni/bin"},
+			DefaultSubnet: "10.88.0.0/16",
+			DefaultBridge: "berth0",
+		},
+		Streaming: Streaming{Address: "127.0.0.1:0"},
+		Images: Images{
+			MaxConcurrentDownloads: 3,
+			PullProgressTimeout:    Duration{time.Minute},
+			RegistryConfigDir:      "/etc/berth/registries.d",
+			PinnedImages:           []string{},
+		},
+	}
+	if _, err := exec.LookPath("runsc"); err == nil {
+		c.Runtimes["runsc"] = Runtime{Path: "runsc", Args: []string{}}
+	}
+	return c
+}
+
+// Load builds the configuration: defaults, then the file at path, then every
+// *.toml in dropInDir in file-name order, then Validate. Each file overrides
+// only the keys it sets (arrays are replaced, not appended). An empty path or
+// dropInDir skips that source. A missing file is an error only when explicit
+// is true (the operator named it); a missing drop-in directory is fine.
+func Load(path string, dropInDir string, explicit bool) (*Config, error) {
+	c := Default()
+	if path != "" {
+		data, err := os.ReadFile(path)
+		switch {
+		case errors.Is(err, fs.ErrNotExist) && !explicit:
+			// No file at the default location: the defaults stand.
+		case errors.Is(err, fs.ErrNotExist):
+			return nil, fmt.Errorf("config file %s does not exist", path)
+		case err != nil:
+			return nil, fmt.Errorf("read config file: %w", err)
+		default:
+			if err := c.decode(path, data); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if dropInDir != "" {
+		entries, err := os.ReadDir(dropInDir) // sorted by file name
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("read config drop-in directory: %w", err)
+		}
+		for _, e := range entries {
+			if e.IsDir() || !strings.HasSuffix(e.Name(), ".toml") {
+				continue
+			}
+			p := filepath.Join(dropInDir, e.Name())
+			data, err := os.ReadFile(p)
+			if err != nil {
+				return nil, fmt.Errorf("read config drop-in: %w", err)
+			}
+			if err := c.decode(p, data); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("invalid configuration (after %s and drop-ins in %s):\n%w", orNone(path), orNone(dropInDir), err)
+	}
+	return c, nil
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return s
+}
+
+// decode applies one TOML document onto c, setting only the keys it holds.
+func (c *Config) decode(name string, data []byte) error {
+	// The TOML decoder builds each map value afresh, which would make a
+	// drop-in's [runtimes.runc] wipe the runc keys it does not set. Keep the
+	// earlier entries so they can be re-decoded onto below.
+	before := maps.Clone(c.Runtimes)
+	md, err := toml.NewDecoder(bytes.NewReader(data)).Decode(c)
+	if err != nil {
+		return fmt.Errorf("config file %s: %w", name, err)
+	}
+	if keys := md.Undecoded(); len(keys) > 0 {
+		names := make([]string, len(keys))
+		for i, k := range keys {
+			names[i] = k.String()
+		}
+		return fmt.Errorf("config file %s: unknown keys: %s", name, strings.Join(names, ", "))
+	}
+	if !md.IsDefined("runtimes") {
+		return nil
+	}
+	var only struct {
+		Runtimes map[string]toml.Primitive `toml:"runtimes"`
+	}
+	md, err = toml.NewDecoder(bytes.NewReader(data)).Decode(&only)
+	if err != nil {
+		return fmt.Errorf("config file %s: %w", name, err)
+	}
+	for rtName, prim := range only.Runtimes {
+		base, ok := before[rtName]
+		if !ok {
+			continue // a new handler: the first decode already has it whole
+		}
+		if err := md.PrimitiveDecode(prim, &base); err != nil {
+			return fmt.Errorf("config file %s: runtimes.%s: %w", name, rtName, err)
+		}
+		c.Runtimes[rtName] = base
+	}
+	return nil
+}
