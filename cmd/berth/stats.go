@@ -1,0 +1,121 @@
+package main
+
+import (
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/spf13/cobra"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// cpuPercent computes CPU use in percent of one core. Runtimes that report
+// usage_nano_cores give it directly; otherwise it is the growth of the
+// cumulative counter between two samples.
+func cpuPercent(prev, cur *runtimeapi.CpuUsage) float64 {
+	if n := cur.GetUsageNanoCores(); n != nil {
+		return float64(n.GetValue()) / 1e7
+	}
+	if prev == nil || cur == nil {
+		return 0
+	}
+	dt := cur.GetTimestamp() - prev.GetTimestamp()
+	du := int64(cur.GetUsageCoreNanoSeconds().GetValue()) - int64(prev.GetUsageCoreNanoSeconds().GetValue())
+	if dt <= 0 || du < 0 {
+		return 0
+	}
+	return float64(du) / float64(dt) * 100
+}
+
+func statsCmd(a *app) *cobra.Command {
+	var o struct {
+		pod     string
+		labels  []string
+		seconds int
+	}
+	cmd := &cobra.Command{
+		Use:     "stats [CONTAINER]",
+		Short:   "Show containers' resource usage",
+		Args:    cobra.MaximumNArgs(1),
+		Example: "  berth stats --pod nginx",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			labels, err := parseLabels(o.labels)
+			if err != nil {
+				return err
+			}
+			ctx, cancel, err := a.ctx(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer cancel()
+			filter := &runtimeapi.ContainerStatsFilter{LabelSelector: labels}
+			if len(args) == 1 {
+				ids, err := a.resolveContainers(ctx, args)
+				if err != nil {
+					return err
+				}
+				filter.Id = ids[0]
+			}
+			if o.pod != "" {
+				ids, err := a.resolvePods(ctx, []string{o.pod})
+				if err != nil {
+					return err
+				}
+				filter.PodSandboxId = ids[0]
+			}
+			list := func() ([]*runtimeapi.ContainerStats, error) {
+				resp, err := a.rt.ListContainerStats(ctx, &runtimeapi.ListContainerStatsRequest{Filter: filter})
+				if err != nil {
+					return nil, fmt.Errorf("listing stats: %w", err)
+				}
+				return resp.GetStats(), nil
+			}
+			stats, err := list()
+			if err != nil {
+				return err
+			}
+			if f := a.format("table"); f != "table" {
+				return printDoc(a.stdout, f, &runtimeapi.ListContainerStatsResponse{Stats: stats})
+			}
+			prev := map[string]*runtimeapi.CpuUsage{}
+			needSecond := false
+			for _, s := range stats {
+				if s.GetCpu().GetUsageNanoCores() == nil {
+					needSecond = true
+				}
+			}
+			if needSecond && o.seconds > 0 {
+				for _, s := range stats {
+					prev[s.GetAttributes().GetId()] = s.GetCpu()
+				}
+				select {
+				case <-ctx.Done():
+					return ctx.Err()
+				case <-time.After(time.Duration(o.seconds) * time.Second):
+				}
+				if stats, err = list(); err != nil {
+					return err
+				}
+			}
+			sort.SliceStable(stats, func(i, j int) bool {
+				return stats[i].GetAttributes().GetMetadata().GetName() < stats[j].GetAttributes().GetMetadata().GetName()
+			})
+			t := newTable(a.stdout)
+			fmt.Fprintln(t, "CONTAINER\tNAME\tCPU %\tMEM\tDISK\tINODES")
+			for _, s := range stats {
+				id := s.GetAttributes().GetId()
+				fmt.Fprintf(t, "%s\t%s\t%.2f\t%s\t%s\t%d\n", shortID(id), s.GetAttributes().GetMetadata().GetName(),
+					cpuPercent(prev[id], s.GetCpu()),
+					humanSize(s.GetMemory().GetWorkingSetBytes().GetValue()),
+					humanSize(s.GetWritableLayer().GetUsedBytes().GetValue()),
+					s.GetWritableLayer().GetInodesUsed().GetValue())
+			}
+			return t.Flush()
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.pod, "pod", "", "only containers of this pod (ID prefix or name)")
+	f.StringArrayVar(&o.labels, "label", nil, "only containers with this label (key=value, repeatable)")
+	f.IntVarP(&o.seconds, "seconds", "s", 1, "sample CPU over this many seconds when the runtime gives only cumulative usage")
+	return cmd
+}
