@@ -154,8 +154,16 @@ func (a *app) run(parent context.Context, o runOpts, image string, args []string
 		Hostname:     o.name,
 		LogDirectory: logDir,
 		Labels:       labels,
-		Linux:        &runtimeapi.LinuxPodSandboxConfig{},
+		// Like docker run: the container gets a PID namespace of its own
+		// (CRI's zero value, POD, would ask for a shared one).
+		Linux: &runtimeapi.LinuxPodSandboxConfig{SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{
+			NamespaceOptions: &runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_CONTAINER},
+		}},
 	}
+	if sc == nil {
+		sc = &runtimeapi.LinuxContainerSecurityContext{}
+	}
+	sc.NamespaceOptions = &runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_CONTAINER}
 	ctrCfg := &runtimeapi.ContainerConfig{
 		Metadata:   &runtimeapi.ContainerMetadata{Name: o.name},
 		Image:      &runtimeapi.ImageSpec{Image: image},

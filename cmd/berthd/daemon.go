@@ -1,0 +1,232 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/berth-project/berth/internal/admin"
+	"github.com/berth-project/berth/internal/config"
+	"github.com/berth-project/berth/internal/container"
+	"github.com/berth-project/berth/internal/cri"
+	"github.com/berth-project/berth/internal/image"
+	"github.com/berth-project/berth/internal/oci"
+	"github.com/berth-project/berth/internal/sandbox"
+	"github.com/berth-project/berth/internal/store"
+)
+
+func newLogger(cfg *config.Config) *slog.Logger {
+	var level slog.Level
+	switch cfg.LogLevel {
+	case "debug":
+		level = slog.LevelDebug
+	case "warn":
+		level = slog.LevelWarn
+	case "error":
+		level = slog.LevelError
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}
+
+// installHint says how to get a missing binary on Debian.
+var installHint = map[string]string{
+	"runc":   "apt-get install runc (or run hack/install.sh)",
+	"conmon": "apt-get install conmon (or run hack/install.sh)",
+	"runsc":  "hack/install.sh --with-runsc builds gVisor's runsc",
+}
+
+func lookBinary(name, path string) (string, error) {
+	if path == "" {
+		path = name
+	}
+	found, err := exec.LookPath(path)
+	if err != nil {
+		hint := installHint[filepath.Base(path)]
+		if hint == "" {
+			hint = "install it or fix the path in the config"
+		}
+		return "", fmt.Errorf("required binary %s (%s) not found: %s", name, path, hint)
+	}
+	return found, nil
+}
+
+
+func run(ctx context.Context, cfg *config.Config) error {
+	log := newLogger(cfg)
+	slog.SetDefault(log)
+
+	conmon, err := lookBinary("conmon", cfg.Conmon)
+	if err != nil {
+		return err
+	}
+	runtimes := map[string]*oci.Runtime{}
+	for name, h := range cfg.Runtimes {
+		path, err := lookBinary(name, h.Path)
+		if err != nil {
+			return fmt.Errorf("runtime handler %q: %w", name, err)
+		}
+		root := h.Root
+		if root == "" {
+			root = filepath.Join(cfg.StateDir, "runtimes", name)
+		}
+		args := append([]string(nil), h.Args...)
+		if cfg.CgroupDriver() == "systemd" && name != "runsc" {
+			args = append(args, "--systemd-cgroup")
+		}
+		runtimes[name] = &oci.Runtime{Name: name, Path: path, Root: root, Args: args}
+	}
+	for _, d := range []string{cfg.Root, cfg.StateDir, filepath.Dir(cfg.Socket)} {
+		if err := os.MkdirAll(d, 0o711); err != nil {
+			return fmt.Errorf("create %s: %w", d, err)
+		}
+	}
+	if err := claimSocket(cfg.Socket); err != nil {
+		return err
+	}
+
+	host, err := hostConfig(cfg, log)
+	if err != nil {
+		return err
+	}
+	st, err := store.Open(filepath.Join(cfg.Root, "berth.db"))
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	images, err := image.New(cfg.Root, st)
+	if err != nil {
+		return fmt.Errorf("image store: %w", err)
+	}
+	defer images.Close()
+	handlers := make([]string, 0, len(runtimes))
+	for name := range runtimes {
+		handlers = append(handlers, name)
+	}
+	sandboxes, err := sandbox.New(sandbox.Config{
+		Store: st, StateDir: cfg.StateDir, DefaultCgroupParent: cfg.DefaultCgroupParent,
+		Handlers: handlers, DefaultHandler: cfg.DefaultRuntime, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	containers, err := container.New(ctx, container.Config{
+		Store: st, Root: cfg.Root, StateDir: cfg.StateDir, ConmonPath: conmon, Runtimes: runtimes,
+		Sandboxes: sandboxes, Images: images, Host: host, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	sandboxes.SetContainers(containers)
+	images.SetLayerInUse(containers.LayerInUse)
+
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	go func() {
+		if err := containers.Watch(ctx); err != nil && ctx.Err() == nil {
+			log.Error("exit watcher stopped", "err", err)
+		}
+	}()
+	go janitor(ctx, cfg.UncollectedResultTTL.Duration, sandboxes, containers)
+
+	server := &cri.Server{Config: cfg, Sandboxes: sandboxes, Containers: containers, Images: images, Log: log}
+	grpcServer := grpc.NewServer(
+		grpc.ChainUnaryInterceptor(server.UnaryInterceptor),
+		grpc.ChainStreamInterceptor(server.StreamInterceptor),
+	)
+	server.Register(grpcServer)
+	admin.Register(grpcServer, images)
+
+	lis, err := listen(cfg.Socket)
+	if err != nil {
+		return err
+	}
+	server.SetReady()
+	log.Info("berthd serving CRI", "socket", cfg.Socket, "root", cfg.Root, "stateDir", cfg.StateDir,
+		"cgroupDriver", cfg.CgroupDriver(), "handlers", handlers, "version", cri.Version)
+
+	errc := make(chan error, 1)
+	go func() { errc <- grpcServer.Serve(lis) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	// Containers keep running: conmon holds them, and the next berthd
+	// picks them up from the records.
+	log.Info("shutting down; containers keep running")
+	done := make(chan struct{})
+	go func() { grpcServer.GracefulStop(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		grpcServer.Stop()
+	}
+	os.Remove(cfg.Socket)
+	return nil
+}
+
+// claimSocket refuses to start when a live berthd answers on the socket and
+// removes a stale one left by a crash.
+func claimSocket(path string) error {
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	conn, err := net.DialTimeout("unix", path, time.Second)
+	if err == nil {
+		conn.Close()
+		return fmt.Errorf("another berthd is already serving %s; stop it first (or use --socket)", path)
+	}
+	if err := os.Remove(path); err != nil {
+		return fmt.Errorf("remove stale socket %s: %w", path, err)
+	}
+	return nil
+}
+
+// listen creates the socket root-owned with mode 0660.
+func listen(path string) (net.Listener, error) {
+	old := syscall.Umask(0o117)
+	lis, err := net.Listen("unix", path)
+	syscall.Umask(old)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o660); err != nil {
+		lis.Close()
+		return nil, err
+	}
+	if err := os.Chown(path, 0, 0); err != nil {
+		lis.Close()
+		return nil, err
+	}
+	return lis, nil
+}
+
+// janitor removes create results that no retry collected.
+func janitor(ctx context.Context, ttl time.Duration, sandboxes *sandbox.Service, containers *container.Service) {
+	t := time.NewTicker(ttl/4 + time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			containers.Names().Expire(ctx, ttl)
+			sandboxes.Names().Expire(ctx, ttl)
+		}
+	}
+}

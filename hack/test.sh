@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Runs berth's whole test suite: formatting and vet checks, unit tests, and
+# the end-to-end suite against a real berthd (real runc, conmon, overlayfs,
+# cgroups). Needs root. Installs what is missing first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="/usr/local/go/bin:$PATH"
+
+./hack/install.sh
+
+echo "== gofmt / go vet"
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+if [ -n "$unformatted" ]; then
+	echo "gofmt would change: $unformatted" >&2
+	exit 1
+fi
+go vet ./...
+
+echo "== unit tests"
+go test -count=1 ./internal/... ./cmd/...
+
+echo "== end-to-end tests"
+go test -count=1 -timeout 40m ./test/...

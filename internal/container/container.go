@@ -1,0 +1,241 @@
+// Package container runs containers inside pod sandboxes: rootfs snapshot,
+// OCI spec, a conmon monitor per container, and the lifecycle CRI asks for
+// (create, start, stop, remove, status, resource updates, log reopen).
+package container
+
+import (
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"sort"
+	"sync"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berth-project/berth/internal/errdefs"
+	"github.com/berth-project/berth/internal/image"
+	"github.com/berth-project/berth/internal/names"
+	"github.com/berth-project/berth/internal/oci"
+	"github.com/berth-project/berth/internal/sandbox"
+	"github.com/berth-project/berth/internal/store"
+)
+
+// State is a container's lifecycle state.
+type State string
+
+const (
+	Created State = "created"
+	Running State = "running"
+	Exited  State = "exited"
+	Unknown State = "unknown"
+)
+
+// Reasons reported for an exited container, as kubelet expects them.
+const (
+	ReasonCompleted = "Completed"
+	ReasonError     = "Error"
+	ReasonOOMKilled = "OOMKilled"
+)
+
+// Container is the persistent record of a container; immutable once
+// published (copy on write).
+type Container struct {
+	ID          string            `json:"id"`
+	PodID       string            `json:"podID"`
+	Key         string            `json:"key"`
+	Name        string            `json:"name"`
+	Attempt     uint32            `json:"attempt"`
+	State       State             `json:"state"`
+	CreatedAt   int64             `json:"createdAt"`
+	StartedAt   int64             `json:"startedAt,omitempty"`
+	FinishedAt  int64             `json:"finishedAt,omitempty"`
+	ExitCode    int32             `json:"exitCode"`
+	Reason      string            `json:"reason,omitempty"`
+	Message     string            `json:"message,omitempty"`
+	Pid         int               `json:"pid,omitempty"`
+	Image       string            `json:"image"`    // as the client asked for it
+	ImageID     string            `json:"imageID"`  // sha256:<config digest>
+	ImageRef    string            `json:"imageRef"` // what status reports as image_ref
+	Layers      []string          `json:"layers"`   // chain IDs the rootfs uses
+	Labels      map[string]string `json:"labels,omitempty"`
+	Annotations map[string]string `json:"annotations,omitempty"`
+	LogPath     string            `json:"logPath,omitempty"` // absolute
+	Runtime     string            `json:"runtime"`
+	StopSignal  string            `json:"stopSignal,omitempty"`
+	User        json.RawMessage   `json:"user,omitempty"` // protojson ContainerUser
+	Config      json.RawMessage   `json:"config"`         // protojson ContainerConfig
+	Resources   json.RawMessage   `json:"resources,omitempty"`
+}
+
+// ContainerConfig decodes the stored CRI config.
+func (c *Container) ContainerConfig() (*runtimeapi.ContainerConfig, error) {
+	cfg := &runtimeapi.ContainerConfig{}
+	if err := protojson.Unmarshal(c.Config, cfg); err != nil {
+		return nil, fmt.Errorf("decode container %s config: %w", c.ID, err)
+	}
+	return cfg, nil
+}
+
+// LinuxResources decodes the resources last applied.
+func (c *Container) LinuxResources() *runtimeapi.LinuxContainerResources {
+	if len(c.Resources) == 0 {
+		return nil
+	}
+	r := &runtimeapi.LinuxContainerResources{}
+	if protojson.Unmarshal(c.Resources, r) != nil {
+		return nil
+	}
+	return r
+}
+
+// Config configures the service.
+type Config struct {
+	Store      *store.Store
+	Root       string // persistent dir: writable layers under <Root>/containers
+	StateDir   string // bundles under <StateDir>/containers, exits under <StateDir>/exits
+	ConmonPath string
+	Runtimes   map[string]*oci.Runtime
+	Sandboxes  *sandbox.Service
+	Images     *image.Service
+	Host       oci.HostConfig // host facts for spec generation, built once at start
+	Logger     *slog.Logger
+}
+
+// Service owns all containers.
+type Service struct {
+	cfg   Config
+	log   *slog.Logger
+	names *names.Registry
+
+	mu         sync.RWMutex
+	containers map[string]*Container
+	exited     map[string]chan struct{} // closed when the container's exit is recorded
+	layerUse   map[string]int           // chain ID -> containers using it
+
+	opMu sync.Map // id -> *sync.Mutex: serialises lifecycle steps of one container
+}
+
+func (s *Service) bundleDir(id string) string   { return filepath.Join(s.cfg.StateDir, "containers", id) }
+func (s *Service) snapshotDir(id string) string { return filepath.Join(s.cfg.Root, "containers", id) }
+func (s *Service) exitDir() string              { return filepath.Join(s.cfg.StateDir, "exits") }
+func (s *Service) rootfs(id string) string      { return filepath.Join(s.bundleDir(id), "rootfs") }
+
+func (s *Service) lock(id string) func() {
+	m, _ := s.opMu.LoadOrStore(id, &sync.Mutex{})
+	mu := m.(*sync.Mutex)
+	mu.Lock()
+	return mu.Unlock
+}
+
+func (s *Service) runtime(name string) (*oci.Runtime, error) {
+	rt, ok := s.cfg.Runtimes[name]
+	if !ok {
+		return nil, fmt.Errorf("runtime handler %q is not configured", name)
+	}
+	return rt, nil
+}
+
+// Get returns the container with the given id.
+func (s *Service) Get(id string) (*Container, error) {
+	s.mu.RLock()
+	c, ok := s.containers[id]
+	s.mu.RUnlock()
+	if !ok {
+		return nil, errdefs.NotFound(fmt.Sprintf("container %q not found", id))
+	}
+	return c, nil
+}
+
+// List returns all containers, newest first; it never touches disk.
+func (s *Service) List() []*Container {
+	s.mu.RLock()
+	out := make([]*Container, 0, len(s.containers))
+	for _, c := range s.containers {
+		out = append(out, c)
+	}
+	s.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].CreatedAt > out[j].CreatedAt })
+	return out
+}
+
+// podContainers lists the containers of one pod.
+func (s *Service) podContainers(podID string) []*Container {
+	var out []*Container
+	for _, c := range s.List() {
+		if c.PodID == podID {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func (s *Service) publish(c *Container) error {
+	if err := s.cfg.Store.Put(store.Containers, c.ID, c); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	if _, existed := s.containers[c.ID]; !existed {
+		for _, l := range c.Layers {
+			s.layerUse[l]++
+		}
+	}
+	s.containers[c.ID] = c
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *Service) forget(c *Container) {
+	s.mu.Lock()
+	if _, ok := s.containers[c.ID]; ok {
+		for _, l := range c.Layers {
+			if s.layerUse[l]--; s.layerUse[l] <= 0 {
+				delete(s.layerUse, l)
+			}
+		}
+	}
+	delete(s.containers, c.ID)
+	delete(s.exited, c.ID)
+	s.mu.Unlock()
+	s.opMu.Delete(c.ID)
+}
+
+// LayerInUse tells the image store whether a container still uses a layer.
+func (s *Service) LayerInUse(chainID string) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.layerUse[chainID] > 0
+}
+
+// exitChan returns the channel closed when id's exit is recorded.
+func (s *Service) exitChan(id string) <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ch, ok := s.exited[id]
+	if !ok {
+		ch = make(chan struct{})
+		s.exited[id] = ch
+	}
+	return ch
+}
+
+func (s *Service) markExited(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ch, ok := s.exited[id]
+	if !ok {
+		ch = make(chan struct{})
+		s.exited[id] = ch
+	}
+	select {
+	case <-ch:
+	default:
+		close(ch)
+	}
+}
+
+// Key is the reservation key of a container: unique within its pod.
+func Key(podID string, md *runtimeapi.ContainerMetadata) string {
+	return fmt.Sprintf("%s_%s_%d", podID, md.GetName(), md.GetAttempt())
+}

@@ -1,0 +1,271 @@
+package container
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/moby/sys/signal"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"google.golang.org/protobuf/encoding/protojson"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berth-project/berth/internal/errdefs"
+	"github.com/berth-project/berth/internal/monitor"
+	"github.com/berth-project/berth/internal/oci"
+	"github.com/berth-project/berth/internal/store"
+)
+
+// Start starts a created container.
+func (s *Service) Start(ctx context.Context, id string) error {
+	unlock := s.lock(id)
+	defer unlock()
+	c, err := s.Get(id)
+	if err != nil {
+		return err
+	}
+	if c.State != Created {
+		return errdefs.Precondition(fmt.Sprintf("container %s is %s, not created; only a created container can be started", id, c.State))
+	}
+	rt, err := s.runtime(c.Runtime)
+	if err != nil {
+		return err
+	}
+	if err := rt.Start(ctx, id); err != nil {
+		return err
+	}
+	nc := *c
+	nc.State = Running
+	nc.StartedAt = time.Now().UnixNano()
+	if err := s.publish(&nc); err != nil {
+		return err
+	}
+	s.log.Info("container started", "container", id, "pod", c.PodID)
+	return nil
+}
+
+// Stop stops a running container: its stop signal (the image's, else
+// SIGTERM), then SIGKILL once timeout has passed. Unknown or already stopped
+// containers are fine.
+func (s *Service) Stop(ctx context.Context, id string, timeout time.Duration) error {
+	c, err := s.Get(id)
+	if err != nil {
+		return nil
+	}
+	if c.State == Exited {
+		return nil
+	}
+	rt, err := s.runtime(c.Runtime)
+	if err != nil {
+		return err
+	}
+	exited := s.exitChan(id)
+	if c.State == Created {
+		// Never started: nothing to signal gracefully.
+		timeout = 0
+	}
+	if timeout > 0 {
+		sig := syscall.SIGTERM
+		if c.StopSignal != "" {
+			if parsed, err := signal.ParseSignal(c.StopSignal); err == nil {
+				sig = parsed
+			}
+		}
+		if err := rt.Kill(ctx, id, sig, false); err != nil && !errdefs.IsNotFound(err) {
+			s.log.Debug("stop signal not delivered", "container", id, "err", err)
+		}
+		t := time.NewTimer(timeout)
+		defer t.Stop()
+		select {
+		case <-exited:
+			return nil
+		case <-t.C:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	if err := rt.Kill(ctx, id, syscall.SIGKILL, true); err != nil && !errdefs.IsNotFound(err) {
+		s.log.Debug("SIGKILL not delivered", "container", id, "err", err)
+	}
+	select {
+	case <-exited:
+		return nil
+	case <-time.After(10 * time.Second):
+		// The exit watcher should have fired; settle from the host.
+		s.handleExit(id)
+		if c, err := s.Get(id); err == nil && c.State == Exited {
+			return nil
+		}
+		return fmt.Errorf("container %s did not exit after SIGKILL", id)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Remove removes a container, forcibly if it still runs. Unknown ids are fine.
+func (s *Service) Remove(ctx context.Context, id string) error {
+	c, err := s.Get(id)
+	if err != nil {
+		return nil
+	}
+	if c.State == Running || c.State == Created {
+		if err := s.Stop(ctx, id, 0); err != nil {
+			return err
+		}
+	}
+	unlock := s.lock(id)
+	defer unlock()
+	rt, _ := s.runtime(c.Runtime)
+	s.cleanup(ctx, id, rt, true)
+	if err := s.cfg.Store.Delete(store.Containers, id); err != nil {
+		return err
+	}
+	s.forget(c)
+	s.names.Release(c.Key, id)
+	s.log.Info("container removed", "container", id, "pod", c.PodID)
+	return nil
+}
+
+// StopPod stops every container of a pod, in parallel, with no grace
+// period: kubelet stops containers itself (with their grace periods) before
+// it stops the pod.
+func (s *Service) StopPod(ctx context.Context, podID string) error {
+	cs := s.podContainers(podID)
+	errc := make(chan error, len(cs))
+	for _, c := range cs {
+		go func() { errc <- s.Stop(ctx, c.ID, 0) }()
+	}
+	var errs []error
+	for range cs {
+		errs = append(errs, <-errc)
+	}
+	return errors.Join(errs...)
+}
+
+// RemovePod removes every container of a pod.
+func (s *Service) RemovePod(ctx context.Context, podID string) error {
+	var errs []error
+	for _, c := range s.podContainers(podID) {
+		errs = append(errs, s.Remove(ctx, c.ID))
+	}
+	return errors.Join(errs...)
+}
+
+// handleExit records the exit of a container from conmon's exit file. It is
+// called by the exit watcher and at start for exits missed while berthd was
+// down; repeated calls are harmless.
+func (s *Service) handleExit(id string) {
+	unlock := s.lock(id)
+	defer unlock()
+	c, err := s.Get(id)
+	if err != nil || c.State == Exited {
+		return
+	}
+	exit, ok, err := monitor.ReadExit(s.exitDir(), s.bundleDir(id), id)
+	if err != nil {
+		s.log.Error("reading container exit", "container", id, "err", err)
+		return
+	}
+	if !ok {
+		return
+	}
+	nc := *c
+	nc.State = Exited
+	nc.ExitCode = int32(exit.Code)
+	nc.FinishedAt = exit.At.UnixNano()
+	nc.Pid = 0
+	switch {
+	case exit.OOM:
+		nc.Reason = ReasonOOMKilled
+	case exit.Code == 0:
+		nc.Reason = ReasonCompleted
+	default:
+		nc.Reason = ReasonError
+	}
+	if nc.StartedAt == 0 {
+		// Killed before it was started: CRI wants started_at <= finished_at.
+		nc.StartedAt = nc.FinishedAt
+	}
+	if err := s.publish(&nc); err != nil {
+		s.log.Error("recording container exit", "container", id, "err", err)
+		return
+	}
+	s.markExited(id)
+	s.log.Info("container exited", "container", id, "pod", c.PodID, "exitCode", exit.Code, "reason", nc.Reason)
+	// Free the runtime's state and the cgroup now; the rootfs stays until
+	// RemoveContainer so logs and the writable layer can still be read.
+	if rt, err := s.runtime(c.Runtime); err == nil {
+		if err := rt.Delete(context.Background(), id, true); err != nil {
+			s.log.Warn("deleting exited container from runtime", "container", id, "err", err)
+		}
+	}
+}
+
+// UpdateResources applies new resource limits to a container.
+func (s *Service) UpdateResources(ctx context.Context, id string, res *runtimeapi.LinuxContainerResources) error {
+	unlock := s.lock(id)
+	defer unlock()
+	c, err := s.Get(id)
+	if err != nil {
+		return err
+	}
+	if res == nil {
+		return errdefs.Invalid("linux resources are required")
+	}
+	if c.State == Exited {
+		return errdefs.Precondition(fmt.Sprintf("container %s has exited; resources cannot be updated", id))
+	}
+	rt, err := s.runtime(c.Runtime)
+	if err != nil {
+		return err
+	}
+	spec := &specs.Spec{Linux: &specs.Linux{}}
+	opt := oci.WithResources(res, oci.ResourceOptions{SwapLimit: s.cfg.Host.SwapLimit, Hugetlb: s.cfg.Host.Hugetlb})
+	if err := opt(spec); err != nil {
+		return err
+	}
+	if err := rt.Update(ctx, id, spec.Linux.Resources); err != nil {
+		return err
+	}
+	nc := *c
+	if nc.Resources, err = protojson.Marshal(res); err != nil {
+		return err
+	}
+	return s.publish(&nc)
+}
+
+// ReopenLog makes conmon reopen the container's log file (after kubelet has
+// renamed it for rotation).
+func (s *Service) ReopenLog(ctx context.Context, id string) error {
+	c, err := s.Get(id)
+	if err != nil {
+		return err
+	}
+	if c.State != Running {
+		return errdefs.Precondition(fmt.Sprintf("container %s is not running", id))
+	}
+	return monitor.ReopenLog(ctx, s.bundleDir(id), c.LogPath)
+}
+
+// Watch follows conmon's exit files until ctx ends.
+func (s *Service) Watch(ctx context.Context) error {
+	return monitor.Watch(ctx, s.exitDir(), s.handleExit)
+}
+
+func killPid(pid int) {
+	if pid > 1 {
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
+}
+
+// exitFile is where conmon records a container's exit code.
+func (s *Service) exitFile(id string) string { return filepath.Join(s.exitDir(), id) }
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}

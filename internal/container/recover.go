@@ -1,0 +1,153 @@
+package container
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/berth-project/berth/internal/errdefs"
+	"github.com/berth-project/berth/internal/names"
+	"github.com/berth-project/berth/internal/snapshot"
+	"github.com/berth-project/berth/internal/store"
+)
+
+// New loads container records and reconciles them with the host: exits that
+// happened while berthd was down are recorded, containers the runtime no
+// longer knows are marked exited, and anything on disk without a record
+// (a crash in the middle of a create) is removed.
+func New(ctx context.Context, cfg Config) (*Service, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	s := &Service{
+		cfg:        cfg,
+		log:        cfg.Logger,
+		names:      names.New("container"),
+		containers: map[string]*Container{},
+		exited:     map[string]chan struct{}{},
+		layerUse:   map[string]int{},
+	}
+	for _, d := range []string{s.exitDir(), filepath.Join(cfg.StateDir, "containers"), filepath.Join(cfg.Root, "containers")} {
+		if err := os.MkdirAll(d, 0o711); err != nil {
+			return nil, err
+		}
+	}
+	err := store.Load(cfg.Store, store.Containers, func(id string, c *Container) error {
+		s.containers[id] = c
+		for _, l := range c.Layers {
+			s.layerUse[l]++
+		}
+		s.names.Restore(c.Key, id)
+		ch := make(chan struct{})
+		if c.State == Exited {
+			close(ch)
+		}
+		s.exited[id] = ch
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("load container records: %w", err)
+	}
+	if err := s.reconcile(ctx); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Names exposes the reservation registry for the uncollected-result janitor.
+func (s *Service) Names() *names.Registry { return s.names }
+
+func (s *Service) reconcile(ctx context.Context) error {
+	for _, c := range s.List() {
+		if c.State == Exited {
+			continue
+		}
+		if fileExists(s.exitFile(c.ID)) {
+			s.handleExit(c.ID)
+			continue
+		}
+		rt, err := s.runtime(c.Runtime)
+		if err != nil {
+			s.markLost(c, err.Error())
+			continue
+		}
+		st, err := rt.State(ctx, c.ID)
+		switch {
+		case errdefs.IsNotFound(err):
+			s.markLost(c, "the OCI runtime no longer knows this container (host rebooted?)")
+		case err != nil:
+			return fmt.Errorf("reconcile container %s: %w", c.ID, err)
+		case st.Status == "stopped":
+			// Stopped but conmon left no exit file: conmon died with it.
+			s.markLost(c, "container stopped while its monitor was gone; exit code unknown")
+		default:
+			if !snapshot.IsMounted(s.rootfs(c.ID)) {
+				s.log.Warn("running container's rootfs is not mounted", "container", c.ID)
+			}
+		}
+	}
+	return s.removeOrphans(ctx)
+}
+
+// markLost records a container whose exit cannot be known, as containerd
+// does: exited with code 255 and reason Unknown.
+func (s *Service) markLost(c *Container, msg string) {
+	nc := *c
+	nc.State = Exited
+	nc.ExitCode = 255
+	nc.Reason = "Unknown"
+	nc.Message = msg
+	nc.FinishedAt = time.Now().UnixNano()
+	if nc.StartedAt == 0 {
+		nc.StartedAt = nc.FinishedAt
+	}
+	if err := s.publish(&nc); err != nil {
+		s.log.Error("recording lost container", "container", c.ID, "err", err)
+	}
+	s.markExited(c.ID)
+	s.log.Warn("container lost", "container", c.ID, "reason", msg)
+}
+
+func (s *Service) removeOrphans(ctx context.Context) error {
+	known := func(id string) bool {
+		_, err := s.Get(id)
+		return err == nil
+	}
+	orphans := map[string]bool{}
+	for _, dir := range []string{filepath.Join(s.cfg.StateDir, "containers"), filepath.Join(s.cfg.Root, "containers")} {
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			return err
+		}
+		for _, e := range entries {
+			if !known(e.Name()) {
+				orphans[e.Name()] = true
+			}
+		}
+	}
+	for _, rt := range s.cfg.Runtimes {
+		states, err := rt.List(ctx)
+		if err != nil {
+			s.log.Warn("listing runtime containers", "runtime", rt.Name, "err", err)
+			continue
+		}
+		for _, st := range states {
+			if !known(st.ID) {
+				orphans[st.ID] = true
+			}
+		}
+	}
+	for id := range orphans {
+		s.log.Warn("removing half-created container left by a crash", "container", id)
+		for _, rt := range s.cfg.Runtimes {
+			if err := rt.Delete(ctx, id, true); err != nil {
+				s.log.Error("deleting orphan from runtime", "container", id, "runtime", rt.Name, "err", err)
+			}
+		}
+		s.cleanup(ctx, id, nil, false)
+	}
+	return nil
+}

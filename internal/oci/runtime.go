@@ -1,0 +1,341 @@
+package oci
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/berth-project/berth/internal/errdefs"
+)
+
+// Runtime drives one OCI runtime binary through its runc-compatible command
+// line (runc, runsc, crun...). It holds no state of its own: every call execs
+// the binary, so a Runtime value is safe for concurrent use.
+type Runtime struct {
+	Name string   // handler name, e.g. "runc", "runsc"; used in error messages
+	Path string   // binary
+	Root string   // --root state dir for this runtime (per berthd instance)
+	Args []string // extra global args (e.g. --systemd-cgroup, runsc flags), placed before the subcommand
+}
+
+// State is what the runtime reports about one container.
+type State struct {
+	ID      string    `json:"id"`
+	Pid     int       `json:"pid"`
+	Status  string    `json:"status"` // creating, created, running, paused, stopped
+	Bundle  string    `json:"bundle"`
+	Created time.Time `json:"created"`
+}
+
+// Container status values as the OCI runtime spec names them.
+const (
+	StatusCreating = "creating"
+	StatusCreated  = "created"
+	StatusRunning  = "running"
+	StatusPaused   = "paused"
+	StatusStopped  = "stopped"
+)
+
+// rtWaitDelay bounds how long a finished runtime command may keep its output
+// pipes open through a leftover child before we stop waiting for them.
+const rtWaitDelay = 5 * time.Second
+
+// rtMaxMessage caps the runtime message carried in an error.
+const rtMaxMessage = 4096
+
+// GlobalArgs returns the arguments that go before every subcommand: the state
+// root, JSON logging (so errors can be picked out of the output) and the
+// handler's extra arguments. conmon gets them as --runtime-arg.
+func (r *Runtime) GlobalArgs() []string {
+	args := make([]string, 0, 4+len(r.Args))
+	if r.Root != "" {
+		args = append(args, "--root", r.Root)
+	}
+	args = append(args, "--log-format", "json")
+	return append(args, r.Args...)
+}
+
+// Start runs the user process of a created container.
+func (r *Runtime) Start(ctx context.Context, id string) error {
+	_, err := r.rtRun(ctx, rtCall{sub: "start", id: id, args: []string{id}})
+	return err
+}
+
+// Kill sends sig to the container's init process, or to all its processes
+// when all is set (needed when the container shares a PID namespace).
+func (r *Runtime) Kill(ctx context.Context, id string, sig syscall.Signal, all bool) error {
+	args := []string{}
+	if all {
+		args = append(args, "--all")
+	}
+	args = append(args, id, strconv.Itoa(int(sig)))
+	_, err := r.rtRun(ctx, rtCall{sub: "kill", id: id, args: args})
+	return err
+}
+
+// Delete removes the runtime's state of a container (and its cgroup). With
+// force a running container is killed first. An absent container is not an
+// error, so Delete can be repeated.
+func (r *Runtime) Delete(ctx context.Context, id string, force bool) error {
+	args := []string{}
+	if force {
+		args = append(args, "--force")
+	}
+	args = append(args, id)
+	_, err := r.rtRun(ctx, rtCall{sub: "delete", id: id, args: args})
+	if errdefs.IsNotFound(err) {
+		return nil
+	}
+	return err
+}
+
+// State reports one container. An absent container gives an error wrapping
+// errdefs.ErrNotFound.
+func (r *Runtime) State(ctx context.Context, id string) (*State, error) {
+	out, err := r.rtRun(ctx, rtCall{sub: "state", id: id, args: []string{id}})
+	if err != nil {
+		return nil, err
+	}
+	var st State
+	if err := json.Unmarshal(out, &st); err != nil {
+		return nil, fmt.Errorf("%s state %s: decoding output %q: %w", r.rtName(), id, rtTrim(out), err)
+	}
+	return &st, nil
+}
+
+// List reports every container under the runtime's root.
+func (r *Runtime) List(ctx context.Context) ([]State, error) {
+	out, err := r.rtRun(ctx, rtCall{sub: "list", args: []string{"--format", "json"}})
+	if err != nil {
+		return nil, err
+	}
+	var sts []State // runc prints "null" when there are none
+	if err := json.Unmarshal(out, &sts); err != nil {
+		return nil, fmt.Errorf("%s list: decoding output %q: %w", r.rtName(), rtTrim(out), err)
+	}
+	return sts, nil
+}
+
+// Update applies new resource limits to a running container.
+func (r *Runtime) Update(ctx context.Context, id string, res *specs.LinuxResources) error {
+	if res == nil {
+		return errdefs.Invalid("update of container " + id + ": no resources given")
+	}
+	data, err := json.Marshal(res)
+	if err != nil {
+		return fmt.Errorf("update of container %s: encoding resources: %w", id, err)
+	}
+	_, err = r.rtRun(ctx, rtCall{sub: "update", id: id, args: []string{"--resources", "-", id}, stdin: bytes.NewReader(data)})
+	return err
+}
+
+// ExecIO is where an exec'd process reads and writes. Nil fields mean
+// /dev/null.
+type ExecIO struct {
+	Stdin          io.Reader
+	Stdout, Stderr io.Writer
+}
+
+// Exec runs proc inside the running container id and waits for it. It
+// returns the process's exit code; err is set only when the runtime itself
+// failed (its message is in the error), so a process exiting non-zero is not
+// an error. There is no terminal: this is for ExecSync-style calls.
+func (r *Runtime) Exec(ctx context.Context, id string, proc *specs.Process, stdio ExecIO) (int, error) {
+	if proc == nil || len(proc.Args) == 0 {
+		return -1, errdefs.Invalid("exec in container " + id + ": no command given")
+	}
+	if proc.Terminal {
+		return -1, errdefs.Invalid("exec in container " + id + ": terminal exec is not supported here")
+	}
+	spec, err := json.Marshal(proc)
+	if err != nil {
+		return -1, fmt.Errorf("exec in container %s: encoding process: %w", id, err)
+	}
+	// The process spec and the runtime's own log travel through pipes handed
+	// over as fds 3 and 4: no temporary files, and the runtime's error
+	// messages stay apart from the process's own stderr.
+	specR, specW, err := os.Pipe()
+	if err != nil {
+		return -1, fmt.Errorf("exec in container %s: %w", id, err)
+	}
+	defer specR.Close()
+	logR, logW, err := os.Pipe()
+	if err != nil {
+		specW.Close()
+		return -1, fmt.Errorf("exec in container %s: %w", id, err)
+	}
+	defer logR.Close()
+
+	args := append(r.GlobalArgs(), "--log", "/proc/self/fd/4", "exec", "--process", "/proc/self/fd/3", id)
+	cmd := exec.CommandContext(ctx, r.Path, args...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdio.Stdin, stdio.Stdout, stdio.Stderr
+	cmd.ExtraFiles = []*os.File{specR, logW}
+	cmd.WaitDelay = rtWaitDelay
+	if err := cmd.Start(); err != nil {
+		specW.Close()
+		logW.Close()
+		return -1, fmt.Errorf("%s exec %s: %w", r.rtName(), id, err)
+	}
+	specR.Close()
+	logW.Close()
+	go func() {
+		_, _ = specW.Write(spec) // the runtime reading it fails loudly if short
+		specW.Close()
+	}()
+	logDone := make(chan []byte, 1)
+	go func() {
+		b, _ := io.ReadAll(io.LimitReader(logR, 1<<20))
+		_, _ = io.Copy(io.Discard, logR)
+		logDone <- b
+	}()
+	waitErr := cmd.Wait()
+	var logOut []byte
+	select {
+	case logOut = <-logDone:
+	case <-time.After(rtWaitDelay):
+		// Someone inside still holds the log pipe; what was read is lost,
+		// but the exit status below still stands.
+	}
+	if msg := rtMessage(logOut, true); msg != "" {
+		return -1, r.rtError(ctx, "exec", id, msg, waitErr)
+	}
+	if waitErr == nil {
+		return 0, nil
+	}
+	if ctxErr := ctx.Err(); ctxErr != nil {
+		return -1, r.rtError(ctx, "exec", id, "", waitErr)
+	}
+	var exitErr *exec.ExitError
+	if errors.As(waitErr, &exitErr) && exitErr.Exited() {
+		return exitErr.ExitCode(), nil
+	}
+	return -1, r.rtError(ctx, "exec", id, "", waitErr)
+}
+
+// rtCall is one runtime command line.
+type rtCall struct {
+	sub   string   // subcommand
+	id    string   // container, for messages; empty for list
+	args  []string // after the subcommand
+	stdin io.Reader
+}
+
+// rtRun execs the runtime and returns its stdout. On failure the error holds
+// the runtime's own message and wraps errdefs.ErrNotFound when the runtime
+// says the container does not exist.
+func (r *Runtime) rtRun(ctx context.Context, c rtCall) ([]byte, error) {
+	args := append(r.GlobalArgs(), c.sub)
+	args = append(args, c.args...)
+	cmd := exec.CommandContext(ctx, r.Path, args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdin = c.stdin
+	cmd.Stdout = &stdout
+	cmd.Stderr = &stderr
+	cmd.WaitDelay = rtWaitDelay
+	if err := cmd.Run(); err != nil {
+		return nil, r.rtError(ctx, c.sub, c.id, rtMessage(stderr.Bytes(), false), err)
+	}
+	return stdout.Bytes(), nil
+}
+
+// rtError builds "runc start abc: <runtime message>" and picks the error kind.
+func (r *Runtime) rtError(ctx context.Context, sub, id, msg string, runErr error) error {
+	what := r.rtName() + " " + sub
+	if id != "" {
+		what += " " + id
+	}
+	if ctxErr := ctx.Err(); ctxErr != nil {
+		kind := error(errdefs.ErrUnavailable)
+		if errors.Is(ctxErr, context.DeadlineExceeded) {
+			kind = errdefs.ErrDeadlineExceeded
+		}
+		if msg != "" {
+			return fmt.Errorf("%s: %s (%v): %w", what, msg, ctxErr, kind)
+		}
+		return fmt.Errorf("%s: %v: %w", what, ctxErr, kind)
+	}
+	if msg == "" {
+		if runErr == nil {
+			return errors.New(what + ": failed without a message")
+		}
+		return fmt.Errorf("%s: %w", what, runErr)
+	}
+	if rtIsNotExist(msg) {
+		return fmt.Errorf("%s: %s: %w", what, msg, errdefs.ErrNotFound)
+	}
+	return fmt.Errorf("%s: %s", what, msg)
+}
+
+func (r *Runtime) rtName() string {
+	if r.Name != "" {
+		return r.Name
+	}
+	return filepath.Base(r.Path)
+}
+
+// rtIsNotExist recognises the runtimes' "no such container" messages
+// (runc: "container does not exist"; runsc: "... does not exist" too).
+func rtIsNotExist(msg string) bool {
+	return strings.Contains(msg, "does not exist") || strings.Contains(msg, "container not found")
+}
+
+// rtLogLine is one line of a runtime's JSON log (logrus format).
+type rtLogLine struct {
+	Level string `json:"level"`
+	Msg   string `json:"msg"`
+}
+
+// RuntimeMessage picks the error message out of a runtime's output: the msg
+// of the last error-level JSON log line, or else the plain text. It is
+// exported for the monitor, which reads the runtime log conmon's runtime
+// wrote.
+func RuntimeMessage(out []byte) string { return rtMessage(out, false) }
+
+// rtMessage extracts the runtime's error message. JSON lines at error level
+// or worse win; with jsonOnly, plain text is ignored (it is the process's,
+// not the runtime's).
+func rtMessage(out []byte, jsonOnly bool) string {
+	var msg string
+	var plain []string
+	for _, line := range bytes.Split(out, []byte("\n")) {
+		line = bytes.TrimSpace(line)
+		if len(line) == 0 {
+			continue
+		}
+		var l rtLogLine
+		if line[0] == '{' && json.Unmarshal(line, &l) == nil && l.Level != "" {
+			switch l.Level {
+			case "error", "fatal", "panic":
+				msg = l.Msg
+			}
+			continue
+		}
+		plain = append(plain, string(line))
+	}
+	if msg == "" && !jsonOnly {
+		msg = strings.Join(plain, "; ")
+	}
+	if len(msg) > rtMaxMessage {
+		msg = msg[:rtMaxMessage] + "..."
+	}
+	return msg
+}
+
+func rtTrim(b []byte) string {
+	if len(b) > 256 {
+		return string(b[:256]) + "..."
+	}
+	return string(b)
+}

@@ -1,0 +1,517 @@
+// Package oci builds OCI runtime specs from CRI configs and drives the OCI
+// runtime binary (runc, runsc...) that runs them.
+//
+// Spec generation is a pure function of its input: every piece is a small
+// SpecOpt applied in order to a default spec, so each rule can be tested on
+// its own. The only host access goes through HostFS (stat of mount sources,
+// device nodes, seccomp profile files) and the container rootfs (for
+// /etc/passwd and /etc/group, read confined to the rootfs).
+package oci
+
+import (
+	"fmt"
+	"path"
+	"strconv"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berth-project/berth/internal/errdefs"
+)
+
+// SpecOpt changes one aspect of a spec. Options are applied in order; a later
+// option sees what earlier ones did.
+type SpecOpt func(*specs.Spec) error
+
+// ApplySpecOpts applies opts to s in order and stops at the first error.
+func ApplySpecOpts(s *specs.Spec, opts ...SpecOpt) error {
+	for _, o := range opts {
+		if err := o(s); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Annotations berth puts on every spec, with the keys containerd's CRI
+// plugin uses, so that tools (NRI plugins, runsc, kata) that read them work
+// unchanged.
+const (
+	AnnotationContainerType      = "io.kubernetes.cri.container-type"
+	AnnotationSandboxID          = "io.kubernetes.cri.sandbox-id"
+	AnnotationSandboxName        = "io.kubernetes.cri.sandbox-name"
+	AnnotationSandboxNamespace   = "io.kubernetes.cri.sandbox-namespace"
+	AnnotationSandboxUID         = "io.kubernetes.cri.sandbox-uid"
+	AnnotationSandboxLogDir      = "io.kubernetes.cri.sandbox-log-directory"
+	AnnotationContainerName      = "io.kubernetes.cri.container-name"
+	AnnotationImageName          = "io.kubernetes.cri.image-name"
+	ContainerTypeContainer       = "container"
+	ContainerTypeSandbox         = "sandbox"
+	specCRIAnnotationPrefix      = "io.kubernetes.cri."
+	specDefaultSandboxCPUShares  = 2
+	specDefaultPauseUID          = 65535
+	specDefaultRootfsPathInSpecs = "rootfs"
+)
+
+// ImageInfo is what spec generation needs from the image: its config
+// (treated as data, never as instructions to the host) and its names.
+type ImageInfo struct {
+	Name       string // the reference the user asked for, e.g. "docker.io/library/busybox:1.36"
+	ID         string // image ID (config digest)
+	Entrypoint []string
+	Cmd        []string
+	Env        []string
+	WorkingDir string
+	User       string
+	StopSignal string // not part of the spec; carried for the caller
+}
+
+// SandboxNamespaces are the pod's pinned namespace files. An empty path
+// means the pod has no namespace of that kind of its own (host network,
+// host IPC, or no shared PID namespace).
+type SandboxNamespaces struct {
+	Net string
+	IPC string
+	UTS string
+	PID string // the pause process's PID namespace, set only when the pod shares one
+}
+
+// HostFS is the host access spec generation needs. OSHost is the real one;
+// tests pass fakes.
+type HostFS interface {
+	// Stat reports whether a bind mount source exists.
+	Stat(path string) error
+	// Devices returns the device node at path, or every device node under
+	// path when it is a directory, with Path set to the host path.
+	Devices(path string) ([]specs.LinuxDevice, error)
+	// ReadFile reads a seccomp profile.
+	ReadFile(path string) ([]byte, error)
+}
+
+// HostConfig is what the daemon knows about its host and runtime handler.
+// It is built once at start and shared by every spec.
+type HostConfig struct {
+	// AllCapabilities is the daemon's bounding set (BoundingCapabilities):
+	// what privileged containers and "ALL" get. Never more than berthd has.
+	AllCapabilities []string
+	// DefaultCapabilities for unprivileged containers; nil means
+	// DefaultCapabilities().
+	DefaultCapabilities []string
+	// AppArmorEnabled says the kernel has AppArmor; a container asking for a
+	// profile on a host without it is refused.
+	AppArmorEnabled bool
+	// AppArmorDefaultProfile is the loaded profile used for RuntimeDefault
+	// (and for containers that do not say); empty means none.
+	AppArmorDefaultProfile string
+	// SeccompDefaultWhenUnset applies RuntimeDefault to containers whose
+	// config names no seccomp profile. containerd's default is unconfined;
+	// kubelet always names one, so this only changes crictl-style clients.
+	SeccompDefaultWhenUnset bool
+	// SwapLimit says the memory cgroup can limit swap (memsw / memory.swap.max).
+	SwapLimit bool
+	// Hugetlb says the hugetlb cgroup controller exists; hugepage limits are
+	// dropped without it.
+	Hugetlb bool
+	// CgroupNamespace gives unprivileged containers a cgroup namespace (set
+	// it on cgroup v2 hosts, as containerd does).
+	CgroupNamespace bool
+	// RecursiveReadOnlyMounts says the OCI runtime and kernel support "rro".
+	RecursiveReadOnlyMounts bool
+	// PidsLimit caps processes per container when > 0.
+	PidsLimit int64
+	// OOMScoreAdjMin clamps oom_score_adj from below, for hosts where berthd
+	// cannot lower a score below its own (no CAP_SYS_RESOURCE).
+	OOMScoreAdjMin *int
+	// NodeHostname is HOSTNAME for pods that set none.
+	NodeHostname string
+	// FS is the host access; nil means OSHost.
+	FS HostFS
+}
+
+func (h *HostConfig) fs() HostFS {
+	if h.FS == nil {
+		return OSHost{}
+	}
+	return h.FS
+}
+
+func (h *HostConfig) defaultCaps() []string {
+	if h.DefaultCapabilities != nil {
+		return h.DefaultCapabilities
+	}
+	return DefaultCapabilities()
+}
+
+// ContainerInput is everything GenerateContainerSpec needs for one container.
+type ContainerInput struct {
+	ID        string
+	Config    *runtimeapi.ContainerConfig
+	Sandbox   *runtimeapi.PodSandboxConfig
+	SandboxID string
+	Image     ImageInfo
+	// RootfsPath is the mounted rootfs on the host. It becomes root.path,
+	// and /etc/passwd and /etc/group are read inside it to resolve users.
+	RootfsPath string
+	Namespaces SandboxNamespaces
+	// TargetPIDNamespace is the PID namespace file of the target container
+	// for namespace_options.pid = TARGET.
+	TargetPIDNamespace string
+	// Pod files bind mounted into the container; empty means not mounted.
+	HostsPath, ResolvPath, HostnamePath, ShmPath string
+	CgroupsPath                                  string
+	Host                                         HostConfig
+}
+
+// SandboxInput is what GenerateSandboxSpec needs for a pod's pause process,
+// which exists only to hold a PID namespace shared by the pod.
+type SandboxInput struct {
+	ID         string
+	Config     *runtimeapi.PodSandboxConfig
+	RootfsPath string   // directory holding the pause binary
+	Args       []string // default: ["/pause"]
+	// Namespaces: the pause process joins the pinned net, ipc and uts
+	// namespaces; its PID namespace is new (PID is ignored).
+	Namespaces  SandboxNamespaces
+	CgroupsPath string
+	Host        HostConfig
+}
+
+// DefaultCapabilities is containerd 1.x's CRI default set (Docker's), which
+// the reference specs show; Pod Security "baseline" allows all of them but
+// NET_RAW. Operators narrow it with HostConfig.DefaultCapabilities.
+func DefaultCapabilities() []string {
+	return []string{
+		"CAP_CHOWN",
+		"CAP_DAC_OVERRIDE",
+		"CAP_FSETID",
+		"CAP_FOWNER",
+		"CAP_MKNOD",
+		"CAP_NET_RAW",
+		"CAP_SETGID",
+		"CAP_SETUID",
+		"CAP_SETFCAP",
+		"CAP_SETPCAP",
+		"CAP_NET_BIND_SERVICE",
+		"CAP_SYS_CHROOT",
+		"CAP_KILL",
+		"CAP_AUDIT_WRITE",
+	}
+}
+
+// DefaultMaskedPaths is kubelet's list (a superset of containerd's), used
+// when the CRI config names none.
+func DefaultMaskedPaths() []string {
+	return []string{
+		"/proc/asound",
+		"/proc/acpi",
+		"/proc/interrupts",
+		"/proc/kcore",
+		"/proc/keys",
+		"/proc/latency_stats",
+		"/proc/timer_list",
+		"/proc/timer_stats",
+		"/proc/sched_debug",
+		"/proc/scsi",
+		"/sys/firmware",
+		"/sys/devices/virtual/powercap",
+	}
+}
+
+// DefaultReadonlyPaths is kubelet's and containerd's list.
+func DefaultReadonlyPaths() []string {
+	return []string{
+		"/proc/bus",
+		"/proc/fs",
+		"/proc/irq",
+		"/proc/sys",
+		"/proc/sysrq-trigger",
+	}
+}
+
+// specBase is the starting point every spec is built from: no process args,
+// root user, default caps, deny-all devices, new mount namespace.
+func specBase(rootfs string, caps []string) *specs.Spec {
+	if rootfs == "" {
+		rootfs = specDefaultRootfsPathInSpecs
+	}
+	return &specs.Spec{
+		Version: specs.Version,
+		Root:    &specs.Root{Path: rootfs},
+		Process: &specs.Process{
+			Cwd: "/",
+			Capabilities: &specs.LinuxCapabilities{
+				Bounding:  append([]string(nil), caps...),
+				Effective: append([]string(nil), caps...),
+				Permitted: append([]string(nil), caps...),
+			},
+		},
+		Mounts: specDefaultMounts(),
+		Linux: &specs.Linux{
+			MaskedPaths:   DefaultMaskedPaths(),
+			ReadonlyPaths: DefaultReadonlyPaths(),
+			Resources: &specs.LinuxResources{
+				Devices: specDenyAllDevices(),
+			},
+			Namespaces: []specs.LinuxNamespace{{Type: specs.MountNamespace}},
+		},
+	}
+}
+
+// GenerateContainerSpec builds the OCI spec for a CRI container. Errors a
+// caller can fix (bad config, missing host path, unknown user) are
+// errdefs.ErrInvalidArgument and name the field.
+func GenerateContainerSpec(in *ContainerInput) (*specs.Spec, error) {
+	if in == nil || in.Config == nil {
+		return nil, errdefs.Invalid("container config is required")
+	}
+	if in.Sandbox == nil {
+		return nil, errdefs.Invalid("sandbox config is required")
+	}
+	cfg := in.Config
+	sc := cfg.GetLinux().GetSecurityContext()
+	privileged := sc.GetPrivileged()
+	if privileged && !in.Sandbox.GetLinux().GetSecurityContext().GetPrivileged() {
+		return nil, errdefs.Invalid("linux.security_context.privileged: a privileged container needs a privileged pod sandbox")
+	}
+	if err := ValidatePodSysctls(in.Sandbox); err != nil {
+		return nil, err
+	}
+	host := &in.Host
+	hostname := in.Sandbox.GetHostname()
+	if hostname == "" {
+		hostname = host.NodeHostname
+	}
+
+	userstr, err := specUserString(sc, in.Image.User)
+	if err != nil {
+		return nil, err
+	}
+	// Group membership is looked up by the user part only, as containerd does.
+	memberOf := specUserPart(userstr)
+
+	seccompProfile, err := specSeccompProfile(sc, host.SeccompDefaultWhenUnset)
+	if err != nil {
+		return nil, err
+	}
+	apparmorProfile, err := specAppArmorProfile(sc)
+	if err != nil {
+		return nil, err
+	}
+	podFiles := specPodFileMounts(in)
+	nsOpts := sc.GetNamespaceOptions()
+
+	opts := []SpecOpt{
+		WithProcessArgs(cfg.GetCommand(), cfg.GetArgs(), in.Image.Entrypoint, in.Image.Cmd),
+		WithDefaultPathEnv(),
+		WithEnv([]string{"HOSTNAME=" + hostname}),
+		WithEnv(specMergeEnv(in.Image.Env, cfg.GetEnvs())),
+		WithWorkingDir(cfg.GetWorkingDir(), in.Image.WorkingDir),
+		WithTerminal(cfg.GetTty()),
+		WithUser(in.RootfsPath, userstr),
+	}
+	switch p := sc.GetSupplementalGroupsPolicy(); p {
+	case runtimeapi.SupplementalGroupsPolicy_Merge:
+		opts = append(opts, WithAdditionalGIDs(in.RootfsPath, memberOf))
+	case runtimeapi.SupplementalGroupsPolicy_Strict:
+	default:
+		return nil, errdefs.Invalid(fmt.Sprintf("linux.security_context.supplemental_groups_policy: unknown policy %d", p))
+	}
+	opts = append(opts,
+		WithSupplementalGroups(sc.GetSupplementalGroups()),
+		WithCgroupMount(),
+		// Pod files are berth's own: no existence check, they are made with the pod.
+		WithMounts(podFiles, MountOptions{}),
+		WithMounts(cfg.GetMounts(), MountOptions{
+			Stat:                    host.fs().Stat,
+			RecursiveReadOnlyMounts: host.RecursiveReadOnlyMounts,
+		}),
+		WithMaskedPaths(sc.GetMaskedPaths()),
+		WithReadonlyPaths(sc.GetReadonlyPaths()),
+		WithDefaultDeviceRules(),
+		WithCRIDevices(cfg.GetDevices(), host.fs().Devices),
+		WithCapabilities(host.defaultCaps(), sc.GetCapabilities(), host.AllCapabilities),
+	)
+	if privileged {
+		opts = append(opts, WithPrivileged(host.AllCapabilities, host.fs().Devices))
+	}
+	opts = append(opts,
+		WithNoNewPrivileges(sc.GetNoNewPrivs()),
+		WithReadonlyRootfs(sc.GetReadonlyRootfs()),
+		WithResources(cfg.GetLinux().GetResources(), ResourceOptions{
+			SwapLimit: host.SwapLimit,
+			Hugetlb:   host.Hugetlb,
+			PidsLimit: host.PidsLimit,
+		}),
+		WithOOMScoreAdj(cfg.GetLinux().GetResources(), host.OOMScoreAdjMin),
+		WithCgroupsPath(in.CgroupsPath),
+	)
+	nsOpt, err := specContainerNamespaces(nsOpts, in.Namespaces, in.TargetPIDNamespace)
+	if err != nil {
+		return nil, err
+	}
+	opts = append(opts, nsOpt)
+	if host.CgroupNamespace && !privileged {
+		opts = append(opts, WithNamespace(specs.CgroupNamespace, ""))
+	}
+	opts = append(opts,
+		WithSysctls(in.Sandbox.GetLinux().GetSysctls()),
+		WithAppArmor(apparmorProfile, privileged, host.AppArmorEnabled, host.AppArmorDefaultProfile),
+		// Seccomp last: the default profile allows syscalls by the
+		// capabilities the spec ends up with.
+		WithSeccomp(seccompProfile, privileged, host.fs().ReadFile),
+		WithAnnotations(cfg.GetAnnotations()),
+		WithAnnotations(specCRIAnnotations(ContainerTypeContainer, in.SandboxID, in.Sandbox, map[string]string{
+			AnnotationContainerName: cfg.GetMetadata().GetName(),
+			AnnotationImageName:     in.Image.Name,
+		})),
+	)
+
+	s := specBase(in.RootfsPath, host.defaultCaps())
+	if err := ApplySpecOpts(s, opts...); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// GenerateSandboxSpec builds the spec of a pod's pause process. berth runs
+// one only for pods that share their PID namespace: it is PID 1 there,
+// reaping zombies. It runs as 65535 with no capabilities, a read-only root,
+// no_new_privileges and the default seccomp profile.
+func GenerateSandboxSpec(in *SandboxInput) (*specs.Spec, error) {
+	if in == nil || in.Config == nil {
+		return nil, errdefs.Invalid("sandbox config is required")
+	}
+	if err := ValidatePodSysctls(in.Config); err != nil {
+		return nil, err
+	}
+	host := &in.Host
+	sc := in.Config.GetLinux().GetSecurityContext()
+	args := in.Args
+	if len(args) == 0 {
+		args = []string{"/pause"}
+	}
+	nsOpts := sc.GetNamespaceOptions()
+	// The pause process needs no syscall beyond the default profile, so it
+	// always gets one: the pod's own Localhost profile, else RuntimeDefault
+	// (even for pods that ask for Unconfined, which is meant for their
+	// containers).
+	seccompProfile, err := specSeccompProfileFrom(sc.GetSeccomp(), sc.GetSeccompProfilePath())
+	if err != nil {
+		return nil, err
+	}
+	if seccompProfile.GetProfileType() != runtimeapi.SecurityProfile_Localhost {
+		seccompProfile = &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_RuntimeDefault}
+	}
+	adj := -998 // kubelet's sandbox score
+	uid := int64(specDefaultPauseUID)
+
+	opts := []SpecOpt{
+		WithProcessArgs(args, nil, nil, nil),
+		WithUser("", strconv.FormatInt(uid, 10)+":"+strconv.FormatInt(uid, 10)),
+		WithCapabilities(nil, &runtimeapi.Capability{DropCapabilities: []string{"ALL"}}, host.AllCapabilities),
+		WithNoNewPrivileges(true),
+		WithReadonlyRootfs(true),
+		WithDefaultDeviceRules(),
+		WithResources(&runtimeapi.LinuxContainerResources{CpuShares: specDefaultSandboxCPUShares}, ResourceOptions{}),
+		WithOOMScoreAdj(&runtimeapi.LinuxContainerResources{OomScoreAdj: int64(adj)}, host.OOMScoreAdjMin),
+		WithCgroupsPath(in.CgroupsPath),
+		WithNamespace(specs.PIDNamespace, ""),
+	}
+	if nsOpts.GetNetwork() != runtimeapi.NamespaceMode_NODE {
+		if in.Namespaces.Net == "" {
+			return nil, errdefs.Invalid("sandbox has no network namespace path for a pod with its own network")
+		}
+		opts = append(opts, WithNamespace(specs.NetworkNamespace, in.Namespaces.Net))
+		if in.Namespaces.UTS != "" {
+			opts = append(opts, WithNamespace(specs.UTSNamespace, in.Namespaces.UTS))
+		}
+	}
+	if nsOpts.GetIpc() != runtimeapi.NamespaceMode_NODE {
+		if in.Namespaces.IPC == "" {
+			return nil, errdefs.Invalid("sandbox has no IPC namespace path for a pod with its own IPC")
+		}
+		opts = append(opts, WithNamespace(specs.IPCNamespace, in.Namespaces.IPC))
+	}
+	opts = append(opts,
+		WithSeccomp(seccompProfile, false, host.fs().ReadFile),
+		WithAnnotations(specCRIAnnotations(ContainerTypeSandbox, in.ID, in.Config, map[string]string{
+			AnnotationSandboxLogDir: in.Config.GetLogDirectory(),
+		})),
+	)
+	s := specBase(in.RootfsPath, nil)
+	s.Process.Capabilities = &specs.LinuxCapabilities{}
+	if err := ApplySpecOpts(s, opts...); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// specCRIAnnotations are the io.kubernetes.cri.* annotations containerd sets.
+func specCRIAnnotations(kind, sandboxID string, sb *runtimeapi.PodSandboxConfig, extra map[string]string) map[string]string {
+	a := map[string]string{
+		AnnotationContainerType:    kind,
+		AnnotationSandboxID:        sandboxID,
+		AnnotationSandboxName:      sb.GetMetadata().GetName(),
+		AnnotationSandboxNamespace: sb.GetMetadata().GetNamespace(),
+		AnnotationSandboxUID:       sb.GetMetadata().GetUid(),
+	}
+	for k, v := range extra {
+		a[k] = v
+	}
+	return a
+}
+
+// WithAnnotations adds annotations, replacing existing keys.
+func WithAnnotations(a map[string]string) SpecOpt {
+	return func(s *specs.Spec) error {
+		if len(a) == 0 {
+			return nil
+		}
+		if s.Annotations == nil {
+			s.Annotations = make(map[string]string, len(a))
+		}
+		for k, v := range a {
+			s.Annotations[k] = v
+		}
+		return nil
+	}
+}
+
+// WithCgroupsPath sets linux.cgroupsPath (computed by the caller for the
+// cgroup driver in use).
+func WithCgroupsPath(p string) SpecOpt {
+	return func(s *specs.Spec) error {
+		specEnsureLinux(s)
+		s.Linux.CgroupsPath = p
+		return nil
+	}
+}
+
+func specEnsureLinux(s *specs.Spec) {
+	if s.Linux == nil {
+		s.Linux = &specs.Linux{}
+	}
+}
+
+func specEnsureResources(s *specs.Spec) {
+	specEnsureLinux(s)
+	if s.Linux.Resources == nil {
+		s.Linux.Resources = &specs.LinuxResources{}
+	}
+}
+
+func specEnsureProcess(s *specs.Spec) {
+	if s.Process == nil {
+		s.Process = &specs.Process{Cwd: "/"}
+	}
+}
+
+func specEnsureCaps(s *specs.Spec) {
+	specEnsureProcess(s)
+	if s.Process.Capabilities == nil {
+		s.Process.Capabilities = &specs.LinuxCapabilities{}
+	}
+}
+
+// specIsAbs reports whether p is an absolute container (Linux) path.
+func specIsAbs(p string) bool { return path.IsAbs(p) }

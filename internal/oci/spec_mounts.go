@@ -1,0 +1,208 @@
+package oci
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"slices"
+	"strings"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berth-project/berth/internal/errdefs"
+)
+
+// specDefaultMounts are containerd's default mounts minus /run (its CRI
+// plugin removes it too). /dev/shm is replaced by the pod's shm when the
+// pod has one.
+func specDefaultMounts() []specs.Mount {
+	return []specs.Mount{
+		{Destination: "/proc", Type: "proc", Source: "proc", Options: []string{"nosuid", "noexec", "nodev"}},
+		{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
+		{Destination: "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"}},
+		{Destination: "/dev/shm", Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}},
+		{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue", Options: []string{"nosuid", "noexec", "nodev"}},
+		{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "ro"}},
+	}
+}
+
+// WithCgroupMount adds the read-only cgroup filesystem at /sys/fs/cgroup,
+// as containerd does for containers (not for the sandbox).
+func WithCgroupMount() SpecOpt {
+	return func(s *specs.Spec) error {
+		s.Mounts = append(s.Mounts, specs.Mount{
+			Destination: "/sys/fs/cgroup", Type: "cgroup", Source: "cgroup",
+			Options: []string{"nosuid", "noexec", "nodev", "relatime", "ro"},
+		})
+		return nil
+	}
+}
+
+// MountOptions are the host facts WithMounts needs.
+type MountOptions struct {
+	// Stat checks that a host path exists; nil skips the check.
+	Stat func(path string) error
+	// RecursiveReadOnlyMounts allows "rro" (runtime and kernel support it).
+	RecursiveReadOnlyMounts bool
+}
+
+// specPodFileMounts are the pod's /etc/hostname, /etc/hosts,
+// /etc/resolv.conf and /dev/shm, unless the CRI config mounts something
+// there itself (kubelet mounts its own /etc/hosts).
+func specPodFileMounts(in *ContainerInput) []*runtimeapi.Mount {
+	cfg := in.Config
+	sc := cfg.GetLinux().GetSecurityContext()
+	ro := sc.GetReadonlyRootfs()
+	files := []struct {
+		dst, src string
+		ro       bool
+	}{
+		{"/etc/hostname", in.HostnamePath, ro},
+		{"/etc/hosts", in.HostsPath, ro},
+		{"/etc/resolv.conf", in.ResolvPath, ro},
+		{"/dev/shm", in.ShmPath, false},
+	}
+	if sc.GetNamespaceOptions().GetIpc() == runtimeapi.NamespaceMode_NODE {
+		// Host IPC shares the host's System V and POSIX shared memory.
+		files[3].src = "/dev/shm"
+	}
+	var out []*runtimeapi.Mount
+	for _, f := range files {
+		if f.src == "" || specInCRIMounts(f.dst, cfg.GetMounts()) {
+			continue
+		}
+		out = append(out, &runtimeapi.Mount{
+			ContainerPath: f.dst,
+			HostPath:      f.src,
+			Readonly:      f.ro,
+			Propagation:   runtimeapi.MountPropagation_PROPAGATION_PRIVATE,
+		})
+	}
+	return out
+}
+
+func specInCRIMounts(dst string, mounts []*runtimeapi.Mount) bool {
+	for _, m := range mounts {
+		if path.Clean(m.GetContainerPath()) == dst {
+			return true
+		}
+	}
+	return false
+}
+
+// WithMounts adds CRI bind mounts. They replace default mounts with the
+// same destination (and, for /dev, every default under it); a later mount
+// for a destination wins over an earlier one. All mounts end up sorted so a
+// parent directory is mounted before what is mounted inside it.
+func WithMounts(mounts []*runtimeapi.Mount, o MountOptions) SpecOpt {
+	return func(s *specs.Spec) error {
+		var added []specs.Mount
+		for i, m := range mounts {
+			sm, err := specBindMount(i, m, o)
+			if err != nil {
+				return err
+			}
+			switch m.GetPropagation() {
+			case runtimeapi.MountPropagation_PROPAGATION_BIDIRECTIONAL:
+				specEnsureLinux(s)
+				s.Linux.RootfsPropagation = "rshared"
+			case runtimeapi.MountPropagation_PROPAGATION_HOST_TO_CONTAINER:
+				specEnsureLinux(s)
+				if s.Linux.RootfsPropagation != "rshared" {
+					s.Linux.RootfsPropagation = "rslave"
+				}
+			}
+			// A later mount with the same destination replaces an earlier one.
+			added = slices.DeleteFunc(added, func(a specs.Mount) bool { return a.Destination == sm.Destination })
+			added = append(added, sm)
+		}
+		dests := make(map[string]bool, len(added))
+		for _, m := range added {
+			dests[m.Destination] = true
+		}
+		kept := s.Mounts[:0:0]
+		for _, m := range s.Mounts {
+			dst := path.Clean(m.Destination)
+			if dests[dst] || (dests["/dev"] && strings.HasPrefix(dst, "/dev/")) {
+				continue
+			}
+			kept = append(kept, m)
+		}
+		s.Mounts = append(kept, added...)
+		specSortMounts(s.Mounts)
+		return nil
+	}
+}
+
+// specBindMount turns one CRI mount into an OCI bind mount.
+func specBindMount(i int, m *runtimeapi.Mount, o MountOptions) (specs.Mount, error) {
+	field := fmt.Sprintf("mounts[%d]", i)
+	dst, src := m.GetContainerPath(), m.GetHostPath()
+	if !specIsAbs(dst) {
+		return specs.Mount{}, errdefs.Invalid(fmt.Sprintf("%s.container_path %q must be an absolute path", field, dst))
+	}
+	if m.GetImage().GetImage() != "" {
+		return specs.Mount{}, errdefs.Invalid(fmt.Sprintf("%s.image: image volume mounts are not supported", field))
+	}
+	if len(m.GetUidMappings()) > 0 || len(m.GetGidMappings()) > 0 {
+		return specs.Mount{}, errdefs.Invalid(fmt.Sprintf("%s: id-mapped mounts are not supported", field))
+	}
+	if !specIsAbs(src) {
+		return specs.Mount{}, errdefs.Invalid(fmt.Sprintf("%s.host_path %q must be an absolute path", field, src))
+	}
+	if o.Stat != nil {
+		if err := o.Stat(src); err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return specs.Mount{}, errdefs.Invalid(fmt.Sprintf("%s.host_path %s does not exist", field, src))
+			}
+			return specs.Mount{}, fmt.Errorf("%s.host_path %s: %w", field, src, err)
+		}
+	}
+	opts := []string{"rbind"}
+	switch m.GetPropagation() {
+	case runtimeapi.MountPropagation_PROPAGATION_PRIVATE:
+		opts = append(opts, "rprivate")
+	case runtimeapi.MountPropagation_PROPAGATION_HOST_TO_CONTAINER:
+		opts = append(opts, "rslave")
+	case runtimeapi.MountPropagation_PROPAGATION_BIDIRECTIONAL:
+		opts = append(opts, "rshared")
+	default:
+		return specs.Mount{}, errdefs.Invalid(fmt.Sprintf("%s.propagation: unknown mode %d", field, m.GetPropagation()))
+	}
+	switch {
+	case m.GetRecursiveReadOnly() && !m.GetReadonly():
+		return specs.Mount{}, errdefs.Invalid(fmt.Sprintf("%s.recursive_read_only needs readonly (host path %s)", field, src))
+	case m.GetRecursiveReadOnly():
+		if !o.RecursiveReadOnlyMounts {
+			return specs.Mount{}, errdefs.Invalid(fmt.Sprintf("%s.recursive_read_only: the runtime handler does not support recursive read-only mounts (host path %s)", field, src))
+		}
+		if m.GetPropagation() != runtimeapi.MountPropagation_PROPAGATION_PRIVATE {
+			return specs.Mount{}, errdefs.Invalid(fmt.Sprintf("%s.recursive_read_only needs private propagation, got %s (host path %s)", field, m.GetPropagation(), src))
+		}
+		opts = append(opts, "rro")
+	case m.GetReadonly():
+		opts = append(opts, "ro")
+	default:
+		opts = append(opts, "rw")
+	}
+	// selinux_relabel is ignored: berth does not run with SELinux labels.
+	return specs.Mount{Destination: path.Clean(dst), Type: "bind", Source: src, Options: opts}, nil
+}
+
+// specSortMounts orders mounts by path depth, keeping the given order among
+// equals, so that /a is mounted before /a/b and shadows nothing mounted later.
+func specSortMounts(m []specs.Mount) {
+	slices.SortStableFunc(m, func(a, b specs.Mount) int {
+		return specMountDepth(a.Destination) - specMountDepth(b.Destination)
+	})
+}
+
+func specMountDepth(p string) int {
+	p = path.Clean(p)
+	if p == "/" {
+		return 0
+	}
+	return strings.Count(p, "/")
+}

@@ -1,0 +1,121 @@
+package oci
+
+import (
+	"fmt"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berth-project/berth/internal/errdefs"
+)
+
+// WithNamespace gives the process a namespace of type t: a new one when p
+// is empty, else the one at p. It replaces any earlier entry of that type.
+func WithNamespace(t specs.LinuxNamespaceType, p string) SpecOpt {
+	return func(s *specs.Spec) error {
+		specEnsureLinux(s)
+		for i := range s.Linux.Namespaces {
+			if s.Linux.Namespaces[i].Type == t {
+				s.Linux.Namespaces[i].Path = p
+				return nil
+			}
+		}
+		s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: t, Path: p})
+		return nil
+	}
+}
+
+// WithoutNamespace removes namespace type t: the process stays in the
+// host's (berthd's) namespace of that type.
+func WithoutNamespace(t specs.LinuxNamespaceType) SpecOpt {
+	return func(s *specs.Spec) error {
+		if s.Linux == nil {
+			return nil
+		}
+		kept := s.Linux.Namespaces[:0]
+		for _, ns := range s.Linux.Namespaces {
+			if ns.Type != t {
+				kept = append(kept, ns)
+			}
+		}
+		s.Linux.Namespaces = kept
+		return nil
+	}
+}
+
+// WithHostname sets the UTS hostname. Only for a spec that creates its own
+// UTS namespace: runc refuses a hostname when joining one.
+func WithHostname(h string) SpecOpt {
+	return func(s *specs.Spec) error {
+		if h == "" {
+			return nil
+		}
+		if s.Linux != nil {
+			for _, ns := range s.Linux.Namespaces {
+				if ns.Type == specs.UTSNamespace && ns.Path == "" {
+					s.Hostname = h
+					return nil
+				}
+			}
+		}
+		return fmt.Errorf("hostname %q needs a new UTS namespace in the spec", h)
+	}
+}
+
+// specContainerNamespaces places a container in its pod's namespaces: the
+// pod's pinned net/uts/ipc (or the host's for host network/IPC) and a PID
+// namespace of its own, the pod's shared one, a target container's, or the
+// host's. The hostname is never set: the container joins the pod's UTS
+// namespace, where the sandbox set it.
+func specContainerNamespaces(o *runtimeapi.NamespaceOption, ns SandboxNamespaces, target string) (SpecOpt, error) {
+	const field = "linux.security_context.namespace_options"
+	var opts []SpecOpt
+	switch o.GetNetwork() {
+	case runtimeapi.NamespaceMode_NODE:
+		// Host network pods also use the host's UTS namespace (hostname).
+		opts = append(opts, WithoutNamespace(specs.NetworkNamespace), WithoutNamespace(specs.UTSNamespace))
+	case runtimeapi.NamespaceMode_POD:
+		if ns.Net == "" {
+			return nil, errdefs.Precondition("the pod sandbox has no network namespace to join")
+		}
+		if ns.UTS == "" {
+			return nil, errdefs.Precondition("the pod sandbox has no UTS namespace to join")
+		}
+		opts = append(opts, WithNamespace(specs.NetworkNamespace, ns.Net), WithNamespace(specs.UTSNamespace, ns.UTS))
+	default:
+		return nil, errdefs.Invalid(fmt.Sprintf("%s.network: mode %s is not supported (POD or NODE)", field, o.GetNetwork()))
+	}
+	switch o.GetIpc() {
+	case runtimeapi.NamespaceMode_NODE:
+		opts = append(opts, WithoutNamespace(specs.IPCNamespace))
+	case runtimeapi.NamespaceMode_POD:
+		if ns.IPC == "" {
+			return nil, errdefs.Precondition("the pod sandbox has no IPC namespace to join")
+		}
+		opts = append(opts, WithNamespace(specs.IPCNamespace, ns.IPC))
+	default:
+		return nil, errdefs.Invalid(fmt.Sprintf("%s.ipc: mode %s is not supported (POD or NODE)", field, o.GetIpc()))
+	}
+	switch o.GetPid() {
+	case runtimeapi.NamespaceMode_CONTAINER:
+		opts = append(opts, WithNamespace(specs.PIDNamespace, ""))
+	case runtimeapi.NamespaceMode_POD:
+		if ns.PID == "" {
+			return nil, errdefs.Precondition("the pod sandbox has no shared PID namespace to join")
+		}
+		opts = append(opts, WithNamespace(specs.PIDNamespace, ns.PID))
+	case runtimeapi.NamespaceMode_NODE:
+		opts = append(opts, WithoutNamespace(specs.PIDNamespace))
+	case runtimeapi.NamespaceMode_TARGET:
+		if o.GetTargetId() == "" || target == "" {
+			return nil, errdefs.Invalid(field + ".target_id: PID mode TARGET needs a running target container")
+		}
+		opts = append(opts, WithNamespace(specs.PIDNamespace, target))
+	default:
+		return nil, errdefs.Invalid(fmt.Sprintf("%s.pid: unknown mode %d", field, o.GetPid()))
+	}
+	if u := o.GetUsernsOptions(); u != nil && u.GetMode() != runtimeapi.NamespaceMode_NODE {
+		return nil, errdefs.Invalid(field + ".userns_options: user namespaces are not supported by berth")
+	}
+	return func(s *specs.Spec) error { return ApplySpecOpts(s, opts...) }, nil
+}

@@ -1,0 +1,420 @@
+package oci
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"slices"
+	"strings"
+
+	"github.com/moby/profiles/seccomp"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berth-project/berth/internal/errdefs"
+)
+
+// specCapNames are the Linux capabilities by number (linux/capability.h).
+var specCapNames = []string{
+	"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER",
+	"CAP_FSETID", "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP",
+	"CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST",
+	"CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK", "CAP_IPC_OWNER",
+	"CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE",
+	"CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE",
+	"CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD",
+	"CAP_LEASE", "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP",
+	"CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM",
+	"CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF",
+	"CAP_CHECKPOINT_RESTORE",
+}
+
+// specCapName normalises a CRI capability ("net_admin", "CAP_NET_ADMIN")
+// to the OCI form and checks that Linux knows it.
+func specCapName(field, c string) (string, error) {
+	name := strings.ToUpper(c)
+	if !strings.HasPrefix(name, "CAP_") {
+		name = "CAP_" + name
+	}
+	if !slices.Contains(specCapNames, name) {
+		return "", errdefs.Invalid(fmt.Sprintf("%s: unknown capability %q", field, c))
+	}
+	return name, nil
+}
+
+// WithCapabilities starts from defaults and applies the CRI adds and drops.
+// "ALL" in add grants every capability in all (the daemon's bounding set);
+// "ALL" in drop removes every one; the named adds and drops then apply on
+// top, so add [ALL] drop [CHOWN] is everything but CHOWN. A capability
+// outside the daemon's bounding set cannot be granted and is refused.
+// Ambient capabilities are cleared unless asked for (containerd's rule).
+func WithCapabilities(defaults []string, c *runtimeapi.Capability, all []string) SpecOpt {
+	return func(s *specs.Spec) error {
+		const field = "linux.security_context.capabilities"
+		caps := slices.Clone(defaults)
+		isAll := func(v string) bool { return strings.EqualFold(v, "ALL") }
+		if slices.ContainsFunc(c.GetAddCapabilities(), isAll) {
+			if len(all) == 0 {
+				return errors.New("capability \"ALL\" requested but the daemon's bounding set is unknown (HostConfig.AllCapabilities)")
+			}
+			caps = slices.Clone(all)
+		}
+		if slices.ContainsFunc(c.GetDropCapabilities(), isAll) {
+			caps = nil
+		}
+		for _, a := range c.GetAddCapabilities() {
+			if isAll(a) {
+				continue
+			}
+			name, err := specCapName(field+".add_capabilities", a)
+			if err != nil {
+				return err
+			}
+			if all != nil && !slices.Contains(all, name) {
+				return errdefs.Invalid(fmt.Sprintf("%s.add_capabilities: %s is not in berthd's bounding set on this node", field, name))
+			}
+			if !slices.Contains(caps, name) {
+				caps = append(caps, name)
+			}
+		}
+		for _, d := range c.GetDropCapabilities() {
+			if isAll(d) {
+				continue
+			}
+			name, err := specCapName(field+".drop_capabilities", d)
+			if err != nil {
+				return err
+			}
+			caps = slices.DeleteFunc(caps, func(x string) bool { return x == name })
+		}
+		var ambient []string
+		for _, a := range c.GetAddAmbientCapabilities() {
+			name, err := specCapName(field+".add_ambient_capabilities", a)
+			if err != nil {
+				return err
+			}
+			if !slices.Contains(caps, name) {
+				return errdefs.Invalid(fmt.Sprintf("%s.add_ambient_capabilities: %s must also be granted (add_capabilities or the defaults)", field, name))
+			}
+			ambient = append(ambient, name)
+		}
+		specEnsureProcess(s)
+		s.Process.Capabilities = &specs.LinuxCapabilities{
+			Bounding:    slices.Clone(caps),
+			Effective:   slices.Clone(caps),
+			Permitted:   slices.Clone(caps),
+			Inheritable: slices.Clone(ambient),
+			Ambient:     ambient,
+		}
+		return nil
+	}
+}
+
+// WithPrivileged makes a privileged container: every capability berthd
+// has (not every capability the kernel knows), every host device with the
+// device cgroup open, /proc unmasked, and sysfs and cgroupfs writable.
+// Seccomp and AppArmor are dropped by their own options.
+func WithPrivileged(all []string, devices DeviceLookup) SpecOpt {
+	return func(s *specs.Spec) error {
+		if len(all) == 0 {
+			return errors.New("privileged container requested but the daemon's bounding set is unknown (HostConfig.AllCapabilities)")
+		}
+		specEnsureCaps(s)
+		s.Process.Capabilities.Bounding = slices.Clone(all)
+		s.Process.Capabilities.Effective = slices.Clone(all)
+		s.Process.Capabilities.Permitted = slices.Clone(all)
+		specEnsureResources(s)
+		s.Linux.MaskedPaths = nil
+		s.Linux.ReadonlyPaths = nil
+		for i := range s.Mounts {
+			if s.Mounts[i].Type != "sysfs" && s.Mounts[i].Type != "cgroup" {
+				continue
+			}
+			opts := slices.Clone(s.Mounts[i].Options)
+			for j, o := range opts {
+				if o == "ro" {
+					opts[j] = "rw"
+				}
+			}
+			s.Mounts[i].Options = opts
+		}
+		hostDevs, err := devices("/dev")
+		if err != nil {
+			return fmt.Errorf("list host devices for a privileged container: %w", err)
+		}
+		// CRI devices already added keep their container paths; host devices
+		// appear at their host paths.
+		have := make(map[string]bool, len(s.Linux.Devices))
+		for _, d := range s.Linux.Devices {
+			have[d.Path] = true
+		}
+		for _, d := range hostDevs {
+			if !have[d.Path] {
+				s.Linux.Devices = append(s.Linux.Devices, d)
+			}
+		}
+		s.Linux.Resources.Devices = []specs.LinuxDeviceCgroup{{Allow: true, Access: "rwm"}}
+		return nil
+	}
+}
+
+// WithMaskedPaths replaces the masked paths when the CRI config lists any.
+// An empty list keeps the defaults: over CRI an empty list cannot be told
+// from an absent one, and masking is the safe reading.
+func WithMaskedPaths(paths []string) SpecOpt {
+	return func(s *specs.Spec) error {
+		if len(paths) == 0 {
+			return nil
+		}
+		if err := specCheckAbsList("linux.security_context.masked_paths", paths); err != nil {
+			return err
+		}
+		specEnsureLinux(s)
+		s.Linux.MaskedPaths = slices.Clone(paths)
+		return nil
+	}
+}
+
+// WithReadonlyPaths is WithMaskedPaths for read-only paths.
+func WithReadonlyPaths(paths []string) SpecOpt {
+	return func(s *specs.Spec) error {
+		if len(paths) == 0 {
+			return nil
+		}
+		if err := specCheckAbsList("linux.security_context.readonly_paths", paths); err != nil {
+			return err
+		}
+		specEnsureLinux(s)
+		s.Linux.ReadonlyPaths = slices.Clone(paths)
+		return nil
+	}
+}
+
+func specCheckAbsList(field string, paths []string) error {
+	for i, p := range paths {
+		if !specIsAbs(p) {
+			return errdefs.Invalid(fmt.Sprintf("%s[%d] %q must be an absolute path", field, i, p))
+		}
+	}
+	return nil
+}
+
+// WithNoNewPrivileges sets no_new_privileges when asked (kubelet asks when
+// allowPrivilegeEscalation is false). It is never cleared once set.
+func WithNoNewPrivileges(on bool) SpecOpt {
+	return func(s *specs.Spec) error {
+		specEnsureProcess(s)
+		s.Process.NoNewPrivileges = s.Process.NoNewPrivileges || on
+		return nil
+	}
+}
+
+// WithReadonlyRootfs makes the root filesystem read-only when asked.
+func WithReadonlyRootfs(on bool) SpecOpt {
+	return func(s *specs.Spec) error {
+		if s.Root == nil {
+			s.Root = &specs.Root{Path: specDefaultRootfsPathInSpecs}
+		}
+		s.Root.Readonly = s.Root.Readonly || on
+		return nil
+	}
+}
+
+// WithSysctls sets sysctls; validate them first with ValidatePodSysctls.
+func WithSysctls(sysctls map[string]string) SpecOpt {
+	return func(s *specs.Spec) error {
+		if len(sysctls) == 0 {
+			return nil
+		}
+		specEnsureLinux(s)
+		if s.Linux.Sysctl == nil {
+			s.Linux.Sysctl = make(map[string]string, len(sysctls))
+		}
+		for k, v := range sysctls {
+			s.Linux.Sysctl[specSysctlKey(k)] = v
+		}
+		return nil
+	}
+}
+
+// specSysctlKey writes a sysctl in dotted form; "net/ipv4/ip_forward" and
+// "net.ipv4.ip_forward" are the same setting.
+func specSysctlKey(k string) string {
+	if strings.Contains(k, "/") && !strings.Contains(k, ".") {
+		return strings.ReplaceAll(k, "/", ".")
+	}
+	return k
+}
+
+// ValidatePodSysctls accepts only sysctls confined to a namespace the pod
+// owns: IPC ones (kernel.shm*, kernel.msg*, kernel.sem, fs.mqueue.*) unless
+// the pod uses host IPC, and net.* unless it uses host network. Values with
+// '+' or '=' are refused: they could smuggle a second setting into runtimes
+// that parse "key=value" lists (CVE-2022-0811).
+func ValidatePodSysctls(cfg *runtimeapi.PodSandboxConfig) error {
+	ns := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions()
+	hostNet := ns.GetNetwork() == runtimeapi.NamespaceMode_NODE
+	hostIPC := ns.GetIpc() == runtimeapi.NamespaceMode_NODE
+	for k, v := range cfg.GetLinux().GetSysctls() {
+		field := fmt.Sprintf("linux.sysctls[%q]", k)
+		if strings.ContainsAny(v, "+=") || strings.ContainsFunc(v, func(r rune) bool { return r < ' ' && r != '\t' }) {
+			return errdefs.Invalid(fmt.Sprintf("%s: value %q must not contain '+', '=' or control characters", field, v))
+		}
+		key := specSysctlKey(k)
+		if key == "" || strings.Contains(key, "..") || strings.ContainsAny(key, "/ \t\n") {
+			return errdefs.Invalid(field + ": malformed sysctl name")
+		}
+		switch {
+		case key == "kernel.sem" || strings.HasPrefix(key, "kernel.shm") ||
+			strings.HasPrefix(key, "kernel.msg") || strings.HasPrefix(key, "fs.mqueue."):
+			if hostIPC {
+				return errdefs.Invalid(field + ": IPC sysctls are not allowed in a pod that uses the host IPC namespace")
+			}
+		case strings.HasPrefix(key, "net."):
+			if hostNet {
+				return errdefs.Invalid(field + ": net.* sysctls are not allowed in a pod that uses the host network")
+			}
+		default:
+			return errdefs.Invalid(field + ": not a namespaced sysctl (allowed: kernel.shm*, kernel.msg*, kernel.sem, fs.mqueue.*, net.*)")
+		}
+	}
+	return nil
+}
+
+// specProfileFromLegacy reads the deprecated string form of a profile:
+// "runtime/default", "docker/default", "unconfined", "localhost/<ref>".
+func specProfileFromLegacy(field, p string) (*runtimeapi.SecurityProfile, error) {
+	switch {
+	case p == "":
+		return nil, nil
+	case p == "runtime/default" || p == "docker/default":
+		return &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_RuntimeDefault}, nil
+	case p == "unconfined":
+		return &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_Unconfined}, nil
+	case strings.HasPrefix(p, "localhost/"):
+		return &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_Localhost, LocalhostRef: strings.TrimPrefix(p, "localhost/")}, nil
+	default:
+		return nil, errdefs.Invalid(fmt.Sprintf("%s %q: expected runtime/default, unconfined or localhost/<profile>", field, p))
+	}
+}
+
+// specSeccompProfileFrom prefers the structured field over the legacy path.
+func specSeccompProfileFrom(sp *runtimeapi.SecurityProfile, legacy string) (*runtimeapi.SecurityProfile, error) {
+	if sp != nil {
+		return sp, nil
+	}
+	return specProfileFromLegacy("linux.security_context.seccomp_profile_path", legacy)
+}
+
+// specSeccompProfile is the container's seccomp profile, RuntimeDefault
+// when it names none and the daemon is configured so.
+func specSeccompProfile(sc *runtimeapi.LinuxContainerSecurityContext, defaultWhenUnset bool) (*runtimeapi.SecurityProfile, error) {
+	p, err := specSeccompProfileFrom(sc.GetSeccomp(), sc.GetSeccompProfilePath())
+	if err != nil {
+		return nil, err
+	}
+	if p == nil && defaultWhenUnset {
+		p = &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_RuntimeDefault}
+	}
+	return p, nil
+}
+
+// WithSeccomp applies a seccomp profile: RuntimeDefault is moby's default
+// profile (filtered by the spec's capabilities, so apply it after them);
+// Localhost is a JSON profile file on the host; Unconfined and nil set none.
+// Privileged containers get none, as with containerd.
+func WithSeccomp(p *runtimeapi.SecurityProfile, privileged bool, readFile func(string) ([]byte, error)) SpecOpt {
+	return func(s *specs.Spec) error {
+		const field = "linux.security_context.seccomp"
+		specEnsureLinux(s)
+		s.Linux.Seccomp = nil
+		if privileged || p == nil {
+			return nil
+		}
+		if p.GetProfileType() != runtimeapi.SecurityProfile_Localhost && p.GetLocalhostRef() != "" {
+			return errdefs.Invalid(field + ".localhost_ref is only allowed with profile_type Localhost")
+		}
+		switch p.GetProfileType() {
+		case runtimeapi.SecurityProfile_Unconfined:
+			return nil
+		case runtimeapi.SecurityProfile_RuntimeDefault:
+			specEnsureCaps(s)
+			prof, err := seccomp.GetDefaultProfile(s)
+			if err != nil {
+				return fmt.Errorf("build the default seccomp profile: %w", err)
+			}
+			s.Linux.Seccomp = prof
+			return nil
+		case runtimeapi.SecurityProfile_Localhost:
+			ref := strings.TrimPrefix(p.GetLocalhostRef(), "localhost/")
+			if !specIsAbs(ref) {
+				return errdefs.Invalid(fmt.Sprintf("%s.localhost_ref %q must be an absolute path to a profile on the node", field, p.GetLocalhostRef()))
+			}
+			body, err := readFile(ref)
+			if err != nil {
+				if errors.Is(err, fs.ErrNotExist) {
+					return errdefs.Invalid(fmt.Sprintf("%s.localhost_ref: seccomp profile %s does not exist on this node", field, ref))
+				}
+				return fmt.Errorf("read seccomp profile %s: %w", ref, err)
+			}
+			specEnsureCaps(s)
+			prof, err := seccomp.LoadProfile(string(body), s)
+			if err != nil {
+				return errdefs.Invalid(fmt.Sprintf("%s.localhost_ref: seccomp profile %s: %v", field, ref, err))
+			}
+			s.Linux.Seccomp = prof
+			return nil
+		default:
+			return errdefs.Invalid(fmt.Sprintf("%s.profile_type: unknown type %d", field, p.GetProfileType()))
+		}
+	}
+}
+
+// specAppArmorProfile is the container's AppArmor profile from the
+// structured field or the legacy string.
+func specAppArmorProfile(sc *runtimeapi.LinuxContainerSecurityContext) (*runtimeapi.SecurityProfile, error) {
+	if sc.GetApparmor() != nil {
+		return sc.GetApparmor(), nil
+	}
+	return specProfileFromLegacy("linux.security_context.apparmor_profile", sc.GetApparmorProfile())
+}
+
+// WithAppArmor applies an AppArmor profile. On a host without AppArmor any
+// profile but Unconfined is refused rather than silently not enforced.
+// RuntimeDefault (also used when none is named) is the daemon's loaded
+// default profile; privileged containers get none unless they name one.
+func WithAppArmor(p *runtimeapi.SecurityProfile, privileged, enabled bool, defaultProfile string) SpecOpt {
+	return func(s *specs.Spec) error {
+		const field = "linux.security_context.apparmor"
+		specEnsureProcess(s)
+		s.Process.ApparmorProfile = ""
+		if p != nil && p.GetProfileType() != runtimeapi.SecurityProfile_Localhost && p.GetLocalhostRef() != "" {
+			return errdefs.Invalid(field + ".localhost_ref is only allowed with profile_type Localhost")
+		}
+		if !enabled {
+			if p != nil && p.GetProfileType() != runtimeapi.SecurityProfile_Unconfined {
+				return errdefs.Invalid(field + ": AppArmor is not enabled on this node")
+			}
+			return nil
+		}
+		if p == nil {
+			p = &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_RuntimeDefault}
+		}
+		switch p.GetProfileType() {
+		case runtimeapi.SecurityProfile_Unconfined:
+		case runtimeapi.SecurityProfile_RuntimeDefault:
+			if !privileged {
+				s.Process.ApparmorProfile = defaultProfile
+			}
+		case runtimeapi.SecurityProfile_Localhost:
+			name := strings.TrimPrefix(p.GetLocalhostRef(), "localhost/")
+			if name == "" {
+				return errdefs.Invalid(field + ".localhost_ref: profile name is empty")
+			}
+			s.Process.ApparmorProfile = name
+		default:
+			return errdefs.Invalid(fmt.Sprintf("%s.profile_type: unknown type %d", field, p.GetProfileType()))
+		}
+		return nil
+	}
+}

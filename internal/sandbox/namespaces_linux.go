@@ -1,0 +1,174 @@
+package sandbox
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+
+	"golang.org/x/sys/unix"
+)
+
+// nsKind is one namespace a pod can own.
+type nsKind struct {
+	name string // file name under /proc/<tid>/ns and in the pod dir
+	flag int
+}
+
+var (
+	nsNet = nsKind{"net", unix.CLONE_NEWNET}
+	nsIPC = nsKind{"ipc", unix.CLONE_NEWIPC}
+	nsUTS = nsKind{"uts", unix.CLONE_NEWUTS}
+)
+
+// pinNamespaces creates the requested namespaces and keeps them alive by
+// bind-mounting their nsfs files to dir/<name>, so no infra process is
+// needed. It runs on a dedicated OS thread that unshares, and that thread is
+// never returned to the Go scheduler (the goroutine exits locked, so the
+// runtime destroys the thread): no other goroutine ever runs inside the
+// pod's namespaces.
+func pinNamespaces(dir, hostname string, kinds []nsKind) (paths map[string]string, err error) {
+	if len(kinds) == 0 {
+		return map[string]string{}, nil
+	}
+	type result struct {
+		paths map[string]string
+		err   error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread()
+		// Deliberately no UnlockOSThread: this thread's namespaces are no
+		// longer the process's.
+		p, err := pinOnThread(dir, hostname, kinds)
+		ch <- result{p, err}
+	}()
+	r := <-ch
+	return r.paths, r.err
+}
+
+func pinOnThread(dir, hostname string, kinds []nsKind) (map[string]string, error) {
+	flags := 0
+	for _, k := range kinds {
+		flags |= k.flag
+	}
+	if err := unix.Unshare(flags); err != nil {
+		return nil, fmt.Errorf("unshare pod namespaces: %w", err)
+	}
+	for _, k := range kinds {
+		switch k {
+		case nsUTS:
+			if err := unix.Sethostname([]byte(hostname)); err != nil {
+				return nil, fmt.Errorf("set pod hostname %q: %w", hostname, err)
+			}
+		case nsNet:
+			if err := loopbackUp(); err != nil {
+				return nil, err
+			}
+		}
+	}
+	tid := unix.Gettid()
+	paths := make(map[string]string, len(kinds))
+	for _, k := range kinds {
+		target := filepath.Join(dir, k.name+"ns")
+		if err := bindNamespace(fmt.Sprintf("/proc/self/task/%d/ns/%s", tid, k.name), target); err != nil {
+			unpinNamespaces(paths)
+			return nil, err
+		}
+		paths[k.name] = target
+	}
+	return paths, nil
+}
+
+func bindNamespace(source, target string) error {
+	f, err := os.OpenFile(target, os.O_RDONLY|os.O_CREATE|os.O_EXCL, 0o444)
+	if err != nil {
+		return fmt.Errorf("create namespace pin %s: %w", target, err)
+	}
+	f.Close()
+	if err := unix.Mount(source, target, "", unix.MS_BIND, ""); err != nil {
+		os.Remove(target)
+		return fmt.Errorf("pin namespace %s: %w", target, err)
+	}
+	return nil
+}
+
+// unpinNamespaces unmounts and removes pinned namespace files. Missing or
+// already unmounted files are fine: teardown repeats after crashes.
+func unpinNamespaces(paths map[string]string) error {
+	var errs []error
+	for _, p := range paths {
+		if err := unmountAndRemove(p); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func unmountAndRemove(p string) error {
+	if err := unix.Unmount(p, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("unmount %s: %w", p, err)
+	}
+	if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove %s: %w", p, err)
+	}
+	return nil
+}
+
+// loopbackUp brings "lo" up in the calling thread's network namespace.
+// A plain SIOCSIFFLAGS ioctl: CNI (a later step) owns all other interfaces,
+// so a netlink library is not worth it for one flag.
+func loopbackUp() error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("bring up loopback: %w", err)
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq("lo")
+	if err != nil {
+		return err
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("read loopback flags: %w", err)
+	}
+	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("bring up loopback: %w", err)
+	}
+	return nil
+}
+
+// mountShm mounts the pod's /dev/shm tmpfs, shared by its containers as they
+// share the pod's IPC namespace.
+func mountShm(target string) error {
+	if err := os.MkdirAll(target, 0o755); err != nil {
+		return err
+	}
+	if err := unix.Mount("shm", target, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=1777,size=65536k"); err != nil {
+		return fmt.Errorf("mount pod shm: %w", err)
+	}
+	return nil
+}
+
+func unmountShm(target string) error {
+	if err := unix.Unmount(target, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("unmount pod shm: %w", err)
+	}
+	if err := os.Remove(target); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+func isMountPoint(path string) bool {
+	var st, parent unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return false
+	}
+	if err := unix.Stat(filepath.Dir(path), &parent); err != nil {
+		return false
+	}
+	// An nsfs bind mount sits on a different device than its directory.
+	return st.Dev != parent.Dev
+}

@@ -1,0 +1,430 @@
+// Package sandbox runs pod sandboxes: the pinned network, IPC and UTS
+// namespaces that a pod's containers share, the pod's /dev/shm, and its
+// hostname, hosts and resolv.conf files. There is no infra container: the
+// namespaces are kept alive by bind mounts under the state dir.
+package sandbox
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berth-project/berth/internal/errdefs"
+	"github.com/berth-project/berth/internal/names"
+	"github.com/berth-project/berth/internal/store"
+)
+
+// State is a pod's lifecycle state as CRI knows it.
+type State string
+
+const (
+	Ready    State = "ready"
+	NotReady State = "notready"
+)
+
+// Sandbox is the persistent record of a pod. Records are immutable once
+// published: updates replace the whole value (copy on write), so readers
+// never lock.
+type Sandbox struct {
+	ID             string            `json:"id"`
+	Key            string            `json:"key"` // name reservation key
+	Name           string            `json:"name"`
+	UID            string            `json:"uid"`
+	Namespace      string            `json:"namespace"`
+	Attempt        uint32            `json:"attempt"`
+	State          State             `json:"state"`
+	CreatedAt      int64             `json:"createdAt"` // unix nanoseconds
+	Labels         map[string]string `json:"labels,omitempty"`
+	Annotations    map[string]string `json:"annotations,omitempty"`
+	RuntimeHandler string            `json:"runtimeHandler"`
+	Hostname       string            `json:"hostname"`
+	LogDirectory   string            `json:"logDirectory,omitempty"`
+	CgroupParent   string            `json:"cgroupParent"`
+	Namespaces     map[string]string `json:"namespaces,omitempty"` // "net"/"ipc"/"uts" -> pinned file
+	HostNetwork    bool              `json:"hostNetwork,omitempty"`
+	HostIPC        bool              `json:"hostIPC,omitempty"`
+	HostPID        bool              `json:"hostPID,omitempty"`
+	PIDMode        string            `json:"pidMode,omitempty"` // CRI NamespaceMode name for pid
+	IP             string            `json:"ip,omitempty"`
+	AdditionalIPs  []string          `json:"additionalIPs,omitempty"`
+	Config         json.RawMessage   `json:"config"` // protojson PodSandboxConfig
+}
+
+// Dir is the pod's directory under the state dir.
+func (s *Sandbox) Dir(stateDir string) string { return filepath.Join(stateDir, "sandboxes", s.ID) }
+
+// PodConfig decodes the stored CRI config.
+func (s *Sandbox) PodConfig() (*runtimeapi.PodSandboxConfig, error) {
+	cfg := &runtimeapi.PodSandboxConfig{}
+	if err := protojson.Unmarshal(s.Config, cfg); err != nil {
+		return nil, fmt.Errorf("decode pod %s config: %w", s.ID, err)
+	}
+	return cfg, nil
+}
+
+// Files returns the host paths of the pod files containers bind mount.
+func (s *Sandbox) Files(stateDir string) (hostname, hosts, resolv, shm string) {
+	d := s.Dir(stateDir)
+	shm = filepath.Join(d, "shm")
+	if s.HostIPC {
+		shm = "/dev/shm"
+	}
+	return filepath.Join(d, "hostname"), filepath.Join(d, "hosts"), filepath.Join(d, "resolv.conf"), shm
+}
+
+// Containers is what the sandbox needs from the container service: stopping
+// and removing every container of a pod before the pod itself.
+type Containers interface {
+	StopPod(ctx context.Context, podID string) error
+	RemovePod(ctx context.Context, podID string) error
+}
+
+// Config configures the service.
+type Config struct {
+	Store               *store.Store
+	StateDir            string
+	DefaultCgroupParent string
+	Handlers            []string // known runtime handler names
+	DefaultHandler      string
+	Logger              *slog.Logger
+}
+
+// Service owns all pods.
+type Service struct {
+	cfg        Config
+	log        *slog.Logger
+	names      *names.Registry
+	containers Containers
+
+	mu   sync.RWMutex
+	pods map[string]*Sandbox
+	// opMu serialises state changes per pod (stop/remove vs. create).
+	opMu sync.Map // id -> *sync.Mutex
+}
+
+// New loads pod records and reconciles them with the host.
+func New(cfg Config) (*Service, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	s := &Service{cfg: cfg, log: cfg.Logger, names: names.New("pod"), pods: map[string]*Sandbox{}}
+	if err := os.MkdirAll(filepath.Join(cfg.StateDir, "sandboxes"), 0o711); err != nil {
+		return nil, err
+	}
+	if err := s.recover(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// SetContainers wires the container service (it depends on this one).
+func (s *Service) SetContainers(c Containers) { s.containers = c }
+
+// Names exposes the reservation registry for the uncollected-result janitor.
+func (s *Service) Names() *names.Registry { return s.names }
+
+func (s *Service) lock(id string) func() {
+	m, _ := s.opMu.LoadOrStore(id, &sync.Mutex{})
+	mu := m.(*sync.Mutex)
+	mu.Lock()
+	return mu.Unlock
+}
+
+// Get returns the pod with the given id.
+func (s *Service) Get(id string) (*Sandbox, error) {
+	s.mu.RLock()
+	p, ok := s.pods[id]
+	s.mu.RUnlock()
+	if !ok {
+		return nil, errdefs.NotFound(fmt.Sprintf("pod sandbox %q not found", id))
+	}
+	return p, nil
+}
+
+// List returns all pods, newest first. It never touches disk.
+func (s *Service) List() []*Sandbox {
+	s.mu.RLock()
+	out := make([]*Sandbox, 0, len(s.pods))
+	for _, p := range s.pods {
+		out = append(out, p)
+	}
+	s.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].CreatedAt > out[j].CreatedAt })
+	return out
+}
+
+func (s *Service) publish(p *Sandbox) error {
+	if err := s.cfg.Store.Put(store.Sandboxes, p.ID, p); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.pods[p.ID] = p
+	s.mu.Unlock()
+	return nil
+}
+
+// Key is the reservation key of a pod's metadata, as kubelet names pods.
+func Key(md *runtimeapi.PodSandboxMetadata) string {
+	return fmt.Sprintf("%s_%s_%s_%d", md.GetName(), md.GetNamespace(), md.GetUid(), md.GetAttempt())
+}
+
+// Run creates and starts a pod sandbox and returns its id. A retry of a
+// create whose result was never delivered gets that result.
+func (s *Service) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, handler string) (id string, err error) {
+	if err := Validate(cfg); err != nil {
+		return "", err
+	}
+	if handler == "" {
+		handler = s.cfg.DefaultHandler
+	}
+	if !contains(s.cfg.Handlers, handler) {
+		return "", errdefs.Invalid(fmt.Sprintf("runtime_handler %q is not configured; known handlers: %v", handler, s.cfg.Handlers))
+	}
+	key := Key(cfg.GetMetadata())
+	ticket, prior, err := s.names.Acquire(ctx, key)
+	if err != nil {
+		return "", err
+	}
+	if prior != "" {
+		s.log.Info("handing undelivered pod to retry", "pod", prior, "name", key)
+		return prior, nil
+	}
+	id = names.NewID()
+	defer func() {
+		ticket.Done(id, err, ctx.Err() == nil, func(ctx context.Context, id string) {
+			s.log.Warn("removing pod whose create result was never collected", "pod", id)
+			if err := s.Stop(ctx, id); err == nil {
+				s.Remove(ctx, id)
+			}
+		})
+	}()
+	start := time.Now()
+	if err := s.create(ctx, id, key, cfg, handler); err != nil {
+		id = ""
+		return "", err
+	}
+	s.log.Debug("pod started", "pod", id, "name", key, "took", time.Since(start))
+	return id, nil
+}
+
+func (s *Service) create(ctx context.Context, id, key string, cfg *runtimeapi.PodSandboxConfig, handler string) (err error) {
+	nsOpts := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions()
+	p := &Sandbox{
+		ID:             id,
+		Key:            key,
+		Name:           cfg.GetMetadata().GetName(),
+		UID:            cfg.GetMetadata().GetUid(),
+		Namespace:      cfg.GetMetadata().GetNamespace(),
+		Attempt:        cfg.GetMetadata().GetAttempt(),
+		State:          Ready,
+		CreatedAt:      time.Now().UnixNano(),
+		Labels:         cfg.GetLabels(),
+		Annotations:    cfg.GetAnnotations(),
+		RuntimeHandler: handler,
+		Hostname:       cfg.GetHostname(),
+		LogDirectory:   cfg.GetLogDirectory(),
+		CgroupParent:   cfg.GetLinux().GetCgroupParent(),
+		HostNetwork:    nsOpts.GetNetwork() == runtimeapi.NamespaceMode_NODE,
+		HostIPC:        nsOpts.GetIpc() == runtimeapi.NamespaceMode_NODE,
+		HostPID:        nsOpts.GetPid() == runtimeapi.NamespaceMode_NODE,
+		PIDMode:        nsOpts.GetPid().String(),
+	}
+	if p.CgroupParent == "" {
+		p.CgroupParent = s.cfg.DefaultCgroupParent
+	}
+	if p.Config, err = protojson.Marshal(cfg); err != nil {
+		return fmt.Errorf("encode pod config: %w", err)
+	}
+	dir := p.Dir(s.cfg.StateDir)
+	if err := os.Mkdir(dir, 0o711); err != nil {
+		return fmt.Errorf("create pod dir: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			if cerr := s.teardown(p); cerr != nil {
+				s.log.Error("cleaning up failed pod create", "pod", id, "err", cerr)
+			}
+		}
+	}()
+
+	files, err := makePodFiles(cfg, p.HostNetwork)
+	if err != nil {
+		return err
+	}
+	hostnameFile, hostsFile, resolvFile, shm := p.Files(s.cfg.StateDir)
+	for path, content := range map[string]string{hostnameFile: files.hostname, hostsFile: files.hosts, resolvFile: files.resolv} {
+		if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+			return fmt.Errorf("write pod file: %w", err)
+		}
+	}
+	if !p.HostIPC {
+		if err := mountShm(shm); err != nil {
+			return err
+		}
+	}
+	var kinds []nsKind
+	if !p.HostNetwork {
+		// UTS follows the network: host-network pods keep the host's name.
+		kinds = append(kinds, nsNet, nsUTS)
+	}
+	if !p.HostIPC {
+		kinds = append(kinds, nsIPC)
+	}
+	if p.Namespaces, err = pinNamespaces(dir, p.Hostname, kinds); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("pod create abandoned: %w", err)
+	}
+	if dirLog := p.LogDirectory; dirLog != "" {
+		if err := os.MkdirAll(dirLog, 0o755); err != nil {
+			return fmt.Errorf("create log_directory %s: %w", dirLog, err)
+		}
+	}
+	return s.publish(p)
+}
+
+// teardown releases everything a pod holds on the host. It is safe to repeat.
+func (s *Service) teardown(p *Sandbox) error {
+	dir := p.Dir(s.cfg.StateDir)
+	var errs []error
+	errs = append(errs, unpinNamespaces(map[string]string{
+		"net": filepath.Join(dir, "netns"), "ipc": filepath.Join(dir, "ipcns"), "uts": filepath.Join(dir, "utsns"),
+	}))
+	errs = append(errs, unmountShm(filepath.Join(dir, "shm")))
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("remove pod dir: %w", err)
+	}
+	return nil
+}
+
+// Stop stops every container of the pod and releases its namespaces. It is
+// idempotent and succeeds for unknown pods, as CRI requires.
+func (s *Service) Stop(ctx context.Context, id string) error {
+	unlock := s.lock(id)
+	defer unlock()
+	p, err := s.Get(id)
+	if err != nil {
+		return nil
+	}
+	if s.containers != nil {
+		if err := s.containers.StopPod(ctx, id); err != nil {
+			return fmt.Errorf("stop containers of pod %s: %w", id, err)
+		}
+	}
+	if p.State == NotReady {
+		return nil
+	}
+	dir := p.Dir(s.cfg.StateDir)
+	if err := unpinNamespaces(p.Namespaces); err != nil {
+		return err
+	}
+	if err := unmountShm(filepath.Join(dir, "shm")); err != nil {
+		return err
+	}
+	np := *p
+	np.State = NotReady
+	np.Namespaces = nil
+	if err := s.publish(&np); err != nil {
+		return err
+	}
+	s.log.Info("pod stopped", "pod", id)
+	return nil
+}
+
+// Remove removes a pod and its containers. It is idempotent and succeeds
+// for unknown pods. A ready pod is stopped first.
+func (s *Service) Remove(ctx context.Context, id string) error {
+	p, err := s.Get(id)
+	if err != nil {
+		return nil
+	}
+	if p.State == Ready {
+		if err := s.Stop(ctx, id); err != nil {
+			return err
+		}
+	}
+	unlock := s.lock(id)
+	defer unlock()
+	if s.containers != nil {
+		if err := s.containers.RemovePod(ctx, id); err != nil {
+			return fmt.Errorf("remove containers of pod %s: %w", id, err)
+		}
+	}
+	if err := s.teardown(p); err != nil {
+		return err
+	}
+	if err := s.cfg.Store.Delete(store.Sandboxes, id); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	delete(s.pods, id)
+	s.mu.Unlock()
+	s.names.Release(p.Key, id)
+	s.opMu.Delete(id)
+	s.log.Info("pod removed", "pod", id)
+	return nil
+}
+
+// recover loads records and reconciles them with the host: pods whose
+// namespaces vanished (a reboot emptied the state dir) are not ready, and
+// pod dirs without a record (a crash in the middle of a create) are removed.
+func (s *Service) recover() error {
+	err := store.Load(s.cfg.Store, store.Sandboxes, func(id string, p *Sandbox) error {
+		if p.State == Ready {
+			for _, path := range p.Namespaces {
+				if !isMountPoint(path) {
+					s.log.Warn("pod namespaces are gone; marking pod not ready", "pod", id)
+					p.State = NotReady
+					p.Namespaces = nil
+					if err := s.cfg.Store.Put(store.Sandboxes, id, p); err != nil {
+						return err
+					}
+					break
+				}
+			}
+		}
+		s.pods[id] = p
+		s.names.Restore(p.Key, id)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("load pod records: %w", err)
+	}
+	entries, err := os.ReadDir(filepath.Join(s.cfg.StateDir, "sandboxes"))
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if _, ok := s.pods[e.Name()]; ok {
+			continue
+		}
+		s.log.Warn("removing half-created pod left by a crash", "pod", e.Name())
+		if err := s.teardown(&Sandbox{ID: e.Name()}); err != nil {
+			s.log.Error("cleaning up half-created pod", "pod", e.Name(), "err", err)
+		}
+	}
+	return nil
+}
+
+func contains(list []string, v string) bool {
+	for _, x := range list {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
