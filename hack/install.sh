@@ -171,9 +171,9 @@ fi
 
 # --- berthd and berth --------------------------------------------------------
 if ((build)); then
-	note "build: go build -o bin/ ./cmd/berthd ./cmd/berth in $repo"
+	note "build: go build -o bin/ ./cmd/berthd ./cmd/berth ./cmd/berth-pause in $repo"
 	t0=$(date +%s)
-	if (cd "$repo" && go build -o bin/ ./cmd/berthd ./cmd/berth); then
+	if (cd "$repo" && go build -o bin/ ./cmd/berthd ./cmd/berth ./cmd/berth-pause); then
 		record build "$repo/bin/berthd, $repo/bin/berth ($(elapsed "$t0"))"
 	else
 		record build "FAILED (see the go build output above)"

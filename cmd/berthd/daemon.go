@@ -119,7 +119,8 @@ func run(ctx context.Context, cfg *config.Config) error {
 	}
 	sandboxes, err := sandbox.New(sandbox.Config{
 		Store: st, StateDir: cfg.StateDir, DefaultCgroupParent: cfg.DefaultCgroupParent,
-		Handlers: handlers, DefaultHandler: cfg.DefaultRuntime, Logger: log,
+		Handlers: handlers, DefaultHandler: cfg.DefaultRuntime, Runtimes: runtimes, Host: host,
+		PauseBinary: pauseBinary(), Logger: log,
 	})
 	if err != nil {
 		return err
@@ -229,4 +230,19 @@ func janitor(ctx context.Context, ttl time.Duration, sandboxes *sandbox.Service,
 			sandboxes.Names().Expire(ctx, ttl)
 		}
 	}
+}
+
+// pauseBinary finds berth-pause next to berthd, else on PATH. Without it,
+// only pods that share a PID namespace fail.
+func pauseBinary() string {
+	if exe, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(exe), "berth-pause")
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	if p, err := exec.LookPath("berth-pause"); err == nil {
+		return p
+	}
+	return ""
 }

@@ -133,7 +133,7 @@ func (s *Service) create(ctx context.Context, id, key string, pod *sandbox.Sandb
 		SandboxID:      pod.ID,
 		Image:          imageInfo(img, cfg.GetImage().GetImage()),
 		RootfsPath:     s.rootfs(id),
-		Namespaces:     oci.SandboxNamespaces{Net: pod.Namespaces["net"], IPC: pod.Namespaces["ipc"], UTS: pod.Namespaces["uts"]},
+		Namespaces:     oci.SandboxNamespaces{Net: pod.Namespaces["net"], IPC: pod.Namespaces["ipc"], UTS: pod.Namespaces["uts"], PID: pod.Namespaces["pid"]},
 		HostsPath:      hostsFile,
 		ResolvPath:     resolvFile,
 		HostnamePath:   hostnameFile,

@@ -114,6 +114,10 @@ func (s *Service) markLost(c *Container, msg string) {
 func (s *Service) removeOrphans(ctx context.Context) error {
 	known := func(id string) bool {
 		_, err := s.Get(id)
+		if err != nil {
+			// A pod's pause process runs under the pod's id.
+			_, err = s.cfg.Sandboxes.Get(id)
+		}
 		return err == nil
 	}
 	orphans := map[string]bool{}

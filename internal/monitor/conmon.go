@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -137,6 +138,9 @@ func Create(ctx context.Context, cfg Config) (_ *Process, retErr error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("monitor: creating container %s: %w", cfg.ID, err)
+	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, createTimeout)
@@ -224,6 +228,7 @@ func Create(ctx context.Context, cfg Config) (_ *Process, retErr error) {
 	if conmonPid <= 0 {
 		return nil, fmt.Errorf("monitor: container %s: conmon wrote no pid file", cfg.ID)
 	}
+	slog.Debug("container created", "id", cfg.ID, "pid", pid, "conmon_pid", conmonPid)
 	return &Process{Pid: pid, ConmonPid: conmonPid}, nil
 }
 
@@ -258,11 +263,15 @@ func cleanupFailed(cfg Config, conmonPid int) {
 	if conmonPid > 0 && isConmon(conmonPid, filepath.Join(cfg.Dir, conmonPidFile)) {
 		// conmon's runtime child dies with it (PDEATHSIG).
 		_ = syscall.Kill(conmonPid, syscall.SIGKILL)
-		waitGone(conmonPid, 2*time.Second)
+		if !waitGone(conmonPid, 2*time.Second) {
+			slog.Warn("conmon did not exit after SIGKILL", "id", cfg.ID, "conmon_pid", conmonPid)
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	_ = cfg.Runtime.Delete(ctx, cfg.ID, true)
+	if err := cfg.Runtime.Delete(ctx, cfg.ID, true); err != nil {
+		slog.Warn("removing runtime state of failed create", "id", cfg.ID, "err", err)
+	}
 	removeFiles(filepath.Join(cfg.ExitDir, cfg.ID), filepath.Join(cfg.Dir, persistExitFile),
 		filepath.Join(cfg.Dir, oomFile), filepath.Join(cfg.Dir, conmonPidFile),
 		filepath.Join(cfg.Dir, containerPidFile), filepath.Join(cfg.BundleDir, ctlFifo),

@@ -506,18 +506,43 @@ func TestCreateFailureLeavesNothing(t *testing.T) {
 		t.Fatalf("processes left: %v", pids)
 	}
 
-	// A context already done fails without leaving anything either.
-	cfg3 := e.config("cancel", "true")
-	cctx, cancel := context.WithCancel(ctx)
-	cancel()
-	if _, err := Create(cctx, cfg3); err == nil {
-		t.Fatal("Create with a cancelled context succeeded")
+	// A create that outlives its context (a hook that hangs) is undone.
+	cfg3 := e.config("timeout", "true")
+	p := filepath.Join(cfg3.BundleDir, "config.json")
+	data, _ := os.ReadFile(p)
+	var spec specs.Spec
+	if err := json.Unmarshal(data, &spec); err != nil {
+		t.Fatal(err)
+	}
+	spec.Hooks = &specs.Hooks{CreateRuntime: []specs.Hook{{Path: "/bin/sleep", Args: []string{"sleep", "2"}}}}
+	data, _ = json.Marshal(&spec)
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	if _, err := Create(cctx, cfg3); !errors.Is(err, errdefs.ErrDeadlineExceeded) {
+		t.Fatalf("Create past its deadline: err = %v", err)
 	}
 	if pids := conmonProcs(cfg3.Dir); len(pids) != 0 {
-		t.Fatalf("processes left after cancel: %v", pids)
+		t.Fatalf("processes left after timeout: %v", pids)
 	}
 	if _, err := e.rt.State(ctx, cfg3.ID); !errdefs.IsNotFound(err) {
-		t.Fatalf("runtime state left after cancel: %v", err)
+		t.Fatalf("runtime state left after timeout: %v", err)
+	}
+	if procs, err := os.ReadFile("/sys/fs/cgroup/pids/berth-test/" + cfg3.ID + "/cgroup.procs"); err == nil && len(procs) > 0 {
+		t.Fatalf("container processes left after timeout: %s", procs)
+	}
+
+	// A context already done starts nothing.
+	cfg4 := e.config("cancel", "true")
+	dctx, dcancel := context.WithCancel(ctx)
+	dcancel()
+	if _, err := Create(dctx, cfg4); err == nil {
+		t.Fatal("Create with a cancelled context succeeded")
+	}
+	if _, err := os.Stat(filepath.Join(cfg4.Dir, conmonPidFile)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("conmon ran with a cancelled context: %v", err)
 	}
 }
 

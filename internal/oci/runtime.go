@@ -182,6 +182,10 @@ func (r *Runtime) Exec(ctx context.Context, id string, proc *specs.Process, stdi
 	cmd := exec.CommandContext(ctx, r.Path, args...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdio.Stdin, stdio.Stdout, stdio.Stderr
 	cmd.ExtraFiles = []*os.File{specR, logW}
+	// On cancel, SIGTERM reaches the process through the runtime's signal
+	// forwarding; a SIGKILL would only kill the runtime and orphan it.
+	// WaitDelay later kills the runtime if the process ignores SIGTERM.
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = rtWaitDelay
 	if err := cmd.Start(); err != nil {
 		specW.Close()

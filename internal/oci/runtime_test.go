@@ -223,6 +223,14 @@ func TestRuntimeLifecycle(t *testing.T) {
 		t.Fatalf("Exec with stdin = %d, %v; stdout %q", code, err, stdout.String())
 	}
 
+	tctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	t0 := time.Now()
+	code, err = r.Exec(tctx, id, &specs.Process{Args: []string{"/bin/busybox", "sleep", "30"}, Cwd: "/"}, ExecIO{})
+	if !errors.Is(err, errdefs.ErrDeadlineExceeded) || time.Since(t0) > 3*time.Second {
+		t.Fatalf("Exec past its deadline = %d, %v after %v", code, err, time.Since(t0))
+	}
+
 	if err := r.Kill(ctx, id, syscall.SIGTERM, false); err != nil {
 		t.Fatalf("Kill: %v", err)
 	}

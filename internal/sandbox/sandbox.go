@@ -21,6 +21,7 @@ import (
 
 	"github.com/berth-project/berth/internal/errdefs"
 	"github.com/berth-project/berth/internal/names"
+	"github.com/berth-project/berth/internal/oci"
 	"github.com/berth-project/berth/internal/store"
 )
 
@@ -60,6 +61,10 @@ type Sandbox struct {
 	Config         json.RawMessage   `json:"config"` // protojson PodSandboxConfig
 }
 
+// SharedPID says the pod's containers share one PID namespace, held by a
+// pause process.
+func (s *Sandbox) SharedPID() bool { return s.PIDMode == runtimeapi.NamespaceMode_POD.String() }
+
 // Dir is the pod's directory under the state dir.
 func (s *Sandbox) Dir(stateDir string) string { return filepath.Join(stateDir, "sandboxes", s.ID) }
 
@@ -96,6 +101,9 @@ type Config struct {
 	DefaultCgroupParent string
 	Handlers            []string // known runtime handler names
 	DefaultHandler      string
+	Runtimes            map[string]*oci.Runtime // for pause processes
+	Host                oci.HostConfig
+	PauseBinary         string // berth-pause, for pods sharing a PID namespace
 	Logger              *slog.Logger
 }
 
@@ -283,6 +291,11 @@ func (s *Service) create(ctx context.Context, id, key string, cfg *runtimeapi.Po
 	if p.Namespaces, err = pinNamespaces(dir, p.Hostname, kinds); err != nil {
 		return err
 	}
+	if p.SharedPID() {
+		if err := s.startPause(ctx, p, cfg); err != nil {
+			return err
+		}
+	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("pod create abandoned: %w", err)
 	}
@@ -298,8 +311,12 @@ func (s *Service) create(ctx context.Context, id, key string, cfg *runtimeapi.Po
 func (s *Service) teardown(p *Sandbox) error {
 	dir := p.Dir(s.cfg.StateDir)
 	var errs []error
+	if p.RuntimeHandler != "" {
+		errs = append(errs, s.stopPause(context.Background(), p))
+	}
 	errs = append(errs, unpinNamespaces(map[string]string{
 		"net": filepath.Join(dir, "netns"), "ipc": filepath.Join(dir, "ipcns"), "uts": filepath.Join(dir, "utsns"),
+		"pid": filepath.Join(dir, "pidns"),
 	}))
 	errs = append(errs, unmountShm(filepath.Join(dir, "shm")))
 	if err := errors.Join(errs...); err != nil {
@@ -329,6 +346,11 @@ func (s *Service) Stop(ctx context.Context, id string) error {
 		return nil
 	}
 	dir := p.Dir(s.cfg.StateDir)
+	if p.SharedPID() {
+		if err := s.stopPause(ctx, p); err != nil {
+			return err
+		}
+	}
 	if err := unpinNamespaces(p.Namespaces); err != nil {
 		return err
 	}

@@ -39,10 +39,5 @@ func Validate(cfg *runtimeapi.PodSandboxConfig) error {
 	if p := cfg.GetLinux().GetCgroupParent(); p != "" && !filepath.IsAbs(p) && filepath.Ext(p) != ".slice" {
 		return errdefs.Invalid(fmt.Sprintf("config.linux.cgroup_parent %q must be an absolute cgroupfs path or a systemd slice", p))
 	}
-	if cfg.GetLinux().GetSecurityContext().GetNamespaceOptions().GetPid() == runtimeapi.NamespaceMode_POD {
-		// A shared PID namespace needs a pause process; see ARCHITECTURE.md.
-		// Implemented with the security context work (issue 6).
-		return errdefs.Invalid("config.linux.security_context.namespace_options.pid: POD (shared process namespace) is not supported yet")
-	}
 	return nil
 }

@@ -1,0 +1,98 @@
+package sandbox
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berth-project/berth/internal/oci"
+)
+
+// The pause process exists only for pods that share one PID namespace
+// between their containers (namespace_options.pid = POD): a PID namespace
+// dies with its init, so something must be PID 1. It runs under the pod's
+// runtime handler with the pod's id, from an empty read-only rootfs with the
+// berth-pause binary bind mounted in. Its namespace is pinned like the
+// others, so containers join it by path.
+
+func (s *Service) pauseBundle(p *Sandbox) string { return filepath.Join(p.Dir(s.cfg.StateDir), "pause") }
+
+func (s *Service) startPause(ctx context.Context, p *Sandbox, cfg *runtimeapi.PodSandboxConfig) (err error) {
+	rt, ok := s.cfg.Runtimes[p.RuntimeHandler]
+	if !ok {
+		return fmt.Errorf("runtime handler %q is not configured", p.RuntimeHandler)
+	}
+	if s.cfg.PauseBinary == "" {
+		return errors.New("pods sharing a PID namespace need berth-pause, which was not found next to berthd or on PATH (run hack/install.sh)")
+	}
+	bundle := s.pauseBundle(p)
+	rootfs := filepath.Join(bundle, "rootfs")
+	if err := os.MkdirAll(rootfs, 0o755); err != nil {
+		return err
+	}
+	spec, err := oci.GenerateSandboxSpec(&oci.SandboxInput{
+		ID:          p.ID,
+		Config:      cfg,
+		RootfsPath:  rootfs,
+		Args:        []string{"/pause"},
+		Namespaces:  oci.SandboxNamespaces{Net: p.Namespaces["net"], IPC: p.Namespaces["ipc"], UTS: p.Namespaces["uts"]},
+		CgroupsPath: filepath.Join(p.CgroupParent, p.ID),
+		Host:        s.cfg.Host,
+	})
+	if err != nil {
+		return err
+	}
+	spec.Mounts = append(spec.Mounts, specs.Mount{
+		Destination: "/pause", Type: "bind", Source: s.cfg.PauseBinary,
+		Options: []string{"rbind", "ro", "nosuid", "nodev"},
+	})
+	data, err := json.Marshal(spec)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(bundle, "config.json"), data, 0o600); err != nil {
+		return err
+	}
+	if err := rt.Create(ctx, p.ID, bundle); err != nil {
+		return fmt.Errorf("create pause process: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			rt.Delete(context.WithoutCancel(ctx), p.ID, true)
+		}
+	}()
+	st, err := rt.State(ctx, p.ID)
+	if err != nil {
+		return err
+	}
+	pidns := filepath.Join(p.Dir(s.cfg.StateDir), "pidns")
+	if err := bindNamespace(fmt.Sprintf("/proc/%d/ns/pid", st.Pid), pidns); err != nil {
+		return err
+	}
+	if err := rt.Start(ctx, p.ID); err != nil {
+		unmountAndRemove(pidns)
+		return fmt.Errorf("start pause process: %w", err)
+	}
+	p.Namespaces["pid"] = pidns
+	return nil
+}
+
+// stopPause ends the pause process and removes it from the runtime; an
+// absent one is fine.
+func (s *Service) stopPause(ctx context.Context, p *Sandbox) error {
+	rt, ok := s.cfg.Runtimes[p.RuntimeHandler]
+	if !ok {
+		return nil
+	}
+	if err := rt.Kill(ctx, p.ID, syscall.SIGKILL, false); err != nil {
+		s.log.Debug("killing pause process", "pod", p.ID, "err", err)
+	}
+	return rt.Delete(ctx, p.ID, true)
+}
