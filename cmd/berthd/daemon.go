@@ -64,7 +64,6 @@ func lookBinary(name, path string) (string, error) {
 	return found, nil
 }
 
-
 func run(ctx context.Context, cfg *config.Config) error {
 	log := newLogger(cfg)
 	slog.SetDefault(log)

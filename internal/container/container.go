@@ -63,6 +63,7 @@ type Container struct {
 	Annotations map[string]string `json:"annotations,omitempty"`
 	LogPath     string            `json:"logPath,omitempty"` // absolute
 	Runtime     string            `json:"runtime"`
+	CgroupsPath string            `json:"cgroupsPath,omitempty"`
 	StopSignal  string            `json:"stopSignal,omitempty"`
 	User        json.RawMessage   `json:"user,omitempty"` // protojson ContainerUser
 	Config      json.RawMessage   `json:"config"`         // protojson ContainerConfig

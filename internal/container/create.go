@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/berth-project/berth/internal/cgroups"
 	"github.com/berth-project/berth/internal/errdefs"
 	"github.com/berth-project/berth/internal/image"
 	"github.com/berth-project/berth/internal/monitor"
@@ -117,7 +118,7 @@ func (s *Service) create(ctx context.Context, id, key string, pod *sandbox.Sandb
 	created := false
 	defer func() {
 		if err != nil {
-			s.cleanup(context.WithoutCancel(ctx), id, rt, created)
+			s.cleanup(context.WithoutCancel(ctx), id, rt, created, cgroupsPath(pod.CgroupParent, id))
 		}
 	}()
 	layers := s.cfg.Images.LayerDirs(img)
@@ -127,19 +128,19 @@ func (s *Service) create(ctx context.Context, id, key string, pod *sandbox.Sandb
 
 	hostnameFile, hostsFile, resolvFile, shm := pod.Files(s.cfg.StateDir)
 	spec, err := oci.GenerateContainerSpec(&oci.ContainerInput{
-		ID:             id,
-		Config:         cfg,
-		Sandbox:        podCfg,
-		SandboxID:      pod.ID,
-		Image:          imageInfo(img, cfg.GetImage().GetImage()),
-		RootfsPath:     s.rootfs(id),
-		Namespaces:     oci.SandboxNamespaces{Net: pod.Namespaces["net"], IPC: pod.Namespaces["ipc"], UTS: pod.Namespaces["uts"], PID: pod.Namespaces["pid"]},
-		HostsPath:      hostsFile,
-		ResolvPath:     resolvFile,
-		HostnamePath:   hostnameFile,
-		ShmPath:        shm,
-		CgroupsPath:    cgroupsPath(pod.CgroupParent, id),
-		Host:           s.cfg.Host,
+		ID:           id,
+		Config:       cfg,
+		Sandbox:      podCfg,
+		SandboxID:    pod.ID,
+		Image:        imageInfo(img, cfg.GetImage().GetImage()),
+		RootfsPath:   s.rootfs(id),
+		Namespaces:   oci.SandboxNamespaces{Net: pod.Namespaces["net"], IPC: pod.Namespaces["ipc"], UTS: pod.Namespaces["uts"], PID: pod.Namespaces["pid"]},
+		HostsPath:    hostsFile,
+		ResolvPath:   resolvFile,
+		HostnamePath: hostnameFile,
+		ShmPath:      shm,
+		CgroupsPath:  cgroupsPath(pod.CgroupParent, id),
+		Host:         s.cfg.Host,
 	})
 	if err != nil {
 		return nil, err
@@ -189,6 +190,7 @@ func (s *Service) create(ctx context.Context, id, key string, pod *sandbox.Sandb
 		LogPath:     logPath,
 		Runtime:     pod.RuntimeHandler,
 		StopSignal:  img.Config.Config.StopSignal,
+		CgroupsPath: cgroupsPath(pod.CgroupParent, id),
 	}
 	if c.Config, err = protojson.Marshal(cfg); err != nil {
 		return nil, err
@@ -212,10 +214,15 @@ func (s *Service) create(ctx context.Context, id, key string, pod *sandbox.Sandb
 
 // cleanup undoes a failed or abandoned create, and removes leftovers found at
 // start. Every step tolerates what is already gone.
-func (s *Service) cleanup(ctx context.Context, id string, rt *oci.Runtime, created bool) {
+func (s *Service) cleanup(ctx context.Context, id string, rt *oci.Runtime, created bool, cgroupsPath string) {
 	var errs []error
 	if created && rt != nil {
 		if err := rt.Delete(ctx, id, true); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if cgroupsPath != "" {
+		if err := cgroups.Remove(cgroupsPath); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -35,12 +35,15 @@ func (s *Service) Start(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
+	// Stamp before the start: a process that exits at once must not look
+	// as if it finished before it started.
+	startedAt := time.Now().UnixNano()
 	if err := rt.Start(ctx, id); err != nil {
 		return err
 	}
 	nc := *c
 	nc.State = Running
-	nc.StartedAt = time.Now().UnixNano()
+	nc.StartedAt = startedAt
 	if err := s.publish(&nc); err != nil {
 		return err
 	}
@@ -120,7 +123,7 @@ func (s *Service) Remove(ctx context.Context, id string) error {
 	unlock := s.lock(id)
 	defer unlock()
 	rt, _ := s.runtime(c.Runtime)
-	s.cleanup(ctx, id, rt, true)
+	s.cleanup(ctx, id, rt, true, c.CgroupsPath)
 	if err := s.cfg.Store.Delete(store.Containers, id); err != nil {
 		return err
 	}

@@ -151,7 +151,7 @@ func (s *Service) removeOrphans(ctx context.Context) error {
 				s.log.Error("deleting orphan from runtime", "container", id, "runtime", rt.Name, "err", err)
 			}
 		}
-		s.cleanup(ctx, id, nil, false)
+		s.cleanup(ctx, id, nil, false, "")
 	}
 	return nil
 }

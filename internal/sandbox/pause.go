@@ -12,6 +12,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/berth-project/berth/internal/cgroups"
 	"github.com/berth-project/berth/internal/oci"
 )
 
@@ -22,7 +23,9 @@ import (
 // berth-pause binary bind mounted in. Its namespace is pinned like the
 // others, so containers join it by path.
 
-func (s *Service) pauseBundle(p *Sandbox) string { return filepath.Join(p.Dir(s.cfg.StateDir), "pause") }
+func (s *Service) pauseBundle(p *Sandbox) string {
+	return filepath.Join(p.Dir(s.cfg.StateDir), "pause")
+}
 
 func (s *Service) startPause(ctx context.Context, p *Sandbox, cfg *runtimeapi.PodSandboxConfig) (err error) {
 	rt, ok := s.cfg.Runtimes[p.RuntimeHandler]
@@ -94,5 +97,11 @@ func (s *Service) stopPause(ctx context.Context, p *Sandbox) error {
 	if err := rt.Kill(ctx, p.ID, syscall.SIGKILL, false); err != nil {
 		s.log.Debug("killing pause process", "pod", p.ID, "err", err)
 	}
-	return rt.Delete(ctx, p.ID, true)
+	if err := rt.Delete(ctx, p.ID, true); err != nil {
+		return err
+	}
+	if p.CgroupParent != "" {
+		return cgroups.Remove(filepath.Join(p.CgroupParent, p.ID))
+	}
+	return nil
 }

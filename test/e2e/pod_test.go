@@ -1,0 +1,110 @@
+package e2e
+
+import (
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berth-project/berth/test/e2e/framework"
+)
+
+const nsScript = `echo ipc=$(readlink /proc/self/ns/ipc)
+echo uts=$(readlink /proc/self/ns/uts)
+echo net=$(readlink /proc/self/ns/net)
+echo pid=$(readlink /proc/self/ns/pid)
+echo hostname=$(hostname)
+echo links=$(ls /sys/class/net | tr '\n' ' ')
+echo loflags=$(cat /sys/class/net/lo/flags)
+echo done
+exec sleep 1000`
+
+// TestPodNamespaces checks that two containers of one pod share the pod's
+// IPC, UTS and network namespaces (loopback only, up) but not their PID
+// namespaces, and see the pod's hostname. Both run at once: namespace inode
+// numbers are reused once a namespace is gone.
+func TestPodNamespaces(t *testing.T) {
+	d := framework.Shared(t)
+	pod := d.PodConfig(t, "nspod")
+	podID := d.RunPod(t, pod)
+	var got []map[string]string
+	for _, name := range []string{"one", "two"} {
+		cfg := framework.Sh(name, nsScript)
+		d.RunContainer(t, podID, pod, cfg)
+		var texts []string
+		for _, l := range framework.WaitForLog(t, framework.LogPath(pod, cfg), "done", 20*time.Second) {
+			texts = append(texts, l.Text)
+		}
+		got = append(got, keyValues(texts))
+	}
+	a, b := got[0], got[1]
+	for _, ns := range []string{"ipc", "uts", "net"} {
+		if a[ns] == "" || a[ns] != b[ns] {
+			t.Errorf("%s namespace not shared: %q vs %q", ns, a[ns], b[ns])
+		}
+		host, _ := os.Readlink("/proc/self/ns/" + ns)
+		if a[ns] == host {
+			t.Errorf("%s namespace is the host's (%s)", ns, host)
+		}
+	}
+	if a["pid"] == "" || a["pid"] == b["pid"] {
+		t.Errorf("pid namespaces should differ: %q vs %q", a["pid"], b["pid"])
+	}
+	if a["hostname"] != "nspod" || b["hostname"] != "nspod" {
+		t.Errorf("hostnames %q %q, want nspod", a["hostname"], b["hostname"])
+	}
+	if strings.TrimSpace(a["links"]) != "lo" {
+		t.Errorf("pod network has links %q, want lo only", a["links"])
+	}
+	if flags, err := strconv.ParseUint(strings.TrimPrefix(a["loflags"], "0x"), 16, 32); err != nil || flags&1 == 0 {
+		t.Errorf("lo flags %q: want IFF_UP", a["loflags"])
+	}
+
+	st := d.PodStatus(t, podID)
+	if st.GetLinux().GetNamespaces().GetOptions().GetNetwork() != runtimeapi.NamespaceMode_POD {
+		t.Errorf("pod status namespaces %v", st.GetLinux().GetNamespaces())
+	}
+	if st.CreatedAt == 0 || st.State != runtimeapi.PodSandboxState_SANDBOX_READY {
+		t.Errorf("pod status created_at %d state %v", st.CreatedAt, st.State)
+	}
+}
+
+func TestPodFiles(t *testing.T) {
+	d := framework.Shared(t)
+	pod := d.PodConfig(t, "files")
+	podID := d.RunPod(t, pod)
+	cfg := framework.Sh("files", "cat /etc/hosts; echo ---; cat /etc/resolv.conf; echo ---; cat /etc/hostname")
+	id := d.RunContainer(t, podID, pod, cfg)
+	st := d.WaitForState(t, id, runtimeapi.ContainerState_CONTAINER_EXITED, 20*time.Second)
+	texts := framework.LogTexts(t, framework.LogPath(pod, cfg))
+	if st.ExitCode != 0 {
+		t.Fatalf("exit %d: %q", st.ExitCode, texts)
+	}
+	parts := strings.Split(strings.Join(texts, "\n"), "\n---\n")
+	if len(parts) != 3 {
+		t.Fatalf("output %q", texts)
+	}
+	hosts, resolv, hostname := parts[0], parts[1], strings.TrimSpace(parts[2])
+	if !strings.Contains(hosts, "127.0.0.1") || !strings.Contains(hosts, "localhost") {
+		t.Errorf("/etc/hosts lacks localhost:\n%s", hosts)
+	}
+	lines := strings.Split(resolv, "\n")
+	for _, s := range framework.DNSServers {
+		if !slices.Contains(lines, "nameserver "+s) {
+			t.Errorf("resolv.conf lacks nameserver %s:\n%s", s, resolv)
+		}
+	}
+	if !slices.Contains(lines, "search "+strings.Join(framework.DNSSearches, " ")) {
+		t.Errorf("resolv.conf lacks search %v:\n%s", framework.DNSSearches, resolv)
+	}
+	if !slices.Contains(lines, "options "+strings.Join(framework.DNSOptions, " ")) {
+		t.Errorf("resolv.conf lacks options %v:\n%s", framework.DNSOptions, resolv)
+	}
+	if hostname != "files" {
+		t.Errorf("/etc/hostname %q, want files", hostname)
+	}
+}
