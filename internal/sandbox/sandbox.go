@@ -94,6 +94,15 @@ type Containers interface {
 	RemovePod(ctx context.Context, podID string) error
 }
 
+// Network attaches pods to the pod network (CNI). Setup runs after the
+// pod's network namespace is pinned and returns the pod's IPs, primary
+// first; Teardown must succeed when the namespace is already gone and when
+// repeated. Host-network pods never reach it.
+type Network interface {
+	Setup(ctx context.Context, p *Sandbox, cfg *runtimeapi.PodSandboxConfig) (ips []string, err error)
+	Teardown(ctx context.Context, p *Sandbox) error
+}
+
 // Config configures the service.
 type Config struct {
 	Store               *store.Store
@@ -104,6 +113,7 @@ type Config struct {
 	Runtimes            map[string]*oci.Runtime // for pause processes
 	Host                oci.HostConfig
 	PauseBinary         string // berth-pause, for pods sharing a PID namespace
+	Network             Network // nil: pods get loopback only
 	Logger              *slog.Logger
 }
 
@@ -296,6 +306,25 @@ func (s *Service) create(ctx context.Context, id, key string, cfg *runtimeapi.Po
 			return err
 		}
 	}
+	if s.cfg.Network != nil && !p.HostNetwork {
+		var ips []string
+		// Assign, not declare: the deferred teardown below reads the
+		// function's named err.
+		ips, err = s.cfg.Network.Setup(ctx, p, cfg)
+		if err != nil {
+			return fmt.Errorf("set up pod network: %w", err)
+		}
+		defer func() {
+			if err != nil {
+				if terr := s.cfg.Network.Teardown(context.WithoutCancel(ctx), p); terr != nil {
+					s.log.Error("tearing down network of failed pod", "pod", id, "err", terr)
+				}
+			}
+		}()
+		if len(ips) > 0 {
+			p.IP, p.AdditionalIPs = ips[0], ips[1:]
+		}
+	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("pod create abandoned: %w", err)
 	}
@@ -346,6 +375,11 @@ func (s *Service) Stop(ctx context.Context, id string) error {
 		return nil
 	}
 	dir := p.Dir(s.cfg.StateDir)
+	if s.cfg.Network != nil && !p.HostNetwork {
+		if err := s.cfg.Network.Teardown(ctx, p); err != nil {
+			return fmt.Errorf("tear down pod network: %w", err)
+		}
+	}
 	if p.SharedPID() {
 		if err := s.stopPause(ctx, p); err != nil {
 			return err
