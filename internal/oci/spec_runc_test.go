@@ -118,6 +118,8 @@ func (e *specRuncEnv) run(t *testing.T, id string, s *specs.Spec) string {
 	var stdout, stderr bytes.Buffer
 	cmd := exec.CommandContext(ctx, e.runc, "--root", e.root, "run", "--bundle", bundle, id)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	// Do not wait forever on a pipe a stray container process still holds.
+	cmd.WaitDelay = 5 * time.Second
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("runc run: %v\nstdout: %s\nstderr: %s", err, stdout.String(), stderr.String())
 	}
