@@ -272,6 +272,7 @@ func cleanupFailed(cfg Config, conmonPid int) {
 	if err := cfg.Runtime.Delete(ctx, cfg.ID, true); err != nil {
 		slog.Warn("removing runtime state of failed create", "id", cfg.ID, "err", err)
 	}
+	removeOrphanCgroup(cfg.ID, cfg.BundleDir)
 	removeFiles(filepath.Join(cfg.ExitDir, cfg.ID), filepath.Join(cfg.Dir, persistExitFile),
 		filepath.Join(cfg.Dir, oomFile), filepath.Join(cfg.Dir, conmonPidFile),
 		filepath.Join(cfg.Dir, containerPidFile), filepath.Join(cfg.BundleDir, ctlFifo),
