@@ -15,6 +15,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-project/berth/internal/errdefs"
+	"github.com/berth-project/berth/internal/events"
 	"github.com/berth-project/berth/internal/monitor"
 	"github.com/berth-project/berth/internal/oci"
 	"github.com/berth-project/berth/internal/store"
@@ -38,7 +39,7 @@ func (s *Service) Start(ctx context.Context, id string) error {
 	// Stamp before the start: a process that exits at once must not look
 	// as if it finished before it started.
 	startedAt := time.Now().UnixNano()
-	if err := rt.Start(ctx, id); err != nil {
+	if err := s.startRuntime(ctx, rt, c); err != nil {
 		return err
 	}
 	nc := *c
@@ -47,6 +48,7 @@ func (s *Service) Start(ctx context.Context, id string) error {
 	if err := s.publish(&nc); err != nil {
 		return err
 	}
+	s.emit(events.ContainerStarted, &nc)
 	s.log.Info("container started", "container", id, "pod", c.PodID)
 	return nil
 }
@@ -103,6 +105,14 @@ func (s *Service) Stop(ctx context.Context, id string, timeout time.Duration) er
 		if c, err := s.Get(id); err == nil && c.State == Exited {
 			return nil
 		}
+		// No exit file: conmon is gone. If the runtime agrees the process
+		// is gone too, the exit code is lost but the container is stopped.
+		if st, err := rt.State(ctx, id); errdefs.IsNotFound(err) || (err == nil && st.Status == oci.StatusStopped) {
+			if c, err := s.Get(id); err == nil {
+				s.markLost(c, "container stopped without its monitor; exit code unknown")
+			}
+			return nil
+		}
 		return fmt.Errorf("container %s did not exit after SIGKILL", id)
 	case <-ctx.Done():
 		return ctx.Err()
@@ -129,6 +139,7 @@ func (s *Service) Remove(ctx context.Context, id string) error {
 	}
 	s.forget(c)
 	s.names.Release(c.Key, id)
+	s.emit(events.ContainerDeleted, c)
 	s.log.Info("container removed", "container", id, "pod", c.PodID)
 	return nil
 }
@@ -197,6 +208,7 @@ func (s *Service) handleExit(id string) {
 		s.log.Error("recording container exit", "container", id, "err", err)
 		return
 	}
+	s.emit(events.ContainerStopped, &nc)
 	s.markExited(id)
 	s.log.Info("container exited", "container", id, "pod", c.PodID, "exitCode", exit.Code, "reason", nc.Reason)
 	// Free the runtime's state and the cgroup now; the rootfs stays until
