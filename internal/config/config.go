@@ -64,10 +64,13 @@ type RuntimeFeatures struct {
 
 // Network configures pod networking.
 type Network struct {
-	ConfDir       string   `toml:"conf_dir" doc:"CNI network configurations; the first one in name order is used"`
-	BinDirs       []string `toml:"bin_dirs" doc:"directories searched for CNI plugin binaries"`
-	DefaultSubnet string   `toml:"default_subnet" doc:"subnet of the built-in bridge network used when conf_dir holds no config"`
-	DefaultBridge string   `toml:"default_bridge" doc:"bridge interface of the built-in network"`
+	ConfDir        string   `toml:"conf_dir" doc:"CNI network configurations; the first one in name order is used"`
+	BinDirs        []string `toml:"bin_dirs" doc:"directories searched for CNI plugin binaries"`
+	DefaultSubnet  string   `toml:"default_subnet" doc:"subnet of the built-in bridge network used when conf_dir holds no config"`
+	DefaultBridge  string   `toml:"default_bridge" doc:"bridge interface of the built-in network"`
+	BuiltinNetwork bool     `toml:"builtin_network" doc:"use the built-in bridge network while conf_dir holds no config; false: NetworkReady stays false until a CNI config is installed"`
+	DefaultRoute   bool     `toml:"default_route" doc:"pods on the built-in network get a default route via the bridge"`
+	DefaultIPMasq  bool     `toml:"default_ip_masq" doc:"masquerade traffic from built-in network pods that leaves its subnet"`
 }
 
 // Streaming configures the exec/attach/port-forward server.
@@ -112,10 +115,13 @@ func Default() *Config {
 			"runc": {Path: "runc", Args: []string{}},
 		},
 		Network: Network{
-			ConfDir:       "/etc/cni/net.d",
-			BinDirs:       []string{"/usr/lib/cni", "/opt/cni/bin"},
-			DefaultSubnet: "10.88.0.0/16",
-			DefaultBridge: "berth0",
+			ConfDir:        "/etc/cni/net.d",
+			BinDirs:        []string{"/usr/lib/cni", "/opt/cni/bin"},
+			DefaultSubnet:  "10.88.0.0/16",
+			DefaultBridge:  "berth0",
+			BuiltinNetwork: true,
+			DefaultRoute:   true,
+			DefaultIPMasq:  true,
 		},
 		Streaming: Streaming{Address: "127.0.0.1:0"},
 		Images: Images{

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"syscall"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -27,6 +28,17 @@ func (s *Service) pauseBundle(p *Sandbox) string {
 	return filepath.Join(p.Dir(s.cfg.StateDir), "pause")
 }
 
+// needsPause says whether pod p has a pause process: when its containers
+// share a PID namespace, and always under a pod-sandbox runtime (runsc),
+// where the pause container is the sandbox the containers join.
+func (s *Service) needsPause(p *Sandbox) bool {
+	return p.SharedPID() || slices.Contains(s.cfg.PodSandboxHandlers, p.RuntimeHandler)
+}
+
+func (s *Service) pauseCgroupsPath(p *Sandbox) (string, error) {
+	return cgroups.ContainerPath(s.cfg.CgroupDriver, p.CgroupParent, p.ID)
+}
+
 func (s *Service) startPause(ctx context.Context, p *Sandbox, cfg *runtimeapi.PodSandboxConfig) (err error) {
 	rt, ok := s.cfg.Runtimes[p.RuntimeHandler]
 	if !ok {
@@ -34,6 +46,10 @@ func (s *Service) startPause(ctx context.Context, p *Sandbox, cfg *runtimeapi.Po
 	}
 	if s.cfg.PauseBinary == "" {
 		return errors.New("pods sharing a PID namespace need berth-pause, which was not found next to berthd or on PATH (run hack/install.sh)")
+	}
+	cgPath, err := s.pauseCgroupsPath(p)
+	if err != nil {
+		return err
 	}
 	bundle := s.pauseBundle(p)
 	rootfs := filepath.Join(bundle, "rootfs")
@@ -46,7 +62,7 @@ func (s *Service) startPause(ctx context.Context, p *Sandbox, cfg *runtimeapi.Po
 		RootfsPath:  rootfs,
 		Args:        []string{"/pause"},
 		Namespaces:  oci.SandboxNamespaces{Net: p.Namespaces["net"], IPC: p.Namespaces["ipc"], UTS: p.Namespaces["uts"]},
-		CgroupsPath: filepath.Join(p.CgroupParent, p.ID),
+		CgroupsPath: cgPath,
 		Host:        s.cfg.Host,
 	})
 	if err != nil {
@@ -71,6 +87,13 @@ func (s *Service) startPause(ctx context.Context, p *Sandbox, cfg *runtimeapi.Po
 			rt.Delete(context.WithoutCancel(ctx), p.ID, true)
 		}
 	}()
+	if !p.SharedPID() {
+		// Only the sandbox of a pod-sandbox runtime: nothing to pin.
+		if err := rt.Start(ctx, p.ID); err != nil {
+			return fmt.Errorf("start pause process: %w", err)
+		}
+		return nil
+	}
 	st, err := rt.State(ctx, p.ID)
 	if err != nil {
 		return err
@@ -101,7 +124,11 @@ func (s *Service) stopPause(ctx context.Context, p *Sandbox) error {
 		return err
 	}
 	if p.CgroupParent != "" {
-		return cgroups.Remove(filepath.Join(p.CgroupParent, p.ID))
+		cgPath, err := s.pauseCgroupsPath(p)
+		if err != nil {
+			return nil // never made: the create refused this parent
+		}
+		return cgroups.Remove(cgPath)
 	}
 	return nil
 }

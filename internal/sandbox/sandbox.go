@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/berth-project/berth/internal/cgroups"
 	"github.com/berth-project/berth/internal/errdefs"
 	"github.com/berth-project/berth/internal/names"
 	"github.com/berth-project/berth/internal/oci"
@@ -113,8 +114,13 @@ type Config struct {
 	Runtimes            map[string]*oci.Runtime // for pause processes
 	Host                oci.HostConfig
 	PauseBinary         string // berth-pause, for pods sharing a PID namespace
-	Network             Network // nil: pods get loopback only
-	Logger              *slog.Logger
+	// PodSandboxHandlers run all of a pod's containers in one sandbox
+	// (gVisor's runsc): every pod of theirs gets a pause container, which
+	// the runtime makes the sandbox that the pod's containers join.
+	PodSandboxHandlers []string
+	CgroupDriver       string  // cgroupfs or systemd, for the pause process's cgroup
+	Network            Network // nil: pods get loopback only
+	Logger             *slog.Logger
 }
 
 // Service owns all pods.
@@ -260,6 +266,10 @@ func (s *Service) create(ctx context.Context, id, key string, cfg *runtimeapi.Po
 	if p.CgroupParent == "" {
 		p.CgroupParent = s.cfg.DefaultCgroupParent
 	}
+	// Refuse a parent the cgroup driver cannot use now, not at the first container.
+	if _, err := cgroups.ContainerPath(s.cfg.CgroupDriver, p.CgroupParent, id); err != nil {
+		return fmt.Errorf("linux.cgroup_parent with the %s cgroup driver: %w", s.cfg.CgroupDriver, err)
+	}
 	if p.Config, err = protojson.Marshal(cfg); err != nil {
 		return fmt.Errorf("encode pod config: %w", err)
 	}
@@ -301,7 +311,7 @@ func (s *Service) create(ctx context.Context, id, key string, cfg *runtimeapi.Po
 	if p.Namespaces, err = pinNamespaces(dir, p.Hostname, kinds); err != nil {
 		return err
 	}
-	if p.SharedPID() {
+	if s.needsPause(p) {
 		if err := s.startPause(ctx, p, cfg); err != nil {
 			return err
 		}
@@ -380,7 +390,7 @@ func (s *Service) Stop(ctx context.Context, id string) error {
 			return fmt.Errorf("tear down pod network: %w", err)
 		}
 	}
-	if p.SharedPID() {
+	if s.needsPause(p) {
 		if err := s.stopPause(ctx, p); err != nil {
 			return err
 		}
@@ -469,7 +479,15 @@ func (s *Service) recover() error {
 			continue
 		}
 		s.log.Warn("removing half-created pod left by a crash", "pod", e.Name())
-		if err := s.teardown(&Sandbox{ID: e.Name()}); err != nil {
+		half := &Sandbox{ID: e.Name()}
+		if s.cfg.Network != nil {
+			// Its CNI ADD may have run: release the veth and lease too.
+			half.Namespaces = map[string]string{"net": filepath.Join(half.Dir(s.cfg.StateDir), "netns")}
+			if err := s.cfg.Network.Teardown(context.Background(), half); err != nil {
+				s.log.Error("tearing down the network of a half-created pod", "pod", e.Name(), "err", err)
+			}
+		}
+		if err := s.teardown(half); err != nil {
 			s.log.Error("cleaning up half-created pod", "pod", e.Name(), "err", err)
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-project/berth/internal/errdefs"
+	"github.com/berth-project/berth/internal/oci"
 )
 
 // RFC 1123 hostname: dot-separated labels of letters, digits and dashes.
@@ -35,6 +36,10 @@ func Validate(cfg *runtimeapi.PodSandboxConfig) error {
 	}
 	if err := validateDNS(cfg.GetDnsConfig()); err != nil {
 		return errdefs.Invalid("config." + err.Error())
+	}
+	// Sysctls are checked here, before anything exists (CVE-2022-0811).
+	if err := oci.ValidatePodSysctls(cfg); err != nil {
+		return err
 	}
 	if p := cfg.GetLinux().GetCgroupParent(); p != "" && !filepath.IsAbs(p) && filepath.Ext(p) != ".slice" {
 		return errdefs.Invalid(fmt.Sprintf("config.linux.cgroup_parent %q must be an absolute cgroupfs path or a systemd slice", p))

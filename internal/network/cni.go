@@ -1,0 +1,345 @@
+package network
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/containernetworking/cni/libcni"
+	"github.com/containernetworking/cni/pkg/types"
+	current "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/fsnotify/fsnotify"
+	"golang.org/x/sys/unix"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berth-project/berth/internal/errdefs"
+	"github.com/berth-project/berth/internal/sandbox"
+)
+
+// Config configures the pod network.
+type Config struct {
+	// ConfDir holds CNI network configs; the first by file name is used.
+	// It is watched, so a network installed later (by a CNI DaemonSet) is
+	// used for the next pod without a restart.
+	ConfDir string
+	// BinDirs are searched for plugin binaries.
+	BinDirs []string
+	// CacheDir keeps libcni's ADD results, which DEL needs; it must survive
+	// berthd restarts (the state dir does).
+	CacheDir string
+	// Builtin is used while ConfDir holds no config; nil: none, and pods
+	// wait (Status fails) until a config is installed.
+	Builtin *Builtin
+	Logger  *slog.Logger
+}
+
+// teardownTimeout bounds a DEL whose caller set no deadline (cleanup after
+// a failed create runs on a context without one).
+const teardownTimeout = time.Minute
+
+// Manager attaches pods to the CNI network. It implements sandbox.Network.
+type Manager struct {
+	cfg      Config
+	log      *slog.Logger
+	cni      *libcni.CNIConfig
+	loopback *libcni.NetworkConfigList
+
+	cur      atomic.Pointer[netConf]
+	reloadMu sync.Mutex
+	watcher  *fsnotify.Watcher
+	done     chan struct{}
+}
+
+var _ sandbox.Network = (*Manager)(nil)
+
+// New loads the network and starts watching the conf dir. A missing or
+// broken network is not an error here: Status reports it, and pods fail
+// to start with the reason until it is fixed.
+func New(cfg Config) (*Manager, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if len(cfg.BinDirs) == 0 {
+		return nil, errors.New("network: no CNI plugin directories configured")
+	}
+	lo, err := libcni.NetworkConfFromBytes(loopbackConfList)
+	if err != nil {
+		return nil, fmt.Errorf("network: loopback config: %w", err)
+	}
+	if err := os.MkdirAll(cfg.CacheDir, 0o700); err != nil {
+		return nil, fmt.Errorf("network: create CNI cache dir: %w", err)
+	}
+	if cfg.Builtin != nil && cfg.Builtin.DataDir != "" {
+		if err := os.MkdirAll(cfg.Builtin.DataDir, 0o700); err != nil {
+			return nil, fmt.Errorf("network: create IP lease dir: %w", err)
+		}
+	}
+	m := &Manager{
+		cfg:      cfg,
+		log:      cfg.Logger,
+		cni:      libcni.NewCNIConfigWithCacheDir(cfg.BinDirs, cfg.CacheDir, nil),
+		loopback: lo,
+		done:     make(chan struct{}),
+	}
+	// The conf dir must exist to be watched; a fresh node has none yet.
+	if err := os.MkdirAll(cfg.ConfDir, 0o755); err != nil {
+		m.log.Warn("cannot create the CNI config dir; networks installed later need a restart", "dir", cfg.ConfDir, "err", err)
+	} else if m.watcher, err = fsnotify.NewWatcher(); err != nil {
+		m.log.Warn("cannot watch the CNI config dir; networks installed later need a restart", "err", err)
+	} else if err := m.watcher.Add(cfg.ConfDir); err != nil {
+		m.watcher.Close()
+		m.watcher = nil
+		m.log.Warn("cannot watch the CNI config dir; networks installed later need a restart", "dir", cfg.ConfDir, "err", err)
+	}
+	m.reload()
+	if m.watcher != nil {
+		go m.watch()
+	} else {
+		close(m.done)
+	}
+	return m, nil
+}
+
+// Close stops watching the conf dir.
+func (m *Manager) Close() error {
+	if m.watcher == nil {
+		return nil
+	}
+	err := m.watcher.Close()
+	<-m.done
+	return err
+}
+
+func (m *Manager) watch() {
+	defer close(m.done)
+	for {
+		select {
+		case ev, ok := <-m.watcher.Events:
+			if !ok {
+				return
+			}
+			if ev.Has(fsnotify.Chmod) && !ev.Has(fsnotify.Write) {
+				continue
+			}
+			m.reload()
+		case err, ok := <-m.watcher.Errors:
+			if !ok {
+				return
+			}
+			// An overflow loses events: re-read everything.
+			m.log.Warn("watching the CNI config dir", "err", err)
+			m.reload()
+		}
+	}
+}
+
+// reload re-reads the conf dir and logs when the network changes.
+func (m *Manager) reload() {
+	m.reloadMu.Lock()
+	defer m.reloadMu.Unlock()
+	n := selectConf(m.cfg.ConfDir, m.cfg.BinDirs, m.cfg.Builtin)
+	if n.err == nil {
+		// Every plugin of the loopback network must be there too.
+		if err := findPlugin("loopback", m.cfg.BinDirs); err != nil {
+			n = &netConf{source: n.source, err: fmt.Errorf("loopback network: %w", err)}
+		}
+	}
+	old := m.cur.Swap(n)
+	switch {
+	case n.err != nil && (old == nil || old.err == nil || old.err.Error() != n.err.Error()):
+		m.log.Warn("pod network not ready", "err", n.err)
+	case n.err == nil && (old == nil || old.err != nil || old.source != n.source || string(old.list.Bytes) != string(n.list.Bytes)):
+		m.log.Info("pod network", "network", n.list.Name, "source", n.source, "plugins", pluginTypes(n.list))
+	}
+}
+
+func pluginTypes(l *libcni.NetworkConfigList) []string {
+	out := make([]string, len(l.Plugins))
+	for i, p := range l.Plugins {
+		out[i] = p.Network.Type
+	}
+	return out
+}
+
+// Status says why pods cannot get a network, or nil when they can.
+func (m *Manager) Status() error { return m.cur.Load().err }
+
+// Network names the network new pods join and where it came from.
+func (m *Manager) Network() string {
+	n := m.cur.Load()
+	if n.err != nil {
+		return ""
+	}
+	return fmt.Sprintf("%s (%s)", n.list.Name, n.source)
+}
+
+// Setup runs ADD for the loopback and the pod network in the pod's network
+// namespace and returns the pod's IPs, IPv4 first. Plugins run on ctx: a
+// hanging one is killed at the request's deadline. On failure whatever the
+// plugins made is deleted again.
+func (m *Manager) Setup(ctx context.Context, p *sandbox.Sandbox, cfg *runtimeapi.PodSandboxConfig) (ips []string, err error) {
+	n := m.cur.Load()
+	if n.err != nil {
+		return nil, errdefs.Precondition("pod network is not ready: " + n.err.Error())
+	}
+	netns := p.Namespaces["net"]
+	if netns == "" {
+		return nil, fmt.Errorf("pod %s has no network namespace", p.ID)
+	}
+	rt, err := runtimeConf(p, cfg, netns)
+	if err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	type attachment struct {
+		list   *libcni.NetworkConfigList
+		source string
+		rt     *libcni.RuntimeConf
+	}
+	steps := []attachment{
+		{m.loopback, builtinSource, &libcni.RuntimeConf{ContainerID: rt.ContainerID, NetNS: netns, IfName: "lo", Args: rt.Args}},
+		{n.list, n.source, rt},
+	}
+	var added []attachment
+	defer func() {
+		if err == nil {
+			return
+		}
+		// The plugins of a failed ADD may have left a veth or a lease:
+		// DEL is how CNI undoes them, even when ctx has expired.
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), teardownTimeout)
+		defer cancel()
+		for i := len(added) - 1; i >= 0; i-- {
+			if derr := m.cni.DelNetworkList(dctx, added[i].list, added[i].rt); derr != nil {
+				m.log.Error("undoing a failed CNI ADD", "pod", p.ID, "network", added[i].list.Name, "err", derr)
+			}
+		}
+	}()
+	for _, a := range steps {
+		added = append(added, a)
+		res, err := m.cni.AddNetworkList(ctx, a.list, a.rt)
+		if err != nil {
+			if cerr := ctx.Err(); cerr != nil {
+				err = fmt.Errorf("%w (%w)", err, cerr)
+			}
+			return nil, fmt.Errorf("CNI network %q from %s: %w", a.list.Name, a.source, err)
+		}
+		if a.rt == rt {
+			if ips, err = podIPs(res); err != nil {
+				return nil, fmt.Errorf("CNI network %q from %s: %w", a.list.Name, a.source, err)
+			}
+		}
+	}
+	m.log.Debug("pod network set up", "pod", p.ID, "network", n.list.Name, "ips", ips, "took", time.Since(start))
+	return ips, nil
+}
+
+// podIPs returns the addresses the result gives the pod's eth0, IPv4
+// first (kubelet takes the first as the pod IP).
+func podIPs(res types.Result) ([]string, error) {
+	r, err := current.NewResultFromResult(res)
+	if err != nil {
+		return nil, fmt.Errorf("read ADD result: %w", err)
+	}
+	var v4, v6 []string
+	for _, ip := range r.IPs {
+		if ip.Interface != nil {
+			i := *ip.Interface
+			if i < 0 || i >= len(r.Interfaces) || r.Interfaces[i].Sandbox == "" || r.Interfaces[i].Name != podIfName {
+				continue
+			}
+		}
+		if ip.Address.IP.To4() != nil {
+			v4 = append(v4, ip.Address.IP.String())
+		} else if ip.Address.IP.To16() != nil && !ip.Address.IP.IsLinkLocalUnicast() {
+			v6 = append(v6, ip.Address.IP.String())
+		}
+	}
+	if len(v4)+len(v6) == 0 {
+		return nil, errors.New("the plugins gave the pod no IP address")
+	}
+	return append(v4, v6...), nil
+}
+
+// Teardown runs DEL for every network the pod was attached to, with the
+// config and arguments cached at ADD time (so it works after a config
+// change or a berthd restart). It succeeds when the network namespace is
+// gone and when repeated: plugins' DEL is idempotent, and a pod with no
+// cached attachment gets a best-effort DEL against the current network.
+func (m *Manager) Teardown(ctx context.Context, p *sandbox.Sandbox) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, teardownTimeout)
+		defer cancel()
+	}
+	netns := p.Namespaces["net"]
+	if !isNetns(netns) {
+		// Plugins skip the work inside a namespace they are not given; a
+		// dead namespace took its interfaces with it.
+		netns = ""
+	}
+	start := time.Now()
+	atts, err := m.cni.GetCachedAttachments(p.ID)
+	if err != nil {
+		return fmt.Errorf("read CNI cache of pod %s: %w", p.ID, err)
+	}
+	if len(atts) == 0 {
+		m.delUncached(ctx, p, netns)
+		return nil
+	}
+	// Loopback last: the reverse of ADD.
+	sort.SliceStable(atts, func(i, j int) bool { return atts[i].IfName != "lo" && atts[j].IfName == "lo" })
+	var errs []error
+	for _, a := range atts {
+		list, err := libcni.NetworkConfFromBytes(a.Config)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("cached CNI config of network %q: %w", a.Network, err))
+			continue
+		}
+		rt := &libcni.RuntimeConf{ContainerID: p.ID, NetNS: netns, IfName: a.IfName, Args: a.CniArgs, CapabilityArgs: a.CapabilityArgs}
+		if err := m.cni.DelNetworkList(ctx, list, rt); err != nil {
+			errs = append(errs, fmt.Errorf("CNI network %q: %w", a.Network, err))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("tear down network of pod %s: %w", p.ID, err)
+	}
+	m.log.Debug("pod network torn down", "pod", p.ID, "took", time.Since(start))
+	return nil
+}
+
+// delUncached handles a pod whose ADD result is not cached: an ADD cut
+// short by a crash may still have left a lease. Errors are only logged, so
+// that a pod never gets stuck on a network that has since changed.
+func (m *Manager) delUncached(ctx context.Context, p *sandbox.Sandbox, netns string) {
+	n := m.cur.Load()
+	if n.err != nil {
+		return
+	}
+	rt := &libcni.RuntimeConf{ContainerID: p.ID, NetNS: netns, IfName: podIfName, Args: [][2]string{
+		{"IgnoreUnknown", "1"}, {"K8S_POD_NAMESPACE", p.Namespace}, {"K8S_POD_NAME", p.Name},
+		{"K8S_POD_INFRA_CONTAINER_ID", p.ID}, {"K8S_POD_UID", p.UID},
+	}}
+	if err := m.cni.DelNetworkList(ctx, n.list, rt); err != nil {
+		m.log.Warn("best-effort CNI DEL of a pod without a cached ADD result", "pod", p.ID, "network", n.list.Name, "err", err)
+	}
+}
+
+// isNetns reports whether path is a live network namespace (a bind mount
+// of an nsfs file), not the empty file left once it is unmounted.
+func isNetns(path string) bool {
+	if path == "" {
+		return false
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(path, &st); err != nil {
+		return false
+	}
+	return st.Type == unix.NSFS_MAGIC
+}
