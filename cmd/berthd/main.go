@@ -54,6 +54,7 @@ func newRootCommand() *cobra.Command {
 		},
 	})
 	cmd.AddCommand(cfgCmd)
+	cmd.AddCommand(newRunscShimCommands()...)
 	return cmd
 }
 

@@ -21,21 +21,28 @@ const Root = "/sys/fs/cgroup"
 // "/kubepods/besteffort/pod1/abc") in every mounted hierarchy: one per v1
 // controller, the unified one on hybrid hosts, or the single v2 tree.
 func Dirs(path string) []string {
+	var st unix.Statfs_t
+	v2 := unix.Statfs(Root, &st) == nil && st.Type == unix.CGROUP2_SUPER_MAGIC
+	return dirsIn(Root, path, v2)
+}
+
+// dirsIn is Dirs for the hierarchies mounted under root; v2 says root is
+// itself the unified (cgroup v2) hierarchy.
+func dirsIn(root, path string, v2 bool) []string {
 	if path == "" || strings.Contains(path, ":") {
 		return nil // systemd slice:prefix:name paths belong to systemd
 	}
-	var st unix.Statfs_t
-	if unix.Statfs(Root, &st) == nil && st.Type == unix.CGROUP2_SUPER_MAGIC {
-		return []string{filepath.Join(Root, path)}
+	if v2 {
+		return []string{filepath.Join(root, path)}
 	}
-	entries, err := os.ReadDir(Root)
+	entries, err := os.ReadDir(root)
 	if err != nil {
 		return nil
 	}
 	var dirs []string
 	for _, e := range entries {
 		if e.IsDir() {
-			dirs = append(dirs, filepath.Join(Root, e.Name(), path))
+			dirs = append(dirs, filepath.Join(root, e.Name(), path))
 		}
 	}
 	return dirs

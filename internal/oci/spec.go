@@ -117,6 +117,9 @@ type HostConfig struct {
 	CgroupNamespace bool
 	// RecursiveReadOnlyMounts says the OCI runtime and kernel support "rro".
 	RecursiveReadOnlyMounts bool
+	// PrivilegedWithoutHostDevices keeps the host's devices out of
+	// privileged containers (the handler's privileged_without_host_devices).
+	PrivilegedWithoutHostDevices bool
 	// PidsLimit caps processes per container when > 0.
 	PidsLimit int64
 	// OOMScoreAdjMin clamps oom_score_adj from below, for hosts where berthd
@@ -133,6 +136,14 @@ func (h *HostConfig) fs() HostFS {
 		return OSHost{}
 	}
 	return h.FS
+}
+
+// propagation is the host's mount propagation check, when its HostFS has one.
+func (h *HostConfig) propagation() func(string) (MountPropagation, error) {
+	if c, ok := h.fs().(PropagationChecker); ok {
+		return c.Propagation
+	}
+	return nil
 }
 
 func (h *HostConfig) defaultCaps() []string {
@@ -324,6 +335,7 @@ func GenerateContainerSpec(in *ContainerInput) (*specs.Spec, error) {
 		WithMounts(cfg.GetMounts(), MountOptions{
 			Stat:                    host.fs().Stat,
 			RecursiveReadOnlyMounts: host.RecursiveReadOnlyMounts,
+			Propagation:             host.propagation(),
 		}),
 		WithMaskedPaths(sc.GetMaskedPaths()),
 		WithReadonlyPaths(sc.GetReadonlyPaths()),
@@ -332,7 +344,11 @@ func GenerateContainerSpec(in *ContainerInput) (*specs.Spec, error) {
 		WithCapabilities(host.defaultCaps(), sc.GetCapabilities(), host.AllCapabilities),
 	)
 	if privileged {
-		opts = append(opts, WithPrivileged(host.AllCapabilities, host.fs().Devices))
+		devices := host.fs().Devices
+		if host.PrivilegedWithoutHostDevices {
+			devices = func(string) ([]specs.LinuxDevice, error) { return nil, nil }
+		}
+		opts = append(opts, WithPrivileged(host.AllCapabilities, devices))
 	}
 	opts = append(opts,
 		WithNoNewPrivileges(sc.GetNoNewPrivs()),

@@ -46,6 +46,9 @@ type MountOptions struct {
 	Stat func(path string) error
 	// RecursiveReadOnlyMounts allows "rro" (runtime and kernel support it).
 	RecursiveReadOnlyMounts bool
+	// Propagation reports the host mount's propagation of a source, for
+	// rslave and rshared mounts; nil skips the check.
+	Propagation func(path string) (MountPropagation, error)
 }
 
 // specPodFileMounts are the pod's /etc/hostname, /etc/hosts,
@@ -159,6 +162,9 @@ func specBindMount(i int, m *runtimeapi.Mount, o MountOptions) (specs.Mount, err
 			}
 			return specs.Mount{}, fmt.Errorf("%s.host_path %s: %w", field, src, err)
 		}
+	}
+	if err := specCheckPropagation(field, m, o.Propagation); err != nil {
+		return specs.Mount{}, err
 	}
 	opts := []string{"rbind"}
 	switch m.GetPropagation() {

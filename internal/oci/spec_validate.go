@@ -90,6 +90,16 @@ func specValidateResources(r *runtimeapi.LinuxContainerResources) error {
 	if q := r.GetCpuQuota(); q < -1 {
 		return errdefs.Invalid(fmt.Sprintf("%s.cpu_quota %d must be -1 (no limit) or more", field, q))
 	}
+	// The kernel's CFS bounds: runc would fail later with a vaguer message.
+	if p := r.GetCpuPeriod(); p != 0 && (p < 1000 || p > 1000000) {
+		return errdefs.Invalid(fmt.Sprintf("%s.cpu_period %d must be between 1000 and 1000000 microseconds", field, p))
+	}
+	if q := r.GetCpuQuota(); q > 0 && q < 1000 {
+		return errdefs.Invalid(fmt.Sprintf("%s.cpu_quota %d must be at least 1000 microseconds", field, q))
+	}
+	if sh := r.GetCpuShares(); sh > 262144 {
+		return errdefs.Invalid(fmt.Sprintf("%s.cpu_shares %d is above the kernel's 262144", field, sh))
+	}
 	if adj := r.GetOomScoreAdj(); adj < -1000 || adj > 1000 {
 		return errdefs.Invalid(fmt.Sprintf("%s.oom_score_adj %d is outside [-1000, 1000]", field, adj))
 	}

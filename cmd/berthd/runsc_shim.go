@@ -1,0 +1,188 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
+
+	"github.com/berth-project/berth/internal/oci"
+)
+
+// gVisor runs a pod as one sandbox: a pod's containers live inside the
+// sandbox's Sentry, and no host process of theirs is a child of conmon.
+// conmon waits for the container pid the runtime wrote and quits as soon as
+// it has no child left (ECHILD), so under plain runsc every container would
+// "exit" at once with status -1. conmon therefore runs runsc through this
+// shim: after `runsc create` it leaves a waiter process behind, puts the
+// waiter's pid in the pid file, and the waiter ends the way the container
+// does (`runsc wait`). Everything else (start, kill, delete, exec) goes to
+// runsc directly.
+
+const (
+	runscShimCommand   = "runsc-shim"
+	runscWaiterCommand = "runsc-waiter"
+)
+
+// writeRunscShim writes the executable script conmon is given as its
+// runtime for a runsc handler, and returns the runtime conmon should use.
+func writeRunscShim(stateDir string, rt *oci.Runtime) (*oci.Runtime, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("locate berthd for the runsc shim: %w", err)
+	}
+	dir := filepath.Join(stateDir, "runtimes")
+	if err := os.MkdirAll(dir, 0o711); err != nil {
+		return nil, err
+	}
+	script := filepath.Join(dir, rt.Name+".conmon-shim")
+	body := fmt.Sprintf("#!/bin/sh\n# conmon's runtime for handler %s (gVisor); see berthd runsc-shim.\nexec %s %s %s \"$@\"\n",
+		rt.Name, shellQuote(self), runscShimCommand, shellQuote(rt.Path))
+	if err := os.WriteFile(script+".tmp", []byte(body), 0o755); err != nil {
+		return nil, err
+	}
+	if err := os.Rename(script+".tmp", script); err != nil {
+		return nil, err
+	}
+	shim := *rt
+	shim.Path = script
+	return &shim, nil
+}
+
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
+// newRunscShimCommands are the hidden subcommands conmon reaches through the
+// shim script: `berthd runsc-shim <runsc> <runsc args...>` and the waiter.
+func newRunscShimCommands() []*cobra.Command {
+	shim := &cobra.Command{
+		Use: runscShimCommand + " RUNSC ARGS...", Hidden: true, DisableFlagParsing: true,
+		Run: func(cmd *cobra.Command, args []string) { os.Exit(runscShim(args)) },
+	}
+	waiter := &cobra.Command{
+		Use: runscWaiterCommand + " RUNSC GLOBAL-ARGS... ID", Hidden: true, DisableFlagParsing: true,
+		Run: func(cmd *cobra.Command, args []string) { os.Exit(runscWaiter(args)) },
+	}
+	return []*cobra.Command{shim, waiter}
+}
+
+// runscShim runs runsc with args; for create it then starts the waiter.
+func runscShim(args []string) int {
+	if len(args) < 2 {
+		fmt.Fprintln(os.Stderr, "berthd runsc-shim: usage: runsc-shim RUNSC ARGS...")
+		return 2
+	}
+	runsc, rest := args[0], args[1:]
+	sub := slices.Index(rest, "create")
+	cmd := exec.Command(runsc, rest...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	if err := cmd.Run(); err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return ee.ExitCode()
+		}
+		fmt.Fprintln(os.Stderr, "berthd runsc-shim:", err)
+		return 1
+	}
+	if sub < 0 {
+		return 0
+	}
+	globals, createArgs := rest[:sub], rest[sub+1:]
+	pidFile := flagValue(createArgs, "--pid-file")
+	if pidFile == "" || len(createArgs) == 0 {
+		return 0
+	}
+	id := createArgs[len(createArgs)-1]
+	self, err := os.Executable()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "berthd runsc-shim:", err)
+		return 1
+	}
+	w := exec.Command(self, append(append([]string{runscWaiterCommand, runsc}, globals...), id)...)
+	// Its own session. It holds the container's stdio (conmon's pipes) so
+	// that berthd can hand them to `runsc start` (through /proc/<pid>/fd),
+	// which is where runsc takes a sub-container's stdio from. When this
+	// shim exits it is reparented to conmon (a child subreaper).
+	w.Stdin, w.Stdout, w.Stderr = os.Stdin, os.Stdout, os.Stderr
+	w.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := w.Start(); err != nil {
+		fmt.Fprintln(os.Stderr, "berthd runsc-shim: start waiter:", err)
+		return 1
+	}
+	if err := os.WriteFile(pidFile, []byte(strconv.Itoa(w.Process.Pid)), 0o644); err != nil {
+		w.Process.Kill()
+		fmt.Fprintln(os.Stderr, "berthd runsc-shim: write pid file:", err)
+		return 1
+	}
+	return 0
+}
+
+// flagValue finds "--name value" or "--name=value" in args.
+func flagValue(args []string, name string) string {
+	for i, a := range args {
+		if a == name && i+1 < len(args) {
+			return args[i+1]
+		}
+		if v, ok := strings.CutPrefix(a, name+"="); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// runscWaiter waits until container id has run and exits the way it did:
+// with its exit code, or killed by its signal (conmon reports 128+signal).
+// `runsc wait` refuses a container that was not started yet, so the waiter
+// polls the state until it leaves "created".
+func runscWaiter(args []string) int {
+	if len(args) < 2 {
+		return 2
+	}
+	runsc, globals, id := args[0], args[1:len(args)-1], args[len(args)-1]
+	signal.Ignore(syscall.SIGHUP, syscall.SIGINT, syscall.SIGTERM)
+	delay := 20 * time.Millisecond
+	for {
+		out, err := exec.Command(runsc, append(append([]string(nil), globals...), "state", id)...).Output()
+		if err != nil {
+			return 128 + int(syscall.SIGKILL) // removed before it ran
+		}
+		var st struct {
+			Status string `json:"status"`
+		}
+		if json.Unmarshal(out, &st) == nil && st.Status != oci.StatusCreated && st.Status != oci.StatusCreating {
+			break
+		}
+		time.Sleep(delay)
+		delay = min(delay*2, 500*time.Millisecond)
+	}
+	out, err := exec.Command(runsc, append(append([]string(nil), globals...), "wait", id)...).Output()
+	if err != nil {
+		return 128 + int(syscall.SIGKILL)
+	}
+	var res struct {
+		ExitStatus int `json:"exitStatus"`
+	}
+	if err := json.Unmarshal(bytes.TrimSpace(out), &res); err != nil {
+		return 255
+	}
+	ws := unix.WaitStatus(res.ExitStatus)
+	if ws.Signaled() {
+		sig := ws.Signal()
+		signal.Reset(sig)
+		_ = unix.Kill(os.Getpid(), sig)
+		time.Sleep(time.Second)
+		return 128 + int(sig)
+	}
+	return ws.ExitStatus()
+}

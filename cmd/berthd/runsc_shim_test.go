@@ -1,0 +1,48 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/berth-project/berth/internal/oci"
+)
+
+func TestFlagValue(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--bundle", "/b", "--pid-file", "/p", "id"}, "/p"},
+		{[]string{"--pid-file=/q", "id"}, "/q"},
+		{[]string{"--bundle", "/b", "id"}, ""},
+		{[]string{"--pid-file"}, ""},
+	} {
+		if got := flagValue(tc.args, "--pid-file"); got != tc.want {
+			t.Errorf("flagValue(%q) = %q, want %q", tc.args, got, tc.want)
+		}
+	}
+}
+
+func TestWriteRunscShim(t *testing.T) {
+	dir := t.TempDir()
+	rt := &oci.Runtime{Name: "runsc", Path: "/usr/local/bin/run'sc", Root: "/r", Args: []string{"--x"}}
+	shim, err := writeRunscShim(dir, rt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if shim.Path != filepath.Join(dir, "runtimes", "runsc.conmon-shim") || shim.Root != "/r" || rt.Path != "/usr/local/bin/run'sc" {
+		t.Fatalf("shim runtime %+v (original %+v)", shim, rt)
+	}
+	b, err := os.ReadFile(shim.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), ` runsc-shim '/usr/local/bin/run'\''sc' "$@"`) {
+		t.Errorf("script does not exec the shim with the quoted runsc path:\n%s", b)
+	}
+	if fi, _ := os.Stat(shim.Path); fi.Mode().Perm()&0o100 == 0 {
+		t.Errorf("script mode %v is not executable", fi.Mode())
+	}
+}
