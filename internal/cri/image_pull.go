@@ -1,0 +1,48 @@
+package cri
+
+import (
+	"context"
+	"errors"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berth-project/berth/internal/errdefs"
+	"github.com/berth-project/berth/internal/image"
+)
+
+// PullImage pulls from the registry and returns the image id (the config
+// digest), which ImageStatus, ListImages and CreateContainer accept.
+// Credentials from the request are used for this pull only and never
+// logged.
+func (s *Server) PullImage(ctx context.Context, r *runtimeapi.PullImageRequest) (*runtimeapi.PullImageResponse, error) {
+	ref := r.GetImage().GetImage()
+	if ref == "" {
+		return nil, errdefs.Invalid("image.image is required")
+	}
+	if s.Puller == nil {
+		return nil, status.Error(codes.Unimplemented, "this berthd has no registry puller configured")
+	}
+	opts := image.PullOptions{}
+	if a := r.GetAuth(); a != nil {
+		opts.Auth = &image.Auth{
+			Username:      a.GetUsername(),
+			Password:      a.GetPassword(),
+			Auth:          a.GetAuth(),
+			IdentityToken: a.GetIdentityToken(),
+			RegistryToken: a.GetRegistryToken(),
+			ServerAddress: a.GetServerAddress(),
+		}
+	}
+	img, err := s.Puller.Pull(ctx, ref, opts)
+	if err != nil {
+		if errors.Is(err, image.ErrAuthFailed) {
+			// The message says which registry refused; the credentials
+			// themselves are never part of it.
+			return nil, status.Error(codes.Unauthenticated, err.Error())
+		}
+		return nil, err
+	}
+	return &runtimeapi.PullImageResponse{ImageRef: img.ID}, nil
+}
