@@ -15,13 +15,12 @@ func execCmd(a *app) *cobra.Command {
 		Use:   "exec [-i] [-t] CONTAINER CMD [ARG...]",
 		Short: "Run a command in a running container and exit with its status",
 		Long: "Run a command in a running container (CRI ExecSync): its output is printed when it ends,\n" +
-			"and berth exits with its exit code. --timeout, when given, bounds the command.",
+			"and berth exits with its exit code. --timeout, when given, bounds the command.\n" +
+			"With -i or -t the command runs through berthd's streaming server (CRI Exec): stdin is\n" +
+			"passed through, and -t gives it a terminal that follows this one's size.",
 		Args:    cobra.MinimumNArgs(2),
 		Example: "  berth exec web cat /etc/hostname",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if interactive || tty {
-				fmt.Fprintln(a.stderr, "berth: -i/-t: interactive exec is not available yet; running without stdin or terminal")
-			}
 			ctx, cancel, err := a.ctx(cmd.Context())
 			if err != nil {
 				return err
@@ -30,6 +29,16 @@ func execCmd(a *app) *cobra.Command {
 			cancel()
 			if err != nil {
 				return err
+			}
+			if interactive || tty {
+				code, err := a.streamExec(cmd.Context(), ids[0], args[1:], tty)
+				if err != nil {
+					return fmt.Errorf("exec in %s: %w", shortID(ids[0]), err)
+				}
+				if code != 0 {
+					return &exitCodeError{code: code}
+				}
+				return nil
 			}
 			// The runtime enforces the command's timeout; the request
 			// deadline leaves it room to answer.
@@ -60,7 +69,7 @@ func execCmd(a *app) *cobra.Command {
 	}
 	// Everything after CONTAINER belongs to the command, flags included.
 	cmd.Flags().SetInterspersed(false)
-	cmd.Flags().BoolVarP(&interactive, "interactive", "i", false, "keep stdin open (not available yet)")
-	cmd.Flags().BoolVarP(&tty, "tty", "t", false, "allocate a terminal (not available yet)")
+	cmd.Flags().BoolVarP(&interactive, "interactive", "i", false, "pass stdin to the command")
+	cmd.Flags().BoolVarP(&tty, "tty", "t", false, "give the command a terminal")
 	return cmd
 }

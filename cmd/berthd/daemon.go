@@ -19,10 +19,14 @@ import (
 	"github.com/berth-project/berth/internal/config"
 	"github.com/berth-project/berth/internal/container"
 	"github.com/berth-project/berth/internal/cri"
+	"github.com/berth-project/berth/internal/events"
 	"github.com/berth-project/berth/internal/image"
 	"github.com/berth-project/berth/internal/oci"
+	"github.com/berth-project/berth/internal/registry"
 	"github.com/berth-project/berth/internal/sandbox"
+	"github.com/berth-project/berth/internal/stats"
 	"github.com/berth-project/berth/internal/store"
+	"github.com/berth-project/berth/internal/stream"
 )
 
 func newLogger(cfg *config.Config) *slog.Logger {
@@ -73,21 +77,39 @@ func run(ctx context.Context, cfg *config.Config) error {
 		return err
 	}
 	runtimes := map[string]*oci.Runtime{}
+	paths := map[string]string{}
+	var podSandboxHandlers []string
 	for name, h := range cfg.Runtimes {
 		path, err := lookBinary(name, h.Path)
 		if err != nil {
 			return fmt.Errorf("runtime handler %q: %w", name, err)
+		}
+		paths[name] = path
+		if isRunsc(path) {
+			podSandboxHandlers = append(podSandboxHandlers, name)
 		}
 		root := h.Root
 		if root == "" {
 			root = filepath.Join(cfg.StateDir, "runtimes", name)
 		}
 		args := append([]string(nil), h.Args...)
-		if cfg.CgroupDriver() == "systemd" && name != "runsc" {
+		if cfg.CgroupDriver() == "systemd" && !isRunsc(path) {
 			args = append(args, "--systemd-cgroup")
+		}
+		if isRunsc(path) {
+			args = runscDefaultArgs(ctx, path, args)
 		}
 		runtimes[name] = &oci.Runtime{Name: name, Path: path, Root: root, Args: args}
 	}
+	monitorRuntimes := map[string]*oci.Runtime{}
+	for _, name := range podSandboxHandlers {
+		shim, err := writeRunscShim(cfg.StateDir, runtimes[name])
+		if err != nil {
+			return fmt.Errorf("runtime handler %q: %w", name, err)
+		}
+		monitorRuntimes[name] = shim
+	}
+	defer releaseRunscPins(runtimes, podSandboxHandlers)
 	for _, d := range []string{cfg.Root, cfg.StateDir, filepath.Dir(cfg.Socket)} {
 		if err := os.MkdirAll(d, 0o711); err != nil {
 			return fmt.Errorf("create %s: %w", d, err)
@@ -97,7 +119,8 @@ func run(ctx context.Context, cfg *config.Config) error {
 		return err
 	}
 
-	host, err := hostConfig(cfg, log)
+	detectFeatures(ctx, cfg, paths, log)
+	host, hosts, err := hostConfig(cfg, log)
 	if err != nil {
 		return err
 	}
@@ -112,21 +135,37 @@ func run(ctx context.Context, cfg *config.Config) error {
 		return fmt.Errorf("image store: %w", err)
 	}
 	defer images.Close()
+	registries, err := registry.Load(cfg.Images.RegistryConfigDir)
+	if err != nil {
+		return fmt.Errorf("registry host configuration: %w", err)
+	}
+	puller := image.NewPuller(images, image.PullConfig{
+		Registries: registries, MaxConcurrentDownloads: cfg.Images.MaxConcurrentDownloads,
+		ProgressTimeout: cfg.Images.PullProgressTimeout.Duration, UserAgent: "berth/" + cri.Version,
+	})
 	handlers := make([]string, 0, len(runtimes))
 	for name := range runtimes {
 		handlers = append(handlers, name)
 	}
+	podNetwork, err := newNetwork(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer podNetwork.Close()
 	sandboxes, err := sandbox.New(sandbox.Config{
 		Store: st, StateDir: cfg.StateDir, DefaultCgroupParent: cfg.DefaultCgroupParent,
 		Handlers: handlers, DefaultHandler: cfg.DefaultRuntime, Runtimes: runtimes, Host: host,
-		PauseBinary: pauseBinary(), Logger: log,
+		PauseBinary: pauseBinary(), Logger: log, Network: podNetwork,
+		PodSandboxHandlers: podSandboxHandlers, CgroupDriver: cfg.CgroupDriver(),
 	})
 	if err != nil {
 		return err
 	}
+	bus := events.NewBus(eventBacklog)
 	containers, err := container.New(ctx, container.Config{
 		Store: st, Root: cfg.Root, StateDir: cfg.StateDir, ConmonPath: conmon, Runtimes: runtimes,
-		Sandboxes: sandboxes, Images: images, Host: host, Logger: log,
+		Sandboxes: sandboxes, Images: images, Host: host, Logger: log, Events: bus,
+		Hosts: hosts, CgroupDriver: cfg.CgroupDriver(), MonitorRuntimes: monitorRuntimes,
 	})
 	if err != nil {
 		return err
@@ -143,7 +182,22 @@ func run(ctx context.Context, cfg *config.Config) error {
 	}()
 	go janitor(ctx, cfg.UncollectedResultTTL.Duration, sandboxes, containers)
 
-	server := &cri.Server{Config: cfg, Sandboxes: sandboxes, Containers: containers, Images: images, Log: log}
+	statsSvc := stats.New(stats.Config{Root: cfg.Root, DefaultCgroupParent: cfg.DefaultCgroupParent, Logger: log})
+	defer statsSvc.Close()
+	streams, err := stream.New(stream.Config{Address: cfg.Streaming.Address, TLSCert: cfg.Streaming.TLSCert, TLSKey: cfg.Streaming.TLSKey,
+		Containers: containers, Sandboxes: sandboxes, Logger: log})
+	if err != nil {
+		return err
+	}
+	defer streams.Close() // after the CRI server: ends open exec/attach sessions
+	go func() {
+		if err := streams.Serve(); err != nil {
+			log.Error("streaming server stopped", "err", err)
+		}
+	}()
+	log.Info("streaming server listening", "url", streams.URL())
+	server := &cri.Server{Config: cfg, Sandboxes: sandboxes, Containers: containers, Images: images, Puller: puller, Network: podNetwork, Log: log,
+		Stats: statsSvc, Events: bus, Streams: streams}
 	grpcServer := grpc.NewServer(
 		grpc.ChainUnaryInterceptor(server.UnaryInterceptor),
 		grpc.ChainStreamInterceptor(server.StreamInterceptor),
@@ -155,6 +209,11 @@ func run(ctx context.Context, cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
+	if err := serveMetrics(ctx, cfg, log, sandboxes, containers); err != nil {
+		lis.Close()
+		return err
+	}
+	bus.MarkLive()
 	server.SetReady()
 	log.Info("berthd serving CRI", "socket", cfg.Socket, "root", cfg.Root, "stateDir", cfg.StateDir,
 		"cgroupDriver", cfg.CgroupDriver(), "handlers", handlers, "version", cri.Version)
@@ -169,6 +228,7 @@ func run(ctx context.Context, cfg *config.Config) error {
 	// Containers keep running: conmon holds them, and the next berthd
 	// picks them up from the records.
 	log.Info("shutting down; containers keep running")
+	bus.Close() // event streams never end by themselves
 	done := make(chan struct{})
 	go func() { grpcServer.GracefulStop(); close(done) }()
 	select {

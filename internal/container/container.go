@@ -15,6 +15,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-project/berth/internal/errdefs"
+	"github.com/berth-project/berth/internal/events"
 	"github.com/berth-project/berth/internal/image"
 	"github.com/berth-project/berth/internal/names"
 	"github.com/berth-project/berth/internal/oci"
@@ -101,7 +102,16 @@ type Config struct {
 	Sandboxes  *sandbox.Service
 	Images     *image.Service
 	Host       oci.HostConfig // host facts for spec generation, built once at start
-	Logger     *slog.Logger
+	// Hosts overrides Host per runtime handler (features such as recursive
+	// read-only mounts, privileged_without_host_devices differ by handler).
+	Hosts map[string]oci.HostConfig
+	// CgroupDriver is cgroupfs or systemd; it shapes linux.cgroupsPath.
+	CgroupDriver string
+	// MonitorRuntimes replaces, per handler, the runtime conmon runs for
+	// create (runsc goes through berthd's shim); absent: Runtimes.
+	MonitorRuntimes map[string]*oci.Runtime
+	Logger          *slog.Logger
+	Events          *events.Bus // lifecycle events; nil: none
 }
 
 // Service owns all containers.

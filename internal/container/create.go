@@ -15,6 +15,7 @@ import (
 
 	"github.com/berth-project/berth/internal/cgroups"
 	"github.com/berth-project/berth/internal/errdefs"
+	"github.com/berth-project/berth/internal/events"
 	"github.com/berth-project/berth/internal/image"
 	"github.com/berth-project/berth/internal/monitor"
 	"github.com/berth-project/berth/internal/names"
@@ -111,6 +112,10 @@ func (s *Service) create(ctx context.Context, id, key string, pod *sandbox.Sandb
 	if err != nil {
 		return nil, err
 	}
+	cgPath, err := cgroups.ContainerPath(s.cfg.CgroupDriver, pod.CgroupParent, id)
+	if err != nil {
+		return nil, err
+	}
 	bundle := s.bundleDir(id)
 	if err := os.MkdirAll(bundle, 0o711); err != nil {
 		return nil, fmt.Errorf("create bundle dir: %w", err)
@@ -118,7 +123,7 @@ func (s *Service) create(ctx context.Context, id, key string, pod *sandbox.Sandb
 	created := false
 	defer func() {
 		if err != nil {
-			s.cleanup(context.WithoutCancel(ctx), id, rt, created, cgroupsPath(pod.CgroupParent, id))
+			s.cleanup(context.WithoutCancel(ctx), id, rt, created, cgPath)
 		}
 	}()
 	layers := s.cfg.Images.LayerDirs(img)
@@ -139,8 +144,8 @@ func (s *Service) create(ctx context.Context, id, key string, pod *sandbox.Sandb
 		ResolvPath:   resolvFile,
 		HostnamePath: hostnameFile,
 		ShmPath:      shm,
-		CgroupsPath:  cgroupsPath(pod.CgroupParent, id),
-		Host:         s.cfg.Host,
+		CgroupsPath:  cgPath,
+		Host:         s.hostConfig(pod.RuntimeHandler),
 	})
 	if err != nil {
 		return nil, err
@@ -159,7 +164,7 @@ func (s *Service) create(ctx context.Context, id, key string, pod *sandbox.Sandb
 	created = true
 	proc, err := monitor.Create(ctx, monitor.Config{
 		ConmonPath: s.cfg.ConmonPath,
-		Runtime:    rt,
+		Runtime:    s.monitorRuntime(pod.RuntimeHandler, rt),
 		ID:         id,
 		BundleDir:  bundle,
 		Dir:        bundle,
@@ -190,7 +195,7 @@ func (s *Service) create(ctx context.Context, id, key string, pod *sandbox.Sandb
 		LogPath:     logPath,
 		Runtime:     pod.RuntimeHandler,
 		StopSignal:  img.Config.Config.StopSignal,
-		CgroupsPath: cgroupsPath(pod.CgroupParent, id),
+		CgroupsPath: cgPath,
 	}
 	if c.Config, err = protojson.Marshal(cfg); err != nil {
 		return nil, err
@@ -209,6 +214,7 @@ func (s *Service) create(ctx context.Context, id, key string, pod *sandbox.Sandb
 	if err := s.publish(c); err != nil {
 		return nil, err
 	}
+	s.emit(events.ContainerCreated, c)
 	return c, nil
 }
 
@@ -252,11 +258,18 @@ func writeSpec(path string, spec any) error {
 	return nil
 }
 
-// cgroupsPath places the container under the pod's cgroup parent. A systemd
-// slice parent takes the slice:prefix:name form runc expects.
-func cgroupsPath(parent, id string) string {
-	if strings.HasSuffix(parent, ".slice") {
-		return parent + ":berth:" + id
+// hostConfig is the host facts for containers of a runtime handler.
+func (s *Service) hostConfig(handler string) oci.HostConfig {
+	if h, ok := s.cfg.Hosts[handler]; ok {
+		return h
 	}
-	return filepath.Join(parent, id)
+	return s.cfg.Host
+}
+
+// monitorRuntime is the runtime conmon runs to create a container of handler.
+func (s *Service) monitorRuntime(handler string, rt *oci.Runtime) *oci.Runtime {
+	if m, ok := s.cfg.MonitorRuntimes[handler]; ok {
+		return m
+	}
+	return rt
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/berth-project/berth/internal/errdefs"
+	"github.com/berth-project/berth/internal/events"
 	"github.com/berth-project/berth/internal/names"
 	"github.com/berth-project/berth/internal/snapshot"
 	"github.com/berth-project/berth/internal/store"
@@ -106,6 +107,8 @@ func (s *Service) markLost(c *Container, msg string) {
 	}
 	if err := s.publish(&nc); err != nil {
 		s.log.Error("recording lost container", "container", c.ID, "err", err)
+	} else {
+		s.emit(events.ContainerStopped, &nc)
 	}
 	s.markExited(c.ID)
 	s.log.Warn("container lost", "container", c.ID, "reason", msg)

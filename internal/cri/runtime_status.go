@@ -8,13 +8,28 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
+// NetworkStatus is what Status needs from the pod network.
+type NetworkStatus interface {
+	// Status says why pods cannot get a network, or nil when they can.
+	Status() error
+	// Network names the network new pods join.
+	Network() string
+}
+
 func (s *Server) Status(ctx context.Context, r *runtimeapi.StatusRequest) (*runtimeapi.StatusResponse, error) {
+	network := &runtimeapi.RuntimeCondition{Type: runtimeapi.NetworkReady, Status: true}
+	if s.Network != nil {
+		if err := s.Network.Status(); err != nil {
+			// kubelet keeps the node NotReady and says why.
+			network.Status = false
+			network.Reason = "NetworkPluginNotReady"
+			network.Message = err.Error()
+		}
+	}
 	resp := &runtimeapi.StatusResponse{
 		Status: &runtimeapi.RuntimeStatus{Conditions: []*runtimeapi.RuntimeCondition{
 			{Type: runtimeapi.RuntimeReady, Status: true},
-			// Pods get a loopback-only network namespace until CNI is wired
-			// (issue 4); that is a working network for the runtime's part.
-			{Type: runtimeapi.NetworkReady, Status: true},
+			network,
 		}},
 		RuntimeHandlers: s.runtimeHandlers(),
 	}
@@ -24,6 +39,9 @@ func (s *Server) Status(ctx context.Context, r *runtimeapi.StatusRequest) (*runt
 			return nil, err
 		}
 		resp.Info = map[string]string{"config": string(cfg)}
+		if s.Network != nil {
+			resp.Info["network"] = s.Network.Network()
+		}
 	}
 	return resp, nil
 }

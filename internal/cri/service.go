@@ -19,8 +19,11 @@ import (
 	"github.com/berth-project/berth/internal/config"
 	"github.com/berth-project/berth/internal/container"
 	"github.com/berth-project/berth/internal/errdefs"
+	"github.com/berth-project/berth/internal/events"
 	"github.com/berth-project/berth/internal/image"
+	"github.com/berth-project/berth/internal/metrics"
 	"github.com/berth-project/berth/internal/sandbox"
+	"github.com/berth-project/berth/internal/stats"
 )
 
 // Version is berth's version, set at build time.
@@ -35,6 +38,11 @@ type Server struct {
 	Sandboxes  *sandbox.Service
 	Containers *container.Service
 	Images     *image.Service
+	Puller     *image.Puller // registry pulls; nil: PullImage is unimplemented
+	Network    NetworkStatus // nil: pods get loopback only, always ready
+	Stats      *stats.Service
+	Events     *events.Bus
+	Streams    Streamer // exec/attach/port-forward URLs; nil: those calls answer Unavailable
 	Log        *slog.Logger
 
 	ready atomic.Bool
@@ -52,12 +60,14 @@ func (s *Server) Register(srv *grpc.Server) {
 // Hot paths that kubelet polls every second or so are logged below debug
 // level, so a debug log stays readable.
 var quiet = map[string]bool{
-	"/runtime.v1.RuntimeService/ListPodSandbox":     true,
-	"/runtime.v1.RuntimeService/ListContainers":     true,
-	"/runtime.v1.RuntimeService/Version":            true,
-	"/runtime.v1.RuntimeService/Status":             true,
-	"/runtime.v1.ImageService/ImageFsInfo":          true,
-	"/runtime.v1.RuntimeService/ListContainerStats": true,
+	"/runtime.v1.RuntimeService/ListPodSandbox":        true,
+	"/runtime.v1.RuntimeService/ListContainers":        true,
+	"/runtime.v1.RuntimeService/Version":               true,
+	"/runtime.v1.RuntimeService/Status":                true,
+	"/runtime.v1.ImageService/ImageFsInfo":             true,
+	"/runtime.v1.RuntimeService/ListContainerStats":    true,
+	"/runtime.v1.RuntimeService/ListPodSandboxStats":   true,
+	"/runtime.v1.RuntimeService/ListPodSandboxMetrics": true,
 }
 
 const levelTrace = slog.LevelDebug - 4
@@ -69,8 +79,10 @@ func (s *Server) UnaryInterceptor(ctx context.Context, req any, info *grpc.Unary
 	}
 	start := time.Now()
 	resp, err := handler(ctx, req)
-	s.logCall(ctx, info.FullMethod, start, err)
-	return resp, toStatus(err)
+	s.logCall(ctx, info.FullMethod, req, start, err)
+	st := toStatus(err)
+	metrics.ObserveRPC(info.FullMethod, time.Since(start), status.Code(st))
+	return resp, st
 }
 
 // StreamInterceptor does the same for streaming calls.
@@ -80,11 +92,13 @@ func (s *Server) StreamInterceptor(srv any, ss grpc.ServerStream, info *grpc.Str
 	}
 	start := time.Now()
 	err := handler(srv, ss)
-	s.logCall(ss.Context(), info.FullMethod, start, err)
-	return toStatus(err)
+	s.logCall(ss.Context(), info.FullMethod, nil, start, err)
+	st := toStatus(err)
+	metrics.ObserveRPC(info.FullMethod, time.Since(start), status.Code(st))
+	return st
 }
 
-func (s *Server) logCall(ctx context.Context, method string, start time.Time, err error) {
+func (s *Server) logCall(ctx context.Context, method string, req any, start time.Time, err error) {
 	level := slog.LevelDebug
 	if quiet[method] {
 		level = levelTrace
@@ -99,6 +113,7 @@ func (s *Server) logCall(ctx context.Context, method string, start time.Time, er
 		return
 	}
 	attrs := []any{"method", method, "took", time.Since(start)}
+	attrs = appendRequestIDs(attrs, req)
 	if err != nil {
 		attrs = append(attrs, "err", err)
 	}

@@ -57,8 +57,9 @@ func TestPodNamespaces(t *testing.T) {
 	if a["hostname"] != "nspod" || b["hostname"] != "nspod" {
 		t.Errorf("hostnames %q %q, want nspod", a["hostname"], b["hostname"])
 	}
-	if strings.TrimSpace(a["links"]) != "lo" {
-		t.Errorf("pod network has links %q, want lo only", a["links"])
+	// The pod network (CNI) adds eth0 beside the loopback.
+	if strings.TrimSpace(a["links"]) != "eth0 lo" {
+		t.Errorf("pod network has links %q, want eth0 and lo", a["links"])
 	}
 	if flags, err := strconv.ParseUint(strings.TrimPrefix(a["loflags"], "0x"), 16, 32); err != nil || flags&1 == 0 {
 		t.Errorf("lo flags %q: want IFF_UP", a["loflags"])

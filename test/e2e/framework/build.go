@@ -80,6 +80,7 @@ func run(m *testing.M) int {
 			return 1
 		}
 	}
+	defer keepIPForward()()
 	code := m.Run()
 	if leaks := CloseShared(); len(leaks) > 0 {
 		fmt.Fprintf(os.Stderr, "e2e: the shared berthd leaked at shutdown:\n  %s\n", strings.Join(leaks, "\n  "))

@@ -51,6 +51,11 @@ type Daemon struct {
 	// CgroupParent is this daemon's top cgroup ("/berth-e2e-<rand>"); every
 	// pod built by PodConfig sits below it.
 	CgroupParent string
+	// Bridge, Subnet and CNIConfDir are this daemon's test pod network (see
+	// network.go): a bridge and /24 of its own, and an empty CNI conf dir.
+	Bridge     string
+	Subnet     string
+	CNIConfDir string
 
 	Runtime runtimeapi.RuntimeServiceClient
 	Image   runtimeapi.ImageServiceClient
@@ -191,8 +196,10 @@ func newDaemon(opts Options) (*Daemon, error) {
 		LogDir:       filepath.Join(dir, "pods"),
 		LogPath:      filepath.Join(dir, "berthd.log"),
 		CgroupParent: "/" + filepath.Base(dir) + "-" + randHex(3),
+		CNIConfDir:   filepath.Join(dir, "cni", "net.d"),
 		opts:         opts,
 	}
+	d.Bridge, d.Subnet = newTestNetwork()
 	if err := os.MkdirAll(d.LogDir, 0o755); err != nil {
 		return nil, err
 	}
@@ -208,13 +215,12 @@ func randHex(n int) string {
 // args returns berthd's command line.
 func (d *Daemon) args() ([]string, error) {
 	args := []string{"--root", d.Root, "--state-dir", d.StateDir, "--socket", d.Socket, "--log-level", "debug"}
-	if d.opts.Config != "" {
-		p := filepath.Join(d.Dir, "berth.toml")
-		if err := os.WriteFile(p, []byte(d.opts.Config), 0o644); err != nil {
-			return nil, err
-		}
-		args = append(args, "--config", p)
+	// Always a config: it carries the daemon's test network.
+	p, err := d.writeConfig()
+	if err != nil {
+		return nil, err
 	}
+	args = append(args, "--config", p)
 	return append(args, d.opts.Args...), nil
 }
 
@@ -468,6 +474,7 @@ func (d *Daemon) shutdown() []string {
 	}
 	leaks = append(leaks, d.checkLeaks(false)...)
 	d.forceCleanup()
+	d.removeNetwork()
 	return leaks
 }
 

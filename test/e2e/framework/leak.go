@@ -42,6 +42,7 @@ func (d *Daemon) checkLeaks(running bool) []string {
 		leaks = append(leaks, "runc state left: container "+id)
 	}
 	leaks = append(leaks, d.cgroupLeaks()...)
+	leaks = append(leaks, d.networkLeaks()...)
 	d.removeCgroups(false)
 	return leaks
 }
