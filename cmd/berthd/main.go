@@ -35,7 +35,7 @@ func newRootCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return run(cmd.Context(), cfg)
+			return run(cmd.Context(), cfg, func() (*config.Config, error) { return loadConfig(cmd, f) })
 		},
 	}
 	cmd.Flags().StringVar(&f.config, "config", config.DefaultPath, "config file (TOML); drop-ins are read from berth.d beside it")

@@ -90,8 +90,10 @@ func run(m *testing.M) int {
 }
 
 func goBuild(root, out, pkg string) ([]byte, error) {
+	// The same static build hack/install.sh makes (see there).
 	cmd := exec.Command("go", "build", "-o", out, pkg)
 	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	return cmd.CombinedOutput()
 }
 
