@@ -244,9 +244,20 @@ func claimSocket(path string) error {
 	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
-	conn, err := net.DialTimeout("unix", path, time.Second)
-	if err == nil {
+	// A daemon killed a moment ago can still accept while the kernel tears
+	// it down, so only a listener that keeps answering for a second counts
+	// as live.
+	live := true
+	for try := 0; try < 10 && live; try++ {
+		conn, err := net.DialTimeout("unix", path, time.Second)
+		if err != nil {
+			live = false
+			break
+		}
 		conn.Close()
+		time.Sleep(100 * time.Millisecond)
+	}
+	if live {
 		return fmt.Errorf("another berthd is already serving %s; stop it first (or use --socket)", path)
 	}
 	if err := os.Remove(path); err != nil {

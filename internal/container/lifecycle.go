@@ -21,6 +21,10 @@ import (
 	"github.com/berth-project/berth/internal/store"
 )
 
+// startTimeout bounds the runtime's start, which does not end with the
+// caller's context (see Start).
+const startTimeout = time.Minute
+
 // Start starts a created container.
 func (s *Service) Start(ctx context.Context, id string) error {
 	unlock := s.lock(id)
@@ -39,8 +43,21 @@ func (s *Service) Start(ctx context.Context, id string) error {
 	// Stamp before the start: a process that exits at once must not look
 	// as if it finished before it started.
 	startedAt := time.Now().UnixNano()
-	if err := s.startRuntime(ctx, rt, c); err != nil {
-		return err
+	// The start runs to its end even if the caller goes away: runc start
+	// killed between reading the exec fifo and removing it leaves the
+	// container running while runc still says "created", and every later
+	// start then blocks for ever on that fifo. startTimeout still bounds
+	// a runtime that hangs.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), startTimeout)
+	defer cancel()
+	if err := s.startRuntime(sctx, rt, c); err != nil {
+		// A start cut short by a berthd crash may have been finished by
+		// the orphaned runtime process after the restart's reconcile: the
+		// retry then finds it running, which is what it asked for.
+		if st, serr := rt.State(sctx, id); serr != nil || st.Status != oci.StatusRunning {
+			return err
+		}
+		s.log.Warn("container already running at start; an earlier start finished it", "container", id)
 	}
 	nc := *c
 	nc.State = Running

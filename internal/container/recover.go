@@ -10,7 +10,9 @@ import (
 
 	"github.com/berth-project/berth/internal/errdefs"
 	"github.com/berth-project/berth/internal/events"
+	"github.com/berth-project/berth/internal/monitor"
 	"github.com/berth-project/berth/internal/names"
+	"github.com/berth-project/berth/internal/oci"
 	"github.com/berth-project/berth/internal/snapshot"
 	"github.com/berth-project/berth/internal/store"
 )
@@ -62,6 +64,9 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 func (s *Service) Names() *names.Registry { return s.names }
 
 func (s *Service) reconcile(ctx context.Context) error {
+	if left := waitRuntimeCommands(s.cfg.Runtimes); len(left) > 0 {
+		s.log.Warn("runtime commands of the previous berthd still run; reconciling anyway", "pids", left, "waited", settleTimeout)
+	}
 	for _, c := range s.List() {
 		if c.State == Exited {
 			continue
@@ -84,6 +89,11 @@ func (s *Service) reconcile(ctx context.Context) error {
 		case st.Status == "stopped":
 			// Stopped but conmon left no exit file: conmon died with it.
 			s.markLost(c, "container stopped while its monitor was gone; exit code unknown")
+		case c.State == Created && st.Status == oci.StatusRunning:
+			// berthd died between the runtime's start and the record's
+			// update: the container runs, so say so, or a retried start
+			// fails and kubelet sees CREATED forever.
+			s.markStarted(c)
 		default:
 			if !snapshot.IsMounted(s.rootfs(c.ID)) {
 				s.log.Warn("running container's rootfs is not mounted", "container", c.ID)
@@ -91,6 +101,20 @@ func (s *Service) reconcile(ctx context.Context) error {
 		}
 	}
 	return s.removeOrphans(ctx)
+}
+
+// markStarted records a start the runtime did but the record missed. The
+// moment is unknown; now is the first time berthd can vouch for it.
+func (s *Service) markStarted(c *Container) {
+	nc := *c
+	nc.State = Running
+	nc.StartedAt = time.Now().UnixNano()
+	if err := s.publish(&nc); err != nil {
+		s.log.Error("recording started container", "container", c.ID, "err", err)
+		return
+	}
+	s.emit(events.ContainerStarted, &nc)
+	s.log.Warn("container was started before a crash; recorded as running", "container", c.ID)
 }
 
 // markLost records a container whose exit cannot be known, as containerd
@@ -147,13 +171,15 @@ func (s *Service) removeOrphans(ctx context.Context) error {
 			}
 		}
 	}
+	runtimes := make([]*oci.Runtime, 0, len(s.cfg.Runtimes))
+	for _, rt := range s.cfg.Runtimes {
+		runtimes = append(runtimes, rt)
+	}
 	for id := range orphans {
 		s.log.Warn("removing half-created container left by a crash", "container", id)
-		for _, rt := range s.cfg.Runtimes {
-			if err := rt.Delete(ctx, id, true); err != nil {
-				s.log.Error("deleting orphan from runtime", "container", id, "runtime", rt.Name, "err", err)
-			}
-		}
+		// Not a plain runtime delete: the crashed berthd's conmon may still
+		// be creating it (see ReapOrphan).
+		monitor.ReapOrphan(ctx, id, s.bundleDir(id), s.bundleDir(id), runtimes)
 		s.cleanup(ctx, id, nil, false, "")
 	}
 	return nil

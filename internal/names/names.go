@@ -104,7 +104,11 @@ func (t *Ticket) Done(id string, err error, delivered bool, cleanup func(ctx con
 }
 
 // Restore marks key as reserved by an existing object (records loaded at
-// start). Restored objects count as delivered.
+// start). Restored objects count as delivered: after a crash nothing tells
+// whether the create's answer reached the client, so a retry with the same
+// metadata gets AlreadyExists. kubelet copes, as the crash churn test
+// checks: it relists (pods by uid, containers by pod) before it creates and
+// uses the object with its metadata.
 func (r *Registry) Restore(key, id string) {
 	e := &entry{done: make(chan struct{}), id: id, delivered: true, finished: time.Now()}
 	close(e.done)

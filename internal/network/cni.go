@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -291,7 +293,14 @@ func (m *Manager) Teardown(ctx context.Context, p *sandbox.Sandbox) error {
 	}
 	if len(atts) == 0 {
 		m.delUncached(ctx, p, netns)
+		m.dropCache(p.ID)
 		return nil
+	}
+	if !slices.ContainsFunc(atts, func(a *libcni.NetworkAttachment) bool { return a.IfName == podIfName }) {
+		// Only the loopback ADD finished (berthd died during the pod
+		// network's ADD): that ADD may still have taken a lease and made
+		// a veth, so DEL it too, before loopback as always.
+		m.delUncached(ctx, p, netns)
 	}
 	// Loopback last: the reverse of ADD.
 	sort.SliceStable(atts, func(i, j int) bool { return atts[i].IfName != "lo" && atts[j].IfName == "lo" })
@@ -310,8 +319,21 @@ func (m *Manager) Teardown(ctx context.Context, p *sandbox.Sandbox) error {
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("tear down network of pod %s: %w", p.ID, err)
 	}
+	m.dropCache(p.ID)
 	m.log.Debug("pod network torn down", "pod", p.ID, "took", time.Since(start))
 	return nil
+}
+
+// dropCache removes the cached ADD results of pod id that DEL left: libcni
+// writes them in place, so berthd killed during an ADD can leave a
+// truncated one, which libcni then neither reads nor deletes.
+func (m *Manager) dropCache(id string) {
+	left, _ := filepath.Glob(filepath.Join(m.cfg.CacheDir, "results", "*-"+id+"-*"))
+	for _, f := range left {
+		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
+			m.log.Warn("removing a pod's cached CNI result", "pod", id, "file", f, "err", err)
+		}
+	}
 }
 
 // delUncached handles a pod whose ADD result is not cached: an ADD cut

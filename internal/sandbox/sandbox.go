@@ -454,6 +454,7 @@ func (s *Service) recover() error {
 			for _, path := range p.Namespaces {
 				if !isMountPoint(path) {
 					s.log.Warn("pod namespaces are gone; marking pod not ready", "pod", id)
+					s.finishStop(p)
 					p.State = NotReady
 					p.Namespaces = nil
 					if err := s.cfg.Store.Put(store.Sandboxes, id, p); err != nil {
@@ -481,6 +482,7 @@ func (s *Service) recover() error {
 		s.log.Warn("removing half-created pod left by a crash", "pod", e.Name())
 		half := &Sandbox{ID: e.Name()}
 		if s.cfg.Network != nil {
+			killStalePlugins(half.ID)
 			// Its CNI ADD may have run: release the veth and lease too.
 			half.Namespaces = map[string]string{"net": filepath.Join(half.Dir(s.cfg.StateDir), "netns")}
 			if err := s.cfg.Network.Teardown(context.Background(), half); err != nil {
@@ -492,6 +494,25 @@ func (s *Service) recover() error {
 		}
 	}
 	return nil
+}
+
+// finishStop completes, at start, the stop of a pod whose namespaces are
+// partly gone: a StopPodSandbox cut short by a crash unpins them one by one.
+// Left alone, the rest would stay mounted (and its network attached) under
+// a NOTREADY pod, which a retried stop no longer touches. Every step
+// tolerates what is already undone.
+func (s *Service) finishStop(p *Sandbox) {
+	var errs []error
+	if s.cfg.Network != nil && !p.HostNetwork {
+		errs = append(errs, s.cfg.Network.Teardown(context.Background(), p))
+	}
+	if s.needsPause(p) {
+		errs = append(errs, s.stopPause(context.Background(), p))
+	}
+	errs = append(errs, unpinNamespaces(p.Namespaces), unmountShm(filepath.Join(p.Dir(s.cfg.StateDir), "shm")))
+	if err := errors.Join(errs...); err != nil {
+		s.log.Error("finishing the stop of a pod", "pod", p.ID, "err", err)
+	}
 }
 
 func contains(list []string, v string) bool {

@@ -1,0 +1,85 @@
+package monitor
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/berth-project/berth/internal/errdefs"
+	"github.com/berth-project/berth/internal/oci"
+)
+
+// TestReapOrphanDuringCreate is a daemon killed while conmon runs the
+// runtime's create: the next daemon reaps the orphan while that create is
+// still going. Nothing may be left once the create would have finished:
+// no conmon or runtime process, no runtime state, no cgroup, no exit file.
+func TestReapOrphanDuringCreate(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	cfg := e.config("orphan", "sleep 100")
+	// A createRuntime hook holds the create for a second, after the
+	// runtime made the cgroup and before it wrote its state.
+	p := filepath.Join(cfg.BundleDir, "config.json")
+	data, _ := os.ReadFile(p)
+	var spec specs.Spec
+	if err := json.Unmarshal(data, &spec); err != nil {
+		t.Fatal(err)
+	}
+	spec.Hooks = &specs.Hooks{CreateRuntime: []specs.Hook{{Path: "/bin/sleep", Args: []string{"sleep", "1"}}}}
+	data, _ = json.Marshal(&spec)
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{cfg.Dir, cfg.ExitDir} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// conmon as Create starts it, with nobody reading its sync pipe: the
+	// daemon that started it is gone.
+	cmd := exec.Command(cfg.ConmonPath, cfg.args()...)
+	cmd.Dir = cfg.Dir
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("conmon: %v: %s", err, out)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !cgroupExists(cfg.ID) {
+		if time.Now().After(deadline) {
+			t.Fatal("the runtime made no cgroup within 5s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	ReapOrphan(ctx, cfg.ID, cfg.Dir, cfg.BundleDir, []*oci.Runtime{e.rt})
+	time.Sleep(1500 * time.Millisecond) // past the hook: a surviving create would be done
+
+	if pids := append(conmonProcs(cfg.Dir), conmonProcs(cfg.BundleDir)...); len(pids) != 0 {
+		t.Errorf("processes left: %v", pids)
+	}
+	if _, err := e.rt.State(ctx, cfg.ID); !errdefs.IsNotFound(err) {
+		t.Errorf("runtime state left: %v", err)
+	}
+	if cgroupExists(cfg.ID) {
+		t.Error("cgroup left")
+	}
+	if _, err := os.Stat(filepath.Join(cfg.ExitDir, cfg.ID)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("exit file left: %v", err)
+	}
+}
+
+func cgroupExists(id string) bool {
+	for _, mnt := range cgroupMounts() {
+		if _, err := os.Stat(filepath.Join(mnt, "berth-test", id)); err == nil {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,131 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berth-project/berth/test/e2e/framework"
+)
+
+// TestCrashChurn kills berthd with SIGKILL at 8 random moments while three
+// kubelet-like workers create, restart and remove pods, and checks after
+// every restart that no pod or container is listed twice, that what is
+// listed is really there, and that the host holds nothing without a record;
+// at the end nothing may leak. BenchmarkCrashChurn (test/bench) is the
+// 50-point version.
+func TestCrashChurn(t *testing.T) {
+	d := framework.StartDaemon(t, framework.Options{})
+	res := d.CrashChurn(t, framework.ChurnOptions{Workers: 3, KillPoints: 8})
+	t.Logf("kills %d, calls %d, retries %d, adopted %d, pods created %d, removed %d",
+		res.Kills, res.Calls, res.Retries, res.Adopted, res.PodsCreated, res.PodsRemoved)
+	t.Logf("calls cut by a kill: %v", res.Cut)
+	t.Logf("berthd start-up repairs: %v", res.Recovered)
+	for _, v := range res.Violations {
+		t.Errorf("violation: %s", v)
+	}
+	for _, l := range res.Leaks {
+		t.Errorf("leak: %s", l)
+	}
+}
+
+// TestCrashWindows replays, deterministically, the crash windows the churn
+// found, each by killing berthd and doing by hand the step the dead daemon's
+// orphaned child (or its unfinished request) would have done.
+func TestCrashWindows(t *testing.T) {
+	d := framework.StartDaemon(t, framework.Options{})
+	ctx := framework.Ctx(t)
+	runc := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command("runc", append([]string{"--root", d.RuncRoot()}, args...)...).CombinedOutput(); err != nil {
+			t.Fatalf("runc %v: %v: %s", args, err, out)
+		}
+	}
+
+	// Killed between the runtime's start and the record's update: after
+	// the restart the container is RUNNING, not CREATED.
+	pod := d.PodConfig(t, "started")
+	podID := d.RunPod(t, pod)
+	started := d.CreateContainer(t, podID, pod, framework.ContainerConfig("app", "sleep", "3600"))
+	d.Kill9(t)
+	runc("start", started)
+	d.Restart(t)
+	if st := d.ContainerStatus(t, started); st.State != runtimeapi.ContainerState_CONTAINER_RUNNING {
+		t.Errorf("container started just before the kill: %v after restart, want RUNNING", st.State)
+	}
+
+	// The dead daemon's runtime start finishes after the restart's
+	// reconcile: the retried StartContainer finds it running and succeeds.
+	late := d.CreateContainer(t, podID, pod, framework.ContainerConfig("late", "sleep", "3600"))
+	d.Kill9(t)
+	d.Restart(t)
+	runc("start", late)
+	if _, err := d.Runtime.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: late}); err != nil {
+		t.Errorf("StartContainer of a container an orphaned start already started: %v", err)
+	}
+	if st := d.ContainerStatus(t, late); st.State != runtimeapi.ContainerState_CONTAINER_RUNNING {
+		t.Errorf("late-started container: %v, want RUNNING", st.State)
+	}
+
+	// Killed in the middle of StopPodSandbox, after the first namespace
+	// was unpinned: the restart finishes the stop, so the NOTREADY pod
+	// holds no mounts and no lease.
+	stopping := d.PodConfig(t, "stopping")
+	stoppingID := d.RunPod(t, stopping)
+	d.Kill9(t)
+	dir := filepath.Join(d.StateDir, "sandboxes", stoppingID)
+	if err := syscall.Unmount(filepath.Join(dir, "ipcns"), syscall.MNT_DETACH); err != nil {
+		t.Fatal(err)
+	}
+	d.Restart(t)
+	if st := d.PodStatus(t, stoppingID); st.State != runtimeapi.PodSandboxState_SANDBOX_NOTREADY {
+		t.Errorf("half-stopped pod after restart: %v, want NOTREADY", st.State)
+	}
+	for _, m := range d.Mounts() {
+		if strings.HasPrefix(m, dir+"/") {
+			t.Errorf("half-stopped pod still has %s mounted", m)
+		}
+	}
+	for _, ip := range framework.Leases(d.LeaseDir()) {
+		if ip == d.PodStatus(t, stoppingID).GetNetwork().GetIp() {
+			t.Errorf("half-stopped pod still holds its lease %s", ip)
+		}
+	}
+}
+
+// TestStartOutlivesCaller: a StartContainer whose caller gives up while the
+// runtime's start runs (kubelet's deadline, or a connection lost with a
+// crash) still ends with a running container. Killing `runc start` there
+// could leave the container running while runc says "created", and every
+// later start blocked on its exec fifo. The handler's runtime is runc behind
+// a wrapper that makes start take half a second.
+func TestStartOutlivesCaller(t *testing.T) {
+	wrapper := filepath.Join(t.TempDir(), "slow-start-runc")
+	script := "#!/bin/sh\nfor a in \"$@\"; do [ \"$a\" = start ] && sleep 0.5; done\nexec runc \"$@\"\n"
+	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	d := framework.StartDaemon(t, framework.Options{Config: fmt.Sprintf("[runtimes.slowstart]\npath = %q\n", wrapper)})
+	pod := d.PodConfig(t, "slowstart")
+	resp, err := d.Runtime.RunPodSandbox(framework.Ctx(t), &runtimeapi.RunPodSandboxRequest{Config: pod, RuntimeHandler: "slowstart"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := d.CreateContainer(t, resp.PodSandboxId, pod, framework.ContainerConfig("app", "sleep", "3600"))
+	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Millisecond)
+	defer cancel()
+	if _, err := d.Runtime.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: id}); status.Code(err) != codes.DeadlineExceeded {
+		t.Fatalf("StartContainer with a 150ms deadline through a 500ms start: %v, want DeadlineExceeded", err)
+	}
+	d.WaitForState(t, id, runtimeapi.ContainerState_CONTAINER_RUNNING, 5*time.Second)
+}
