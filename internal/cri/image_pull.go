@@ -3,6 +3,8 @@ package cri
 import (
 	"context"
 	"errors"
+	"sync/atomic"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -10,6 +12,7 @@ import (
 
 	"github.com/berth-project/berth/internal/errdefs"
 	"github.com/berth-project/berth/internal/image"
+	"github.com/berth-project/berth/internal/metrics"
 )
 
 // PullImage pulls from the registry and returns the image id (the config
@@ -35,6 +38,11 @@ func (s *Server) PullImage(ctx context.Context, r *runtimeapi.PullImageRequest) 
 			ServerAddress: a.GetServerAddress(),
 		}
 	}
+	// The last progress snapshot holds the bytes this pull downloaded
+	// (layers already present count zero), for the pull metrics.
+	var last atomic.Pointer[image.PullProgress]
+	opts.Progress = func(p image.PullProgress) { last.Store(&p) }
+	start := time.Now()
 	img, err := s.Puller.Pull(ctx, ref, opts)
 	if err != nil {
 		if errors.Is(err, image.ErrAuthFailed) {
@@ -44,5 +52,12 @@ func (s *Server) PullImage(ctx context.Context, r *runtimeapi.PullImageRequest) 
 		}
 		return nil, err
 	}
+	var fetched int64
+	if p := last.Load(); p != nil {
+		for _, l := range p.Layers {
+			fetched += l.Bytes
+		}
+	}
+	metrics.ObservePull(fetched, time.Since(start))
 	return &runtimeapi.PullImageResponse{ImageRef: img.ID}, nil
 }
