@@ -173,36 +173,13 @@ func inspectCmd(a *app) *cobra.Command {
 		Short:   "Show the status of containers",
 		Args:    cobra.MinimumNArgs(1),
 		Example: "  berth inspect web",
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx, cancel, err := a.ctx(cmd.Context())
+		RunE: forEachID(a, a.resolveContainers, func(ctx context.Context, id string) error {
+			resp, err := a.rt.ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: id, Verbose: true})
 			if err != nil {
-				return err
+				return fmt.Errorf("container %s: %w", shortID(id), err)
 			}
-			defer cancel()
-			ids, err := a.resolveContainers(ctx, args)
-			if err != nil {
-				return err
-			}
-			for _, id := range ids {
-				resp, err := a.rt.ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: id, Verbose: true})
-				if err != nil {
-					return fmt.Errorf("container %s: %w", shortID(id), err)
-				}
-				f := a.format("json")
-				if f == "table" {
-					printContainerSummary(a, resp.GetStatus())
-					continue
-				}
-				doc, err := withInfo("status", resp.GetStatus(), resp.GetInfo())
-				if err != nil {
-					return err
-				}
-				if err := printDoc(a.stdout, f, doc); err != nil {
-					return err
-				}
-			}
-			return nil
-		},
+			return a.printStatus(resp.GetStatus(), resp.GetInfo(), func() { printContainerSummary(a, resp.GetStatus()) })
+		}),
 	}
 }
 
@@ -283,24 +260,13 @@ func startCmd(a *app) *cobra.Command {
 		Short:   "Start created containers",
 		Args:    cobra.MinimumNArgs(1),
 		Example: "  berth start web",
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx, cancel, err := a.ctx(cmd.Context())
-			if err != nil {
-				return err
+		RunE: forEachID(a, a.resolveContainers, func(ctx context.Context, id string) error {
+			if _, err := a.rt.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: id}); err != nil {
+				return fmt.Errorf("starting container %s: %w", shortID(id), err)
 			}
-			defer cancel()
-			ids, err := a.resolveContainers(ctx, args)
-			if err != nil {
-				return err
-			}
-			for _, id := range ids {
-				if _, err := a.rt.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: id}); err != nil {
-					return fmt.Errorf("starting container %s: %w", shortID(id), err)
-				}
-				fmt.Fprintln(a.stdout, id)
-			}
+			fmt.Fprintln(a.stdout, id)
 			return nil
-		},
+		}),
 	}
 }
 
@@ -315,22 +281,15 @@ func stopCmd(a *app) *cobra.Command {
 			if secs < 0 {
 				return fmt.Errorf("-t %d: want seconds >= 0", secs)
 			}
-			ctx, cancel, err := a.ctx(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer cancel()
-			ids, err := a.resolveContainers(ctx, args)
-			if err != nil {
-				return err
-			}
-			for _, id := range ids {
+			// The stop deadline adds the grace period to --timeout, so it
+			// derives from the command's context, not the per-verb one.
+			return forEachID(a, a.resolveContainers, func(_ context.Context, id string) error {
 				if err := a.stopContainer(cmd.Context(), id, secs); err != nil {
 					return err
 				}
 				fmt.Fprintln(a.stdout, id)
-			}
-			return nil
+				return nil
+			})(cmd, args)
 		},
 	}
 	cmd.Flags().Int64VarP(&secs, "time", "t", 10, "seconds to wait for the container to stop before killing it")
@@ -355,16 +314,9 @@ func rmCmd(a *app) *cobra.Command {
 		Args:    cobra.MinimumNArgs(1),
 		Example: "  berth rm -f web",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx, cancel, err := a.ctx(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer cancel()
-			ids, err := a.resolveContainers(ctx, args)
-			if err != nil {
-				return err
-			}
-			for _, id := range ids {
+			// -f stops with stopContainer, whose deadline derives from the
+			// command's context (see stop).
+			return forEachID(a, a.resolveContainers, func(ctx context.Context, id string) error {
 				if force {
 					if err := a.stopContainer(cmd.Context(), id, 0); err != nil {
 						return err
@@ -382,8 +334,8 @@ func rmCmd(a *app) *cobra.Command {
 					return fmt.Errorf("removing container %s: %w", shortID(id), err)
 				}
 				fmt.Fprintln(a.stdout, id)
-			}
-			return nil
+				return nil
+			})(cmd, args)
 		},
 	}
 	cmd.Flags().BoolVarP(&force, "force", "f", false, "kill the container first if it is running")

@@ -211,46 +211,26 @@ func inspectiCmd(a *app) *cobra.Command {
 		Short:   "Show the status of images",
 		Args:    cobra.MinimumNArgs(1),
 		Example: "  berth inspecti busybox",
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx, cancel, err := a.ctx(cmd.Context())
+		RunE: forEachImage(a, func(ctx context.Context, arg, id string) error {
+			resp, err := a.img.ImageStatus(ctx, &runtimeapi.ImageStatusRequest{Image: &runtimeapi.ImageSpec{Image: id}, Verbose: true})
 			if err != nil {
-				return err
+				return fmt.Errorf("image %s: %w", arg, err)
 			}
-			defer cancel()
-			for _, arg := range args {
-				id, err := a.resolveImage(ctx, arg)
-				if err != nil {
-					return err
-				}
-				resp, err := a.img.ImageStatus(ctx, &runtimeapi.ImageStatusRequest{Image: &runtimeapi.ImageSpec{Image: id}, Verbose: true})
-				if err != nil {
-					return fmt.Errorf("image %s: %w", arg, err)
-				}
-				if resp.GetImage() == nil {
-					return fmt.Errorf("no image matches %q", arg)
-				}
-				f := a.format("json")
-				if f == "table" {
-					im := resp.GetImage()
-					t := newTable(a.stdout)
-					fmt.Fprintf(t, "ID:\t%s\n", im.GetId())
-					fmt.Fprintf(t, "Tags:\t%s\n", strings.Join(im.GetRepoTags(), ", "))
-					fmt.Fprintf(t, "Digests:\t%s\n", strings.Join(im.GetRepoDigests(), ", "))
-					fmt.Fprintf(t, "Size:\t%s\n", humanSize(im.GetSize()))
-					t.Flush()
-					continue
-				}
-				doc, err := withInfo("status", resp.GetImage(), resp.GetInfo())
-				if err != nil {
-					return err
-				}
-				if err := printDoc(a.stdout, f, doc); err != nil {
-					return err
-				}
+			if resp.GetImage() == nil {
+				return fmt.Errorf("no image matches %q", arg)
 			}
-			return nil
-		},
+			return a.printStatus(resp.GetImage(), resp.GetInfo(), func() { printImageSummary(a, resp.GetImage()) })
+		}),
 	}
+}
+
+func printImageSummary(a *app, im *runtimeapi.Image) {
+	t := newTable(a.stdout)
+	fmt.Fprintf(t, "ID:\t%s\n", im.GetId())
+	fmt.Fprintf(t, "Tags:\t%s\n", strings.Join(im.GetRepoTags(), ", "))
+	fmt.Fprintf(t, "Digests:\t%s\n", strings.Join(im.GetRepoDigests(), ", "))
+	fmt.Fprintf(t, "Size:\t%s\n", humanSize(im.GetSize()))
+	t.Flush()
 }
 
 func pullCmd(a *app) *cobra.Command {
@@ -292,24 +272,13 @@ func rmiCmd(a *app) *cobra.Command {
 		Short:   "Remove images",
 		Args:    cobra.MinimumNArgs(1),
 		Example: "  berth rmi busybox",
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx, cancel, err := a.ctx(cmd.Context())
-			if err != nil {
-				return err
+		RunE: forEachImage(a, func(ctx context.Context, arg, id string) error {
+			if _, err := a.img.RemoveImage(ctx, &runtimeapi.RemoveImageRequest{Image: &runtimeapi.ImageSpec{Image: id}}); err != nil {
+				return fmt.Errorf("removing image %s: %w", arg, err)
 			}
-			defer cancel()
-			for _, arg := range args {
-				id, err := a.resolveImage(ctx, arg)
-				if err != nil {
-					return err
-				}
-				if _, err := a.img.RemoveImage(ctx, &runtimeapi.RemoveImageRequest{Image: &runtimeapi.ImageSpec{Image: id}}); err != nil {
-					return fmt.Errorf("removing image %s: %w", arg, err)
-				}
-				fmt.Fprintf(a.stdout, "Deleted: %s\n", id)
-			}
+			fmt.Fprintf(a.stdout, "Deleted: %s\n", id)
 			return nil
-		},
+		}),
 	}
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"regexp"
 	"sort"
@@ -142,36 +143,13 @@ func inspectpCmd(a *app) *cobra.Command {
 		Short:   "Show the status of pod sandboxes",
 		Args:    cobra.MinimumNArgs(1),
 		Example: "  berth inspectp nginx -o yaml",
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx, cancel, err := a.ctx(cmd.Context())
+		RunE: forEachID(a, a.resolvePods, func(ctx context.Context, id string) error {
+			resp, err := a.rt.PodSandboxStatus(ctx, &runtimeapi.PodSandboxStatusRequest{PodSandboxId: id, Verbose: true})
 			if err != nil {
-				return err
+				return fmt.Errorf("pod %s: %w", shortID(id), err)
 			}
-			defer cancel()
-			ids, err := a.resolvePods(ctx, args)
-			if err != nil {
-				return err
-			}
-			for _, id := range ids {
-				resp, err := a.rt.PodSandboxStatus(ctx, &runtimeapi.PodSandboxStatusRequest{PodSandboxId: id, Verbose: true})
-				if err != nil {
-					return fmt.Errorf("pod %s: %w", shortID(id), err)
-				}
-				f := a.format("json")
-				if f == "table" {
-					printPodSummary(a, resp.GetStatus())
-					continue
-				}
-				doc, err := withInfo("status", resp.GetStatus(), resp.GetInfo())
-				if err != nil {
-					return err
-				}
-				if err := printDoc(a.stdout, f, doc); err != nil {
-					return err
-				}
-			}
-			return nil
-		},
+			return a.printStatus(resp.GetStatus(), resp.GetInfo(), func() { printPodSummary(a, resp.GetStatus()) })
+		}),
 	}
 }
 
@@ -225,24 +203,13 @@ func stoppCmd(a *app) *cobra.Command {
 		Short:   "Stop pod sandboxes and their containers",
 		Args:    cobra.MinimumNArgs(1),
 		Example: "  berth stopp nginx",
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx, cancel, err := a.ctx(cmd.Context())
-			if err != nil {
-				return err
+		RunE: forEachID(a, a.resolvePods, func(ctx context.Context, id string) error {
+			if _, err := a.rt.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: id}); err != nil {
+				return fmt.Errorf("stopping pod %s: %w", shortID(id), err)
 			}
-			defer cancel()
-			ids, err := a.resolvePods(ctx, args)
-			if err != nil {
-				return err
-			}
-			for _, id := range ids {
-				if _, err := a.rt.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: id}); err != nil {
-					return fmt.Errorf("stopping pod %s: %w", shortID(id), err)
-				}
-				fmt.Fprintf(a.stdout, "Stopped pod %s\n", id)
-			}
+			fmt.Fprintf(a.stdout, "Stopped pod %s\n", id)
 			return nil
-		},
+		}),
 	}
 }
 
@@ -253,37 +220,26 @@ func rmpCmd(a *app) *cobra.Command {
 		Short:   "Remove pod sandboxes",
 		Args:    cobra.MinimumNArgs(1),
 		Example: "  berth rmp -f nginx",
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx, cancel, err := a.ctx(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer cancel()
-			ids, err := a.resolvePods(ctx, args)
-			if err != nil {
-				return err
-			}
-			for _, id := range ids {
-				if force {
-					if _, err := a.rt.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: id}); err != nil {
-						return fmt.Errorf("stopping pod %s: %w", shortID(id), err)
-					}
-				} else {
-					st, err := a.rt.PodSandboxStatus(ctx, &runtimeapi.PodSandboxStatusRequest{PodSandboxId: id})
-					if err != nil {
-						return fmt.Errorf("pod %s: %w", shortID(id), err)
-					}
-					if st.GetStatus().GetState() == runtimeapi.PodSandboxState_SANDBOX_READY {
-						return fmt.Errorf("pod %s is ready (running): stop it first with 'berth stopp', or use -f", shortID(id))
-					}
+		RunE: forEachID(a, a.resolvePods, func(ctx context.Context, id string) error {
+			if force {
+				if _, err := a.rt.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: id}); err != nil {
+					return fmt.Errorf("stopping pod %s: %w", shortID(id), err)
 				}
-				if _, err := a.rt.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: id}); err != nil {
-					return fmt.Errorf("removing pod %s: %w", shortID(id), err)
+			} else {
+				st, err := a.rt.PodSandboxStatus(ctx, &runtimeapi.PodSandboxStatusRequest{PodSandboxId: id})
+				if err != nil {
+					return fmt.Errorf("pod %s: %w", shortID(id), err)
 				}
-				fmt.Fprintf(a.stdout, "Removed pod %s\n", id)
+				if st.GetStatus().GetState() == runtimeapi.PodSandboxState_SANDBOX_READY {
+					return fmt.Errorf("pod %s is ready (running): stop it first with 'berth stopp', or use -f", shortID(id))
+				}
 			}
+			if _, err := a.rt.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: id}); err != nil {
+				return fmt.Errorf("removing pod %s: %w", shortID(id), err)
+			}
+			fmt.Fprintf(a.stdout, "Removed pod %s\n", id)
 			return nil
-		},
+		}),
 	}
 	cmd.Flags().BoolVarP(&force, "force", "f", false, "stop the pod first if it is running")
 	return cmd
