@@ -99,7 +99,7 @@ func (e *env) config(name, script string) Config {
 	spec.Process.Terminal = false
 	spec.Process.Args = []string{"/bin/sh", "-c", script}
 	spec.Process.Env = append(spec.Process.Env, "PATH=/bin")
-	spec.Linux.CgroupsPath = "/berth-test/" + id
+	spec.Linux.CgroupsPath = testCgroupParent + "/" + id
 	if data, err = json.Marshal(&spec); err != nil {
 		t.Fatal(err)
 	}
@@ -487,7 +487,7 @@ func TestCreateFailureLeavesNothing(t *testing.T) {
 	if _, ok, _ := ReadExit(cfg.ExitDir, cfg.Dir, cfg.ID); ok {
 		t.Fatal("exit file left")
 	}
-	if _, err := os.Stat("/sys/fs/cgroup/memory/berth-test/" + cfg.ID); !errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat("/sys/fs/cgroup/memory" + testCgroupParent + "/" + cfg.ID); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("cgroup left: %v", err)
 	}
 
@@ -531,7 +531,7 @@ func TestCreateFailureLeavesNothing(t *testing.T) {
 		t.Fatalf("runtime state left after timeout: %v", err)
 	}
 	for _, mnt := range cgroupMounts() {
-		if _, err := os.Stat(filepath.Join(mnt, "berth-test", cfg3.ID)); !errors.Is(err, os.ErrNotExist) {
+		if _, err := os.Stat(filepath.Join(mnt, testCgroupParent, cfg3.ID)); !errors.Is(err, os.ErrNotExist) {
 			t.Fatalf("cgroup left after timeout in %s: %v", mnt, err)
 		}
 	}

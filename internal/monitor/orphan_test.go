@@ -77,7 +77,7 @@ func TestReapOrphanDuringCreate(t *testing.T) {
 
 func cgroupExists(id string) bool {
 	for _, mnt := range cgroupMounts() {
-		if _, err := os.Stat(filepath.Join(mnt, "berth-test", id)); err == nil {
+		if _, err := os.Stat(filepath.Join(mnt, testCgroupParent, id)); err == nil {
 			return true
 		}
 	}

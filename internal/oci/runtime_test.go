@@ -102,7 +102,7 @@ func rtTestBundle(t *testing.T, r *Runtime, id, script string) string {
 	spec.Process.Terminal = false
 	spec.Process.Args = []string{"/bin/sh", "-c", script}
 	spec.Process.Env = append(spec.Process.Env, "PATH=/bin")
-	spec.Linux.CgroupsPath = "/berth-test/" + id
+	spec.Linux.CgroupsPath = testCgroupParent + "/" + id
 	data, err = json.Marshal(&spec)
 	if err != nil {
 		t.Fatal(err)
@@ -199,7 +199,7 @@ func TestRuntimeLifecycle(t *testing.T) {
 	if err := r.Update(ctx, id, &specs.LinuxResources{Pids: &specs.LinuxPids{Limit: &limit}}); err != nil {
 		t.Fatalf("Update: %v", err)
 	}
-	if b, err := os.ReadFile("/sys/fs/cgroup/pids/berth-test/" + id + "/pids.max"); err == nil {
+	if b, err := os.ReadFile("/sys/fs/cgroup/pids" + testCgroupParent + "/" + id + "/pids.max"); err == nil {
 		if strings.TrimSpace(string(b)) != "64" {
 			t.Fatalf("pids.max = %q after Update", b)
 		}
@@ -244,7 +244,7 @@ func TestRuntimeLifecycle(t *testing.T) {
 	if _, err := r.State(ctx, id); !errdefs.IsNotFound(err) {
 		t.Fatalf("State after Delete: err = %v, want NotFound", err)
 	}
-	if _, err := os.Stat("/sys/fs/cgroup/pids/berth-test/" + id); !errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat("/sys/fs/cgroup/pids" + testCgroupParent + "/" + id); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("cgroup left after Delete: %v", err)
 	}
 }
