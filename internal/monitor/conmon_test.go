@@ -21,6 +21,7 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/berth-project/berth/internal/cgroups"
 	"github.com/berth-project/berth/internal/errdefs"
 	"github.com/berth-project/berth/internal/oci"
 )
@@ -530,9 +531,9 @@ func TestCreateFailureLeavesNothing(t *testing.T) {
 	if _, err := e.rt.State(ctx, cfg3.ID); !errdefs.IsNotFound(err) {
 		t.Fatalf("runtime state left after timeout: %v", err)
 	}
-	for _, mnt := range cgroupMounts() {
-		if _, err := os.Stat(filepath.Join(mnt, testCgroupParent, cfg3.ID)); !errors.Is(err, os.ErrNotExist) {
-			t.Fatalf("cgroup left after timeout in %s: %v", mnt, err)
+	for _, dir := range cgroups.Dirs(testCgroupParent + "/" + cfg3.ID) {
+		if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("cgroup left after timeout: %s: %v", dir, err)
 		}
 	}
 

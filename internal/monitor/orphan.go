@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/berth-project/berth/internal/cgroups"
 	"github.com/berth-project/berth/internal/oci"
 )
 
@@ -83,8 +84,8 @@ func killCgroupProcs(path string) {
 	if path == "" || !filepath.IsAbs(path) || filepath.Clean(path) == "/" {
 		return
 	}
-	for _, mnt := range cgroupMounts() {
-		data, err := os.ReadFile(filepath.Join(mnt, path, "cgroup.procs"))
+	for _, dir := range cgroups.Dirs(path) {
+		data, err := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
 		if err != nil {
 			continue
 		}

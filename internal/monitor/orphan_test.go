@@ -12,6 +12,7 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/berth-project/berth/internal/cgroups"
 	"github.com/berth-project/berth/internal/errdefs"
 	"github.com/berth-project/berth/internal/oci"
 )
@@ -76,8 +77,8 @@ func TestReapOrphanDuringCreate(t *testing.T) {
 }
 
 func cgroupExists(id string) bool {
-	for _, mnt := range cgroupMounts() {
-		if _, err := os.Stat(filepath.Join(mnt, testCgroupParent, id)); err == nil {
+	for _, dir := range cgroups.Dirs(testCgroupParent + "/" + id) {
+		if _, err := os.Stat(dir); err == nil {
 			return true
 		}
 	}

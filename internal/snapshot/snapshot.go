@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 )
 
@@ -72,26 +73,8 @@ func Remove(dir, target string) error {
 	return nil
 }
 
-// IsMounted reports whether path is a mount point, from /proc/self/mountinfo.
+// IsMounted reports whether path is a mount point.
 func IsMounted(path string) bool {
-	data, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return false
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		f := strings.Fields(line)
-		if len(f) > 4 && unescapeMountPath(f[4]) == path {
-			return true
-		}
-	}
-	return false
-}
-
-// mountinfo escapes space, tab, newline and backslash as octal.
-func unescapeMountPath(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	r := strings.NewReplacer(`\040`, " ", `\011`, "\t", `\012`, "\n", `\134`, `\`)
-	return r.Replace(s)
+	mounted, err := mountinfo.Mounted(path)
+	return err == nil && mounted
 }
