@@ -1,0 +1,66 @@
+package snapshot
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func TestPrepareNeedsLayers(t *testing.T) {
+	dir := t.TempDir()
+	if err := Prepare(filepath.Join(dir, "snap"), filepath.Join(dir, "rootfs"), nil); err == nil {
+		t.Fatal("Prepare with no layers succeeded")
+	}
+}
+
+// A real overlay (as root): upper layers win, writes land in the upper dir
+// only, and teardown can be repeated.
+func TestPrepareWriteRemove(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("needs root to mount overlayfs (run the suite as root)")
+	}
+	dir := t.TempDir()
+	low, high := filepath.Join(dir, "l1"), filepath.Join(dir, "l2")
+	for p, content := range map[string]string{
+		filepath.Join(low, "a"): "low", filepath.Join(low, "b"): "low", filepath.Join(high, "a"): "high",
+	} {
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	snap, rootfs := filepath.Join(dir, "snap"), filepath.Join(dir, "rootfs")
+	if err := Prepare(snap, rootfs, []string{low, high}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { Unmount(rootfs) })
+	if !IsMounted(rootfs) {
+		t.Fatal("rootfs is not a mount point after Prepare")
+	}
+	for name, want := range map[string]string{"a": "high", "b": "low"} {
+		if got, _ := os.ReadFile(filepath.Join(rootfs, name)); string(got) != want {
+			t.Errorf("%s = %q, want %q (layers lowest first)", name, got, want)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(rootfs, "c"), []byte("new"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(snap, "upper", "c")); err != nil {
+		t.Errorf("write did not land in the upper dir: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(high, "c")); err == nil {
+		t.Error("write reached an image layer")
+	}
+	if err := Remove(snap, rootfs); err != nil {
+		t.Fatal(err)
+	}
+	if IsMounted(rootfs) {
+		t.Fatal("rootfs still mounted after Remove")
+	}
+	if _, err := os.Stat(snap); !os.IsNotExist(err) {
+		t.Fatalf("snapshot dir left: %v", err)
+	}
+	if err := Remove(snap, rootfs); err != nil {
+		t.Fatalf("second Remove: %v", err)
+	}
+}
