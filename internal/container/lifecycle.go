@@ -280,6 +280,9 @@ func (s *Service) ReopenLog(ctx context.Context, id string) error {
 	if c.State != Running {
 		return errdefs.Precondition(fmt.Sprintf("container %s is not running", id))
 	}
+	if c.LogPath == "" {
+		return errdefs.Precondition(fmt.Sprintf("container %s was created without a log_path: there is no log to reopen", id))
+	}
 	return monitor.ReopenLog(ctx, s.bundleDir(id), c.LogPath)
 }
 

@@ -59,7 +59,7 @@ type Config struct {
 	BundleDir  string // holds config.json; conmon also puts its ctl fifo and attach socket here
 	Dir        string // per-container dir for conmon: pidfiles, runtime log, persist files (exit, oom)
 	ExitDir    string // shared dir where conmon writes <id> with the exit code when the container exits
-	LogPath    string // CRI log file (k8s-file format), written by conmon; its directory must exist
+	LogPath    string // CRI log file (k8s-file format), written by conmon; its directory must exist; empty: no log
 	Terminal   bool
 	Stdin      bool
 	StdinOnce  bool // close the container's stdin when the first attached client leaves
@@ -88,10 +88,22 @@ func (c *Config) validate() error {
 		return errdefs.Invalid("monitor: no OCI runtime given")
 	case c.ID == "" || strings.ContainsAny(c.ID, "/.") || c.ID != filepath.Base(c.ID):
 		return errdefs.Invalid(fmt.Sprintf("monitor: container id %q is empty or has '/' or '.'", c.ID))
-	case !filepath.IsAbs(c.BundleDir), !filepath.IsAbs(c.Dir), !filepath.IsAbs(c.ExitDir), !filepath.IsAbs(c.LogPath):
-		return errdefs.Invalid("monitor: bundle, state, exit and log paths must be absolute")
+	case !filepath.IsAbs(c.BundleDir), !filepath.IsAbs(c.Dir), !filepath.IsAbs(c.ExitDir):
+		return errdefs.Invalid("monitor: bundle, state and exit paths must be absolute")
+	case c.LogPath != "" && !filepath.IsAbs(c.LogPath):
+		return errdefs.Invalid(fmt.Sprintf("monitor: log path %q must be absolute", c.LogPath))
 	}
 	return nil
+}
+
+// logSpec is conmon's -l value. CRI clients (critest, crictl) may leave
+// log_path empty; conmon's "none" driver then writes no log, while attach
+// still works through the attach socket.
+func (c *Config) logSpec() string {
+	if c.LogPath == "" {
+		return "none:"
+	}
+	return "k8s-file:" + c.LogPath
 }
 
 func (c *Config) args() []string {
@@ -104,7 +116,7 @@ func (c *Config) args() []string {
 		"-b", c.BundleDir,
 		"-p", filepath.Join(c.Dir, containerPidFile),
 		"-P", filepath.Join(c.Dir, conmonPidFile),
-		"-l", "k8s-file:" + c.LogPath,
+		"-l", c.logSpec(),
 		"--exit-dir", c.ExitDir,
 		"--persist-dir", c.Dir,
 		// The attach socket goes into the bundle dir under its full path

@@ -575,6 +575,11 @@ func TestConfigValidate(t *testing.T) {
 			t.Errorf("args %q lack %q", args, want)
 		}
 	}
+	nolog := base
+	nolog.LogPath = ""
+	if err := nolog.validate(); err != nil || !strings.Contains(strings.Join(nolog.args(), " "), "-l none:") {
+		t.Errorf("no log path: validate %v, args %q; want valid with -l none:", err, nolog.args())
+	}
 	c := base
 	c.Stdin = true
 	if a := strings.Join(c.args(), " "); !strings.HasSuffix(a, "-i --leave-stdin-open") {
@@ -694,6 +699,39 @@ func TestStdinThroughAttach(t *testing.T) {
 	}
 	if strings.Join(got, "|") != "got hello|also" {
 		t.Fatalf("log = %q", got)
+	}
+}
+
+// CRI clients may leave log_path empty: conmon then writes no log, the exit
+// is still recorded and attach still carries the output.
+func TestNoLogPath(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	cfg := e.config("nolog", "read x; echo got $x; exit 4")
+	cfg.LogPath = ""
+	cfg.Stdin, cfg.StdinOnce = true, true
+	if _, err := Create(ctx, cfg); err != nil {
+		t.Fatalf("Create without a log path: %v", err)
+	}
+	conn := dialAttach(t, cfg.BundleDir)
+	defer conn.Close()
+	if err := e.rt.Start(ctx, cfg.ID); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	if _, err := conn.Write([]byte("hi\n")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 8192)
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, err := conn.Read(buf)
+	if err != nil || n < 2 || string(buf[1:n]) != "got hi\n" {
+		t.Fatalf("attach read = %q, %v", buf[:n], err)
+	}
+	if ex := waitExit(t, cfg); ex.Code != 4 {
+		t.Fatalf("exit = %+v, want code 4", ex)
+	}
+	if ents, _ := os.ReadDir(e.logDir); len(ents) != 0 {
+		t.Fatalf("log dir has %d entries, want none", len(ents))
 	}
 }
 
