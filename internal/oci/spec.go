@@ -361,7 +361,7 @@ func GenerateContainerSpec(in *ContainerInput) (*specs.Spec, error) {
 		WithOOMScoreAdj(cfg.GetLinux().GetResources(), host.OOMScoreAdjMin),
 		WithCgroupsPath(in.CgroupsPath),
 	)
-	nsOpt, err := specContainerNamespaces(nsOpts, in.Namespaces, in.TargetPIDNamespace)
+	nsOpt, err := specContainerNamespaces(in.Sandbox.GetLinux().GetSecurityContext().GetNamespaceOptions(), nsOpts, in.Namespaces, in.TargetPIDNamespace)
 	if err != nil {
 		return nil, err
 	}

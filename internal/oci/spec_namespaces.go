@@ -65,12 +65,15 @@ func WithHostname(h string) SpecOpt {
 // specContainerNamespaces places a container in its pod's namespaces: the
 // pod's pinned net/uts/ipc (or the host's for host network/IPC) and a PID
 // namespace of its own, the pod's shared one, a target container's, or the
-// host's. The hostname is never set: the container joins the pod's UTS
-// namespace, where the sandbox set it.
-func specContainerNamespaces(o *runtimeapi.NamespaceOption, ns SandboxNamespaces, target string) (SpecOpt, error) {
+// host's. Network and IPC follow the pod's options, whatever the container's
+// say (as containerd does: clients such as critest leave the container's
+// empty in host-network pods); PID follows the container's, or the host's
+// when the pod is on the host PID namespace. The hostname is never set: the
+// container joins the pod's UTS namespace, where the sandbox set it.
+func specContainerNamespaces(pod, o *runtimeapi.NamespaceOption, ns SandboxNamespaces, target string) (SpecOpt, error) {
 	const field = "linux.security_context.namespace_options"
 	var opts []SpecOpt
-	switch o.GetNetwork() {
+	switch pod.GetNetwork() {
 	case runtimeapi.NamespaceMode_NODE:
 		// Host network pods also use the host's UTS namespace (hostname).
 		opts = append(opts, WithoutNamespace(specs.NetworkNamespace), WithoutNamespace(specs.UTSNamespace))
@@ -83,9 +86,9 @@ func specContainerNamespaces(o *runtimeapi.NamespaceOption, ns SandboxNamespaces
 		}
 		opts = append(opts, WithNamespace(specs.NetworkNamespace, ns.Net), WithNamespace(specs.UTSNamespace, ns.UTS))
 	default:
-		return nil, errdefs.Invalid(fmt.Sprintf("%s.network: mode %s is not supported (POD or NODE)", field, o.GetNetwork()))
+		return nil, errdefs.Invalid(fmt.Sprintf("pod %s.network: mode %s is not supported (POD or NODE)", field, pod.GetNetwork()))
 	}
-	switch o.GetIpc() {
+	switch pod.GetIpc() {
 	case runtimeapi.NamespaceMode_NODE:
 		opts = append(opts, WithoutNamespace(specs.IPCNamespace))
 	case runtimeapi.NamespaceMode_POD:
@@ -94,9 +97,13 @@ func specContainerNamespaces(o *runtimeapi.NamespaceOption, ns SandboxNamespaces
 		}
 		opts = append(opts, WithNamespace(specs.IPCNamespace, ns.IPC))
 	default:
-		return nil, errdefs.Invalid(fmt.Sprintf("%s.ipc: mode %s is not supported (POD or NODE)", field, o.GetIpc()))
+		return nil, errdefs.Invalid(fmt.Sprintf("pod %s.ipc: mode %s is not supported (POD or NODE)", field, pod.GetIpc()))
 	}
-	switch o.GetPid() {
+	pid := o.GetPid()
+	if pod.GetPid() == runtimeapi.NamespaceMode_NODE {
+		pid = runtimeapi.NamespaceMode_NODE
+	}
+	switch pid {
 	case runtimeapi.NamespaceMode_CONTAINER:
 		opts = append(opts, WithNamespace(specs.PIDNamespace, ""))
 	case runtimeapi.NamespaceMode_POD:

@@ -444,23 +444,35 @@ func TestSpecPodFileMounts(t *testing.T) {
 func TestNamespaces(t *testing.T) {
 	pod := SandboxNamespaces{Net: "/ns/net", IPC: "/ns/ipc", UTS: "/ns/uts", PID: "/ns/pid"}
 	type nsmap map[specs.LinuxNamespaceType]string
+	hostNet := &runtimeapi.NamespaceOption{Network: runtimeapi.NamespaceMode_NODE, Ipc: runtimeapi.NamespaceMode_NODE}
 	for _, tc := range []struct {
 		name string
+		pod  *runtimeapi.NamespaceOption // nil: the same as o
 		o    *runtimeapi.NamespaceOption
 		ns   SandboxNamespaces
 		want nsmap
 	}{
-		{"pod defaults", &runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_CONTAINER}, pod,
+		{"pod defaults", nil, &runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_CONTAINER}, pod,
 			nsmap{"mount": "", "network": "/ns/net", "uts": "/ns/uts", "ipc": "/ns/ipc", "pid": ""}},
-		{"shared pid", &runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_POD}, pod,
+		{"shared pid", nil, &runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_POD}, pod,
 			nsmap{"mount": "", "network": "/ns/net", "uts": "/ns/uts", "ipc": "/ns/ipc", "pid": "/ns/pid"}},
-		{"host everything", &runtimeapi.NamespaceOption{Network: runtimeapi.NamespaceMode_NODE, Ipc: runtimeapi.NamespaceMode_NODE, Pid: runtimeapi.NamespaceMode_NODE},
+		{"host everything", nil, &runtimeapi.NamespaceOption{Network: runtimeapi.NamespaceMode_NODE, Ipc: runtimeapi.NamespaceMode_NODE, Pid: runtimeapi.NamespaceMode_NODE},
 			SandboxNamespaces{}, nsmap{"mount": ""}},
-		{"target pid", &runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_TARGET, TargetId: "c1"}, pod,
+		{"target pid", nil, &runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_TARGET, TargetId: "c1"}, pod,
 			nsmap{"mount": "", "network": "/ns/net", "uts": "/ns/uts", "ipc": "/ns/ipc", "pid": "/target/pid"}},
+		// critest leaves the container's options empty in host-network pods:
+		// network and IPC follow the pod.
+		{"host network pod, container options empty", hostNet, &runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_CONTAINER},
+			SandboxNamespaces{}, nsmap{"mount": "", "pid": ""}},
+		{"host pid pod", &runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_NODE}, &runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_CONTAINER},
+			pod, nsmap{"mount": "", "network": "/ns/net", "uts": "/ns/uts", "ipc": "/ns/ipc"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			opt, err := specContainerNamespaces(tc.o, tc.ns, "/target/pid")
+			podOpts := tc.pod
+			if podOpts == nil {
+				podOpts = tc.o
+			}
+			opt, err := specContainerNamespaces(podOpts, tc.o, tc.ns, "/target/pid")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -487,13 +499,13 @@ func TestNamespaces(t *testing.T) {
 		{&runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_POD}, SandboxNamespaces{Net: "/n", IPC: "/i", UTS: "/u"}},
 		{&runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_CONTAINER}, SandboxNamespaces{IPC: "/i", UTS: "/u"}},
 	} {
-		if _, err := specContainerNamespaces(tc.o, tc.ns, ""); !errors.Is(err, errdefs.ErrFailedPrecondition) {
+		if _, err := specContainerNamespaces(tc.o, tc.o, tc.ns, ""); !errors.Is(err, errdefs.ErrFailedPrecondition) {
 			t.Errorf("%v: want FailedPrecondition, got %v", tc.o, err)
 		}
 	}
-	_, err := specContainerNamespaces(&runtimeapi.NamespaceOption{UsernsOptions: &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_POD}}, pod, "")
+	_, err := specContainerNamespaces(nil, &runtimeapi.NamespaceOption{UsernsOptions: &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_POD}}, pod, "")
 	specWantInvalid(t, err, "userns")
-	_, err = specContainerNamespaces(&runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_TARGET}, pod, "")
+	_, err = specContainerNamespaces(nil, &runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_TARGET}, pod, "")
 	specWantInvalid(t, err, "target_id")
 }
 
