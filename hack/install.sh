@@ -169,6 +169,26 @@ if ((with_runc)); then
 	fi
 fi
 
+# --- dynamic busybox for the critest images -----------------------------------
+# critest's MaskedPaths spec needs a busybox whose sh execs applets (Debian's
+# busybox-static runs them in-process). Debian's dynamic busybox conflicts
+# with busybox-static, so it is unpacked into a cache dir, not installed.
+BUSYBOX_DYNAMIC_DIR=/var/cache/berth/busybox-dynamic
+if [[ -x $BUSYBOX_DYNAMIC_DIR/bin/busybox ]]; then
+	record busybox-dynamic "present ($BUSYBOX_DYNAMIC_DIR)"
+else
+	note "busybox-dynamic: unpacking Debian's busybox into $BUSYBOX_DYNAMIC_DIR (for test/critest)"
+	tmp=$(mktemp -d)
+	if (cd "$tmp" && apt-get download busybox >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get download busybox; }) &&
+		mkdir -p "$BUSYBOX_DYNAMIC_DIR" && dpkg-deb -x "$tmp"/busybox_*.deb "$BUSYBOX_DYNAMIC_DIR"; then
+		record busybox-dynamic "unpacked into $BUSYBOX_DYNAMIC_DIR"
+	else
+		record busybox-dynamic "FAILED (apt-get download busybox)"
+		failed=1
+	fi
+	rm -rf "$tmp"
+fi
+
 # --- berthd and berth --------------------------------------------------------
 if ((build)); then
 	note "build: go build -o bin/ ./cmd/berthd ./cmd/berth ./cmd/berth-pause in $repo"

@@ -54,6 +54,9 @@ type Layer struct {
 	Dirs []string
 	// Symlinks maps a link path to its target.
 	Symlinks map[string]string
+	// Hardlinks maps a link path to the absolute path of a file in Files,
+	// as the official busybox image links its applets.
+	Hardlinks map[string]string
 	// Whiteouts are paths of lower layers that this layer deletes.
 	Whiteouts []string
 	// Opaque are directories whose lower-layer content this layer hides.
@@ -383,6 +386,25 @@ func (l Layer) build() (v1.Layer, error) {
 			if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeSymlink, Name: strings.TrimPrefix(e.p, "/"), Linkname: e.target, Mode: 0o777, ModTime: epoch}); err != nil {
 				return nil, err
 			}
+		}
+	}
+	// Hard links go last: a link must come after the file it names.
+	links := make([]string, 0, len(l.Hardlinks))
+	for p := range l.Hardlinks {
+		links = append(links, p)
+	}
+	sort.Strings(links)
+	for _, p := range links {
+		target := clean(l.Hardlinks[p])
+		if _, ok := l.Files[target]; !ok {
+			return nil, fmt.Errorf("hard link %s: target %s is not a file of this layer", p, target)
+		}
+		p = clean(p)
+		if err := parents(p); err != nil {
+			return nil, err
+		}
+		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeLink, Name: strings.TrimPrefix(p, "/"), Linkname: strings.TrimPrefix(target, "/"), Mode: tarMode(l.Modes, target, 0o644), ModTime: epoch}); err != nil {
+			return nil, err
 		}
 	}
 	if err := tw.Close(); err != nil {
