@@ -24,7 +24,7 @@ const DynamicBusybox = "/var/cache/berth/busybox-dynamic/bin/busybox"
 
 // upstreams are the registries critest names; berthd mirrors each of them to
 // the loopback registry, path for path.
-var upstreams = []string{"registry.k8s.io", "gcr.io", "k8s.gcr.io"}
+var upstreams = []string{"registry.k8s.io", "gcr.io", "k8s.gcr.io", "public.ecr.aws"}
 
 // image is one look-alike: the repository path (without the upstream host:
 // all upstreams share one loopback registry) and how to build it.
@@ -196,6 +196,10 @@ func critestImages(imagebin []byte) []image {
 	}
 	for _, i := range []string{"1", "2", "3"} {
 		imgs = append(imgs, image{"k8s-staging-cri-tools/test-image-" + i + ":latest", marked("image-" + i)})
+	}
+	// critest -benchmark lists and pulls these (pkg/benchmark/image.go).
+	for _, tag := range []string{"1.35.0-glibc", "1-uclibc", "1", "1-glibc", "1-musl"} {
+		imgs = append(imgs, image{"docker/library/busybox:" + tag, marked("busybox-" + tag)})
 	}
 	same := marked("tags")
 	for _, i := range []string{"1", "2", "3"} {
