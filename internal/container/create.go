@@ -132,7 +132,7 @@ func (s *Service) create(ctx context.Context, id, key string, pod *sandbox.Sandb
 	}
 
 	hostnameFile, hostsFile, resolvFile, shm := pod.Files(s.cfg.StateDir)
-	spec, err := oci.GenerateContainerSpec(&oci.ContainerInput{
+	spec, err := oci.GenerateContainerSpec(ctx, &oci.ContainerInput{
 		ID:           id,
 		Config:       cfg,
 		Sandbox:      podCfg,

@@ -9,6 +9,7 @@
 package oci
 
 import (
+	"context"
 	"fmt"
 	"path"
 	"strconv"
@@ -270,8 +271,9 @@ func specBase(rootfs string, caps []string) *specs.Spec {
 
 // GenerateContainerSpec builds the OCI spec for a CRI container. Errors a
 // caller can fix (bad config, missing host path, unknown user) are
-// errdefs.ErrInvalidArgument and name the field.
-func GenerateContainerSpec(in *ContainerInput) (*specs.Spec, error) {
+// errdefs.ErrInvalidArgument and name the field. ctx bounds the reads of
+// the image's /etc/passwd and /etc/group.
+func GenerateContainerSpec(ctx context.Context, in *ContainerInput) (*specs.Spec, error) {
 	if in == nil || in.Config == nil {
 		return nil, errdefs.Invalid("container config is required")
 	}
@@ -318,11 +320,11 @@ func GenerateContainerSpec(in *ContainerInput) (*specs.Spec, error) {
 		WithEnv(specMergeEnv(in.Image.Env, cfg.GetEnvs())),
 		WithWorkingDir(cfg.GetWorkingDir(), in.Image.WorkingDir),
 		WithTerminal(cfg.GetTty()),
-		WithUser(in.RootfsPath, userstr),
+		WithUser(ctx, in.RootfsPath, userstr),
 	}
 	switch p := sc.GetSupplementalGroupsPolicy(); p {
 	case runtimeapi.SupplementalGroupsPolicy_Merge:
-		opts = append(opts, WithAdditionalGIDs(in.RootfsPath, memberOf))
+		opts = append(opts, WithAdditionalGIDs(ctx, in.RootfsPath, memberOf))
 	case runtimeapi.SupplementalGroupsPolicy_Strict:
 	default:
 		return nil, errdefs.Invalid(fmt.Sprintf("linux.security_context.supplemental_groups_policy: unknown policy %d", p))
@@ -423,7 +425,7 @@ func GenerateSandboxSpec(in *SandboxInput) (*specs.Spec, error) {
 
 	opts := []SpecOpt{
 		WithProcessArgs(args, nil, nil, nil),
-		WithUser("", strconv.FormatInt(uid, 10)+":"+strconv.FormatInt(uid, 10)),
+		WithUser(context.Background(), "", strconv.FormatInt(uid, 10)+":"+strconv.FormatInt(uid, 10)),
 		WithCapabilities(nil, &runtimeapi.Capability{DropCapabilities: []string{"ALL"}}, host.AllCapabilities),
 		WithNoNewPrivileges(true),
 		WithReadonlyRootfs(true),

@@ -54,6 +54,8 @@ type Layer struct {
 	Dirs []string
 	// Symlinks maps a link path to its target.
 	Symlinks map[string]string
+	// Fifos are named pipes to create (mode 0644), for hostile images.
+	Fifos []string
 	// Whiteouts are paths of lower layers that this layer deletes.
 	Whiteouts []string
 	// Opaque are directories whose lower-layer content this layer hides.
@@ -350,6 +352,9 @@ func (l Layer) build() (v1.Layer, error) {
 	for _, p := range l.Dirs {
 		entries = append(entries, entry{kind: tar.TypeDir, p: clean(p)})
 	}
+	for _, p := range l.Fifos {
+		entries = append(entries, entry{kind: tar.TypeFifo, p: clean(p)})
+	}
 	for _, p := range l.Whiteouts {
 		p = clean(p)
 		entries = append(entries, entry{kind: tar.TypeReg, p: path.Join(path.Dir(p), ".wh."+path.Base(p))})
@@ -374,6 +379,13 @@ func (l Layer) build() (v1.Layer, error) {
 				return nil, err
 			}
 			if _, err := io.WriteString(tw, e.content); err != nil {
+				return nil, err
+			}
+		case tar.TypeFifo:
+			if err := parents(e.p); err != nil {
+				return nil, err
+			}
+			if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeFifo, Name: strings.TrimPrefix(e.p, "/"), Mode: tarMode(l.Modes, e.p, 0o644), ModTime: epoch}); err != nil {
 				return nil, err
 			}
 		case tar.TypeSymlink:
