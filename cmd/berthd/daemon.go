@@ -151,7 +151,7 @@ func run(ctx context.Context, cfg *config.Config, reload func() (*config.Config,
 	defer podNetwork.Close()
 	sandboxes, err := sandbox.New(sandbox.Config{
 		Store: st, StateDir: cfg.StateDir, DefaultCgroupParent: cfg.DefaultCgroupParent,
-		Handlers: handlers, DefaultHandler: cfg.DefaultRuntime, Runtimes: runtimes, Host: host,
+		Handlers: handlers, DefaultHandler: cfg.DefaultRuntime, Runtimes: runtimes, Host: host, Hosts: hosts,
 		PauseBinary: pauseBinary(), Logger: log, Network: podNetwork,
 		PodSandboxHandlers: podSandboxHandlers, CgroupDriver: cfg.CgroupDriver(),
 	})

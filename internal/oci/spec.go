@@ -128,6 +128,10 @@ type HostConfig struct {
 	OOMScoreAdjMin *int
 	// NodeHostname is HOSTNAME for pods that set none.
 	NodeHostname string
+	// PodAnnotations and ContainerAnnotations are the handler's allow-lists
+	// (FilterAnnotations patterns): only matching pod and container
+	// annotations reach the OCI spec. Empty lets none through.
+	PodAnnotations, ContainerAnnotations []string
 	// FS is the host access; nil means OSHost.
 	FS HostFS
 }
@@ -377,7 +381,10 @@ func GenerateContainerSpec(ctx context.Context, in *ContainerInput) (*specs.Spec
 		// Seccomp last: the default profile allows syscalls by the
 		// capabilities the spec ends up with.
 		WithSeccomp(seccompProfile, privileged, host.fs().ReadFile),
-		WithAnnotations(cfg.GetAnnotations()),
+		// Pod, then container annotations, as containerd orders them;
+		// berth's own last, so a client cannot forge them.
+		WithAnnotations(FilterAnnotations(host.PodAnnotations, in.Sandbox.GetAnnotations())),
+		WithAnnotations(FilterAnnotations(host.ContainerAnnotations, cfg.GetAnnotations())),
 		WithAnnotations(specCRIAnnotations(ContainerTypeContainer, in.SandboxID, in.Sandbox, map[string]string{
 			AnnotationContainerName: cfg.GetMetadata().GetName(),
 			AnnotationImageName:     in.Image.Name,
@@ -452,6 +459,7 @@ func GenerateSandboxSpec(in *SandboxInput) (*specs.Spec, error) {
 	}
 	opts = append(opts,
 		WithSeccomp(seccompProfile, false, host.fs().ReadFile),
+		WithAnnotations(FilterAnnotations(host.PodAnnotations, in.Config.GetAnnotations())),
 		WithAnnotations(specCRIAnnotations(ContainerTypeSandbox, in.ID, in.Config, map[string]string{
 			AnnotationSandboxLogDir: in.Config.GetLogDirectory(),
 		})),

@@ -113,7 +113,8 @@ type Config struct {
 	DefaultHandler      string
 	Runtimes            map[string]*oci.Runtime // for pause processes
 	Host                oci.HostConfig
-	PauseBinary         string // berth-pause, for pods sharing a PID namespace
+	Hosts               map[string]oci.HostConfig // per runtime handler; Host for others
+	PauseBinary         string                    // berth-pause, for pods sharing a PID namespace
 	// PodSandboxHandlers run all of a pod's containers in one sandbox
 	// (gVisor's runsc): every pod of theirs gets a pause container, which
 	// the runtime makes the sandbox that the pod's containers join.
