@@ -154,7 +154,13 @@ func New(cfg Config) (*Service, error) {
 		cfg.Logger = slog.Default()
 	}
 	s := &Service{cfg: cfg, log: cfg.Logger, names: names.New("pod"), pods: map[string]*Sandbox{}}
-	if err := os.MkdirAll(filepath.Join(cfg.StateDir, "sandboxes"), 0o711); err != nil {
+	// Pod dirs hold the pod's files and namespaces: root-only, also when
+	// an older berthd made the dir traversable.
+	podsDir := filepath.Join(cfg.StateDir, "sandboxes")
+	if err := os.MkdirAll(podsDir, 0o700); err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(podsDir, 0o700); err != nil {
 		return nil, err
 	}
 	if err := s.recover(); err != nil {
@@ -286,7 +292,7 @@ func (s *Service) create(ctx context.Context, id, key string, cfg *runtimeapi.Po
 		return fmt.Errorf("encode pod config: %w", err)
 	}
 	dir := p.Dir(s.cfg.StateDir)
-	if err := os.Mkdir(dir, 0o711); err != nil {
+	if err := os.Mkdir(dir, 0o700); err != nil {
 		return fmt.Errorf("create pod dir: %w", err)
 	}
 	defer func() {
