@@ -68,6 +68,11 @@ func run(ctx context.Context, cfg *config.Config, reload func() (*config.Config,
 	log := newLogger(cfg)
 	slog.SetDefault(log)
 	tuneGC()
+	// A known umask, not the caller's: 0022, so that files made with
+	// explicit modes get them (pod files and unpacked layers must stay
+	// readable by container users, which 0077 would break). Secrecy comes
+	// from root-only directories (privateDir), not from the umask.
+	syscall.Umask(0o022)
 
 	conmon, err := lookBinary("conmon", cfg.Conmon)
 	if err != nil {
@@ -107,10 +112,17 @@ func run(ctx context.Context, cfg *config.Config, reload func() (*config.Config,
 		monitorRuntimes[name] = shim
 	}
 	defer releaseRunscPins(runtimes, podSandboxHandlers)
-	for _, d := range []string{cfg.Root, cfg.StateDir, filepath.Dir(cfg.Socket)} {
-		if err := os.MkdirAll(d, 0o711); err != nil {
-			return fmt.Errorf("create %s: %w", d, err)
+	// Root and state dir lead to every container's files (writable layers,
+	// mounted rootfs): root-only, as containerd's are since CVE-2021-41103.
+	// Dirs an older berthd made traversable are tightened here.
+	for _, d := range []string{cfg.Root, cfg.StateDir} {
+		if err := privateDir(d); err != nil {
+			return err
 		}
+	}
+	// The socket's dir may be shared (/run): made if missing, never changed.
+	if err := os.MkdirAll(filepath.Dir(cfg.Socket), 0o700); err != nil {
+		return fmt.Errorf("create %s: %w", filepath.Dir(cfg.Socket), err)
 	}
 	if err := claimSocket(cfg.Socket); err != nil {
 		return err
@@ -151,7 +163,7 @@ func run(ctx context.Context, cfg *config.Config, reload func() (*config.Config,
 	defer podNetwork.Close()
 	sandboxes, err := sandbox.New(sandbox.Config{
 		Store: st, StateDir: cfg.StateDir, DefaultCgroupParent: cfg.DefaultCgroupParent,
-		Handlers: handlers, DefaultHandler: cfg.DefaultRuntime, Runtimes: runtimes, Host: host,
+		Handlers: handlers, DefaultHandler: cfg.DefaultRuntime, Runtimes: runtimes, Host: host, Hosts: hosts,
 		PauseBinary: pauseBinary(), Logger: log, Network: podNetwork,
 		PodSandboxHandlers: podSandboxHandlers, CgroupDriver: cfg.CgroupDriver(),
 	})
@@ -196,10 +208,7 @@ func run(ctx context.Context, cfg *config.Config, reload func() (*config.Config,
 	log.Info("streaming server listening", "url", streams.URL())
 	server := &cri.Server{Config: cfg, Sandboxes: sandboxes, Containers: containers, Images: images, Puller: puller, Network: podNetwork, Log: log,
 		Stats: statsSvc, Events: bus, Streams: streams}
-	grpcServer := grpc.NewServer(
-		grpc.ChainUnaryInterceptor(server.UnaryInterceptor),
-		grpc.ChainStreamInterceptor(server.StreamInterceptor),
-	)
+	grpcServer := grpc.NewServer(server.ServerOptions()...)
 	server.Register(grpcServer)
 	admin.Register(grpcServer, images)
 
@@ -235,6 +244,18 @@ func run(ctx context.Context, cfg *config.Config, reload func() (*config.Config,
 		grpcServer.Stop()
 	}
 	os.Remove(cfg.Socket)
+	return nil
+}
+
+// privateDir makes dir (and missing parents) mode 0700, changing the mode
+// of an existing one.
+func privateDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("create %s: %w", dir, err)
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return fmt.Errorf("make %s root-only: %w", dir, err)
+	}
 	return nil
 }
 

@@ -57,6 +57,8 @@ func hostConfig(cfg *config.Config, log *slog.Logger) (oci.HostConfig, map[strin
 		hh := h
 		hh.RecursiveReadOnlyMounts = rt.Features.RecursiveReadOnlyMounts
 		hh.PrivilegedWithoutHostDevices = rt.PrivilegedWithoutHostDevices
+		hh.PodAnnotations = rt.PodAnnotations
+		hh.ContainerAnnotations = rt.ContainerAnnotations
 		perHandler[name] = hh
 	}
 	return h, perHandler, nil

@@ -44,7 +44,7 @@ func writeRunscShim(stateDir string, rt *oci.Runtime) (*oci.Runtime, error) {
 		return nil, fmt.Errorf("locate berthd for the runsc shim: %w", err)
 	}
 	dir := filepath.Join(stateDir, "runtimes")
-	if err := os.MkdirAll(dir, 0o711); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
 	script := filepath.Join(dir, rt.Name+".conmon-shim")

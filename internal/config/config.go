@@ -38,7 +38,7 @@ type Config struct {
 	DefaultCgroupParent  string             `toml:"default_cgroup_parent" doc:"cgroup parent for pods whose config names none (a path, or a .slice with systemd)"`
 	RestrictOOMScoreAdj  AutoBool           `toml:"restrict_oom_score_adj" doc:"clamp oom_score_adj to berthd's own: auto (when berthd lacks CAP_SYS_RESOURCE), true or false"`
 	UncollectedResultTTL Duration           `toml:"uncollected_result_ttl" doc:"how long a create result nobody collected is kept for the kubelet's retry before cleanup"`
-	ExecSyncMaxOutput    int                `toml:"exec_sync_max_output" doc:"ExecSync output cap in bytes, per stream (16 MiB)"`
+	ExecSyncMaxOutput    int                `toml:"exec_sync_max_output" doc:"ExecSync output cap in bytes, stdout and stderr together (never more than a 16 MiB CRI response holds)"`
 	DefaultRuntime       string             `toml:"default_runtime" doc:"OCI runtime handler used when the pod names no RuntimeClass handler"`
 	Runtimes             map[string]Runtime `toml:"runtimes" doc:"OCI runtime handlers by RuntimeClass handler name; a drop-in changes only the keys it sets"`
 	Network              Network            `toml:"network" doc:"pod networking"`
@@ -53,6 +53,8 @@ type Runtime struct {
 	Root                         string          `toml:"root" doc:"runtime state root (--root); empty: <state_dir>/runtimes/<name>"`
 	Args                         []string        `toml:"args" doc:"extra global arguments put before every runtime command"`
 	PrivilegedWithoutHostDevices bool            `toml:"privileged_without_host_devices" doc:"privileged containers of this handler do not get the host's devices"`
+	PodAnnotations               []string        `toml:"pod_annotations" doc:"pod annotations passed into the OCI specs of the pod's containers, as globs such as \"example.com/*\" (* stops at /); empty: none"`
+	ContainerAnnotations         []string        `toml:"container_annotations" doc:"container annotations passed into its OCI spec, as globs like pod_annotations; empty: none"`
 	Features                     RuntimeFeatures `toml:"features" doc:"what the runtime supports beyond the OCI basics"`
 }
 
@@ -112,7 +114,7 @@ func Default() *Config {
 		ExecSyncMaxOutput:    16 << 20,
 		DefaultRuntime:       "runc",
 		Runtimes: map[string]Runtime{
-			"runc": {Path: "runc", Args: []string{}},
+			"runc": {Path: "runc", Args: []string{}, PodAnnotations: []string{}, ContainerAnnotations: []string{}},
 		},
 		Network: Network{
 			ConfDir:        "/etc/cni/net.d",
@@ -132,7 +134,7 @@ func Default() *Config {
 		},
 	}
 	if _, err := exec.LookPath("runsc"); err == nil {
-		c.Runtimes["runsc"] = Runtime{Path: "runsc", Args: []string{}}
+		c.Runtimes["runsc"] = Runtime{Path: "runsc", Args: []string{}, PodAnnotations: []string{}, ContainerAnnotations: []string{}}
 	}
 	return c
 }

@@ -131,6 +131,7 @@ bin_dirs = ["/x"]
 	}
 	// The drop-in set only root and a feature of runc: path and args stay.
 	want := Runtime{Path: "/usr/sbin/runc", Root: "/run/runc-berth", Args: []string{"--debug"},
+		PodAnnotations: []string{}, ContainerAnnotations: []string{},
 		Features: RuntimeFeatures{RecursiveReadOnlyMounts: true}}
 	if got := c.Runtimes["runc"]; !reflect.DeepEqual(got, want) {
 		t.Errorf("runtimes.runc = %+v, want %+v", got, want)
@@ -180,6 +181,8 @@ func TestBadValuesNameTheKey(t *testing.T) {
 		{`default_runtime = "crun"`, `default_runtime "crun": want one of the configured runtimes: runc`},
 		{"[runtimes.Bad_Name]\npath = \"x\"", `runtimes.Bad_Name "Bad_Name"`},
 		{"[runtimes.runc]\npath = \"bin/runc\"", `runtimes.runc.path "bin/runc"`},
+		{"[runtimes.runc]\npod_annotations = [\"[x\"]", `runtimes.runc.pod_annotations[0] "[x": want a glob`},
+		{"[runtimes.runc]\ncontainer_annotations = [\"ok/*\", \"\"]", `runtimes.runc.container_annotations[1] ""`},
 		{"[network]\ndefault_subnet = \"10.88.0.1/16\"", `network.default_subnet "10.88.0.1/16"`},
 		{"[network]\ndefault_bridge = \"a-very-long-bridge-name\"", `network.default_bridge`},
 		{"[network]\nbin_dirs = []", `network.bin_dirs: want at least one`},

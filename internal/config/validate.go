@@ -6,6 +6,7 @@ import (
 	"maps"
 	"net"
 	"net/netip"
+	"path"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -86,6 +87,13 @@ func (c *Config) Validate() error {
 				bad(fmt.Sprintf("%s.args[%d]", key, i), a, "a non-empty argument")
 			}
 		}
+		for field, patterns := range map[string][]string{"pod_annotations": rt.PodAnnotations, "container_annotations": rt.ContainerAnnotations} {
+			for i, p := range patterns {
+				if !validAnnotationPattern(p) {
+					bad(fmt.Sprintf("%s.%s[%d]", key, field, i), p, `a glob such as "example.com/*" (path.Match syntax)`)
+				}
+			}
+		}
 	}
 
 	abs("network.conf_dir", c.Network.ConfDir, false)
@@ -147,6 +155,16 @@ func checkAddress(addr string, emptyOK bool) error {
 		return want
 	}
 	return nil
+}
+
+// validAnnotationPattern accepts the globs oci.FilterAnnotations matches
+// with (path.Match).
+func validAnnotationPattern(p string) bool {
+	if p == "" {
+		return false
+	}
+	_, err := path.Match(p, "")
+	return err == nil
 }
 
 func (c *Config) runtimeNames() []string {

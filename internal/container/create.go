@@ -117,7 +117,7 @@ func (s *Service) create(ctx context.Context, id, key string, pod *sandbox.Sandb
 		return nil, err
 	}
 	bundle := s.bundleDir(id)
-	if err := os.MkdirAll(bundle, 0o711); err != nil {
+	if err := os.MkdirAll(bundle, 0o700); err != nil {
 		return nil, fmt.Errorf("create bundle dir: %w", err)
 	}
 	created := false
@@ -132,7 +132,7 @@ func (s *Service) create(ctx context.Context, id, key string, pod *sandbox.Sandb
 	}
 
 	hostnameFile, hostsFile, resolvFile, shm := pod.Files(s.cfg.StateDir)
-	spec, err := oci.GenerateContainerSpec(&oci.ContainerInput{
+	spec, err := oci.GenerateContainerSpec(ctx, &oci.ContainerInput{
 		ID:           id,
 		Config:       cfg,
 		Sandbox:      podCfg,

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -36,8 +37,9 @@ type ExecOptions struct {
 type ExecSyncRequest struct {
 	Cmd     []string
 	Timeout time.Duration // 0: none
-	// MaxOutput caps what is kept of stdout and of stderr, each; the rest
-	// is read and dropped so the process never blocks on a full pipe.
+	// MaxOutput caps what is kept of stdout and stderr together (kubelet
+	// takes one response of at most 16 MiB); the rest is read and dropped
+	// so the process never blocks on a full pipe.
 	MaxOutput int
 }
 
@@ -77,7 +79,8 @@ func (s *Service) ExecSync(ctx context.Context, id string, req ExecSyncRequest) 
 	if limit <= 0 {
 		limit = 16 << 20
 	}
-	stdout, stderr := &cappedBuffer{max: limit}, &cappedBuffer{max: limit}
+	budget := &outputBudget{room: limit}
+	stdout, stderr := &cappedBuffer{budget: budget}, &cappedBuffer{budget: budget}
 	execCtx := ctx
 	if req.Timeout > 0 {
 		var cancel context.CancelFunc
@@ -162,21 +165,32 @@ func hasEnv(env []string, key string) bool {
 	return false
 }
 
-// cappedBuffer keeps the first max bytes written and counts the rest.
+// outputBudget is the room left for an exec's output, shared by its
+// stdout and stderr, which are copied by goroutines of their own.
+type outputBudget struct {
+	mu   sync.Mutex
+	room int
+}
+
+// take reserves up to n bytes and returns how many it got.
+func (b *outputBudget) take(n int) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n = min(n, b.room)
+	b.room -= n
+	return n
+}
+
+// cappedBuffer keeps what fits in its budget and counts the rest.
 type cappedBuffer struct {
+	budget  *outputBudget
 	buf     bytes.Buffer
-	max     int
 	dropped int64
 }
 
 func (c *cappedBuffer) Write(p []byte) (int, error) {
-	room := c.max - c.buf.Len()
-	if room >= len(p) {
-		return c.buf.Write(p)
-	}
-	if room > 0 {
-		c.buf.Write(p[:room])
-	}
-	c.dropped += int64(len(p) - max(room, 0))
+	n := c.budget.take(len(p))
+	c.buf.Write(p[:n])
+	c.dropped += int64(len(p) - n)
 	return len(p), nil
 }

@@ -33,8 +33,14 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		exited:     map[string]chan struct{}{},
 		layerUse:   map[string]int{},
 	}
+	// Bundles (with the mounted rootfs) and writable layers are reached
+	// through these: root-only, also when an older berthd made them
+	// traversable (CVE-2021-41103's class).
 	for _, d := range []string{s.exitDir(), filepath.Join(cfg.StateDir, "containers"), filepath.Join(cfg.Root, "containers")} {
-		if err := os.MkdirAll(d, 0o711); err != nil {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, err
+		}
+		if err := os.Chmod(d, 0o700); err != nil {
 			return nil, err
 		}
 	}

@@ -10,6 +10,11 @@ import (
 	"github.com/berth-project/berth/internal/errdefs"
 )
 
+// execSyncMaxOutput is the most stdout and stderr together may hold so that
+// the response, with its protobuf framing (under 32 bytes), stays within
+// the 16 MiB kubelet accepts.
+const execSyncMaxOutput = MaxMsgSize - 64
+
 // ExecSync runs a command in a running container to completion: kubelet's
 // exec probes. Only the OCI runtime's exec runs; a timeout kills and reaps
 // the process, then answers DeadlineExceeded.
@@ -23,9 +28,9 @@ func (s *Server) ExecSync(ctx context.Context, r *runtimeapi.ExecSyncRequest) (*
 	if r.GetTimeout() < 0 {
 		return nil, errdefs.Invalid("timeout must not be negative")
 	}
-	maxOutput := 0
+	maxOutput := execSyncMaxOutput
 	if s.Config != nil {
-		maxOutput = s.Config.ExecSyncMaxOutput
+		maxOutput = min(s.Config.ExecSyncMaxOutput, execSyncMaxOutput)
 	}
 	res, err := s.Containers.ExecSync(ctx, r.GetContainerId(), container.ExecSyncRequest{
 		Cmd:       r.GetCmd(),

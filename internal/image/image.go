@@ -110,6 +110,10 @@ func New(root string, st *store.Store) (*Service, error) {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("create image store dir: %w", err)
 		}
+		// Layers are the lower dirs of every rootfs: root-only.
+		if err := os.Chmod(d, 0o700); err != nil {
+			return nil, fmt.Errorf("make image store dir %s root-only: %w", d, err)
+		}
 	}
 	err := store.Load(st, store.Images, func(id string, img *Image) error {
 		if img.ID != id {

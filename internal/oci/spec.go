@@ -9,6 +9,7 @@
 package oci
 
 import (
+	"context"
 	"fmt"
 	"path"
 	"strconv"
@@ -127,6 +128,10 @@ type HostConfig struct {
 	OOMScoreAdjMin *int
 	// NodeHostname is HOSTNAME for pods that set none.
 	NodeHostname string
+	// PodAnnotations and ContainerAnnotations are the handler's allow-lists
+	// (FilterAnnotations patterns): only matching pod and container
+	// annotations reach the OCI spec. Empty lets none through.
+	PodAnnotations, ContainerAnnotations []string
 	// FS is the host access; nil means OSHost.
 	FS HostFS
 }
@@ -270,8 +275,9 @@ func specBase(rootfs string, caps []string) *specs.Spec {
 
 // GenerateContainerSpec builds the OCI spec for a CRI container. Errors a
 // caller can fix (bad config, missing host path, unknown user) are
-// errdefs.ErrInvalidArgument and name the field.
-func GenerateContainerSpec(in *ContainerInput) (*specs.Spec, error) {
+// errdefs.ErrInvalidArgument and name the field. ctx bounds the reads of
+// the image's /etc/passwd and /etc/group.
+func GenerateContainerSpec(ctx context.Context, in *ContainerInput) (*specs.Spec, error) {
 	if in == nil || in.Config == nil {
 		return nil, errdefs.Invalid("container config is required")
 	}
@@ -318,11 +324,11 @@ func GenerateContainerSpec(in *ContainerInput) (*specs.Spec, error) {
 		WithEnv(specMergeEnv(in.Image.Env, cfg.GetEnvs())),
 		WithWorkingDir(cfg.GetWorkingDir(), in.Image.WorkingDir),
 		WithTerminal(cfg.GetTty()),
-		WithUser(in.RootfsPath, userstr),
+		WithUser(ctx, in.RootfsPath, userstr),
 	}
 	switch p := sc.GetSupplementalGroupsPolicy(); p {
 	case runtimeapi.SupplementalGroupsPolicy_Merge:
-		opts = append(opts, WithAdditionalGIDs(in.RootfsPath, memberOf))
+		opts = append(opts, WithAdditionalGIDs(ctx, in.RootfsPath, memberOf))
 	case runtimeapi.SupplementalGroupsPolicy_Strict:
 	default:
 		return nil, errdefs.Invalid(fmt.Sprintf("linux.security_context.supplemental_groups_policy: unknown policy %d", p))
@@ -375,7 +381,10 @@ func GenerateContainerSpec(in *ContainerInput) (*specs.Spec, error) {
 		// Seccomp last: the default profile allows syscalls by the
 		// capabilities the spec ends up with.
 		WithSeccomp(seccompProfile, privileged, host.fs().ReadFile),
-		WithAnnotations(cfg.GetAnnotations()),
+		// Pod, then container annotations, as containerd orders them;
+		// berth's own last, so a client cannot forge them.
+		WithAnnotations(FilterAnnotations(host.PodAnnotations, in.Sandbox.GetAnnotations())),
+		WithAnnotations(FilterAnnotations(host.ContainerAnnotations, cfg.GetAnnotations())),
 		WithAnnotations(specCRIAnnotations(ContainerTypeContainer, in.SandboxID, in.Sandbox, map[string]string{
 			AnnotationContainerName: cfg.GetMetadata().GetName(),
 			AnnotationImageName:     in.Image.Name,
@@ -423,7 +432,7 @@ func GenerateSandboxSpec(in *SandboxInput) (*specs.Spec, error) {
 
 	opts := []SpecOpt{
 		WithProcessArgs(args, nil, nil, nil),
-		WithUser("", strconv.FormatInt(uid, 10)+":"+strconv.FormatInt(uid, 10)),
+		WithUser(context.Background(), "", strconv.FormatInt(uid, 10)+":"+strconv.FormatInt(uid, 10)),
 		WithCapabilities(nil, &runtimeapi.Capability{DropCapabilities: []string{"ALL"}}, host.AllCapabilities),
 		WithNoNewPrivileges(true),
 		WithReadonlyRootfs(true),
@@ -450,6 +459,7 @@ func GenerateSandboxSpec(in *SandboxInput) (*specs.Spec, error) {
 	}
 	opts = append(opts,
 		WithSeccomp(seccompProfile, false, host.fs().ReadFile),
+		WithAnnotations(FilterAnnotations(host.PodAnnotations, in.Config.GetAnnotations())),
 		WithAnnotations(specCRIAnnotations(ContainerTypeSandbox, in.ID, in.Config, map[string]string{
 			AnnotationSandboxLogDir: in.Config.GetLogDirectory(),
 		})),

@@ -2,6 +2,7 @@ package oci
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"flag"
 	"os"
@@ -168,7 +169,7 @@ func specReadReference(t *testing.T, name string) *specs.Spec {
 }
 
 func TestGoldenBestEffortContainer(t *testing.T) {
-	s, err := GenerateContainerSpec(specKubeletContainer())
+	s, err := GenerateContainerSpec(context.Background(), specKubeletContainer())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,7 +182,7 @@ func TestGoldenPrivilegedContainer(t *testing.T) {
 	sc := in.Config.Linux.SecurityContext
 	sc.Privileged = true
 	sc.Seccomp = &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_RuntimeDefault}
-	s, err := GenerateContainerSpec(in)
+	s, err := GenerateContainerSpec(context.Background(), in)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,7 +195,7 @@ func TestGoldenPrivilegedContainer(t *testing.T) {
 	specGolden(t, "container-privileged.json", s)
 
 	in.Sandbox.Linux.SecurityContext.Privileged = false
-	_, err = GenerateContainerSpec(in)
+	_, err = GenerateContainerSpec(context.Background(), in)
 	specWantInvalid(t, err, "privileged")
 }
 
@@ -242,7 +243,7 @@ func TestGoldenSandbox(t *testing.T) {
 // against the spec containerd 1.6.20 generated for the same pod: same
 // process, and nothing that grants more.
 func TestBestEffortAtLeastAsSafeAsContainerd(t *testing.T) {
-	s, err := GenerateContainerSpec(specKubeletContainer())
+	s, err := GenerateContainerSpec(context.Background(), specKubeletContainer())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -379,7 +380,7 @@ func TestGenerateContainerSpecVariants(t *testing.T) {
 		in.Config.WorkingDir = "/home/app"
 		in.Config.Envs = []*runtimeapi.KeyValue{{Key: "PATH", Value: []byte("/usr/bin")}, {Key: "X", Value: []byte("1")}}
 		in.Config.Tty = true
-		s, err := GenerateContainerSpec(in)
+		s, err := GenerateContainerSpec(context.Background(), in)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -409,7 +410,7 @@ func TestGenerateContainerSpecVariants(t *testing.T) {
 		in.Sandbox.Linux.SecurityContext.NamespaceOptions = host
 		in.Config.Linux.SecurityContext.NamespaceOptions = host
 		in.Namespaces = SandboxNamespaces{}
-		s, err := GenerateContainerSpec(in)
+		s, err := GenerateContainerSpec(context.Background(), in)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -432,7 +433,7 @@ func TestGenerateContainerSpecVariants(t *testing.T) {
 		in.Config.Linux.Resources.OomScoreAdj = -997
 		in.Namespaces.PID = "/proc/4242/ns/pid"
 		in.Sandbox.Linux.Sysctls = map[string]string{"net.ipv4.ping_group_range": "0 65535"}
-		s, err := GenerateContainerSpec(in)
+		s, err := GenerateContainerSpec(context.Background(), in)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -450,7 +451,7 @@ func TestGenerateContainerSpecVariants(t *testing.T) {
 	t.Run("cgroup namespace on cgroup v2", func(t *testing.T) {
 		in := specKubeletContainer()
 		in.Host.CgroupNamespace = true
-		s, err := GenerateContainerSpec(in)
+		s, err := GenerateContainerSpec(context.Background(), in)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -492,7 +493,7 @@ func TestGenerateContainerSpecVariants(t *testing.T) {
 			t.Run(name, func(t *testing.T) {
 				in := specKubeletContainer()
 				mention := mutate(in)
-				_, err := GenerateContainerSpec(in)
+				_, err := GenerateContainerSpec(context.Background(), in)
 				specWantInvalid(t, err, mention)
 			})
 		}

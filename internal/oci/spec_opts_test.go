@@ -1,6 +1,7 @@
 package oci
 
 import (
+	"context"
 	"errors"
 	"io/fs"
 	"os"
@@ -179,7 +180,7 @@ func TestWithUser(t *testing.T) {
 		{"1000:wheel", 1000, 10}, // uid:group
 		{"5:7", 5, 7},
 	} {
-		s, err := specApply(t, WithUser(root, tc.user))
+		s, err := specApply(t, WithUser(context.Background(), root, tc.user))
 		if err != nil {
 			t.Fatalf("%q: %v", tc.user, err)
 		}
@@ -189,11 +190,11 @@ func TestWithUser(t *testing.T) {
 		}
 	}
 	for _, bad := range []string{"nosuch", "app:nogroup", "a:b:c", ":5"} {
-		_, err := specApply(t, WithUser(root, bad))
+		_, err := specApply(t, WithUser(context.Background(), root, bad))
 		specWantInvalid(t, err, "")
 	}
 	// Numeric users need no rootfs at all.
-	if _, err := specApply(t, WithUser("", "7:8")); err != nil {
+	if _, err := specApply(t, WithUser(context.Background(), "", "7:8")); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -212,7 +213,7 @@ func TestWithUserCannotEscapeRootfs(t *testing.T) {
 	if err := os.Symlink(filepath.Join(outside, "passwd"), filepath.Join(root, "etc/passwd")); err != nil {
 		t.Fatal(err)
 	}
-	_, err := specApply(t, WithUser(root, "hostonly"))
+	_, err := specApply(t, WithUser(context.Background(), root, "hostonly"))
 	if err == nil {
 		t.Fatal("resolved a user through a symlink out of the rootfs")
 	}
@@ -224,7 +225,7 @@ func TestWithUserCannotEscapeRootfs(t *testing.T) {
 	if err := os.Symlink(rel, filepath.Join(root, "etc/passwd")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := specApply(t, WithUser(root, "hostonly")); err == nil {
+	if _, err := specApply(t, WithUser(context.Background(), root, "hostonly")); err == nil {
 		t.Fatal("resolved a user through a relative symlink out of the rootfs")
 	}
 }
@@ -244,9 +245,9 @@ func TestAdditionalGIDs(t *testing.T) {
 		{"unknown uid has no memberships", "4242", true, nil, []uint32{0}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			opts := []SpecOpt{WithUser(root, tc.user)}
+			opts := []SpecOpt{WithUser(context.Background(), root, tc.user)}
 			if tc.merge {
-				opts = append(opts, WithAdditionalGIDs(root, specUserPart(tc.user)))
+				opts = append(opts, WithAdditionalGIDs(context.Background(), root, specUserPart(tc.user)))
 			}
 			opts = append(opts, WithSupplementalGroups(tc.supp))
 			s, err := specApply(t, opts...)

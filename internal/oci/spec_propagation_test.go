@@ -1,6 +1,7 @@
 package oci
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"testing"
@@ -97,7 +98,7 @@ func TestPrivilegedWithoutHostDevices(t *testing.T) {
 		in.Config.Linux.SecurityContext.Privileged = true
 		in.Host = specTestHostConfig()
 		in.Host.PrivilegedWithoutHostDevices = without
-		s, err := GenerateContainerSpec(in)
+		s, err := GenerateContainerSpec(context.Background(), in)
 		if err != nil {
 			t.Fatal(err)
 		}

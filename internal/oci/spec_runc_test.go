@@ -182,7 +182,7 @@ func TestGeneratedSpecsRunWithRunc(t *testing.T) {
 		sc.NoNewPrivs = true
 		sc.Seccomp = &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_RuntimeDefault}
 		sc.Capabilities = &runtimeapi.Capability{DropCapabilities: []string{"ALL"}, AddCapabilities: []string{"NET_BIND_SERVICE"}}
-		s, err := GenerateContainerSpec(in)
+		s, err := GenerateContainerSpec(context.Background(), in)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -212,7 +212,7 @@ func TestGeneratedSpecsRunWithRunc(t *testing.T) {
 		in.Config.Linux.SecurityContext.Seccomp = &runtimeapi.SecurityProfile{
 			ProfileType: runtimeapi.SecurityProfile_Localhost, LocalhostRef: filepath.Join(e.pod, "seccomp/ok.json"),
 		}
-		s, err := GenerateContainerSpec(in)
+		s, err := GenerateContainerSpec(context.Background(), in)
 		if err != nil {
 			t.Fatal(err)
 		}

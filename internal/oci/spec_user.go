@@ -1,8 +1,11 @@
 package oci
 
 import (
+	"bytes"
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"slices"
@@ -11,6 +14,7 @@ import (
 
 	"github.com/moby/sys/user"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-project/berth/internal/errdefs"
@@ -59,35 +63,181 @@ func specParseID(s string) (uint32, bool) {
 	return uint32(v), true
 }
 
-// specOpenInRootfs opens name (relative to the rootfs) confined to the
-// rootfs: symlinks in the image cannot make berth read host files.
-func specOpenInRootfs(rootfs, name string) (*os.File, error) {
+// specMaxUserDBSize bounds what berth reads of an image's /etc/passwd or
+// /etc/group. Real ones are a few KiB; a big one only costs berthd memory.
+const specMaxUserDBSize = 4 << 20
+
+// specReadInRootfs reads the image file name (relative to the rootfs) for
+// user resolution. The image is hostile input, so:
+//   - the path is resolved as if the rootfs were "/" (RESOLVE_IN_ROOT):
+//     symlinks and ".." cannot leave it, no magic links, no other mounts;
+//   - the file is first opened O_PATH and must be a regular file: opening
+//     a FIFO for reading blocks until a writer comes, and opening a device
+//     runs its driver (/dev/urandom never ends);
+//   - it is reopened non-blocking and read up to specMaxUserDBSize bytes,
+//     checking ctx between chunks so the request's deadline holds.
+func specReadInRootfs(ctx context.Context, rootfs, name string) ([]byte, error) {
 	if rootfs == "" {
 		return nil, fs.ErrNotExist
 	}
-	return os.OpenInRoot(rootfs, name)
-}
-
-func specPasswd(rootfs string, filter func(user.User) bool) ([]user.User, error) {
-	f, err := specOpenInRootfs(rootfs, "etc/passwd")
+	what := "the image's /" + name
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("reading %s: %w", what, err)
+	}
+	f, err := specOpenRegularInRoot(rootfs, name, what)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	users, err := user.ParsePasswdFilter(f, filter)
+	if fi, err := f.Stat(); err == nil && fi.Size() > specMaxUserDBSize {
+		return nil, specTooBig(what)
+	}
+	var buf bytes.Buffer
+	chunk := make([]byte, 64<<10)
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("reading %s: %w", what, err)
+		}
+		n, err := f.Read(chunk)
+		buf.Write(chunk[:n])
+		if buf.Len() > specMaxUserDBSize {
+			return nil, specTooBig(what) // it grew while read
+		}
+		if errors.Is(err, io.EOF) {
+			return buf.Bytes(), nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reading %s: %w", what, err)
+		}
+	}
+}
+
+func specTooBig(what string) error {
+	return errdefs.Invalid(fmt.Sprintf("%s is larger than %d MiB; berth does not read it to resolve users", what, specMaxUserDBSize>>20))
+}
+
+// specOpenRegularInRoot opens rootfs/name for reading, confined to rootfs,
+// only if it is a regular file (see specReadInRootfs).
+func specOpenRegularInRoot(rootfs, name, what string) (*os.File, error) {
+	dir, err := unix.Open(rootfs, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &fs.PathError{Op: "open", Path: rootfs, Err: err}
+	}
+	defer unix.Close(dir)
+	fd, err := unix.Openat2(dir, name, &unix.OpenHow{
+		Flags:   unix.O_PATH | unix.O_CLOEXEC,
+		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS | unix.RESOLVE_NO_XDEV,
+	})
+	if errors.Is(err, unix.ENOSYS) {
+		// No openat2 (Linux < 5.6, or a seccomp filter around berthd):
+		// os.Root still confines the path, without the O_PATH step.
+		return specOpenRegularInRootCompat(rootfs, name, what)
+	}
+	if err != nil {
+		return nil, &fs.PathError{Op: "open", Path: what, Err: err}
+	}
+	defer unix.Close(fd)
+	if err := specCheckRegular(fd, what); err != nil {
+		return nil, err
+	}
+	// Reopening the O_PATH fd through /proc opens that very inode.
+	rfd, err := unix.Open(fmt.Sprintf("/proc/self/fd/%d", fd), unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &fs.PathError{Op: "open", Path: what, Err: err}
+	}
+	return os.NewFile(uintptr(rfd), what), nil
+}
+
+func specOpenRegularInRootCompat(rootfs, name, what string) (*os.File, error) {
+	root, err := os.OpenRoot(rootfs)
+	if err != nil {
+		return nil, err
+	}
+	defer root.Close()
+	fi, err := root.Stat(name)
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, specNotRegular(what, fi.Mode())
+	}
+	f, err := root.OpenFile(name, os.O_RDONLY|unix.O_NONBLOCK|unix.O_NOCTTY, 0)
+	if err != nil {
+		return nil, err
+	}
+	if err := specCheckRegular(int(f.Fd()), what); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+func specCheckRegular(fd int, what string) error {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return &fs.PathError{Op: "stat", Path: what, Err: err}
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return specNotRegular(what, specFileType(st.Mode))
+	}
+	return nil
+}
+
+// specFileType maps a stat mode's file type to fs.FileMode bits, for
+// messages.
+func specFileType(mode uint32) fs.FileMode {
+	switch mode & unix.S_IFMT {
+	case unix.S_IFIFO:
+		return fs.ModeNamedPipe
+	case unix.S_IFCHR:
+		return fs.ModeDevice | fs.ModeCharDevice
+	case unix.S_IFBLK:
+		return fs.ModeDevice
+	case unix.S_IFSOCK:
+		return fs.ModeSocket
+	case unix.S_IFDIR:
+		return fs.ModeDir
+	case unix.S_IFLNK:
+		return fs.ModeSymlink
+	}
+	return fs.ModeIrregular
+}
+
+func specNotRegular(what string, mode fs.FileMode) error {
+	kind := "special file"
+	switch {
+	case mode&fs.ModeNamedPipe != 0:
+		kind = "FIFO"
+	case mode&fs.ModeCharDevice != 0:
+		kind = "character device"
+	case mode&fs.ModeDevice != 0:
+		kind = "block device"
+	case mode&fs.ModeSocket != 0:
+		kind = "socket"
+	case mode.IsDir():
+		kind = "directory"
+	}
+	return errdefs.Invalid(fmt.Sprintf("%s is a %s, not a regular file; berth does not read it to resolve users", what, kind))
+}
+
+func specPasswd(ctx context.Context, rootfs string, filter func(user.User) bool) ([]user.User, error) {
+	data, err := specReadInRootfs(ctx, rootfs, "etc/passwd")
+	if err != nil {
+		return nil, err
+	}
+	users, err := user.ParsePasswdFilter(bytes.NewReader(data), filter)
 	if err != nil {
 		return nil, fmt.Errorf("read /etc/passwd of the image: %w", err)
 	}
 	return users, nil
 }
 
-func specGroups(rootfs string, filter func(user.Group) bool) ([]user.Group, error) {
-	f, err := specOpenInRootfs(rootfs, "etc/group")
+func specGroups(ctx context.Context, rootfs string, filter func(user.Group) bool) ([]user.Group, error) {
+	data, err := specReadInRootfs(ctx, rootfs, "etc/group")
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	groups, err := user.ParseGroupFilter(f, filter)
+	groups, err := user.ParseGroupFilter(bytes.NewReader(data), filter)
 	if err != nil {
 		return nil, fmt.Errorf("read /etc/group of the image: %w", err)
 	}
@@ -95,8 +245,8 @@ func specGroups(rootfs string, filter func(user.Group) bool) ([]user.Group, erro
 }
 
 // specLookupUserName resolves a user name in the image.
-func specLookupUserName(rootfs, name string) (user.User, error) {
-	users, err := specPasswd(rootfs, func(u user.User) bool { return u.Name == name })
+func specLookupUserName(ctx context.Context, rootfs, name string) (user.User, error) {
+	users, err := specPasswd(ctx, rootfs, func(u user.User) bool { return u.Name == name })
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return user.User{}, err
 	}
@@ -107,8 +257,8 @@ func specLookupUserName(rootfs, name string) (user.User, error) {
 }
 
 // specLookupGroupName resolves a group name in the image.
-func specLookupGroupName(rootfs, name string) (uint32, error) {
-	groups, err := specGroups(rootfs, func(g user.Group) bool { return g.Name == name })
+func specLookupGroupName(ctx context.Context, rootfs, name string) (uint32, error) {
+	groups, err := specGroups(ctx, rootfs, func(g user.Group) bool { return g.Name == name })
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return 0, err
 	}
@@ -123,10 +273,10 @@ func specLookupGroupName(rootfs, name string) (uint32, error) {
 // resolved in the rootfs; a bare uid takes its primary gid from
 // /etc/passwd when listed there, else 0. The primary gid is also put in
 // additionalGids, as containerd does.
-func WithUser(rootfs, userstr string) SpecOpt {
+func WithUser(ctx context.Context, rootfs, userstr string) SpecOpt {
 	return func(s *specs.Spec) error {
 		specEnsureProcess(s)
-		uid, gid, err := specResolveUser(rootfs, userstr)
+		uid, gid, err := specResolveUser(ctx, rootfs, userstr)
 		if err != nil {
 			return err
 		}
@@ -135,7 +285,7 @@ func WithUser(rootfs, userstr string) SpecOpt {
 	}
 }
 
-func specResolveUser(rootfs, userstr string) (uid, gid uint32, err error) {
+func specResolveUser(ctx context.Context, rootfs, userstr string) (uid, gid uint32, err error) {
 	if userstr == "" {
 		return 0, 0, nil
 	}
@@ -143,7 +293,7 @@ func specResolveUser(rootfs, userstr string) (uid, gid uint32, err error) {
 	switch len(parts) {
 	case 1:
 		if id, ok := specParseID(parts[0]); ok {
-			users, err := specPasswd(rootfs, func(u user.User) bool { return u.Uid == int(id) })
+			users, err := specPasswd(ctx, rootfs, func(u user.User) bool { return u.Uid == int(id) })
 			if err != nil && !errors.Is(err, fs.ErrNotExist) {
 				return 0, 0, err
 			}
@@ -152,7 +302,7 @@ func specResolveUser(rootfs, userstr string) (uid, gid uint32, err error) {
 			}
 			return id, uint32(users[0].Gid), nil
 		}
-		u, err := specLookupUserName(rootfs, parts[0])
+		u, err := specLookupUserName(ctx, rootfs, parts[0])
 		if err != nil {
 			return 0, 0, err
 		}
@@ -164,7 +314,7 @@ func specResolveUser(rootfs, userstr string) (uid, gid uint32, err error) {
 		if id, ok := specParseID(parts[0]); ok {
 			uid = id
 		} else {
-			u, err := specLookupUserName(rootfs, parts[0])
+			u, err := specLookupUserName(ctx, rootfs, parts[0])
 			if err != nil {
 				return 0, 0, err
 			}
@@ -172,7 +322,7 @@ func specResolveUser(rootfs, userstr string) (uid, gid uint32, err error) {
 		}
 		if id, ok := specParseID(parts[1]); ok {
 			gid = id
-		} else if gid, err = specLookupGroupName(rootfs, parts[1]); err != nil {
+		} else if gid, err = specLookupGroupName(ctx, rootfs, parts[1]); err != nil {
 			return 0, 0, err
 		}
 		return uid, gid, nil
@@ -184,12 +334,12 @@ func specResolveUser(rootfs, userstr string) (uid, gid uint32, err error) {
 // WithAdditionalGIDs adds the groups of the image's /etc/group that list
 // the user as a member (supplemental_groups_policy Merge). A uid not in
 // /etc/passwd has no name, so no memberships.
-func WithAdditionalGIDs(rootfs, userPart string) SpecOpt {
+func WithAdditionalGIDs(ctx context.Context, rootfs, userPart string) SpecOpt {
 	return func(s *specs.Spec) error {
 		specEnsureProcess(s)
 		name := userPart
 		if id, ok := specParseID(userPart); ok {
-			users, err := specPasswd(rootfs, func(u user.User) bool { return u.Uid == int(id) })
+			users, err := specPasswd(ctx, rootfs, func(u user.User) bool { return u.Uid == int(id) })
 			if err != nil && !errors.Is(err, fs.ErrNotExist) {
 				return err
 			}
@@ -198,7 +348,7 @@ func WithAdditionalGIDs(rootfs, userPart string) SpecOpt {
 			}
 			name = users[0].Name
 		}
-		groups, err := specGroups(rootfs, func(g user.Group) bool {
+		groups, err := specGroups(ctx, rootfs, func(g user.Group) bool {
 			// Only supplementary memberships; a group named like the user
 			// is its primary group (containerd's rule).
 			return g.Name != name && slices.Contains(g.List, name)

@@ -151,9 +151,35 @@ func mountShm(target string) error {
 	return nil
 }
 
-func unmountShm(target string) error {
+func unmountShm(target string) error { return unmountTmpfs(target, "pod shm") }
+
+// podFilesHeadroom is what the containers of a pod may add to its hostname,
+// hosts and resolv.conf: those stay writable, as with containerd and
+// CRI-O, but on a tmpfs of their own, so that a pod cannot fill the
+// host's /run through them.
+const podFilesHeadroom = 1 << 20
+
+// mountPodFiles mounts the tmpfs for the pod's files at target, sized for
+// content bytes plus podFilesHeadroom. Containers see only the three
+// files (bind mounts), so they cannot create others there.
+func mountPodFiles(target string, content int) error {
+	if err := os.MkdirAll(target, 0o755); err != nil {
+		return err
+	}
+	opts := fmt.Sprintf("mode=0755,size=%d,nr_inodes=16", content+podFilesHeadroom)
+	if err := unix.Mount("podfiles", target, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, opts); err != nil {
+		return fmt.Errorf("mount the tmpfs for pod files: %w", err)
+	}
+	return nil
+}
+
+func unmountPodFiles(target string) error { return unmountTmpfs(target, "pod files") }
+
+// unmountTmpfs detaches and removes a pod tmpfs; a missing or unmounted
+// one is fine, so teardown can repeat after a crash.
+func unmountTmpfs(target, what string) error {
 	if err := unix.Unmount(target, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
-		return fmt.Errorf("unmount pod shm: %w", err)
+		return fmt.Errorf("unmount %s: %w", what, err)
 	}
 	if err := os.Remove(target); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err

@@ -28,6 +28,14 @@ func (s *Service) pauseBundle(p *Sandbox) string {
 	return filepath.Join(p.Dir(s.cfg.StateDir), "pause")
 }
 
+// hostConfig is the host facts and settings for a runtime handler.
+func (s *Service) hostConfig(handler string) oci.HostConfig {
+	if h, ok := s.cfg.Hosts[handler]; ok {
+		return h
+	}
+	return s.cfg.Host
+}
+
 // needsPause says whether pod p has a pause process: when its containers
 // share a PID namespace, and always under a pod-sandbox runtime (runsc),
 // where the pause container is the sandbox the containers join.
@@ -63,7 +71,7 @@ func (s *Service) startPause(ctx context.Context, p *Sandbox, cfg *runtimeapi.Po
 		Args:        []string{"/pause"},
 		Namespaces:  oci.SandboxNamespaces{Net: p.Namespaces["net"], IPC: p.Namespaces["ipc"], UTS: p.Namespaces["uts"]},
 		CgroupsPath: cgPath,
-		Host:        s.cfg.Host,
+		Host:        s.hostConfig(p.RuntimeHandler),
 	})
 	if err != nil {
 		return err

@@ -57,9 +57,13 @@ type Sandbox struct {
 	HostIPC        bool              `json:"hostIPC,omitempty"`
 	HostPID        bool              `json:"hostPID,omitempty"`
 	PIDMode        string            `json:"pidMode,omitempty"` // CRI NamespaceMode name for pid
-	IP             string            `json:"ip,omitempty"`
-	AdditionalIPs  []string          `json:"additionalIPs,omitempty"`
-	Config         json.RawMessage   `json:"config"` // protojson PodSandboxConfig
+	// BoundedFiles: the pod's hostname, hosts and resolv.conf are in
+	// files/, a size-limited tmpfs (pods made by older berthds have them
+	// in the pod dir itself).
+	BoundedFiles  bool            `json:"boundedFiles,omitempty"`
+	IP            string          `json:"ip,omitempty"`
+	AdditionalIPs []string        `json:"additionalIPs,omitempty"`
+	Config        json.RawMessage `json:"config"` // protojson PodSandboxConfig
 }
 
 // SharedPID says the pod's containers share one PID namespace, held by a
@@ -85,8 +89,15 @@ func (s *Sandbox) Files(stateDir string) (hostname, hosts, resolv, shm string) {
 	if s.HostIPC {
 		shm = "/dev/shm"
 	}
-	return filepath.Join(d, "hostname"), filepath.Join(d, "hosts"), filepath.Join(d, "resolv.conf"), shm
+	files := d
+	if s.BoundedFiles {
+		files = filepath.Join(d, podFilesDir)
+	}
+	return filepath.Join(files, "hostname"), filepath.Join(files, "hosts"), filepath.Join(files, "resolv.conf"), shm
 }
+
+// podFilesDir is the pod dir's tmpfs for its hostname, hosts and resolv.conf.
+const podFilesDir = "files"
 
 // Containers is what the sandbox needs from the container service: stopping
 // and removing every container of a pod before the pod itself.
@@ -113,7 +124,8 @@ type Config struct {
 	DefaultHandler      string
 	Runtimes            map[string]*oci.Runtime // for pause processes
 	Host                oci.HostConfig
-	PauseBinary         string // berth-pause, for pods sharing a PID namespace
+	Hosts               map[string]oci.HostConfig // per runtime handler; Host for others
+	PauseBinary         string                    // berth-pause, for pods sharing a PID namespace
 	// PodSandboxHandlers run all of a pod's containers in one sandbox
 	// (gVisor's runsc): every pod of theirs gets a pause container, which
 	// the runtime makes the sandbox that the pod's containers join.
@@ -142,7 +154,13 @@ func New(cfg Config) (*Service, error) {
 		cfg.Logger = slog.Default()
 	}
 	s := &Service{cfg: cfg, log: cfg.Logger, names: names.New("pod"), pods: map[string]*Sandbox{}}
-	if err := os.MkdirAll(filepath.Join(cfg.StateDir, "sandboxes"), 0o711); err != nil {
+	// Pod dirs hold the pod's files and namespaces: root-only, also when
+	// an older berthd made the dir traversable.
+	podsDir := filepath.Join(cfg.StateDir, "sandboxes")
+	if err := os.MkdirAll(podsDir, 0o700); err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(podsDir, 0o700); err != nil {
 		return nil, err
 	}
 	if err := s.recover(); err != nil {
@@ -274,7 +292,7 @@ func (s *Service) create(ctx context.Context, id, key string, cfg *runtimeapi.Po
 		return fmt.Errorf("encode pod config: %w", err)
 	}
 	dir := p.Dir(s.cfg.StateDir)
-	if err := os.Mkdir(dir, 0o711); err != nil {
+	if err := os.Mkdir(dir, 0o700); err != nil {
 		return fmt.Errorf("create pod dir: %w", err)
 	}
 	defer func() {
@@ -289,6 +307,10 @@ func (s *Service) create(ctx context.Context, id, key string, cfg *runtimeapi.Po
 	if err != nil {
 		return err
 	}
+	if err := mountPodFiles(filepath.Join(dir, podFilesDir), len(files.hostname)+len(files.hosts)+len(files.resolv)); err != nil {
+		return err
+	}
+	p.BoundedFiles = true
 	hostnameFile, hostsFile, resolvFile, shm := p.Files(s.cfg.StateDir)
 	for path, content := range map[string]string{hostnameFile: files.hostname, hostsFile: files.hosts, resolvFile: files.resolv} {
 		if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
@@ -357,7 +379,7 @@ func (s *Service) teardown(p *Sandbox) error {
 		"net": filepath.Join(dir, "netns"), "ipc": filepath.Join(dir, "ipcns"), "uts": filepath.Join(dir, "utsns"),
 		"pid": filepath.Join(dir, "pidns"),
 	}))
-	errs = append(errs, unmountShm(filepath.Join(dir, "shm")))
+	errs = append(errs, unmountShm(filepath.Join(dir, "shm")), unmountPodFiles(filepath.Join(dir, podFilesDir)))
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
@@ -399,6 +421,11 @@ func (s *Service) Stop(ctx context.Context, id string) error {
 		return err
 	}
 	if err := unmountShm(filepath.Join(dir, "shm")); err != nil {
+		return err
+	}
+	// Containers of a stopped pod are stopped and no new ones are made:
+	// a NOTREADY pod holds no mounts.
+	if err := unmountPodFiles(filepath.Join(dir, podFilesDir)); err != nil {
 		return err
 	}
 	np := *p
@@ -509,7 +536,8 @@ func (s *Service) finishStop(p *Sandbox) {
 	if s.needsPause(p) {
 		errs = append(errs, s.stopPause(context.Background(), p))
 	}
-	errs = append(errs, unpinNamespaces(p.Namespaces), unmountShm(filepath.Join(p.Dir(s.cfg.StateDir), "shm")))
+	dir := p.Dir(s.cfg.StateDir)
+	errs = append(errs, unpinNamespaces(p.Namespaces), unmountShm(filepath.Join(dir, "shm")), unmountPodFiles(filepath.Join(dir, podFilesDir)))
 	if err := errors.Join(errs...); err != nil {
 		s.log.Error("finishing the stop of a pod", "pod", p.ID, "err", err)
 	}

@@ -28,8 +28,13 @@ func Prepare(dir, target string, lowers []string) (err error) {
 		return errors.New("image has no layers")
 	}
 	upper, work := filepath.Join(dir, "upper"), filepath.Join(dir, "work")
-	for _, d := range []string{upper, work, target} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
+	// dir is root-only: it leads to the container's files. upper keeps
+	// 0755 because overlayfs gives its mode to the container's "/".
+	for _, d := range []struct {
+		path string
+		mode os.FileMode
+	}{{dir, 0o700}, {upper, 0o755}, {work, 0o700}, {target, 0o755}} {
+		if err := os.MkdirAll(d.path, d.mode); err != nil {
 			return fmt.Errorf("create snapshot dir: %w", err)
 		}
 	}

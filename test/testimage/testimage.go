@@ -57,6 +57,8 @@ type Layer struct {
 	// Hardlinks maps a link path to the absolute path of a file in Files,
 	// as the official busybox image links its applets.
 	Hardlinks map[string]string
+	// Fifos are named pipes to create (mode 0644), for hostile images.
+	Fifos []string
 	// Whiteouts are paths of lower layers that this layer deletes.
 	Whiteouts []string
 	// Opaque are directories whose lower-layer content this layer hides.
@@ -353,6 +355,9 @@ func (l Layer) build() (v1.Layer, error) {
 	for _, p := range l.Dirs {
 		entries = append(entries, entry{kind: tar.TypeDir, p: clean(p)})
 	}
+	for _, p := range l.Fifos {
+		entries = append(entries, entry{kind: tar.TypeFifo, p: clean(p)})
+	}
 	for _, p := range l.Whiteouts {
 		p = clean(p)
 		entries = append(entries, entry{kind: tar.TypeReg, p: path.Join(path.Dir(p), ".wh."+path.Base(p))})
@@ -377,6 +382,13 @@ func (l Layer) build() (v1.Layer, error) {
 				return nil, err
 			}
 			if _, err := io.WriteString(tw, e.content); err != nil {
+				return nil, err
+			}
+		case tar.TypeFifo:
+			if err := parents(e.p); err != nil {
+				return nil, err
+			}
+			if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeFifo, Name: strings.TrimPrefix(e.p, "/"), Mode: tarMode(l.Modes, e.p, 0o644), ModTime: epoch}); err != nil {
 				return nil, err
 			}
 		case tar.TypeSymlink:
