@@ -22,3 +22,8 @@ bench ExecSync 200x      # ExecSync of echo, and bare runc exec
 bench ListContainerStats 200x
 bench Pull 5x            # cold pull of a 5-layer 200 MB image, 3 and 1 downloads
 bench CrashChurn 1x      # kill -9 during pod churn, 50 points
+# critest's own benchmarks (pod, container, image lifecycles; start a pod and
+# container from scratch), through the same harness as the conformance run.
+if [ -z "$only" ] || [[ Critest =~ $only ]]; then
+	./hack/critest.sh --benchmark "${CRITEST_BENCH_DIR:-$(mktemp -d)}" | grep -E '^critest|create PodSandbox and container|^(ok|FAIL)'
+fi
