@@ -132,6 +132,7 @@ func run(ctx context.Context, cfg *config.Config, reload func() (*config.Config,
 		return fmt.Errorf("image store: %w", err)
 	}
 	defer images.Close()
+	images.SetMaxLayerUnpackedBytes(cfg.Images.MaxLayerUnpackedBytes)
 	registries, err := registry.Load(cfg.Images.RegistryConfigDir)
 	if err != nil {
 		return fmt.Errorf("registry host configuration: %w", err)

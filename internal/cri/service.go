@@ -140,6 +140,8 @@ func toStatus(err error) error {
 		code = codes.FailedPrecondition
 	case errors.Is(err, errdefs.ErrUnavailable):
 		code = codes.Unavailable
+	case errors.Is(err, errdefs.ErrResourceExhausted):
+		code = codes.ResourceExhausted
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, errdefs.ErrDeadlineExceeded):
 		code = codes.DeadlineExceeded
 	case errors.Is(err, context.Canceled):
