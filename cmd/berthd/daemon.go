@@ -196,7 +196,7 @@ func run(ctx context.Context, cfg *config.Config, reload func() (*config.Config,
 	}()
 	log.Info("streaming server listening", "url", streams.URL())
 	server := &cri.Server{Config: cfg, Sandboxes: sandboxes, Containers: containers, Images: images, Puller: puller, Network: podNetwork, Log: log,
-		Stats: statsSvc, Events: bus, Streams: streams}
+		Stats: statsSvc, Events: bus, Streams: streams, Security: cri.SecurityStatus(host)}
 	grpcServer := grpc.NewServer(
 		grpc.ChainUnaryInterceptor(server.UnaryInterceptor),
 		grpc.ChainStreamInterceptor(server.StreamInterceptor),

@@ -155,6 +155,11 @@ func (s *Service) create(ctx context.Context, id, key string, pod *sandbox.Sandb
 	if err != nil {
 		return nil, err
 	}
+	if o := cfg.GetLinux().GetSecurityContext().GetSelinuxOptions(); oci.SELinuxRequested(o) {
+		// Spec generation refused them where SELinux is on.
+		s.log.Info("container selinux_options ignored: SELinux is not enabled on this node", "container", id, "name", key,
+			"user", o.GetUser(), "role", o.GetRole(), "type", o.GetType(), "level", o.GetLevel())
+	}
 	if err := writeSpec(filepath.Join(bundle, "config.json"), spec); err != nil {
 		return nil, err
 	}

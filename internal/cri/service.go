@@ -43,6 +43,7 @@ type Server struct {
 	Stats      *stats.Service
 	Events     *events.Bus
 	Streams    Streamer // exec/attach/port-forward URLs; nil: those calls answer Unavailable
+	Security   Security // host security modules, for Status
 	Log        *slog.Logger
 
 	ready atomic.Bool
