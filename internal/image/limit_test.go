@@ -188,3 +188,42 @@ func TestLayerWrongBlobDigest(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkTarGuard reads a 64 MiB tar (64 files) through a tar reader,
+// with and without the guard in front, as the unpacker does.
+func BenchmarkTarGuard(b *testing.B) {
+	var entries []entry
+	body := strings.Repeat("0123456789abcdef", 1<<16) // 1 MiB
+	for i := range 64 {
+		entries = append(entries, file(fmt.Sprintf("f%d", i), body))
+	}
+	tb := layerTar(b, entries...)
+	read := func(r io.Reader) {
+		tr := tar.NewReader(r)
+		buf := make([]byte, 32<<10)
+		for {
+			if _, err := tr.Next(); err != nil {
+				return
+			}
+			if _, err := io.CopyBuffer(io.Discard, tr, buf); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.Run("plain", func(b *testing.B) {
+		b.SetBytes(int64(len(tb)))
+		for b.Loop() {
+			read(bytes.NewReader(tb))
+		}
+	})
+	b.Run("guarded", func(b *testing.B) {
+		b.SetBytes(int64(len(tb)))
+		for b.Loop() {
+			g := newTarGuard(1<<40, "bench")
+			read(io.TeeReader(bytes.NewReader(tb), g))
+			if err := g.Close(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
