@@ -144,6 +144,7 @@ func run(ctx context.Context, cfg *config.Config, reload func() (*config.Config,
 		return fmt.Errorf("image store: %w", err)
 	}
 	defer images.Close()
+	images.SetMaxLayerUnpackedBytes(cfg.Images.MaxLayerUnpackedBytes)
 	registries, err := registry.Load(cfg.Images.RegistryConfigDir)
 	if err != nil {
 		return fmt.Errorf("registry host configuration: %w", err)
@@ -207,7 +208,7 @@ func run(ctx context.Context, cfg *config.Config, reload func() (*config.Config,
 	}()
 	log.Info("streaming server listening", "url", streams.URL())
 	server := &cri.Server{Config: cfg, Sandboxes: sandboxes, Containers: containers, Images: images, Puller: puller, Network: podNetwork, Log: log,
-		Stats: statsSvc, Events: bus, Streams: streams}
+		Stats: statsSvc, Events: bus, Streams: streams, Security: cri.SecurityStatus(host)}
 	grpcServer := grpc.NewServer(server.ServerOptions()...)
 	server.Register(grpcServer)
 	admin.Register(grpcServer, images)

@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/berth-project/berth/internal/apparmor"
 	"github.com/berth-project/berth/internal/config"
 	"github.com/berth-project/berth/internal/oci"
 )
@@ -34,7 +35,8 @@ func hostConfig(cfg *config.Config, log *slog.Logger) (oci.HostConfig, map[strin
 	v2 := cgroupV2(cgroupRoot)
 	h := oci.HostConfig{
 		AllCapabilities: caps,
-		AppArmorEnabled: oci.AppArmorEnabled(),
+		AppArmorEnabled: apparmor.Enabled(),
+		SELinuxEnabled:  oci.SELinuxEnabled(),
 		SwapLimit:       swapLimit(cgroupRoot, v2),
 		Hugetlb:         hugetlb(cgroupRoot, v2),
 		// On a v2-only host a container sees its own cgroup as the root,
@@ -42,6 +44,17 @@ func hostConfig(cfg *config.Config, log *slog.Logger) (oci.HostConfig, map[strin
 		CgroupNamespace: v2,
 	}
 	h.NodeHostname, _ = os.Hostname()
+	if h.AppArmorEnabled {
+		// RuntimeDefault (and an unset profile) name this profile; if it
+		// cannot be loaded, such containers are refused, never run
+		// unconfined.
+		if err := apparmor.LoadDefault(context.Background()); err != nil {
+			log.Error("AppArmor is enabled but berth's default profile did not load; containers asking for RuntimeDefault (or no profile) will be refused",
+				"profile", apparmor.DefaultProfile, "err", err)
+		} else {
+			h.AppArmorDefaultProfile = apparmor.DefaultProfile
+		}
+	}
 	if cfg.OOMScoreAdjRestricted() {
 		v, err := oci.DaemonOOMScoreAdj()
 		if err != nil {
@@ -51,7 +64,7 @@ func hostConfig(cfg *config.Config, log *slog.Logger) (oci.HostConfig, map[strin
 		log.Info("no CAP_SYS_RESOURCE: clamping container oom_score_adj to berthd's own", "min", v)
 	}
 	log.Info("host facts", "cgroupV2", v2, "swapLimit", h.SwapLimit, "hugetlb", h.Hugetlb,
-		"appArmor", h.AppArmorEnabled, "capabilities", len(caps))
+		"appArmor", h.AppArmorEnabled, "appArmorProfile", h.AppArmorDefaultProfile, "selinux", h.SELinuxEnabled, "capabilities", len(caps))
 	perHandler := make(map[string]oci.HostConfig, len(cfg.Runtimes))
 	for name, rt := range cfg.Runtimes {
 		hh := h

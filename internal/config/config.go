@@ -88,6 +88,7 @@ type Images struct {
 	PullProgressTimeout    Duration `toml:"pull_progress_timeout" doc:"cancel a pull that receives no bytes for this long; 0s: never"`
 	RegistryConfigDir      string   `toml:"registry_config_dir" doc:"per-registry settings (mirrors, CAs, credentials)"`
 	PinnedImages           []string `toml:"pinned_images" doc:"images that image garbage collection never removes"`
+	MaxLayerUnpackedBytes  int64    `toml:"max_layer_unpacked_bytes" doc:"most bytes one layer may write when unpacked (declared file sizes, sparse files at full size, plus 512 per entry); larger layers fail the pull (64 GiB)"`
 }
 
 // Metrics configures the Prometheus endpoint.
@@ -131,6 +132,7 @@ func Default() *Config {
 			PullProgressTimeout:    Duration{time.Minute},
 			RegistryConfigDir:      "/etc/berth/registries.d",
 			PinnedImages:           []string{},
+			MaxLayerUnpackedBytes:  64 << 30,
 		},
 	}
 	if _, err := exec.LookPath("runsc"); err == nil {

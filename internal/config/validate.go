@@ -126,6 +126,9 @@ func (c *Config) Validate() error {
 		bad("images.pull_progress_timeout", c.Images.PullProgressTimeout.Duration, `a duration such as "1m", or "0s" for none`)
 	}
 	abs("images.registry_config_dir", c.Images.RegistryConfigDir, false)
+	if c.Images.MaxLayerUnpackedBytes < 1<<20 {
+		bad("images.max_layer_unpacked_bytes", c.Images.MaxLayerUnpackedBytes, "a number of bytes, at least 1048576 (1 MiB)")
+	}
 	for i, img := range c.Images.PinnedImages {
 		if strings.TrimSpace(img) == "" {
 			bad(fmt.Sprintf("images.pinned_images[%d]", i), img, "an image reference")

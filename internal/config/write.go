@@ -109,6 +109,11 @@ func quoteKey(k string) string {
 // tomlValue renders one value with the TOML encoder, so string escaping and
 // arrays follow the spec rather than Go's quoting rules.
 func tomlValue(v any) (string, error) {
+	// The encoder writes nothing for an empty slice (a runtime added by a
+	// drop-in without args has a nil one), which would leave "key = ".
+	if rv := reflect.ValueOf(v); rv.Kind() == reflect.Slice && rv.Len() == 0 {
+		return "[]", nil
+	}
 	var b bytes.Buffer
 	if err := toml.NewEncoder(&b).Encode(map[string]any{"v": v}); err != nil {
 		return "", err

@@ -131,24 +131,34 @@ func (s *Service) create(ctx context.Context, id, key string, pod *sandbox.Sandb
 		return nil, err
 	}
 
+	targetNS, err := s.targetPIDNamespace(pod.ID, cfg)
+	if err != nil {
+		return nil, err
+	}
 	hostnameFile, hostsFile, resolvFile, shm := pod.Files(s.cfg.StateDir)
 	spec, err := oci.GenerateContainerSpec(ctx, &oci.ContainerInput{
-		ID:           id,
-		Config:       cfg,
-		Sandbox:      podCfg,
-		SandboxID:    pod.ID,
-		Image:        imageInfo(img, cfg.GetImage().GetImage()),
-		RootfsPath:   s.rootfs(id),
-		Namespaces:   oci.SandboxNamespaces{Net: pod.Namespaces["net"], IPC: pod.Namespaces["ipc"], UTS: pod.Namespaces["uts"], PID: pod.Namespaces["pid"]},
-		HostsPath:    hostsFile,
-		ResolvPath:   resolvFile,
-		HostnamePath: hostnameFile,
-		ShmPath:      shm,
-		CgroupsPath:  cgPath,
-		Host:         s.hostConfig(pod.RuntimeHandler),
+		ID:                 id,
+		Config:             cfg,
+		Sandbox:            podCfg,
+		SandboxID:          pod.ID,
+		Image:              imageInfo(img, cfg.GetImage().GetImage()),
+		RootfsPath:         s.rootfs(id),
+		Namespaces:         oci.SandboxNamespaces{Net: pod.Namespaces["net"], IPC: pod.Namespaces["ipc"], UTS: pod.Namespaces["uts"], PID: pod.Namespaces["pid"]},
+		TargetPIDNamespace: targetNS,
+		HostsPath:          hostsFile,
+		ResolvPath:         resolvFile,
+		HostnamePath:       hostnameFile,
+		ShmPath:            shm,
+		CgroupsPath:        cgPath,
+		Host:               s.hostConfig(pod.RuntimeHandler),
 	})
 	if err != nil {
 		return nil, err
+	}
+	if o := cfg.GetLinux().GetSecurityContext().GetSelinuxOptions(); oci.SELinuxRequested(o) {
+		// Spec generation refused them where SELinux is on.
+		s.log.Info("container selinux_options ignored: SELinux is not enabled on this node", "container", id, "name", key,
+			"user", o.GetUser(), "role", o.GetRole(), "type", o.GetType(), "level", o.GetLevel())
 	}
 	if err := writeSpec(filepath.Join(bundle, "config.json"), spec); err != nil {
 		return nil, err
@@ -216,6 +226,38 @@ func (s *Service) create(ctx context.Context, id, key string, pod *sandbox.Sandb
 	}
 	s.emit(events.ContainerCreated, c)
 	return c, nil
+}
+
+// targetPIDNamespace is the PID namespace a container with
+// namespace_options.pid = TARGET joins (kubectl debug --target): that of
+// the target container's init process, which must be a running container
+// of the same pod. Other modes need none.
+func (s *Service) targetPIDNamespace(podID string, cfg *runtimeapi.ContainerConfig) (string, error) {
+	const field = "linux.security_context.namespace_options.target_id"
+	o := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions()
+	if o.GetPid() != runtimeapi.NamespaceMode_TARGET {
+		return "", nil
+	}
+	id := o.GetTargetId()
+	if id == "" {
+		return "", errdefs.Invalid(field + " is required with PID namespace mode TARGET")
+	}
+	t, err := s.Get(id)
+	if err != nil {
+		return "", errdefs.NotFound(fmt.Sprintf("%s: target container %q not found", field, id))
+	}
+	if t.PodID != podID {
+		return "", errdefs.Invalid(fmt.Sprintf("%s: target container %s belongs to pod %s, not to %s; a container can only join the PID namespace of a container in its own pod", field, id, t.PodID, podID))
+	}
+	if t.State != Running || t.Pid <= 0 {
+		return "", errdefs.Precondition(fmt.Sprintf("%s: target container %s is %s, not running; its PID namespace can only be joined while it runs", field, id, t.State))
+	}
+	p := fmt.Sprintf("/proc/%d/ns/pid", t.Pid)
+	if _, err := os.Stat(p); err != nil {
+		// Exited a moment ago; its exit is not recorded yet.
+		return "", errdefs.Precondition(fmt.Sprintf("%s: target container %s has no process any more (%v)", field, id, err))
+	}
+	return p, nil
 }
 
 // cleanup undoes a failed or abandoned create, and removes leftovers found at

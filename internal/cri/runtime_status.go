@@ -6,6 +6,8 @@ import (
 	"sort"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berth-project/berth/internal/oci"
 )
 
 // NetworkStatus is what Status needs from the pod network.
@@ -42,8 +44,43 @@ func (s *Server) Status(ctx context.Context, r *runtimeapi.StatusRequest) (*runt
 		if s.Network != nil {
 			resp.Info["network"] = s.Network.Network()
 		}
+		sec, err := json.Marshal(s.Security)
+		if err != nil {
+			return nil, err
+		}
+		resp.Info["security"] = string(sec)
 	}
 	return resp, nil
+}
+
+// Security is what Status (verbose) reports about the node's Linux
+// security modules: whether AppArmor confines containers, under which
+// default profile, and whether SELinux is on (where berth refuses
+// selinux_options it cannot apply).
+type Security struct {
+	// AppArmor is "enabled", "disabled" (the kernel has none: only
+	// Unconfined or unset profiles are accepted) or "enabled, default
+	// profile not loaded" (RuntimeDefault is refused).
+	AppArmor               string `json:"apparmor"`
+	AppArmorDefaultProfile string `json:"apparmorDefaultProfile,omitempty"`
+	// SELinux is "enabled" or "disabled" (selinux_options are ignored,
+	// with a log line).
+	SELinux string `json:"selinux"`
+}
+
+// SecurityStatus summarises the host facts for Status.
+func SecurityStatus(h oci.HostConfig) Security {
+	sec := Security{AppArmor: "disabled", SELinux: "disabled", AppArmorDefaultProfile: h.AppArmorDefaultProfile}
+	if h.AppArmorEnabled {
+		sec.AppArmor = "enabled"
+		if h.AppArmorDefaultProfile == "" {
+			sec.AppArmor = "enabled, default profile not loaded"
+		}
+	}
+	if h.SELinuxEnabled {
+		sec.SELinux = "enabled"
+	}
+	return sec
 }
 
 func (s *Server) runtimeHandlers() []*runtimeapi.RuntimeHandler {

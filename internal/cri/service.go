@@ -43,6 +43,7 @@ type Server struct {
 	Stats      *stats.Service
 	Events     *events.Bus
 	Streams    Streamer // exec/attach/port-forward URLs; nil: those calls answer Unavailable
+	Security   Security // host security modules, for Status
 	Log        *slog.Logger
 
 	ready atomic.Bool
@@ -140,6 +141,8 @@ func toStatus(err error) error {
 		code = codes.FailedPrecondition
 	case errors.Is(err, errdefs.ErrUnavailable):
 		code = codes.Unavailable
+	case errors.Is(err, errdefs.ErrResourceExhausted):
+		code = codes.ResourceExhausted
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, errdefs.ErrDeadlineExceeded):
 		code = codes.DeadlineExceeded
 	case errors.Is(err, context.Canceled):

@@ -12,6 +12,9 @@ var (
 	ErrFailedPrecondition = errors.New("failed precondition")
 	ErrUnavailable        = errors.New("unavailable")
 	ErrDeadlineExceeded   = errors.New("deadline exceeded")
+	// ErrResourceExhausted is a configured limit reached (e.g. a layer
+	// larger than images.max_layer_unpacked_bytes).
+	ErrResourceExhausted = errors.New("resource exhausted")
 )
 
 // Invalid returns an InvalidArgument error with the given message.
@@ -22,6 +25,9 @@ func NotFound(msg string) error { return &kindError{msg: msg, kind: ErrNotFound}
 
 // Precondition returns a FailedPrecondition error with the given message.
 func Precondition(msg string) error { return &kindError{msg: msg, kind: ErrFailedPrecondition} }
+
+// Exhausted returns a ResourceExhausted error with the given message.
+func Exhausted(msg string) error { return &kindError{msg: msg, kind: ErrResourceExhausted} }
 
 // Exists returns an AlreadyExists error with the given message.
 func Exists(msg string) error { return &kindError{msg: msg, kind: ErrAlreadyExists} }

@@ -82,6 +82,8 @@ type Service struct {
 	loopStopped chan struct{}
 
 	unpacks atomic.Int64 // layers unpacked since New; tests check sharing
+
+	maxLayerBytes atomic.Int64 // see SetMaxLayerUnpackedBytes
 }
 
 // New opens the image store under root, loads the image records from st and
@@ -101,6 +103,7 @@ func New(root string, st *store.Store) (*Service, error) {
 	}
 	s.chainLocks.init()
 	s.usage.init()
+	s.maxLayerBytes.Store(DefaultMaxLayerUnpackedBytes)
 	// Anything in tmp/ is a half-written blob, a half-unpacked layer, an
 	// extracted archive or a layer being deleted when berthd died.
 	if err := os.RemoveAll(s.tmpDir()); err != nil {
@@ -145,6 +148,18 @@ func (s *Service) Close() error {
 		<-s.loopStopped
 	})
 	return nil
+}
+
+// SetMaxLayerUnpackedBytes caps what one layer may write when unpacked:
+// the sizes its tar entries declare (sparse files at their full size) plus
+// a tar block per entry. Layers over it fail with ErrLayerTooLarge
+// (errdefs.ErrResourceExhausted) and leave nothing behind. n <= 0 keeps
+// the default.
+func (s *Service) SetMaxLayerUnpackedBytes(n int64) {
+	if n <= 0 {
+		n = DefaultMaxLayerUnpackedBytes
+	}
+	s.maxLayerBytes.Store(n)
 }
 
 // Root is the image store's root dir.

@@ -242,7 +242,7 @@ func (s *Service) ingestManifest(ctx context.Context, in *Ingest, manifest v1.Ha
 		res, err := in.Layer(ctx, LayerSpec{Blob: l, DiffID: cfg.RootFS.DiffIDs[i], Parent: parent},
 			func() (io.ReadCloser, error) { return open(l.Digest) })
 		if err != nil {
-			return err
+			return fmt.Errorf("image manifest %s, layer %d: %w", manifest, i+1, err)
 		}
 		parent = res.ChainID
 	}
@@ -328,7 +328,7 @@ func (s *Service) ingestDockerSave(ctx context.Context, in *Ingest, dir string) 
 			res, err := in.Layer(ctx, LayerSpec{DiffID: cfg.RootFS.DiffIDs[i], Parent: parent},
 				func() (io.ReadCloser, error) { return open(name) })
 			if err != nil {
-				return nil, err
+				return nil, fmt.Errorf("image %s (%s), layer %d (%s): %w", strings.Join(e.RepoTags, ", "), e.Config, i+1, name, err)
 			}
 			parent = res.ChainID
 			m.Layers = append(m.Layers, v1.Descriptor{MediaType: LayerMediaType(res.Compression), Size: res.Blob.Size, Digest: res.Blob.Digest})

@@ -261,26 +261,44 @@ func (in *Ingest) Layer(ctx context.Context, spec LayerSpec, open func() (io.Rea
 		}
 	}
 
+	what := "layer " + spec.DiffID.String() + " (diff ID)"
+	if known {
+		what = "layer " + spec.Blob.Digest.String()
+	}
+	limit := in.s.maxLayerBytes.Load()
 	blobHash := sha256.New()
-	counted := &countingWriter{}
-	compressed := bufio.NewReaderSize(io.TeeReader(ctxReader{ctx, rc}, io.MultiWriter(blobTmp, blobHash, counted)), 64<<10)
+	counted := &countingWriter{limit: limit, what: what}
+	compressed := bufio.NewReaderSize(io.TeeReader(ctxReader{ctx, rc}, io.MultiWriter(counted, blobTmp, blobHash)), 64<<10)
 	comp, plain, err := decompress(compressed)
 	if err != nil {
 		return res, fmt.Errorf("layer %s: %w", chainID, err)
 	}
 	defer plain.Close()
 	diffHash := sha256.New()
-	tarStream := io.TeeReader(plain, diffHash)
+	// The guard sees every tar header before the unpacker does and stops
+	// the stream once the entries declare more than the limit; see tarGuard.
+	guard := newTarGuard(limit, what)
+	defer guard.Close()
+	tarStream := io.TeeReader(plain, io.MultiWriter(diffHash, guard))
 	if !haveLayer {
 		opts := &archive.TarOptions{WhiteoutFormat: archive.OverlayWhiteoutFormat}
 		if err := archive.Unpack(tarStream, layerTmp, opts); err != nil {
+			if gerr := guardErr(guard); gerr != nil {
+				return res, gerr
+			}
 			return res, fmt.Errorf("unpack layer with diff ID %s: %w", spec.DiffID, err)
 		}
 	}
 	// The tar end marker may be followed by padding, and a compressed
 	// stream by its trailer: all of it is part of what the digests cover.
 	if _, err := io.Copy(io.Discard, tarStream); err != nil {
+		if gerr := guardErr(guard); gerr != nil {
+			return res, gerr
+		}
 		return res, fmt.Errorf("read layer %s: %w", chainID, err)
+	}
+	if err := guard.Close(); err != nil {
+		return res, err
 	}
 	if _, err := io.Copy(io.Discard, compressed); err != nil {
 		return res, fmt.Errorf("read layer %s: %w", chainID, err)
@@ -374,9 +392,35 @@ func LayerMediaType(c Compression) types.MediaType {
 	return types.OCIUncompressedLayer
 }
 
-type countingWriter struct{ n int64 }
+// countingWriter counts a compressed layer stream and refuses one longer
+// than limit (when set).
+type countingWriter struct {
+	n     int64
+	limit int64
+	what  string
+}
 
-func (c *countingWriter) Write(p []byte) (int, error) { c.n += int64(len(p)); return len(p), nil }
+func (c *countingWriter) Write(p []byte) (int, error) {
+	c.n += int64(len(p))
+	if c.limit > 0 && c.n > c.limit {
+		return 0, &limitError{msg: fmt.Sprintf("%s is more than images.max_layer_unpacked_bytes (%d bytes) even compressed", c.what, c.limit)}
+	}
+	return len(p), nil
+}
+
+// guardErr is the guard's verdict when it is what stopped the stream (the
+// unpacker may report it wrapped, or only as a failed read).
+func guardErr(g *tarGuard) error {
+	if g.werr != nil {
+		return g.werr
+	}
+	select {
+	case <-g.done:
+		return g.err
+	default:
+		return nil
+	}
+}
 
 // ctxReader stops a long copy or unpack when its context ends.
 type ctxReader struct {

@@ -36,7 +36,7 @@ type entry struct {
 func file(name, body string) entry { return entry{name: name, body: body} }
 func dir(name string) entry        { return entry{name: name, typ: tar.TypeDir} }
 
-func layerTar(t *testing.T, entries ...entry) []byte {
+func layerTar(t testing.TB, entries ...entry) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
@@ -176,7 +176,7 @@ func tarDir(t *testing.T, dir, path string) {
 
 // testEnv is an image service on a fresh root and record store.
 type testEnv struct {
-	t    *testing.T
+	t    testing.TB
 	dir  string // test temp dir; root and store live inside it
 	root string
 	dbp  string
@@ -184,7 +184,7 @@ type testEnv struct {
 	s    *Service
 }
 
-func newEnv(t *testing.T) *testEnv {
+func newEnv(t testing.TB) *testEnv {
 	t.Helper()
 	d := t.TempDir()
 	e := &testEnv{t: t, dir: d, root: filepath.Join(d, "images"), dbp: filepath.Join(d, "berth.db")}

@@ -221,12 +221,7 @@ func Create(ctx context.Context, cfg Config) (_ *Process, retErr error) {
 		}
 		return nil, fmt.Errorf("%s create %s: conmon exited without reporting: %v%s", runtimeName(cfg.Runtime), cfg.ID, err, runtimeLogSuffix(cfg.Dir))
 	}
-	pid := -1
-	if msg.Data != nil {
-		pid = *msg.Data
-	} else if msg.Pid != nil {
-		pid = *msg.Pid
-	}
+	pid := msg.pid()
 	if pid <= 0 {
 		text := oci.RuntimeMessage(readHead(filepath.Join(cfg.Dir, runtimeLogFile)))
 		if text == "" {
@@ -252,12 +247,8 @@ func readSync(ctx context.Context, r *os.File) (*syncMessage, error) {
 	}
 	ch := make(chan result, 1)
 	go func() {
-		var m syncMessage
-		err := json.NewDecoder(io.LimitReader(r, 64<<10)).Decode(&m)
-		if errors.Is(err, io.EOF) {
-			err = io.ErrUnexpectedEOF
-		}
-		ch <- result{&m, err}
+		m, err := decodeSync(r)
+		ch <- result{m, err}
 	}()
 	select {
 	case res := <-ch:
@@ -267,6 +258,31 @@ func readSync(ctx context.Context, r *os.File) (*syncMessage, error) {
 		<-ch
 		return nil, ctx.Err()
 	}
+}
+
+// decodeSync decodes one sync message, reading at most 64 KiB.
+func decodeSync(r io.Reader) (*syncMessage, error) {
+	var m syncMessage
+	err := json.NewDecoder(io.LimitReader(r, 64<<10)).Decode(&m)
+	if errors.Is(err, io.EOF) {
+		err = io.ErrUnexpectedEOF
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &m, nil
+}
+
+// pid is the container pid the message reports, or -1 when it reports
+// none (the runtime failed).
+func (m *syncMessage) pid() int {
+	switch {
+	case m.Data != nil:
+		return *m.Data
+	case m.Pid != nil:
+		return *m.Pid
+	}
+	return -1
 }
 
 // cleanupFailed undoes a failed create: conmon gone, runtime state gone,

@@ -34,9 +34,9 @@ func ReadExit(exitDir, dir, id string) (Exit, bool, error) {
 		if err != nil {
 			return Exit{}, false, fmt.Errorf("monitor: reading exit of container %s: %w", id, err)
 		}
-		code, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		code, err := parseExitCode(b)
 		if err != nil {
-			return Exit{}, false, fmt.Errorf("monitor: exit file %s of container %s holds %q", p, id, b)
+			return Exit{}, false, fmt.Errorf("monitor: exit file %s of container %s: %w", p, id, err)
 		}
 		ex := Exit{Code: code}
 		if fi, err := os.Stat(p); err == nil {
@@ -48,6 +48,20 @@ func ReadExit(exitDir, dir, id string) (Exit, bool, error) {
 		return ex, true, nil
 	}
 	return Exit{}, false, nil
+}
+
+// parseExitCode reads conmon's exit file: a decimal exit status. Codes
+// outside int32 (what CRI reports) are refused rather than truncated.
+func parseExitCode(b []byte) (int, error) {
+	const max = 64
+	if len(b) > max {
+		return 0, fmt.Errorf("holds %d bytes, not an exit code", len(b))
+	}
+	code, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 32)
+	if err != nil {
+		return 0, fmt.Errorf("holds %q, not an exit code", b)
+	}
+	return int(code), nil
 }
 
 // RemoveExit deletes the shared exit file of container id once its exit is

@@ -102,8 +102,12 @@ type HostConfig struct {
 	// profile on a host without it is refused.
 	AppArmorEnabled bool
 	// AppArmorDefaultProfile is the loaded profile used for RuntimeDefault
-	// (and for containers that do not say); empty means none.
+	// (and for containers that do not say); empty where AppArmor is enabled
+	// means it failed to load, and such containers are refused.
 	AppArmorDefaultProfile string
+	// SELinuxEnabled says the host enforces SELinux, where berth refuses
+	// selinux_options it cannot apply (WithSELinux).
+	SELinuxEnabled bool
 	// SeccompDefaultWhenUnset applies RuntimeDefault to containers whose
 	// config names no seccomp profile. containerd's default is unconfined;
 	// kubelet always names one, so this only changes crictl-style clients.
@@ -378,6 +382,7 @@ func GenerateContainerSpec(ctx context.Context, in *ContainerInput) (*specs.Spec
 	opts = append(opts,
 		WithSysctls(in.Sandbox.GetLinux().GetSysctls()),
 		WithAppArmor(apparmorProfile, privileged, host.AppArmorEnabled, host.AppArmorDefaultProfile),
+		WithSELinux("linux.security_context.selinux_options", sc.GetSelinuxOptions(), host.SELinuxEnabled),
 		// Seccomp last: the default profile allows syscalls by the
 		// capabilities the spec ends up with.
 		WithSeccomp(seccompProfile, privileged, host.fs().ReadFile),

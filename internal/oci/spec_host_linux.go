@@ -139,10 +139,11 @@ func SpecCapsFromMask(mask uint64) []string {
 	return caps
 }
 
-// AppArmorEnabled reports whether the kernel enforces AppArmor.
-func AppArmorEnabled() bool {
-	b, err := os.ReadFile("/sys/module/apparmor/parameters/enabled")
-	return err == nil && len(b) > 0 && b[0] == 'Y'
+// SELinuxEnabled reports whether the host has SELinux on (selinuxfs
+// mounted), as go-selinux decides it.
+func SELinuxEnabled() bool {
+	var st unix.Statfs_t
+	return unix.Statfs("/sys/fs/selinux", &st) == nil && st.Type == unix.SELINUX_MAGIC
 }
 
 // DaemonOOMScoreAdj is berthd's own oom_score_adj: without CAP_SYS_RESOURCE

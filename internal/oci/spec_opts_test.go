@@ -839,6 +839,48 @@ func TestWithAppArmor(t *testing.T) {
 			t.Fatalf("%v: %v", p, err)
 		}
 	}
+	// AppArmor on but the default profile failed to load: RuntimeDefault
+	// (or unset) is refused rather than run unconfined.
+	for _, p := range []*runtimeapi.SecurityProfile{nil, rd} {
+		_, err := specApply(t, WithAppArmor(p, false, true, ""))
+		if !errors.Is(err, errdefs.ErrFailedPrecondition) || !strings.Contains(err.Error(), "not loaded") {
+			t.Errorf("%v without a loaded default: %v", p, err)
+		}
+	}
+	if s, err := specApply(t, WithAppArmor(local, false, true, "")); err != nil || s.Process.ApparmorProfile != "my-profile" {
+		t.Errorf("localhost without a loaded default: %q %v", s.Process.ApparmorProfile, err)
+	}
+}
+
+func TestCheckSELinux(t *testing.T) {
+	opts := &runtimeapi.SELinuxOption{User: "system_u", Role: "system_r", Type: "container_t", Level: "s0:c1,c2"}
+	// SELinux off: accepted (and logged by the caller), as containerd and CRI-O do.
+	if err := CheckSELinux("f", opts, false); err != nil {
+		t.Fatal(err)
+	}
+	// SELinux on: refused, naming the field and the labels.
+	err := CheckSELinux("linux.security_context.selinux_options", opts, true)
+	if !errors.Is(err, errdefs.ErrFailedPrecondition) || !strings.Contains(err.Error(), "selinux_options") || !strings.Contains(err.Error(), "container_t") {
+		t.Fatalf("SELinux on: %v", err)
+	}
+	// No labels asked for: fine either way.
+	for _, o := range []*runtimeapi.SELinuxOption{nil, {}} {
+		if err := CheckSELinux("f", o, true); err != nil || SELinuxRequested(o) {
+			t.Fatalf("%v: %v", o, err)
+		}
+	}
+	// Through the container spec.
+	in := specKubeletContainer()
+	in.Config.Linux.SecurityContext.SelinuxOptions = opts
+	in.Host.SELinuxEnabled = true
+	if _, err := GenerateContainerSpec(context.Background(), in); !errors.Is(err, errdefs.ErrFailedPrecondition) {
+		t.Fatalf("spec with SELinux on: %v", err)
+	}
+	in.Host.SELinuxEnabled = false
+	s, err := GenerateContainerSpec(context.Background(), in)
+	if err != nil || s.Process.SelinuxLabel != "" || s.Linux.MountLabel != "" {
+		t.Fatalf("spec with SELinux off: %v", err)
+	}
 }
 
 func TestWithAnnotations(t *testing.T) {

@@ -403,9 +403,14 @@ func WithAppArmor(p *runtimeapi.SecurityProfile, privileged, enabled bool, defau
 		switch p.GetProfileType() {
 		case runtimeapi.SecurityProfile_Unconfined:
 		case runtimeapi.SecurityProfile_RuntimeDefault:
-			if !privileged {
-				s.Process.ApparmorProfile = defaultProfile
+			if privileged {
+				break
 			}
+			if defaultProfile == "" {
+				// Running unconfined instead would be a silent downgrade.
+				return errdefs.Precondition(field + ": AppArmor is enabled on this node but berth's default profile is not loaded (berthd logs why at start; is apparmor_parser installed?)")
+			}
+			s.Process.ApparmorProfile = defaultProfile
 		case runtimeapi.SecurityProfile_Localhost:
 			name := strings.TrimPrefix(p.GetLocalhostRef(), "localhost/")
 			if name == "" {
@@ -417,4 +422,29 @@ func WithAppArmor(p *runtimeapi.SecurityProfile, privileged, enabled bool, defau
 		}
 		return nil
 	}
+}
+
+// CheckSELinux decides on CRI selinux_options. berth does not label
+// processes or mounts for SELinux, so on a host that enforces SELinux a
+// request for labels is refused (FailedPrecondition) rather than run
+// unlabelled. On a host without SELinux labels have no effect, and they are
+// accepted as containerd and CRI-O accept them there (kubelet sends a pod's
+// seLinuxOptions whatever the node); callers log that they were ignored.
+func CheckSELinux(field string, o *runtimeapi.SELinuxOption, enabled bool) error {
+	if !enabled || !SELinuxRequested(o) {
+		return nil
+	}
+	return errdefs.Precondition(fmt.Sprintf("%s: this node enforces SELinux, and berth does not apply SELinux labels; "+
+		"run the pod on a node without SELinux or drop seLinuxOptions (asked for user %q role %q type %q level %q)",
+		field, o.GetUser(), o.GetRole(), o.GetType(), o.GetLevel()))
+}
+
+// WithSELinux is CheckSELinux as a spec option.
+func WithSELinux(field string, o *runtimeapi.SELinuxOption, enabled bool) SpecOpt {
+	return func(*specs.Spec) error { return CheckSELinux(field, o, enabled) }
+}
+
+// SELinuxRequested says whether o asks for any label.
+func SELinuxRequested(o *runtimeapi.SELinuxOption) bool {
+	return o.GetUser() != "" || o.GetRole() != "" || o.GetType() != "" || o.GetLevel() != ""
 }

@@ -226,6 +226,13 @@ func (s *Service) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, han
 	if err := Validate(cfg); err != nil {
 		return "", err
 	}
+	if o := cfg.GetLinux().GetSecurityContext().GetSelinuxOptions(); oci.SELinuxRequested(o) {
+		if err := oci.CheckSELinux("linux.security_context.selinux_options", o, s.cfg.Host.SELinuxEnabled); err != nil {
+			return "", err
+		}
+		s.log.Info("pod selinux_options ignored: SELinux is not enabled on this node", "name", Key(cfg.GetMetadata()),
+			"user", o.GetUser(), "role", o.GetRole(), "type", o.GetType(), "level", o.GetLevel())
+	}
 	if handler == "" {
 		handler = s.cfg.DefaultHandler
 	}
