@@ -61,7 +61,7 @@ type Runtime struct {
 // RuntimeFeatures says which optional OCI features a handler supports.
 type RuntimeFeatures struct {
 	RecursiveReadOnlyMounts bool `toml:"recursive_read_only_mounts" doc:"supports rro mounts (runc >= 1.1 on Linux >= 5.12)"`
-	UserNamespaces          bool `toml:"user_namespaces" doc:"supports pods in user namespaces (idmapped mounts, runc >= 1.2)"`
+	UserNamespaces          bool `toml:"user_namespaces" doc:"supports pods in user namespaces; must stay false: berth does not support them yet"`
 }
 
 // Network configures pod networking.
