@@ -87,7 +87,7 @@ type Images struct {
 	MaxConcurrentDownloads int      `toml:"max_concurrent_downloads" doc:"layers downloaded at once per pull"`
 	PullProgressTimeout    Duration `toml:"pull_progress_timeout" doc:"cancel a pull that receives no bytes for this long; 0s: never"`
 	RegistryConfigDir      string   `toml:"registry_config_dir" doc:"per-registry settings (mirrors, CAs, credentials)"`
-	PinnedImages           []string `toml:"pinned_images" doc:"images that image garbage collection never removes"`
+	PinnedImages           []string `toml:"pinned_images" doc:"images (tags, digests or ids) reported pinned, which kubelet image garbage collection never removes"`
 }
 
 // Metrics configures the Prometheus endpoint.

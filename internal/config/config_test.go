@@ -88,6 +88,7 @@ bin_dirs = ["/a", "/b", "/c"]
 log_level = "error"
 [images]
 max_concurrent_downloads = 8
+pinned_images = ["registry.k8s.io/pause:3.10", "busybox", "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"]
 `)
 	writeFile(t, filepath.Join(dropins, "10-first.toml"), `
 log_level = "warn"
@@ -120,7 +121,7 @@ bin_dirs = ["/x"]
 	if c.UncollectedResultTTL.Duration != 90*time.Second {
 		t.Errorf("uncollected_result_ttl = %v", c.UncollectedResultTTL)
 	}
-	if c.Images.MaxConcurrentDownloads != 8 || c.Images.PullProgressTimeout.Duration != time.Minute {
+	if c.Images.MaxConcurrentDownloads != 8 || c.Images.PullProgressTimeout.Duration != time.Minute || len(c.Images.PinnedImages) != 3 {
 		t.Errorf("images = %+v", c.Images)
 	}
 	if !reflect.DeepEqual(c.Network.BinDirs, []string{"/x"}) {
@@ -190,6 +191,8 @@ func TestBadValuesNameTheKey(t *testing.T) {
 		{"[streaming]\naddress = \"localhost\"", `streaming.address "localhost"`},
 		{"[streaming]\ntls_cert = \"/c.pem\"", `streaming.tls_cert and streaming.tls_key`},
 		{"[images]\nmax_concurrent_downloads = 0", `images.max_concurrent_downloads "0": want 1 or more`},
+		{"[images]\npinned_images = [\"Bad Ref\"]", `images.pinned_images[0] "Bad Ref": want an image reference`},
+		{"[images]\npinned_images = [\"\"]", `images.pinned_images[0] "": want an image reference`},
 		{"[metrics]\naddress = \":x\"", `metrics.address ":x"`},
 		{`log_level = 3`, `log_level`}, // wrong TOML type
 	}

@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/google/go-containerregistry/pkg/name"
+
 	"github.com/berth-project/berth/internal/errdefs"
 )
 
@@ -132,8 +134,8 @@ func (c *Config) Validate() error {
 	}
 	abs("images.registry_config_dir", c.Images.RegistryConfigDir, false)
 	for i, img := range c.Images.PinnedImages {
-		if strings.TrimSpace(img) == "" {
-			bad(fmt.Sprintf("images.pinned_images[%d]", i), img, "an image reference")
+		if !validImageRef(img) {
+			bad(fmt.Sprintf("images.pinned_images[%d]", i), img, "an image reference (name[:tag], name@sha256:<digest>) or image id sha256:<64 hex digits>")
 		}
 	}
 
@@ -141,6 +143,21 @@ func (c *Config) Validate() error {
 		bad("metrics.address", c.Metrics.Address, err.Error())
 	}
 	return errors.Join(errs...)
+}
+
+var imageID = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
+
+// validImageRef accepts what the image store resolves: a full image id or
+// a reference as docker and containerd parse it.
+func validImageRef(ref string) bool {
+	if imageID.MatchString(ref) {
+		return true
+	}
+	if ref == "" || strings.TrimSpace(ref) != ref {
+		return false
+	}
+	_, err := name.ParseReference(ref, name.WeakValidation)
+	return err == nil
 }
 
 // checkAddress accepts host:port with a numeric port (0 picks a free one).
