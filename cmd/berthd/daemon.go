@@ -145,6 +145,7 @@ func run(ctx context.Context, cfg *config.Config, reload func() (*config.Config,
 	}
 	defer images.Close()
 	images.SetMaxLayerUnpackedBytes(cfg.Images.MaxLayerUnpackedBytes)
+	images.SetPinnedRefs(cfg.Images.PinnedImages)
 	registries, err := registry.Load(cfg.Images.RegistryConfigDir)
 	if err != nil {
 		return fmt.Errorf("registry host configuration: %w", err)
@@ -185,7 +186,7 @@ func run(ctx context.Context, cfg *config.Config, reload func() (*config.Config,
 
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	go reloadOnHUP(ctx, log, reload, puller)
+	go reloadOnHUP(ctx, log, reload, puller, images)
 	go func() {
 		if err := containers.Watch(ctx); err != nil && ctx.Err() == nil {
 			log.Error("exit watcher stopped", "err", err)

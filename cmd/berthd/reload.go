@@ -13,11 +13,12 @@ import (
 )
 
 // reloadOnHUP re-reads the config on SIGHUP and applies what can change
-// without a restart: the log level and the registry hosts configuration.
+// without a restart: the log level, the registry hosts configuration and
+// the pinned images.
 // Everything else (dirs, handlers, network, streaming) needs a restart; a
 // config that no longer loads is reported and the running one kept. Unlike
 // containerd, SIGHUP never ends the daemon.
-func reloadOnHUP(ctx context.Context, log *slog.Logger, reload func() (*config.Config, error), puller *image.Puller) {
+func reloadOnHUP(ctx context.Context, log *slog.Logger, reload func() (*config.Config, error), puller *image.Puller, images *image.Service) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -39,6 +40,7 @@ func reloadOnHUP(ctx context.Context, log *slog.Logger, reload func() (*config.C
 		} else {
 			puller.SetRegistries(regs)
 		}
-		log.Info("SIGHUP: reloaded log level and registry configuration", "logLevel", cfg.LogLevel)
+		images.SetPinnedRefs(cfg.Images.PinnedImages)
+		log.Info("SIGHUP: reloaded log level, registry configuration and pinned images", "logLevel", cfg.LogLevel, "pinnedImages", len(cfg.Images.PinnedImages))
 	}
 }

@@ -61,7 +61,7 @@ type Runtime struct {
 // RuntimeFeatures says which optional OCI features a handler supports.
 type RuntimeFeatures struct {
 	RecursiveReadOnlyMounts bool `toml:"recursive_read_only_mounts" doc:"supports rro mounts (runc >= 1.1 on Linux >= 5.12)"`
-	UserNamespaces          bool `toml:"user_namespaces" doc:"supports pods in user namespaces (idmapped mounts, runc >= 1.2)"`
+	UserNamespaces          bool `toml:"user_namespaces" doc:"supports pods in user namespaces; must stay false: berth does not support them yet"`
 }
 
 // Network configures pod networking.
@@ -87,7 +87,7 @@ type Images struct {
 	MaxConcurrentDownloads int      `toml:"max_concurrent_downloads" doc:"layers downloaded at once per pull"`
 	PullProgressTimeout    Duration `toml:"pull_progress_timeout" doc:"cancel a pull that receives no bytes for this long; 0s: never"`
 	RegistryConfigDir      string   `toml:"registry_config_dir" doc:"per-registry settings (mirrors, CAs, credentials)"`
-	PinnedImages           []string `toml:"pinned_images" doc:"images that image garbage collection never removes"`
+	PinnedImages           []string `toml:"pinned_images" doc:"images (tags, digests or ids) reported pinned, which kubelet image garbage collection never removes"`
 	MaxLayerUnpackedBytes  int64    `toml:"max_layer_unpacked_bytes" doc:"most bytes one layer may write when unpacked (declared file sizes, sparse files at full size, plus 512 per entry); larger layers fail the pull (64 GiB)"`
 }
 

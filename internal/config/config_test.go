@@ -88,6 +88,7 @@ bin_dirs = ["/a", "/b", "/c"]
 log_level = "error"
 [images]
 max_concurrent_downloads = 8
+pinned_images = ["registry.k8s.io/pause:3.10", "busybox", "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"]
 `)
 	writeFile(t, filepath.Join(dropins, "10-first.toml"), `
 log_level = "warn"
@@ -120,7 +121,7 @@ bin_dirs = ["/x"]
 	if c.UncollectedResultTTL.Duration != 90*time.Second {
 		t.Errorf("uncollected_result_ttl = %v", c.UncollectedResultTTL)
 	}
-	if c.Images.MaxConcurrentDownloads != 8 || c.Images.PullProgressTimeout.Duration != time.Minute {
+	if c.Images.MaxConcurrentDownloads != 8 || c.Images.PullProgressTimeout.Duration != time.Minute || len(c.Images.PinnedImages) != 3 {
 		t.Errorf("images = %+v", c.Images)
 	}
 	if !reflect.DeepEqual(c.Network.BinDirs, []string{"/x"}) {
@@ -183,12 +184,15 @@ func TestBadValuesNameTheKey(t *testing.T) {
 		{"[runtimes.runc]\npath = \"bin/runc\"", `runtimes.runc.path "bin/runc"`},
 		{"[runtimes.runc]\npod_annotations = [\"[x\"]", `runtimes.runc.pod_annotations[0] "[x": want a glob`},
 		{"[runtimes.runc]\ncontainer_annotations = [\"ok/*\", \"\"]", `runtimes.runc.container_annotations[1] ""`},
+		{"[runtimes.runc.features]\nuser_namespaces = true", `runtimes.runc.features.user_namespaces "true": want false`},
 		{"[network]\ndefault_subnet = \"10.88.0.1/16\"", `network.default_subnet "10.88.0.1/16"`},
 		{"[network]\ndefault_bridge = \"a-very-long-bridge-name\"", `network.default_bridge`},
 		{"[network]\nbin_dirs = []", `network.bin_dirs: want at least one`},
 		{"[streaming]\naddress = \"localhost\"", `streaming.address "localhost"`},
 		{"[streaming]\ntls_cert = \"/c.pem\"", `streaming.tls_cert and streaming.tls_key`},
 		{"[images]\nmax_concurrent_downloads = 0", `images.max_concurrent_downloads "0": want 1 or more`},
+		{"[images]\npinned_images = [\"Bad Ref\"]", `images.pinned_images[0] "Bad Ref": want an image reference`},
+		{"[images]\npinned_images = [\"\"]", `images.pinned_images[0] "": want an image reference`},
 		{"[metrics]\naddress = \":x\"", `metrics.address ":x"`},
 		{`log_level = 3`, `log_level`}, // wrong TOML type
 	}

@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/google/go-containerregistry/pkg/name"
+
 	"github.com/berth-project/berth/internal/errdefs"
 )
 
@@ -82,6 +84,11 @@ func (c *Config) Validate() error {
 			bad(key+".path", rt.Path, "an absolute path or a bare name found on PATH")
 		}
 		abs(key+".root", rt.Root, true)
+		if rt.Features.UserNamespaces {
+			// Status would tell kubelet to send hostUsers: false pods that
+			// CreateContainer then refuses.
+			bad(key+".features.user_namespaces", true, "false: berth does not run pods in user namespaces yet")
+		}
 		for i, a := range rt.Args {
 			if a == "" {
 				bad(fmt.Sprintf("%s.args[%d]", key, i), a, "a non-empty argument")
@@ -130,8 +137,8 @@ func (c *Config) Validate() error {
 		bad("images.max_layer_unpacked_bytes", c.Images.MaxLayerUnpackedBytes, "a number of bytes, at least 1048576 (1 MiB)")
 	}
 	for i, img := range c.Images.PinnedImages {
-		if strings.TrimSpace(img) == "" {
-			bad(fmt.Sprintf("images.pinned_images[%d]", i), img, "an image reference")
+		if !validImageRef(img) {
+			bad(fmt.Sprintf("images.pinned_images[%d]", i), img, "an image reference (name[:tag], name@sha256:<digest>) or image id sha256:<64 hex digits>")
 		}
 	}
 
@@ -139,6 +146,21 @@ func (c *Config) Validate() error {
 		bad("metrics.address", c.Metrics.Address, err.Error())
 	}
 	return errors.Join(errs...)
+}
+
+var imageID = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
+
+// validImageRef accepts what the image store resolves: a full image id or
+// a reference as docker and containerd parse it.
+func validImageRef(ref string) bool {
+	if imageID.MatchString(ref) {
+		return true
+	}
+	if ref == "" || strings.TrimSpace(ref) != ref {
+		return false
+	}
+	_, err := name.ParseReference(ref, name.WeakValidation)
+	return err == nil
 }
 
 // checkAddress accepts host:port with a numeric port (0 picks a free one).

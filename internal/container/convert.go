@@ -1,7 +1,10 @@
 package container
 
 import (
+	"strconv"
+
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-project/berth/internal/image"
@@ -19,6 +22,25 @@ func imageInfo(img *image.Image, requested string) oci.ImageInfo {
 		User:       img.Config.Config.User,
 		StopSignal: img.Config.Config.StopSignal,
 	}
+}
+
+// stopSignal is the signal StopContainer sends first: the CRI config's
+// stop_signal (validated), else the image's StopSignal, else (at stop)
+// SIGTERM. It is kept by name, as Docker and containerd keep it.
+func stopSignal(cfg *runtimeapi.ContainerConfig, img *image.Image) string {
+	if sig, err := oci.SignalFromCRI(cfg.GetStopSignal()); err == nil {
+		if name := unix.SignalName(sig); name != "" {
+			return name
+		}
+		return strconv.Itoa(int(sig)) // real-time signals have no name here
+	}
+	return img.Config.Config.StopSignal
+}
+
+// CRIStopSignal is the signal Stop sends first, whoever chose it, as
+// ContainerStatus.stop_signal reports it.
+func (c *Container) CRIStopSignal() runtimeapi.Signal {
+	return oci.SignalToCRI(oci.StopSignal(c.StopSignal))
 }
 
 // containerUser reports the identity the container runs with, which CRI

@@ -204,7 +204,7 @@ func (s *Service) create(ctx context.Context, id, key string, pod *sandbox.Sandb
 		Annotations: cfg.GetAnnotations(),
 		LogPath:     logPath,
 		Runtime:     pod.RuntimeHandler,
-		StopSignal:  img.Config.Config.StopSignal,
+		StopSignal:  stopSignal(cfg, img),
 		CgroupsPath: cgPath,
 	}
 	if c.Config, err = protojson.Marshal(cfg); err != nil {

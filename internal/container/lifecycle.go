@@ -9,7 +9,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/moby/sys/signal"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/protobuf/encoding/protojson"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -70,8 +69,8 @@ func (s *Service) Start(ctx context.Context, id string) error {
 	return nil
 }
 
-// Stop stops a running container: its stop signal (the image's, else
-// SIGTERM), then SIGKILL once timeout has passed. Unknown or already stopped
+// Stop stops a running container: its stop signal (the CRI config's, else
+// the image's, else SIGTERM), then SIGKILL once timeout has passed. Unknown or already stopped
 // containers are fine.
 func (s *Service) Stop(ctx context.Context, id string, timeout time.Duration) error {
 	c, err := s.Get(id)
@@ -91,12 +90,7 @@ func (s *Service) Stop(ctx context.Context, id string, timeout time.Duration) er
 		timeout = 0
 	}
 	if timeout > 0 {
-		sig := syscall.SIGTERM
-		if c.StopSignal != "" {
-			if parsed, err := signal.ParseSignal(c.StopSignal); err == nil {
-				sig = parsed
-			}
-		}
+		sig := oci.StopSignal(c.StopSignal)
 		if err := rt.Kill(ctx, id, sig, false); err != nil && !errdefs.IsNotFound(err) {
 			s.log.Debug("stop signal not delivered", "container", id, "err", err)
 		}

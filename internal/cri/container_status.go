@@ -85,6 +85,7 @@ func containerStatus(c *container.Container) (*runtimeapi.ContainerStatus, error
 		Annotations: c.Annotations,
 		Mounts:      cfg.GetMounts(),
 		LogPath:     c.LogPath,
+		StopSignal:  c.CRIStopSignal(),
 	}
 	if r := c.LinuxResources(); r != nil {
 		st.Resources = &runtimeapi.ContainerResources{Linux: r}

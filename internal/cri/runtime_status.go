@@ -34,6 +34,7 @@ func (s *Server) Status(ctx context.Context, r *runtimeapi.StatusRequest) (*runt
 			network,
 		}},
 		RuntimeHandlers: s.runtimeHandlers(),
+		Features:        runtimeFeatures,
 	}
 	if r.GetVerbose() {
 		cfg, err := json.Marshal(s.Config)
@@ -83,6 +84,12 @@ func SecurityStatus(h oci.HostConfig) Security {
 	return sec
 }
 
+// runtimeFeatures are what every handler supports. supplemental_groups_policy:
+// Strict and Merge are applied and ContainerStatus.user reports the ids
+// (kubelet refuses Strict pods on runtimes that do not say so).
+// mount_options stays false: Mount.mount_options is not applied.
+var runtimeFeatures = &runtimeapi.RuntimeFeatures{SupplementalGroupsPolicy: true}
+
 func (s *Server) runtimeHandlers() []*runtimeapi.RuntimeHandler {
 	names := make([]string, 0, len(s.Config.Runtimes))
 	for name := range s.Config.Runtimes {
@@ -92,6 +99,9 @@ func (s *Server) runtimeHandlers() []*runtimeapi.RuntimeHandler {
 	var out []*runtimeapi.RuntimeHandler
 	for _, name := range names {
 		h := s.Config.Runtimes[name]
+		// recursive_read_only_mounts is configured or detected at start
+		// (<runtime> features and mount_setattr); user_namespaces is
+		// false until berth supports them (config validation keeps it so).
 		f := &runtimeapi.RuntimeHandlerFeatures{
 			RecursiveReadOnlyMounts: h.Features.RecursiveReadOnlyMounts,
 			UserNamespaces:          h.Features.UserNamespaces,

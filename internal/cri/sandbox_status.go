@@ -3,9 +3,11 @@ package cri
 import (
 	"context"
 	"encoding/json"
+	"time"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/berth-project/berth/internal/container"
 	"github.com/berth-project/berth/internal/errdefs"
 	"github.com/berth-project/berth/internal/sandbox"
 )
@@ -14,17 +16,43 @@ func (s *Server) PodSandboxStatus(ctx context.Context, r *runtimeapi.PodSandboxS
 	if r.GetPodSandboxId() == "" {
 		return nil, errdefs.Invalid("pod_sandbox_id is required")
 	}
+	// Taken before the records are read, so the statuses are at least as
+	// new as the timestamp: kubelet's Evented PLEG keeps the newest status
+	// by this time and, when it is set, takes containers_statuses as the
+	// pod's whole list of containers.
+	now := time.Now().UnixNano()
 	p, err := s.Sandboxes.Get(r.GetPodSandboxId())
 	if err != nil {
 		return nil, err
 	}
-	resp := &runtimeapi.PodSandboxStatusResponse{Status: podStatus(p), Timestamp: p.CreatedAt}
+	resp, err := podSandboxStatusResponse(p, s.Containers.List(), now)
+	if err != nil {
+		return nil, err
+	}
 	if r.GetVerbose() {
 		rec, err := json.Marshal(p)
 		if err != nil {
 			return nil, err
 		}
 		resp.Info = map[string]string{"info": string(rec)}
+	}
+	return resp, nil
+}
+
+// podSandboxStatusResponse is p's status with the statuses of its
+// containers (all of them, exited ones too, as kubelet's relist would find
+// them), recorded at the time at (Unix nanoseconds).
+func podSandboxStatusResponse(p *sandbox.Sandbox, all []*container.Container, at int64) (*runtimeapi.PodSandboxStatusResponse, error) {
+	resp := &runtimeapi.PodSandboxStatusResponse{Status: podStatus(p), Timestamp: at}
+	for _, c := range all {
+		if c.PodID != p.ID {
+			continue
+		}
+		st, err := containerStatus(c)
+		if err != nil {
+			return nil, err
+		}
+		resp.ContainersStatuses = append(resp.ContainersStatuses, st)
 	}
 	return resp, nil
 }

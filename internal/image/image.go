@@ -66,8 +66,9 @@ type Service struct {
 	st   *store.Store
 	log  *slog.Logger
 
-	mu     sync.RWMutex
-	images map[string]*Image // by ID
+	mu         sync.RWMutex
+	images     map[string]*Image // by ID
+	pinnedRefs []string          // images.pinned_images: refs resolved at each read
 
 	// gcMu serializes garbage collection against lease changes, so that
 	// whatever a running ingest has leased (or checked to exist) is never
@@ -180,8 +181,11 @@ func (s *Service) List() []*Image {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	out := make([]*Image, 0, len(s.images))
+	pinned := s.pinnedLocked()
 	for _, img := range s.images {
-		out = append(out, img.clone())
+		c := img.clone()
+		c.Pinned = c.Pinned || pinned[c.ID]
+		out = append(out, c)
 	}
 	slices.SortFunc(out, func(a, b *Image) int { return strings.Compare(a.ID, b.ID) })
 	return out
@@ -199,7 +203,35 @@ func (s *Service) Get(ref string) (*Image, error) {
 	if err != nil {
 		return nil, err
 	}
-	return img.clone(), nil
+	c := img.clone()
+	c.Pinned = c.Pinned || s.pinnedLocked()[c.ID]
+	return c, nil
+}
+
+// SetPinnedRefs sets the references (tags, digests or ids) whose images are
+// reported pinned, so kubelet's image garbage collection leaves them alone
+// (containerd's pinned_images, CRI-O's pinned_images). They are resolved
+// at each read: a pinned tag that moves takes the pin with it, and an
+// image pulled later under a pinned name is pinned from then on. Pinning
+// does not stop RemoveImage, as in containerd.
+func (s *Service) SetPinnedRefs(refs []string) {
+	s.mu.Lock()
+	s.pinnedRefs = slices.Clone(refs)
+	s.mu.Unlock()
+}
+
+// pinnedLocked returns the ids of the images the pinned refs name now.
+func (s *Service) pinnedLocked() map[string]bool {
+	if len(s.pinnedRefs) == 0 {
+		return nil
+	}
+	ids := make(map[string]bool, len(s.pinnedRefs))
+	for _, ref := range s.pinnedRefs {
+		if img, err := s.resolveLocked(ref); err == nil {
+			ids[img.ID] = true
+		}
+	}
+	return ids
 }
 
 const minIDPrefix = 12

@@ -441,3 +441,54 @@ func TestFsInfo(t *testing.T) {
 		t.Fatalf("usage after remove: %d bytes %d inodes, want %d %d", b2, n2, emptyBytes, emptyInodes)
 	}
 }
+
+// Configured pinned refs pin what they name at each read: tags, ids and
+// short names, following a tag that moves; RemoveImage still removes.
+func TestPinnedRefs(t *testing.T) {
+	e := newEnv(t)
+	a := makeImage(t, "a", rawLayer(layerTar(t, file("a", "a"))))
+	b := makeImage(t, "b", rawLayer(layerTar(t, file("b", "b"))))
+	writeDockerSave(t, filepath.Join(e.dir, "a.tar"), a, "registry.test/pause:3.10", "other:1")
+	writeDockerSave(t, filepath.Join(e.dir, "b.tar"), b, "busybox:latest")
+	recA := importOne(t, e, filepath.Join(e.dir, "a.tar"))
+	recB := importOne(t, e, filepath.Join(e.dir, "b.tar"))
+	pinned := func() map[string]bool {
+		m := map[string]bool{}
+		for _, img := range e.s.List() {
+			m[img.ID] = img.Pinned
+		}
+		return m
+	}
+	if p := pinned(); p[recA.ID] || p[recB.ID] {
+		t.Fatalf("pinned before any pinned refs: %v", p)
+	}
+
+	e.s.SetPinnedRefs([]string{"registry.test/pause:3.10", "docker.io/library/busybox", "nothing:here"})
+	if p := pinned(); !p[recA.ID] || !p[recB.ID] {
+		t.Fatalf("List: %v, want both pinned (full tag; busybox by its normalized name)", p)
+	}
+	// Get by any of the image's names reports the pin.
+	if got, err := e.s.Get("other:1"); err != nil || !got.Pinned {
+		t.Fatalf("Get(other:1) = %+v, %v; want pinned", got, err)
+	}
+
+	// By id; the tag moves to image b, and the pin with it.
+	e.s.SetPinnedRefs([]string{recA.ID})
+	if p := pinned(); !p[recA.ID] || p[recB.ID] {
+		t.Fatalf("pinned by id: %v", p)
+	}
+	e.s.SetPinnedRefs([]string{"other:1"})
+	writeDockerSave(t, filepath.Join(e.dir, "b2.tar"), b, "other:1")
+	importOne(t, e, filepath.Join(e.dir, "b2.tar"))
+	if p := pinned(); p[recA.ID] || !p[recB.ID] {
+		t.Fatalf("after the pinned tag moved: %v, want only b pinned", p)
+	}
+
+	// Pinning keeps kubelet's GC away, not the user's RemoveImage.
+	if err := e.s.Remove(context.Background(), "other:1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.s.Get(recB.ID); !errdefs.IsNotFound(err) {
+		t.Fatalf("pinned image after RemoveImage: %v", err)
+	}
+}

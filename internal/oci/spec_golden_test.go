@@ -537,6 +537,7 @@ func TestValidateContainerConfig(t *testing.T) {
 		"seccomp ref without localhost": {func(c *runtimeapi.ContainerConfig) {
 			c.Linux.SecurityContext.Seccomp = &runtimeapi.SecurityProfile{LocalhostRef: "/x"}
 		}, "seccomp.localhost_ref"},
+		"unknown stop signal": {func(c *runtimeapi.ContainerConfig) { c.StopSignal = 99 }, "stop_signal"},
 		"legacy apparmor": {func(c *runtimeapi.ContainerConfig) {
 			c.Linux.SecurityContext.ApparmorProfile = "weird"
 		}, "apparmor_profile"},

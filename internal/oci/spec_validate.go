@@ -66,6 +66,11 @@ func ValidateContainerConfig(cfg *runtimeapi.ContainerConfig, logDir string) err
 	})(&specs.Spec{}); err != nil {
 		return err
 	}
+	if sig := cfg.GetStopSignal(); sig != runtimeapi.Signal_SIGNAL_RUNTIME_DEFAULT {
+		if _, err := SignalFromCRI(sig); err != nil {
+			return err
+		}
+	}
 	if err := specValidateResources(cfg.GetLinux().GetResources()); err != nil {
 		return err
 	}

@@ -40,6 +40,8 @@ const unlimited = 1 << 62
 // Reader reads a cgroup given as a cgroupfs path ("/kubepods/pod1/abc").
 type Reader interface {
 	Read(path string) (*Reading, error)
+	// ReadDetail reads what metrics add to a Reading (see Detail).
+	ReadDetail(path string) (*Detail, error)
 }
 
 // ErrNoCgroup is returned for a cgroup that does not exist (the container
@@ -59,6 +61,8 @@ func NewReader() Reader {
 // V1Reader reads cgroup v1 controllers mounted under Root/<controller>.
 type V1Reader struct {
 	hierarchy cgroup1.Hierarchy
+	root      string
+	procs     procReader
 }
 
 // NewV1Reader reads the cpuacct, memory and pids controllers under root.
@@ -72,7 +76,7 @@ func NewV1Reader(root string) *V1Reader {
 		cgroup1.NewMemory(root, cgroup1.IgnoreModules("memsw", "kmem", "kmem.tcp")),
 		cgroup1.NewPids(root),
 	}
-	return &V1Reader{hierarchy: func() ([]cgroup1.Subsystem, error) { return subsystems, nil }}
+	return &V1Reader{hierarchy: func() ([]cgroup1.Subsystem, error) { return subsystems, nil }, root: root}
 }
 
 // Read implements Reader.
@@ -124,7 +128,10 @@ func (r *V1Reader) Read(path string) (*Reading, error) {
 }
 
 // V2Reader reads the unified hierarchy mounted at Root.
-type V2Reader struct{ Root string }
+type V2Reader struct {
+	Root  string
+	procs procReader
+}
 
 // Read implements Reader.
 func (r V2Reader) Read(path string) (*Reading, error) {

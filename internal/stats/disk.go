@@ -76,6 +76,27 @@ func (d *diskCache) get(dir string) (Disk, bool) {
 	return e.usage, e.measured
 }
 
+// await returns once each of dirs has been measured (or dropped, being
+// gone), or after timeout.
+func (d *diskCache) await(dirs []string, timeout time.Duration) {
+	deadline := time.Now().Add(timeout)
+	for {
+		done := true
+		d.mu.Lock()
+		for _, dir := range dirs {
+			if e, ok := d.entries[dir]; ok && !e.measured {
+				done = false
+				break
+			}
+		}
+		d.mu.Unlock()
+		if done || time.Now().After(deadline) {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 func (d *diskCache) close() {
 	d.stop()
 	d.mu.Lock()

@@ -15,11 +15,15 @@ import (
 
 // Interface is one network interface's counters.
 type Interface struct {
-	Name     string
-	RxBytes  uint64
-	RxErrors uint64
-	TxBytes  uint64
-	TxErrors uint64
+	Name      string
+	RxBytes   uint64
+	RxErrors  uint64
+	TxBytes   uint64
+	TxErrors  uint64
+	RxPackets uint64
+	RxDropped uint64
+	TxPackets uint64
+	TxDropped uint64
 }
 
 // Network is the counters of every interface in a pod's network namespace.
@@ -95,7 +99,7 @@ func readInNetns(nsPath string) ([]byte, error) {
 }
 
 // parseNetDev parses /proc/net/dev: two header lines, then
-// "name: rx_bytes rx_packets rx_errs ... tx_bytes tx_packets tx_errs ...".
+// "name: rx_bytes rx_packets rx_errs rx_drop ... tx_bytes tx_packets tx_errs tx_drop ...".
 func parseNetDev(data []byte) ([]Interface, error) {
 	var out []Interface
 	sc := bufio.NewScanner(bytes.NewReader(data))
@@ -111,15 +115,18 @@ func parseNetDev(data []byte) ([]Interface, error) {
 		if len(f) < 16 {
 			return nil, fmt.Errorf("/proc/net/dev: short line %q", sc.Text())
 		}
-		var v [4]uint64
-		for i, col := range []int{0, 2, 8, 10} {
+		var v [8]uint64
+		for i, col := range []int{0, 2, 8, 10, 1, 3, 9, 11} {
 			x, err := strconv.ParseUint(f[col], 10, 64)
 			if err != nil {
 				return nil, fmt.Errorf("/proc/net/dev: line %q: %w", sc.Text(), err)
 			}
 			v[i] = x
 		}
-		out = append(out, Interface{Name: strings.TrimSpace(name), RxBytes: v[0], RxErrors: v[1], TxBytes: v[2], TxErrors: v[3]})
+		out = append(out, Interface{
+			Name: strings.TrimSpace(name), RxBytes: v[0], RxErrors: v[1], TxBytes: v[2], TxErrors: v[3],
+			RxPackets: v[4], RxDropped: v[5], TxPackets: v[6], TxDropped: v[7],
+		})
 	}
 	return out, sc.Err()
 }

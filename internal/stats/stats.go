@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/berth-project/berth/internal/container"
 	"github.com/berth-project/berth/internal/sandbox"
 )
@@ -48,6 +50,16 @@ type ContainerStats struct {
 	Usage
 	WritableLayer *Disk // nil until the first background walk ends
 	LayerDir      string
+	// Set by PodsDetail for running containers; nil when unreadable.
+	Detail     *Detail
+	Filesystem *Filesystem
+}
+
+// Filesystem is the size of the filesystem a writable layer lives on.
+type Filesystem struct {
+	CapacityBytes uint64
+	Inodes        uint64
+	InodesFree    uint64
 }
 
 // PodStats is one pod's usage: its cgroup (or the sum of its containers),
@@ -166,6 +178,48 @@ func (s *Service) Pods(pods []*sandbox.Sandbox, byPod map[string][]*container.Co
 				continue
 			}
 			ps.Network = nets[i]
+		}
+	}
+	return out
+}
+
+// PodsDetail is Pods plus, for each running container, its Detail and the
+// filesystem of its writable layer. A writable layer never measured yet is
+// waited for up to wait (the walk stays in the background), so a first
+// scrape has disk usage too.
+func (s *Service) PodsDetail(pods []*sandbox.Sandbox, byPod map[string][]*container.Container, wait time.Duration) []*PodStats {
+	out := s.Pods(pods, byPod)
+	var running []*ContainerStats
+	var pending []string
+	for _, ps := range out {
+		for _, cs := range ps.Containers {
+			if cs.CPU == nil {
+				continue
+			}
+			running = append(running, cs)
+			if cs.WritableLayer == nil {
+				pending = append(pending, cs.LayerDir)
+			}
+		}
+	}
+	if len(pending) > 0 && wait > 0 {
+		s.disk.await(pending, wait)
+	}
+	for _, cs := range running {
+		if cs.WritableLayer == nil {
+			if d, ok := s.disk.get(cs.LayerDir); ok {
+				cs.WritableLayer = &d
+			}
+		}
+		d, err := s.cfg.Reader.ReadDetail(ExpandSystemdPath(cs.Container.CgroupsPath))
+		if err == nil {
+			cs.Detail = d
+		} else if !errors.Is(err, ErrNoCgroup) {
+			s.cfg.Logger.Debug("reading cgroup detail", "container", cs.Container.ID, "err", err)
+		}
+		var st unix.Statfs_t
+		if unix.Statfs(cs.LayerDir, &st) == nil {
+			cs.Filesystem = &Filesystem{CapacityBytes: st.Blocks * uint64(st.Bsize), Inodes: st.Files, InodesFree: st.Ffree}
 		}
 	}
 	return out

@@ -123,6 +123,14 @@ func (f fakeReader) Read(path string) (*Reading, error) {
 	return nil, ErrNoCgroup
 }
 
+// ReadDetail gives a detail whose CPUUserNanos is the reading's CPU time.
+func (f fakeReader) ReadDetail(path string) (*Detail, error) {
+	if r, ok := f[path]; ok {
+		return &Detail{CPUUserNanos: r.CPUNanos}, nil
+	}
+	return nil, ErrNoCgroup
+}
+
 func TestServiceRatesAndPodSum(t *testing.T) {
 	reader := fakeReader{
 		"/berth/c1": {CPUNanos: 1e9, MemUsage: 100 << 20, InactiveFile: 10 << 20, MemLimit: 200 << 20, Pids: 2},
@@ -219,12 +227,15 @@ func TestParseNetDev(t *testing.T) {
 	data := "Inter-|   Receive                                                |  Transmit\n" +
 		" face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed\n" +
 		"    lo:    1200      12    0    0    0     0          0         0     1200      12    0    0    0     0       0          0\n" +
-		"  eth0: 987654   100    3    0    0     0          0         0   123456      90    1    0    0     0       0          0\n"
+		"  eth0: 987654   100    3    4    0     0          0         0   123456      90    1    2    0     0       0          0\n"
 	ifs, err := parseNetDev([]byte(data))
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []Interface{{"lo", 1200, 0, 1200, 0}, {"eth0", 987654, 3, 123456, 1}}
+	want := []Interface{
+		{Name: "lo", RxBytes: 1200, TxBytes: 1200, RxPackets: 12, TxPackets: 12},
+		{Name: "eth0", RxBytes: 987654, RxErrors: 3, TxBytes: 123456, TxErrors: 1, RxPackets: 100, RxDropped: 4, TxPackets: 90, TxDropped: 2},
+	}
 	if len(ifs) != 2 || ifs[0] != want[0] || ifs[1] != want[1] {
 		t.Fatalf("got %+v", ifs)
 	}

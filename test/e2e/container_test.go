@@ -112,6 +112,9 @@ func TestStopContainer(t *testing.T) {
 		if st.State != runtimeapi.ContainerState_CONTAINER_EXITED || st.ExitCode != 0 || st.Reason != "Completed" {
 			t.Errorf("after stop: state %v exit %d reason %q, want EXITED 0 Completed", st.State, st.ExitCode, st.Reason)
 		}
+		if st.StopSignal != runtimeapi.Signal_SIGNAL_SIGTERM {
+			t.Errorf("stop_signal %v, want SIGTERM (neither config nor image names one)", st.StopSignal)
+		}
 	})
 
 	t.Run("image stop signal", func(t *testing.T) {
@@ -127,6 +130,28 @@ func TestStopContainer(t *testing.T) {
 		st := d.ContainerStatus(t, id)
 		if st.ExitCode != 5 {
 			t.Errorf("exit code %d, want 5 (the image's StopSignal SIGUSR1 should have been sent)", st.ExitCode)
+		}
+		if st.StopSignal != runtimeapi.Signal_SIGNAL_SIGUSR1 {
+			t.Errorf("stop_signal %v, want the image's SIGUSR1", st.StopSignal)
+		}
+	})
+
+	t.Run("config stop signal over the image's", func(t *testing.T) {
+		ref := "berth.test/stopsignal:2"
+		d.ImportImage(t, testimage.TempTar(t, ref, false, testimage.Options{StopSignal: "SIGUSR1"}))
+		cfg := framework.Sh("usr2", "trap 'exit 5' USR1; trap 'echo got-usr2; exit 6' USR2; trap '' TERM; echo ready; while true; do sleep 1 & wait $!; done")
+		cfg.Image = &runtimeapi.ImageSpec{Image: ref, UserSpecifiedImage: ref}
+		cfg.StopSignal = runtimeapi.Signal_SIGNAL_SIGUSR2
+		id := d.RunContainer(t, podID, pod, cfg)
+		if st := d.ContainerStatus(t, id); st.StopSignal != runtimeapi.Signal_SIGNAL_SIGUSR2 {
+			t.Errorf("running: stop_signal %v, want the config's SIGUSR2", st.StopSignal)
+		}
+		framework.WaitForLog(t, framework.LogPath(pod, cfg), "ready", 10*time.Second)
+		if _, err := d.Runtime.StopContainer(framework.Ctx(t), &runtimeapi.StopContainerRequest{ContainerId: id, Timeout: 10}); err != nil {
+			t.Fatal(err)
+		}
+		if st := d.ContainerStatus(t, id); st.ExitCode != 6 || st.StopSignal != runtimeapi.Signal_SIGNAL_SIGUSR2 {
+			t.Errorf("exit code %d stop_signal %v, want 6 and SIGUSR2 (the config's stop_signal should have been sent)", st.ExitCode, st.StopSignal)
 		}
 	})
 }

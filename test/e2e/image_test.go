@@ -1,9 +1,12 @@
 package e2e
 
 import (
+	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -162,4 +165,56 @@ func TestImportAndRemoveImage(t *testing.T) {
 	id := d.RunContainer(t, podID, pod, cfg)
 	framework.WaitForLog(t, framework.LogPath(pod, cfg), "ok", 20*time.Second)
 	_ = id
+}
+
+// TestPinnedImages checks images.pinned_images: the images those refs name
+// are listed with pinned set (kubelet's image GC skips them), a SIGHUP
+// applies a new list, and RemoveImage still removes a pinned image.
+func TestPinnedImages(t *testing.T) {
+	d := framework.StartDaemon(t, framework.Options{Config: "[images]\npinned_images = [\"" + testimage.BusyboxRef + "\"]\n"})
+	ctx := framework.Ctx(t)
+	const other = "berth.test/pin-later:1"
+	otherID := d.ImportImage(t, testimage.TempTar(t, other, false, testimage.Options{
+		Layers: []testimage.Layer{{Files: map[string]string{"/x": "x\n"}}},
+	}))[0]
+	pinned := func() map[string]bool {
+		t.Helper()
+		resp, err := d.Image.ListImages(ctx, &runtimeapi.ListImagesRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := map[string]bool{}
+		for _, img := range resp.Images {
+			m[img.Id] = img.Pinned
+		}
+		return m
+	}
+	if p := pinned(); !p[d.BusyboxID] || p[otherID] {
+		t.Fatalf("ListImages pinned %v, want busybox (%s) only", p, d.BusyboxID)
+	}
+	if st := imageStatus(t, d, d.BusyboxID, false).Image; !st.GetPinned() {
+		t.Errorf("ImageStatus(busybox by id) pinned = false")
+	}
+
+	cfg := filepath.Join(d.Dir, "berth.toml")
+	if err := os.WriteFile(cfg, []byte("[images]\npinned_images = [\""+other+"\"]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(d.PID(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for p := pinned(); p[d.BusyboxID] || !p[otherID]; p = pinned() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after SIGHUP with a new pinned_images: pinned %v, want %s only", p, other)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	if _, err := d.Image.RemoveImage(ctx, &runtimeapi.RemoveImageRequest{Image: &runtimeapi.ImageSpec{Image: other}}); err != nil {
+		t.Fatalf("RemoveImage of a pinned image: %v", err)
+	}
+	if st := imageStatus(t, d, other, false).Image; st != nil {
+		t.Errorf("pinned image still there after RemoveImage: %v", st)
+	}
 }

@@ -109,3 +109,50 @@ func TestPodFiles(t *testing.T) {
 		t.Errorf("/etc/hostname %q, want files", hostname)
 	}
 }
+
+// TestPodSandboxStatusContainers checks what kubelet's Evented PLEG reads
+// from PodSandboxStatus: every container of the pod (running and exited)
+// in containers_statuses, and the time they were read in timestamp.
+func TestPodSandboxStatusContainers(t *testing.T) {
+	d := framework.Shared(t)
+	pod := d.PodConfig(t, "pleg")
+	podID := d.RunPod(t, pod)
+	status := func() *runtimeapi.PodSandboxStatusResponse {
+		t.Helper()
+		resp, err := d.Runtime.PodSandboxStatus(framework.Ctx(t), &runtimeapi.PodSandboxStatusRequest{PodSandboxId: podID})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	before := time.Now().UnixNano()
+	if resp := status(); len(resp.ContainersStatuses) != 0 || resp.Timestamp < before || resp.Timestamp > time.Now().UnixNano() {
+		t.Errorf("empty pod: %d statuses, timestamp %d not between %d and now", len(resp.ContainersStatuses), resp.Timestamp, before)
+	}
+
+	done := d.RunContainer(t, podID, pod, framework.Sh("done", "exit 2"))
+	d.WaitForState(t, done, runtimeapi.ContainerState_CONTAINER_EXITED, 20*time.Second)
+	running := d.RunContainer(t, podID, pod, framework.Sh("running", "exec sleep 1000"))
+	other := d.PodConfig(t, "pleg-other")
+	d.RunContainer(t, d.RunPod(t, other), other, framework.Sh("elsewhere", "exec sleep 1000"))
+
+	before = time.Now().UnixNano()
+	resp := status()
+	if resp.Timestamp < before || resp.Timestamp > time.Now().UnixNano() {
+		t.Errorf("timestamp %d not between %d and now", resp.Timestamp, before)
+	}
+	got := map[string]*runtimeapi.ContainerStatus{}
+	for _, st := range resp.ContainersStatuses {
+		got[st.Id] = st
+	}
+	if len(got) != 2 || got[done] == nil || got[running] == nil {
+		t.Fatalf("containers_statuses %v, want exactly this pod's two containers", got)
+	}
+	if st := got[done]; st.State != runtimeapi.ContainerState_CONTAINER_EXITED || st.ExitCode != 2 {
+		t.Errorf("exited container: %v", st)
+	}
+	// Each status is the one ContainerStatus gives.
+	if st := got[running]; st.State != runtimeapi.ContainerState_CONTAINER_RUNNING || st.StartedAt != d.ContainerStatus(t, running).StartedAt {
+		t.Errorf("running container: %v", st)
+	}
+}

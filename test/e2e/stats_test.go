@@ -425,3 +425,103 @@ func TestOOMKilled(t *testing.T) {
 		t.Errorf("stop event reason %q, want OOMKilled", st.GetReason())
 	}
 }
+
+// TestPodSandboxMetricsCadvisor does what critest's "runtime should support
+// listing pod sandbox metrics" does: a container with CPU and memory
+// limits writes a few files, and the very first ListPodSandboxMetrics must
+// give a value for every described metric (block I/O aside: the host may
+// not account it), each with as many label values as its descriptor has
+// keys, with the limits the container was given.
+func TestPodSandboxMetricsCadvisor(t *testing.T) {
+	d := framework.Shared(t)
+	pod := d.PodConfig(t, "metrics")
+	podID := d.RunPod(t, pod)
+	cfg := framework.Sh("limited", "exec sleep 3600")
+	cfg.Linux.Resources = &runtimeapi.LinuxContainerResources{
+		CpuPeriod: 100000, CpuQuota: 20000, CpuShares: 1024,
+		MemoryLimitInBytes: 64 * mib, MemorySwapLimitInBytes: 64 * mib,
+	}
+	before := time.Now()
+	id := d.RunContainer(t, podID, pod, cfg)
+	if _, err := d.Runtime.ExecSync(framework.Ctx(t), &runtimeapi.ExecSyncRequest{ContainerId: id, Timeout: 10,
+		Cmd: []string{"/bin/sh", "-c", "mkdir -p /var/lib/mydisktest && for i in $(seq 1 10); do echo hi >> /var/lib/mydisktest/f$i; done; sync"}}); err != nil {
+		t.Fatal(err)
+	}
+
+	descs, err := d.Runtime.ListMetricDescriptors(framework.Ctx(t), &runtimeapi.ListMetricDescriptorsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	pm, err := d.Runtime.ListPodSandboxMetrics(framework.Ctx(t), &runtimeapi.ListPodSandboxMetricsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("first ListPodSandboxMetrics took %v (waits for the new writable layer's first walk)", time.Since(start))
+	start = time.Now()
+	if _, err := d.Runtime.ListPodSandboxMetrics(framework.Ctx(t), &runtimeapi.ListPodSandboxMetricsRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("second ListPodSandboxMetrics took %v", time.Since(start))
+	var metrics []*runtimeapi.Metric
+	for _, p := range pm.PodMetrics {
+		if p.PodSandboxId != podID {
+			continue
+		}
+		metrics = append(metrics, p.Metrics...)
+		for _, c := range p.ContainerMetrics {
+			if c.ContainerId != id {
+				t.Errorf("metrics for container %s, not in this pod", c.ContainerId)
+			}
+			metrics = append(metrics, c.Metrics...)
+		}
+	}
+	first := map[string]*runtimeapi.Metric{}
+	for _, m := range metrics {
+		if first[m.Name] == nil {
+			first[m.Name] = m
+		}
+	}
+	for _, desc := range descs.Descriptors {
+		m := first[desc.Name]
+		if m == nil {
+			if !strings.Contains(desc.Name, "blkio") && !strings.HasPrefix(desc.Name, "container_fs_reads") && !strings.HasPrefix(desc.Name, "container_fs_writes") {
+				t.Errorf("%s: described but no value", desc.Name)
+			}
+			continue
+		}
+		if len(m.LabelValues) != len(desc.LabelKeys) {
+			t.Errorf("%s: label values %q for keys %q", desc.Name, m.LabelValues, desc.LabelKeys)
+		}
+	}
+	value := func(name string) uint64 {
+		for _, m := range metrics {
+			if m.Name == name && len(m.LabelValues) > 0 && m.LabelValues[0] == id {
+				return m.Value.GetValue()
+			}
+		}
+		t.Errorf("no %s for the container", name)
+		return 0
+	}
+	for name, want := range map[string]uint64{
+		"container_spec_cpu_period":         100000,
+		"container_spec_cpu_quota":          20000,
+		"container_spec_cpu_shares":         1024,
+		"container_spec_memory_limit_bytes": 64 * mib,
+	} {
+		if got := value(name); got != want {
+			t.Errorf("%s = %d, want %d", name, got, want)
+		}
+	}
+	if v := value("container_fs_usage_bytes"); v < 10*512 {
+		t.Errorf("container_fs_usage_bytes %d after writing 10 files", v)
+	}
+	for _, name := range []string{"container_processes", "container_threads", "container_file_descriptors", "container_fs_inodes_free", "container_fs_limit_bytes"} {
+		if v := value(name); v == 0 {
+			t.Errorf("%s = 0", name)
+		}
+	}
+	if v := int64(value("container_start_time_seconds")); v < before.Unix()-1 || v > time.Now().Unix() {
+		t.Errorf("container_start_time_seconds %d, want between %d and now", v, before.Unix())
+	}
+}
