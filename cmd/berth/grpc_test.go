@@ -37,6 +37,8 @@ type fakeCRI struct {
 	imported []string
 	// onStart runs when a container starts (the test writes its log).
 	onStart func(st *runtimeapi.ContainerStatus)
+	// pullErr, when set, is PullImage's answer.
+	pullErr error
 }
 
 func (f *fakeCRI) record(call string) {
@@ -188,6 +190,9 @@ func (f *fakeCRI) ImageStatus(_ context.Context, req *runtimeapi.ImageStatusRequ
 
 func (f *fakeCRI) PullImage(_ context.Context, req *runtimeapi.PullImageRequest) (*runtimeapi.PullImageResponse, error) {
 	f.record("PullImage " + req.GetImage().GetImage())
+	if f.pullErr != nil {
+		return nil, f.pullErr
+	}
 	return &runtimeapi.PullImageResponse{ImageRef: "sha256:feed"}, nil
 }
 
@@ -341,12 +346,12 @@ func TestErrorsAndResolution(t *testing.T) {
 
 	// Ambiguous prefix names the candidates.
 	_, errOut, code := berth(t, ep, "stop", "c1")
-	if code != 1 || !strings.Contains(errOut, `ID prefix "c1" matches 2 containers: c1aaaaaaaaaaa (web), c1bbbbbbbbbbb (coredns)`) {
+	if code != 125 || !strings.Contains(errOut, `ID prefix "c1" matches 2 containers: c1aaaaaaaaaaa (web), c1bbbbbbbbbbb (coredns)`) {
 		t.Errorf("stop c1: code %d stderr %q", code, errOut)
 	}
 	// A name resolves; the gRPC error is its message, no struct, one line.
 	_, errOut, code = berth(t, ep, "inspect", "web")
-	if code != 1 || errOut != "berth: container c1aaaaaaaaaaa: container \"c1aaaaaaaaaaaaaaaaaaaa\" not found\n" {
+	if code != 125 || errOut != "berth: container c1aaaaaaaaaaa: container \"c1aaaaaaaaaaaaaaaaaaaa\" not found\n" {
 		t.Errorf("inspect web: code %d stderr %q", code, errOut)
 	}
 	// Unique prefix resolves to the full ID.
@@ -356,7 +361,7 @@ func TestErrorsAndResolution(t *testing.T) {
 	}
 	// Unreachable daemon.
 	_, errOut, code = berth(t, "unix://"+filepath.Join(t.TempDir(), "none.sock"), "version")
-	if code != 1 || !strings.HasPrefix(errOut, "berth: version: cannot reach berthd at unix://") || strings.Count(errOut, "\n") != 1 {
+	if code != 125 || !strings.HasPrefix(errOut, "berth: version: cannot reach berthd at unix://") || strings.Count(errOut, "\n") != 1 {
 		t.Errorf("version without daemon: code %d stderr %q", code, errOut)
 	}
 }

@@ -219,11 +219,11 @@ func (a *app) run(parent context.Context, o runOpts, image string, args []string
 	podID = pr.GetPodSandboxId()
 	cr, err := a.rt.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: podID, Config: ctrCfg, SandboxConfig: podCfg})
 	if err != nil {
-		return fmt.Errorf("creating container %s: %w", o.name, err)
+		return withInvokeCode(fmt.Errorf("creating container %s: %w", o.name, err))
 	}
 	ctrID = cr.GetContainerId()
 	if _, err := a.rt.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: ctrID}); err != nil {
-		return fmt.Errorf("starting container %s: %w", o.name, err)
+		return withInvokeCode(fmt.Errorf("starting container %s: %w", o.name, err))
 	}
 	cancel()
 	keep = !o.rm
@@ -247,7 +247,7 @@ func (a *app) run(parent context.Context, o runOpts, image string, args []string
 		return err
 	}
 	if code := st.GetExitCode(); code != 0 {
-		return &exitCodeError{code: int(code)}
+		return &exitError{code: int(code)}
 	}
 	return nil
 }
