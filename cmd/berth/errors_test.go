@@ -105,8 +105,8 @@ func TestDescribe(t *testing.T) {
 func TestInvokeFailure(t *testing.T) {
 	tests := map[string]int{
 		`runc create failed: unable to start container process: exec: "nope": executable file not found in $PATH`: 127,
-		`exec: "/bin/nope": stat /bin/nope: no such file or directory`:                                              127,
-		`unable to start container process: exec: "/etc/passwd": permission denied`:                                 126,
+		`exec: "/bin/nope": stat /bin/nope: no such file or directory`:                                            127,
+		`unable to start container process: exec: "/etc/passwd": permission denied`:                               126,
 		`image busybox not found`:                  0,
 		`mount /x: permission denied`:              0,
 		`no such file or directory: /var/log/pods`: 0,

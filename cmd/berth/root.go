@@ -47,9 +47,9 @@ type app struct {
 	ep     endpoint
 	dial   dialRecorder
 	conn   *grpc.ClientConn
-	rt   runtimeapi.RuntimeServiceClient
-	img  runtimeapi.ImageServiceClient
-	adm  *admin.Client
+	rt     runtimeapi.RuntimeServiceClient
+	img    runtimeapi.ImageServiceClient
+	adm    *admin.Client
 }
 
 // execute runs the CLI with args and returns the process exit code.
