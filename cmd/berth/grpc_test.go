@@ -207,6 +207,13 @@ func (f *fakeCRI) ImportImage(_ context.Context, path string) ([]string, error) 
 // endpoint.
 func startFake(t *testing.T, f *fakeCRI) string {
 	t.Helper()
+	return startFakeServer(t, f, f)
+}
+
+// startFakeServer serves f's state with the runtime service srv (f itself,
+// or a type that embeds it and adds methods).
+func startFakeServer(t *testing.T, f *fakeCRI, srv runtimeapi.RuntimeServiceServer) string {
+	t.Helper()
 	if f.statuses == nil {
 		f.statuses = map[string]*runtimeapi.ContainerStatus{}
 	}
@@ -218,12 +225,16 @@ func startFake(t *testing.T, f *fakeCRI) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := grpc.NewServer()
-	runtimeapi.RegisterRuntimeServiceServer(srv, f)
-	runtimeapi.RegisterImageServiceServer(srv, f)
-	admin.Register(srv, f)
-	go srv.Serve(lis)
-	t.Cleanup(srv.Stop)
+	gs := grpc.NewServer()
+	runtimeapi.RegisterRuntimeServiceServer(gs, srv)
+	if is, ok := srv.(runtimeapi.ImageServiceServer); ok {
+		runtimeapi.RegisterImageServiceServer(gs, is)
+	} else {
+		runtimeapi.RegisterImageServiceServer(gs, f)
+	}
+	admin.Register(gs, f)
+	go gs.Serve(lis)
+	t.Cleanup(gs.Stop)
 	return "unix://" + sock
 }
 

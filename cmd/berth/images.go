@@ -287,8 +287,38 @@ func imageCmd(a *app) *cobra.Command {
 		Use:   "image",
 		Short: "Image operations that CRI has no verb for",
 	}
-	cmd.AddCommand(&cobra.Command{
-		Use:     "import FILE",
+	imp := importCmd(a)
+	imp.Use = "import FILE"
+	cmd.AddCommand(imp)
+	return cmd
+}
+
+// loadCmd is image import under docker's name: `berth load -i FILE`.
+func loadCmd(a *app) *cobra.Command {
+	var input string
+	cmd := importCmd(a)
+	cmd.Use = "load [-i] FILE"
+	cmd.Short = "Load images from a docker save or OCI layout tar (the same as image import)"
+	cmd.Example = "  berth load -i busybox.tar"
+	cmd.Args = cobra.MaximumNArgs(1)
+	run := cmd.RunE
+	cmd.RunE = func(c *cobra.Command, args []string) error {
+		switch {
+		case input != "" && len(args) == 1:
+			return errors.New("load: give the file once, as -i FILE or as an argument")
+		case input != "":
+			args = []string{input}
+		case len(args) == 0:
+			return errors.New("load: which file? berth load -i FILE (the daemon reads it, so it cannot come from stdin)")
+		}
+		return run(c, args)
+	}
+	cmd.Flags().StringVarP(&input, "input", "i", "", "the tar to load")
+	return cmd
+}
+
+func importCmd(a *app) *cobra.Command {
+	return &cobra.Command{
 		Short:   "Import a docker save or OCI layout tar (a path on the daemon's host)",
 		Args:    cobra.ExactArgs(1),
 		Example: "  berth image import ./busybox.tar",
@@ -313,6 +343,5 @@ func imageCmd(a *app) *cobra.Command {
 			}
 			return nil
 		},
-	})
-	return cmd
+	}
 }

@@ -127,6 +127,8 @@ func newRootCmd(a *app) *cobra.Command {
 		logsCmd(a), statsCmd(a), execCmd(a),
 		imagesCmd(a), inspectiCmd(a), pullCmd(a), rmiCmd(a), imageCmd(a),
 		runCmd(a),
+		attachCmd(a), portForwardCmd(a), statspCmd(a), eventsCmd(a),
+		imageFsInfoCmd(a), runtimeConfigCmd(a), updateCmd(a), loadCmd(a),
 	)
 	return root
 }
