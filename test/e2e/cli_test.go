@@ -1,13 +1,18 @@
 package e2e
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
+	"io"
+	"net/http"
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/berth-project/berth/test/e2e/framework"
+	"github.com/berth-project/berth/test/testimage"
 )
 
 // berthCLI runs the berth binary against d and returns its stdout, stderr
@@ -72,6 +77,160 @@ func TestCLIErrors(t *testing.T) {
 		_, stderr, code = berthCLI(t, d, "exec", "no-such-container", "true")
 		if code != 125 || stderr != "berth: no container matches \"no-such-container\"\n" {
 			t.Errorf("exec in a missing container: status %d, stderr %q", code, stderr)
+		}
+	})
+}
+
+// startBerth starts the berth binary against d in the background; the test
+// reads its stdout through the returned reader and it is killed (by its
+// PID) when t ends.
+func startBerth(t *testing.T, d *framework.Daemon, args ...string) (*exec.Cmd, *bufio.Reader, *bytes.Buffer) {
+	t.Helper()
+	cmd := exec.Command(framework.BerthBinary(t), append([]string{"--socket", d.Socket}, args...)...)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	return cmd, bufio.NewReader(out), &stderr
+}
+
+// readLine reads one line from r within timeout.
+func readLine(t *testing.T, r *bufio.Reader, timeout time.Duration) string {
+	t.Helper()
+	c := make(chan string, 1)
+	go func() {
+		s, _ := r.ReadString('\n')
+		c <- s
+	}()
+	select {
+	case s := <-c:
+		return s
+	case <-time.After(timeout):
+		t.Fatalf("no line within %s", timeout)
+		return ""
+	}
+}
+
+// TestCLIVerbs runs the newer verbs against a real berthd: attach and
+// port-forward through real streams, events seeing a container exit, and
+// the read-only verbs.
+func TestCLIVerbs(t *testing.T) {
+	d := framework.Shared(t)
+	pod := d.PodConfig(t, "cli-verbs")
+	podID := d.RunPod(t, pod)
+
+	t.Run("attach", func(t *testing.T) {
+		cfg := framework.Sh("att", "read x; echo got $x; echo err >&2; exit 4")
+		// stdin_once: the end of our input is the container's, and the
+		// session lasts until its output ends (without it, the end of our
+		// input detaches, as with kubectl attach).
+		cfg.Stdin, cfg.StdinOnce = true, true
+		id := d.RunContainer(t, podID, pod, cfg)
+		cmd := exec.Command(framework.BerthBinary(t), "--socket", d.Socket, "attach", "-i", id)
+		cmd.Stdin = strings.NewReader("hi\n")
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 4 || stdout.String() != "got hi\n" || stderr.String() != "err\n" {
+			t.Errorf("berth attach -i = %v; stdout %q stderr %q", err, stdout.String(), stderr.String())
+		}
+	})
+
+	t.Run("port-forward", func(t *testing.T) {
+		d.RunContainer(t, podID, pod, framework.Sh("web", "mkdir -p /www && echo hello-pf > /www/index.html && exec httpd -f -p 8080 -h /www"))
+		_, out, stderr := startBerth(t, d, "port-forward", "cli-verbs", ":8080")
+		line := readLine(t, out, 10*time.Second)
+		addr, ok := strings.CutPrefix(strings.TrimSpace(line), "Forwarding from ")
+		addr, _, _ = strings.Cut(addr, " -> 8080")
+		if !ok || !strings.HasPrefix(addr, "127.0.0.1:") {
+			t.Fatalf("port-forward said %q (stderr %q)", line, stderr.String())
+		}
+		var body string
+		err := framework.WaitFor(15*time.Second, func() bool {
+			resp, err := http.Get("http://" + addr + "/")
+			if err != nil {
+				return false
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			body = string(b)
+			return body == "hello-pf\n"
+		})
+		if err != nil {
+			t.Errorf("GET through port-forward: %q (stderr %q)", body, stderr.String())
+		}
+		// A second connection goes over the same streaming session.
+		resp, err := http.Get("http://" + addr + "/")
+		if err != nil {
+			t.Fatalf("second GET: %v (stderr %q)", err, stderr.String())
+		}
+		resp.Body.Close()
+	})
+
+	t.Run("events", func(t *testing.T) {
+		_, out, stderr := startBerth(t, d, "events", "--pod", "cli-verbs", "--count", "3")
+		// The stream is open once berthd has the subscription; give the
+		// client a moment, then make events.
+		time.Sleep(time.Second)
+		id := d.RunContainer(t, podID, pod, framework.Sh("ev", "exit 3"))
+		var lines []string
+		for range 3 {
+			lines = append(lines, readLine(t, out, 15*time.Second))
+		}
+		words := []string{"created", "started", "stopped"}
+		for i, l := range lines {
+			if !strings.Contains(l, " "+words[i]+" ") || !strings.Contains(l, id[:13]) || !strings.Contains(l, "pod="+framework.Namespace+"/cli-verbs") {
+				t.Errorf("event %d: %q, want %s of %s (stderr %q)", i, l, words[i], id[:13], stderr.String())
+			}
+		}
+		if !strings.Contains(lines[2], "exit=3 reason=Error") {
+			t.Errorf("stop event %q lacks the exit", lines[2])
+		}
+	})
+
+	t.Run("read-only verbs", func(t *testing.T) {
+		for _, tt := range []struct {
+			args []string
+			want string
+		}{
+			{[]string{"statsp", "cli-verbs", "-s", "0"}, "cli-verbs"},
+			{[]string{"imagefsinfo"}, d.Root},
+			{[]string{"runtime-config"}, "Cgroup Driver: "},
+			{[]string{"info", "-o", "table"}, "RuntimeReady"},
+			{[]string{"info", "config"}, `"Root": "` + d.Root + `"`},
+		} {
+			out, stderr, code := berthCLI(t, d, tt.args...)
+			if code != 0 || !strings.Contains(out, tt.want) {
+				t.Errorf("berth %v: status %d, stderr %q, out\n%s\nwant it to contain %q", tt.args, code, stderr, out, tt.want)
+			}
+		}
+	})
+
+	t.Run("update", func(t *testing.T) {
+		id := d.RunContainer(t, podID, pod, framework.Sh("upd", "sleep 1000"))
+		if _, stderr, code := berthCLI(t, d, "update", "--memory", "64m", "--cpus", "0.5", id); code != 0 {
+			t.Fatalf("update: status %d: %s", code, stderr)
+		}
+		res := d.ContainerStatus(t, id).GetResources().GetLinux()
+		if res.GetMemoryLimitInBytes() != 64<<20 || res.GetCpuQuota() != 50000 || res.GetCpuShares() != 2 {
+			t.Errorf("after update: %v", res)
+		}
+	})
+
+	t.Run("load", func(t *testing.T) {
+		out, stderr, code := berthCLI(t, d, "load", "-i", testimage.Busybox(t))
+		if code != 0 || out != "Imported "+d.BusyboxID+"\n" {
+			t.Errorf("load: status %d, out %q, stderr %q", code, out, stderr)
 		}
 	})
 }
