@@ -39,6 +39,9 @@ type fakeCRI struct {
 	onStart func(st *runtimeapi.ContainerStatus)
 	// pullErr, when set, is PullImage's answer.
 	pullErr error
+	// The last pod run and container created, as sent.
+	lastPodReq *runtimeapi.RunPodSandboxRequest
+	lastCtrCfg *runtimeapi.ContainerConfig
 }
 
 func (f *fakeCRI) record(call string) {
@@ -126,6 +129,7 @@ func (f *fakeCRI) RunPodSandbox(_ context.Context, req *runtimeapi.RunPodSandbox
 	id := fmt.Sprintf("pod%061d", len(f.pods))
 	f.pods = append(f.pods, &runtimeapi.PodSandbox{Id: id, Metadata: req.GetConfig().GetMetadata(), State: runtimeapi.PodSandboxState_SANDBOX_READY})
 	f.podCfgs[id] = req.GetConfig()
+	f.lastPodReq = req
 	f.calls = append(f.calls, "RunPodSandbox "+req.GetConfig().GetMetadata().GetName())
 	return &runtimeapi.RunPodSandboxResponse{PodSandboxId: id}, nil
 }
@@ -135,6 +139,7 @@ func (f *fakeCRI) CreateContainer(_ context.Context, req *runtimeapi.CreateConta
 	defer f.mu.Unlock()
 	id := fmt.Sprintf("ctr%061d", len(f.ctrs))
 	cfg := req.GetConfig()
+	f.lastCtrCfg = cfg
 	f.ctrs = append(f.ctrs, &runtimeapi.Container{Id: id, PodSandboxId: req.GetPodSandboxId(), Metadata: cfg.GetMetadata(), Image: cfg.GetImage()})
 	f.statuses[id] = &runtimeapi.ContainerStatus{
 		Id: id, Metadata: cfg.GetMetadata(), State: runtimeapi.ContainerState_CONTAINER_CREATED,

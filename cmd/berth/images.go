@@ -107,15 +107,26 @@ func (a *app) resolveImage(ctx context.Context, arg string) (string, error) {
 
 // ensureImage pulls ref unless the runtime already has it.
 func (a *app) ensureImage(ctx context.Context, ref string, pod *runtimeapi.PodSandboxConfig) error {
+	return a.getImage(ctx, ref, pod, "missing")
+}
+
+// getImage makes ref present as policy says: pull it always, when missing,
+// or never (then its absence is an error).
+func (a *app) getImage(ctx context.Context, ref string, pod *runtimeapi.PodSandboxConfig, policy pullPolicy) error {
 	if ref == "" {
 		return fmt.Errorf("no image given")
 	}
-	st, err := a.img.ImageStatus(ctx, &runtimeapi.ImageStatusRequest{Image: &runtimeapi.ImageSpec{Image: ref}})
-	if err != nil {
-		return fmt.Errorf("image %s: %w", ref, err)
-	}
-	if st.GetImage() != nil {
-		return nil
+	if policy != "always" {
+		st, err := a.img.ImageStatus(ctx, &runtimeapi.ImageStatusRequest{Image: &runtimeapi.ImageSpec{Image: ref}})
+		if err != nil {
+			return fmt.Errorf("image %s: %w", ref, err)
+		}
+		if st.GetImage() != nil {
+			return nil
+		}
+		if policy == "never" {
+			return fmt.Errorf("image %s is not present, and --pull never forbids pulling it", ref)
+		}
 	}
 	fmt.Fprintf(a.stderr, "Pulling %s ...\n", ref)
 	if _, err := a.img.PullImage(ctx, &runtimeapi.PullImageRequest{

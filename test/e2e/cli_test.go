@@ -4,12 +4,19 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/berth-project/berth/test/e2e/framework"
 	"github.com/berth-project/berth/test/testimage"
@@ -233,4 +240,155 @@ func TestCLIVerbs(t *testing.T) {
 			t.Errorf("load: status %d, out %q, stderr %q", code, out, stderr)
 		}
 	})
+}
+
+// TestCLIRunFlags runs docker-style `berth run` flags against a real
+// berthd: env files, bind mounts, limits, stdin, published ports, the
+// host network, and the statuses of commands that cannot run.
+func TestCLIRunFlags(t *testing.T) {
+	d := framework.Shared(t)
+	img := testimage.BusyboxRef
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "f"), []byte("from-host\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	envFile := filepath.Join(dir, "env")
+	if err := os.WriteFile(envFile, []byte("A=file\nB=file\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("env, volume, workdir, user, memory", func(t *testing.T) {
+		out, stderr, code := berthCLI(t, d, "run", "--rm", "--name", "cli-run-flags", "--env-file", envFile, "-e", "B=flag",
+			"-v", dir+":/data:ro", "-w", "/data", "-u", "1234:5678", "--memory", "64m", img,
+			"sh", "-c", "echo $A $B; cat f; pwd; id -u; id -g; cat /sys/fs/cgroup/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes; touch /data/x 2>/dev/null || echo read-only")
+		want := "file flag\nfrom-host\n/data\n1234\n5678\n67108864\nread-only\n"
+		if code != 0 || out != want {
+			t.Errorf("run: status %d, stderr %q, out\n%s\nwant\n%s", code, stderr, out, want)
+		}
+	})
+
+	t.Run("stdin", func(t *testing.T) {
+		cmd := exec.Command(framework.BerthBinary(t), "--socket", d.Socket, "run", "--rm", "-i", img, "sh", "-c", "read x; echo got $x; exit 6")
+		cmd.Stdin = strings.NewReader("hi\n")
+		out, err := cmd.Output()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 6 || string(out) != "got hi\n" {
+			t.Errorf("run -i: %v, out %q", err, out)
+		}
+	})
+
+	t.Run("publish", func(t *testing.T) {
+		port := freeTCPPort(t)
+		out, stderr, code := berthCLI(t, d, "run", "-d", "--name", "cli-run-web", "-p", fmt.Sprintf("%d:8080", port), img,
+			"sh", "-c", "mkdir -p /www && echo hello-p > /www/index.html && exec httpd -f -p 8080 -h /www")
+		if code != 0 {
+			t.Fatalf("run -d -p: status %d, stderr %q", code, stderr)
+		}
+		id := strings.TrimSpace(out)
+		t.Cleanup(func() { berthCLI(t, d, "rmp", "-f", "cli-run-web") })
+		var body string
+		err := framework.WaitFor(15*time.Second, func() bool {
+			resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/", port))
+			if err != nil {
+				return false
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			body = string(b)
+			return body == "hello-p\n"
+		})
+		if err != nil {
+			t.Errorf("GET on the published port: %q", body)
+		}
+		// The name run gave works for the other verbs.
+		if out, stderr, code := berthCLI(t, d, "ps", "-q", "--name", "^cli-run-web$"); code != 0 || strings.TrimSpace(out) != id {
+			t.Errorf("ps --name: %d %q %q, want %s", code, out, stderr, id)
+		}
+	})
+
+	t.Run("host network", func(t *testing.T) {
+		host, _ := os.Hostname()
+		out, stderr, code := berthCLI(t, d, "run", "--rm", "--network", "host", img, "hostname")
+		if code != 0 || strings.TrimSpace(out) != host {
+			t.Errorf("run --network host hostname: status %d, out %q, stderr %q, want %q", code, out, stderr, host)
+		}
+	})
+
+	t.Run("command not found", func(t *testing.T) {
+		_, stderr, code := berthCLI(t, d, "run", "--rm", img, "/no/such/cmd")
+		if code != 127 {
+			t.Errorf("run of a missing command: status %d, stderr %q", code, stderr)
+		}
+		_, stderr, code = berthCLI(t, d, "run", "--rm", "--pull", "never", "berth.test/absent:1")
+		if code != 125 || !strings.Contains(stderr, "--pull never forbids") {
+			t.Errorf("run --pull never: status %d, stderr %q", code, stderr)
+		}
+	})
+}
+
+func freeTCPPort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// openPTY opens a pseudo-terminal pair: the master for the test, the slave
+// for the berth process.
+func openPTY(t *testing.T) (master, slave *os.File) {
+	t.Helper()
+	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		t.Skipf("no pseudo-terminals here: %v", err)
+	}
+	if err := unix.IoctlSetPointerInt(int(m.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		t.Fatal(err)
+	}
+	n, err := unix.IoctlGetInt(int(m.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close(); s.Close() })
+	return m, s
+}
+
+// TestCLIRunTTY runs `berth run --rm -it` on a pseudo-terminal: a shell
+// answers typed input and its exit status is berth's.
+func TestCLIRunTTY(t *testing.T) {
+	d := framework.Shared(t)
+	master, slave := openPTY(t)
+	if err := unix.IoctlSetWinsize(int(slave.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: 30, Col: 100}); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(framework.BerthBinary(t), "--socket", d.Socket, "run", "--rm", "-it", testimage.BusyboxRef, "sh")
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	var out syncBuf
+	go func() { _, _ = io.Copy(&out, master) }()
+	typeUntil(t, master, &out, "echo $((6*7)) $(stty size)\r", "42 30 100")
+	if _, err := io.WriteString(master, "exit 5\r"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 5 {
+			t.Errorf("run -it: %v, want status 5; terminal %q", err, out.String())
+		}
+	case <-time.After(20 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatalf("run -it did not end; terminal %q", out.String())
+	}
 }
