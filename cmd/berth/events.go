@@ -1,11 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -103,6 +105,17 @@ func eventsCmd(a *app) *cobra.Command {
 
 // printEvent writes one event as a line: a table-like line or compact JSON.
 func printEvent(w io.Writer, format string, ev *runtimeapi.ContainerEventResponse) error {
+	if strings.HasPrefix(format, goTemplatePrefix) {
+		var buf bytes.Buffer
+		if err := printDoc(&buf, format, ev); err != nil {
+			return err
+		}
+		if !bytes.HasSuffix(buf.Bytes(), []byte("\n")) {
+			buf.WriteByte('\n')
+		}
+		_, err := w.Write(buf.Bytes())
+		return err
+	}
 	if format == "json" {
 		raw, err := protoJSON(ev)
 		if err != nil {

@@ -179,15 +179,15 @@ func imagesCmd(a *app) *cobra.Command {
 				digest := "<none>"
 				if ds := im.GetRepoDigests(); len(ds) > 0 {
 					if _, d, ok := strings.Cut(ds[0], "@"); ok {
-						digest = shortID(d)
+						digest = a.tid(d)
 					}
 				}
 				for _, rt := range imageRows(im) {
 					repo, tag := splitRepoTag(rt)
 					if digests {
-						fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%s\n", repo, tag, digest, shortID(im.GetId()), humanSize(im.GetSize()))
+						fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%s\n", repo, tag, digest, a.tid(im.GetId()), humanSize(im.GetSize()))
 					} else {
-						fmt.Fprintf(t, "%s\t%s\t%s\t%s\n", repo, tag, shortID(im.GetId()), humanSize(im.GetSize()))
+						fmt.Fprintf(t, "%s\t%s\t%s\t%s\n", repo, tag, a.tid(im.GetId()), humanSize(im.GetSize()))
 					}
 				}
 			}

@@ -34,6 +34,7 @@ type app struct {
 	timeout time.Duration
 	output  string
 	debug   bool
+	noTrunc bool
 
 	// timeoutSet reports whether --timeout was given; long operations (pull,
 	// import, exec, run) only take a deadline when it was.
@@ -100,12 +101,7 @@ func newRootCmd(a *app) *cobra.Command {
 				level = slog.LevelDebug
 			}
 			a.log = slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: level}))
-			switch a.output {
-			case "", "table", "json", "yaml":
-			default:
-				return fmt.Errorf("unknown output format %q: use table, json or yaml", a.output)
-			}
-			return nil
+			return checkFormat(a.output)
 		},
 	}
 	pf := root.PersistentFlags()
@@ -113,7 +109,8 @@ func newRootCmd(a *app) *cobra.Command {
 	pf.StringVar(&a.socket, "runtime-endpoint", "", "the same as --socket (crictl's name)")
 	_ = pf.MarkHidden("runtime-endpoint")
 	pf.DurationVar(&a.timeout, "timeout", 10*time.Second, "deadline for each request; for pull, import, exec and run only when given")
-	pf.StringVarP(&a.output, "output", "o", "", "output format: table, json or yaml")
+	pf.StringVarP(&a.output, "output", "o", "", "output format: table, json, yaml or go-template=TEMPLATE (fields as in json)")
+	pf.BoolVar(&a.noTrunc, "no-trunc", false, "show whole IDs in tables")
 	pf.BoolVar(&a.debug, "debug", false, "log each request to stderr")
 	a.timeoutSet = func() bool { return pf.Changed("timeout") }
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
@@ -122,12 +119,12 @@ func newRootCmd(a *app) *cobra.Command {
 
 	root.AddCommand(
 		versionCmd(a), infoCmd(a),
-		podsCmd(a), inspectpCmd(a), runpCmd(a), stoppCmd(a), rmpCmd(a),
-		psCmd(a), inspectCmd(a), createCmd(a), startCmd(a), stopCmd(a), rmCmd(a),
-		logsCmd(a), statsCmd(a), execCmd(a),
+		withWatch(a, podsCmd(a)), inspectpCmd(a), runpCmd(a), stoppCmd(a), rmpCmd(a),
+		withWatch(a, psCmd(a)), inspectCmd(a), createCmd(a), startCmd(a), stopCmd(a), rmCmd(a),
+		logsCmd(a), withWatch(a, statsCmd(a)), execCmd(a),
 		imagesCmd(a), inspectiCmd(a), pullCmd(a), rmiCmd(a), imageCmd(a),
 		runCmd(a),
-		attachCmd(a), portForwardCmd(a), statspCmd(a), eventsCmd(a),
+		attachCmd(a), portForwardCmd(a), withWatch(a, statspCmd(a)), eventsCmd(a),
 		imageFsInfoCmd(a), runtimeConfigCmd(a), updateCmd(a), loadCmd(a),
 	)
 	return root

@@ -104,7 +104,7 @@ func statsCmd(a *app) *cobra.Command {
 			fmt.Fprintln(t, "CONTAINER\tNAME\tCPU %\tMEM\tDISK\tINODES")
 			for _, s := range stats {
 				id := s.GetAttributes().GetId()
-				fmt.Fprintf(t, "%s\t%s\t%.2f\t%s\t%s\t%d\n", shortID(id), s.GetAttributes().GetMetadata().GetName(),
+				fmt.Fprintf(t, "%s\t%s\t%.2f\t%s\t%s\t%d\n", a.tid(id), s.GetAttributes().GetMetadata().GetName(),
 					cpuPercent(prev[id], s.GetCpu()),
 					humanSize(s.GetMemory().GetWorkingSetBytes().GetValue()),
 					humanSize(s.GetWritableLayer().GetUsedBytes().GetValue()),
@@ -191,7 +191,7 @@ func statspCmd(a *app) *cobra.Command {
 			for _, s := range stats {
 				id := s.GetAttributes().GetId()
 				l := s.GetLinux()
-				fmt.Fprintf(t, "%s\t%s\t%s\t%.2f\t%s\t%d\t%d\n", shortID(id), s.GetAttributes().GetMetadata().GetName(),
+				fmt.Fprintf(t, "%s\t%s\t%s\t%.2f\t%s\t%d\t%d\n", a.tid(id), s.GetAttributes().GetMetadata().GetName(),
 					s.GetAttributes().GetMetadata().GetNamespace(),
 					cpuPercent(prev[id], l.GetCpu()),
 					humanSize(l.GetMemory().GetWorkingSetBytes().GetValue()),

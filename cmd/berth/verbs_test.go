@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/protobuf/encoding/protojson"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -207,5 +208,54 @@ func TestLoad(t *testing.T) {
 	_, errOut, code = berth(t, ep, "load")
 	if code != 125 || !strings.Contains(errOut, "which file?") {
 		t.Errorf("load without file: %d %q", code, errOut)
+	}
+}
+
+// TestOutputOptions checks --no-trunc, go-template and the --image filter.
+func TestOutputOptions(t *testing.T) {
+	ep := startFake(t, sampleCRI())
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"ps", "-a", "--no-trunc"}, `CONTAINER                IMAGE                            CREATED         STATE     NAME      ATTEMPT   POD ID                             POD
+c1aaaaaaaaaaaaaaaaaaaa   docker.io/library/nginx:latest   5 minutes ago   Running   web       0         1f0e3c9a7b2d4e5f6a7b8c9d0e1f2a3b   nginx
+c1bbbbbbbbbbbbbbbbbbbb   registry.k8s.io/coredns:v1.11    6 minutes ago   Exited    coredns   1         2a0e3c9a7b2d4e5f6a7b8c9d0e1f2a3b   dns
+`},
+		{[]string{"ps", "-a", "-o", `go-template={{range .containers}}{{.metadata.name}} {{.state}}{{"\n"}}{{end}}`}, "web CONTAINER_RUNNING\ncoredns CONTAINER_EXITED\n"},
+		{[]string{"pods", "-o", `go-template={{range .items}}{{short .id}} {{json .metadata.name}}{{"\n"}}{{end}}`}, "1f0e3c9a7b2d4 \"nginx\"\n2a0e3c9a7b2d4 \"dns\"\n"},
+		{[]string{"images", "-o", `go-template={{range .images}}{{index .repoTags 0}} {{size .size}}{{"\n"}}{{end}}`}, "docker.io/library/busybox:latest 4.26MB\nregistry.k8s.io/coredns:v1.11 18.5MB\n"},
+		{[]string{"ps", "-qa", "--image", "nginx"}, "c1aaaaaaaaaaaaaaaaaaaa\n"},
+		{[]string{"ps", "-qa", "--image", "registry.k8s.io/coredns:v1.11"}, "c1bbbbbbbbbbbbbbbbbbbb\n"},
+		{[]string{"ps", "-qa", "--image", "bbbb00"}, "c1bbbbbbbbbbbbbbbbbbbb\n"},
+		{[]string{"ps", "-qa", "--image", "busybox"}, ""},
+	}
+	for _, tt := range tests {
+		out, errOut, code := berth(t, ep, tt.args...)
+		if code != 0 || out != tt.want {
+			t.Errorf("%v: code %d stderr %q\n%s\nwant\n%s", tt.args, code, errOut, out, tt.want)
+		}
+	}
+	_, errOut, code := berth(t, ep, "ps", "-o", "go-template={{.x")
+	if code != 125 || !strings.HasPrefix(errOut, "berth: -o go-template: ") {
+		t.Errorf("bad template: %d %q", code, errOut)
+	}
+	_, errOut, code = berth(t, ep, "ps", "-o", "wide")
+	if code != 125 || errOut != "berth: unknown output format \"wide\": use table, json, yaml or go-template=TEMPLATE\n" {
+		t.Errorf("-o wide: %d %q", code, errOut)
+	}
+}
+
+// TestWatch: --watch prints the listing again until interrupted; to a pipe
+// the listings are separated by a blank line.
+func TestWatch(t *testing.T) {
+	ep := startFake(t, sampleCRI())
+	ctx, cancel := context.WithTimeout(context.Background(), 350*time.Millisecond)
+	defer cancel()
+	var out, errb strings.Builder
+	code := execute(ctx, []string{"--socket", ep, "pods", "-q", "--watch", "--interval", "100ms"}, strings.NewReader(""), &out, &errb)
+	one := "1f0e3c9a7b2d4e5f6a7b8c9d0e1f2a3b\n2a0e3c9a7b2d4e5f6a7b8c9d0e1f2a3b\n"
+	if code != 0 || !strings.HasPrefix(out.String(), one+"\n"+one) {
+		t.Errorf("pods --watch: %d %q %q", code, out.String(), errb.String())
 	}
 }
