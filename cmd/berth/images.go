@@ -129,7 +129,7 @@ func (a *app) getImage(ctx context.Context, ref string, pod *runtimeapi.PodSandb
 		}
 	}
 	fmt.Fprintf(a.stderr, "Pulling %s ...\n", ref)
-	if _, err := a.img.PullImage(ctx, &runtimeapi.PullImageRequest{
+	if _, err := a.pullImage(ctx, &runtimeapi.PullImageRequest{
 		Image: &runtimeapi.ImageSpec{Image: ref}, SandboxConfig: pod,
 	}); err != nil {
 		return fmt.Errorf("pulling %s: %w", ref, err)
@@ -265,7 +265,7 @@ func pullCmd(a *app) *cobra.Command {
 				return err
 			}
 			defer cancel()
-			resp, err := a.img.PullImage(ctx, req)
+			resp, err := a.pullImage(ctx, req)
 			if err != nil {
 				return fmt.Errorf("pulling %s: %w", args[0], err)
 			}

@@ -201,7 +201,7 @@ func run(ctx context.Context, cfg *config.Config, reload func() (*config.Config,
 		grpc.ChainStreamInterceptor(server.StreamInterceptor),
 	)
 	server.Register(grpcServer)
-	admin.Register(grpcServer, images)
+	admin.Register(grpcServer, adminBackend{Service: images, puller: puller})
 
 	lis, err := listen(cfg.Socket)
 	if err != nil {

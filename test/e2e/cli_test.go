@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"golang.org/x/sys/unix"
 
 	"github.com/berth-project/berth/test/e2e/framework"
@@ -391,4 +392,47 @@ func TestCLIRunTTY(t *testing.T) {
 		_ = cmd.Process.Kill()
 		t.Fatalf("run -it did not end; terminal %q", out.String())
 	}
+}
+
+// TestCLIPullProgress pulls through a slowed registry: to a pipe berth
+// writes a line per layer state and a summary, to a pseudo-terminal live
+// bars redrawn in place.
+func TestCLIPullProgress(t *testing.T) {
+	d := framework.Shared(t)
+	reg := framework.StartRegistry(t, framework.RegistryOptions{})
+	proxy := framework.StartRegistryProxy(t, reg.Host)
+	reg.Push(t, "e2e/progress:pipe", bigImage(t, empty.Image, 2, 1<<20))
+	reg.Push(t, "e2e/progress:tty", bigImage(t, empty.Image, 2, 1<<20))
+	proxy.SetRate(1 << 20)
+
+	t.Run("pipe", func(t *testing.T) {
+		ref := proxy.Host + "/e2e/progress:pipe"
+		out, stderr, code := berthCLI(t, d, "pull", ref)
+		if code != 0 || !strings.HasPrefix(out, "Image is up to date for sha256:") {
+			t.Fatalf("pull: status %d, out %q, stderr %q", code, out, stderr)
+		}
+		t.Logf("progress to a pipe:\n%s", stderr)
+		if !strings.Contains(stderr, ": downloading ") || !strings.Contains(stderr, "pulled "+ref+": 2 layers, ") || strings.Contains(stderr, "\x1b[") {
+			t.Errorf("progress to a pipe:\n%s", stderr)
+		}
+	})
+
+	t.Run("terminal", func(t *testing.T) {
+		master, slave := openPTY(t)
+		ref := proxy.Host + "/e2e/progress:tty"
+		cmd := exec.Command(framework.BerthBinary(t), "--socket", d.Socket, "pull", ref)
+		var stdout bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, slave
+		var term syncBuf
+		go func() { _, _ = io.Copy(&term, master) }()
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("pull: %v, terminal %q", err, term.String())
+		}
+		time.Sleep(200 * time.Millisecond) // let the copy drain
+		s := term.String()
+		t.Logf("progress to a terminal: %q", s)
+		if !strings.Contains(s, "\x1b[3A") || !strings.Contains(s, "[=") || !strings.Contains(s, "pulled "+ref+": ") {
+			t.Errorf("progress to a terminal: %q", s)
+		}
+	})
 }
