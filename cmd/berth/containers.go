@@ -34,7 +34,7 @@ func psCmd(a *app) *cobra.Command {
 	var o struct {
 		all              bool
 		pod, name, state string
-		id               string
+		id, image        string
 		labels           []string
 		quiet            bool
 	}
@@ -83,6 +83,9 @@ func psCmd(a *app) *cobra.Command {
 				}
 				ctrs = append(ctrs, c)
 			}
+			if o.image != "" {
+				ctrs = a.filterByImage(ctx, ctrs, o.image)
+			}
 			sort.SliceStable(ctrs, func(i, j int) bool { return ctrs[i].GetCreatedAt() > ctrs[j].GetCreatedAt() })
 
 			if o.quiet {
@@ -103,9 +106,9 @@ func psCmd(a *app) *cobra.Command {
 			t := newTable(a.stdout)
 			fmt.Fprintln(t, "CONTAINER\tIMAGE\tCREATED\tSTATE\tNAME\tATTEMPT\tPOD ID\tPOD")
 			for _, c := range ctrs {
-				fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", shortID(c.GetId()), images(c), ago(c.GetCreatedAt(), now),
+				fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", a.tid(c.GetId()), images(c), ago(c.GetCreatedAt(), now),
 					containerState(c.GetState()), c.GetMetadata().GetName(), c.GetMetadata().GetAttempt(),
-					shortID(c.GetPodSandboxId()), podNames[c.GetPodSandboxId()])
+					a.tid(c.GetPodSandboxId()), podNames[c.GetPodSandboxId()])
 			}
 			return t.Flush()
 		},
@@ -116,9 +119,42 @@ func psCmd(a *app) *cobra.Command {
 	f.StringVar(&o.name, "name", "", "only containers whose name matches this regular expression")
 	f.StringVar(&o.state, "state", "", "only containers in this state: created, running, exited or unknown")
 	f.StringVar(&o.id, "id", "", "only containers whose ID starts with this")
+	f.StringVar(&o.image, "image", "", "only containers of this image (reference, as in images, or image ID prefix)")
 	f.StringArrayVar(&o.labels, "label", nil, "only containers with this label (key=value, repeatable)")
 	f.BoolVarP(&o.quiet, "quiet", "q", false, "print only container IDs")
 	return cmd
+}
+
+// filterByImage keeps the containers whose image is ref: the same
+// reference (busybox = docker.io/library/busybox:latest), or an image whose
+// ID starts with ref, or one of whose names is ref.
+func (a *app) filterByImage(ctx context.Context, ctrs []*runtimeapi.Container, ref string) []*runtimeapi.Container {
+	want := map[string]bool{normalizeRef(ref): true}
+	if resp, err := a.img.ListImages(ctx, &runtimeapi.ListImagesRequest{}); err == nil {
+		for _, im := range resp.GetImages() {
+			id := strings.TrimPrefix(im.GetId(), "sha256:")
+			match := strings.HasPrefix(id, strings.TrimPrefix(ref, "sha256:"))
+			for _, n := range append(im.GetRepoTags(), im.GetRepoDigests()...) {
+				if normalizeRef(n) == normalizeRef(ref) {
+					match = true
+				}
+			}
+			if match {
+				want[im.GetId()] = true
+				for _, n := range append(im.GetRepoTags(), im.GetRepoDigests()...) {
+					want[normalizeRef(n)] = true
+				}
+			}
+		}
+	}
+	var out []*runtimeapi.Container
+	for _, c := range ctrs {
+		img := c.GetImage().GetImage()
+		if want[c.GetImageRef()] || want[img] || (!strings.HasPrefix(img, "sha256:") && want[normalizeRef(img)]) {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // podNames maps pod sandbox IDs to pod names for the POD column.

@@ -36,7 +36,7 @@ func execCmd(a *app) *cobra.Command {
 					return fmt.Errorf("exec in %s: %w", shortID(ids[0]), err)
 				}
 				if code != 0 {
-					return &exitCodeError{code: code}
+					return &exitError{code: code}
 				}
 				return nil
 			}
@@ -62,7 +62,7 @@ func execCmd(a *app) *cobra.Command {
 				return err
 			}
 			if code := resp.GetExitCode(); code != 0 {
-				return &exitCodeError{code: int(code)}
+				return &exitError{code: int(code)}
 			}
 			return nil
 		},

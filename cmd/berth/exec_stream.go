@@ -49,20 +49,16 @@ func (a *app) streamExec(ctx context.Context, id string, cmd []string, tty bool)
 	if err != nil {
 		return -1, err
 	}
-	rt, err := spdy.NewRoundTripper(nil)
-	if err != nil {
-		return -1, err
-	}
-	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, resp.GetUrl(), nil)
-	if err != nil {
-		return -1, err
-	}
-	hreq.Header.Add(httpstream.HeaderProtocolVersion, streamProtocolV4)
-	hresp, err := rt.RoundTrip(hreq)
-	if err != nil {
-		return -1, fmt.Errorf("connecting to the streaming server: %w", err)
-	}
-	conn, err := rt.NewConnection(hresp)
+	return a.stream(ctx, resp.GetUrl(), streamOpts{stdin: true, stdout: true, stderr: !tty, tty: tty})
+}
+
+// streamOpts says which of the remote command's channels to open.
+type streamOpts struct{ stdin, stdout, stderr, tty bool }
+
+// stream joins this process's stdio to a remote command session at url
+// (exec or attach) and returns the exit code the error stream reports.
+func (a *app) stream(ctx context.Context, url string, o streamOpts) (int, error) {
+	conn, err := dialStreaming(ctx, url, streamProtocolV4)
 	if err != nil {
 		return -1, err
 	}
@@ -83,7 +79,7 @@ func (a *app) streamExec(ctx context.Context, id string, cmd []string, tty bool)
 		statusc <- b
 	}()
 
-	if tty {
+	if o.tty {
 		if restore, err := makeRaw(int(os.Stdin.Fd())); err == nil {
 			defer restore()
 		}
@@ -94,14 +90,16 @@ func (a *app) streamExec(ctx context.Context, id string, cmd []string, tty bool)
 		stop := forwardResizes(int(os.Stdin.Fd()), resize)
 		defer stop()
 	}
-	stdin, err := newStream("stdin")
-	if err != nil {
-		return -1, err
+	if o.stdin {
+		stdin, err := newStream("stdin")
+		if err != nil {
+			return -1, err
+		}
+		go func() {
+			_, _ = io.Copy(stdin, a.stdin)
+			stdin.Close() // half-close: the command sees the end of its input
+		}()
 	}
-	go func() {
-		_, _ = io.Copy(stdin, a.stdin)
-		stdin.Close() // half-close: the command sees the end of its input
-	}()
 	var outputs sync.WaitGroup
 	copyOut := func(kind string, w io.Writer) error {
 		s, err := newStream(kind)
@@ -115,10 +113,12 @@ func (a *app) streamExec(ctx context.Context, id string, cmd []string, tty bool)
 		}()
 		return nil
 	}
-	if err := copyOut("stdout", a.stdout); err != nil {
-		return -1, err
+	if o.stdout {
+		if err := copyOut("stdout", a.stdout); err != nil {
+			return -1, err
+		}
 	}
-	if !tty {
+	if o.stderr {
 		if err := copyOut("stderr", a.stderr); err != nil {
 			return -1, err
 		}
@@ -131,6 +131,29 @@ func (a *app) streamExec(ctx context.Context, id string, cmd []string, tty bool)
 		return -1, ctx.Err()
 	}
 	return execExitCode(raw)
+}
+
+// dialStreaming opens a SPDY connection to a streaming server URL,
+// negotiating protocol.
+func dialStreaming(ctx context.Context, url, protocol string) (httpstream.Connection, error) {
+	rt, err := spdy.NewRoundTripper(nil)
+	if err != nil {
+		return nil, err
+	}
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	hreq.Header.Add(httpstream.HeaderProtocolVersion, protocol)
+	hresp, err := rt.RoundTrip(hreq)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to the streaming server: %w", err)
+	}
+	conn, err := rt.NewConnection(hresp)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to the streaming server: %w", err)
+	}
+	return conn, nil
 }
 
 // execExitCode reads the error stream's status: empty or Success is 0, a

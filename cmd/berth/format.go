@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
+	"text/template"
 	"time"
 
 	"google.golang.org/protobuf/encoding/protojson"
@@ -85,6 +86,14 @@ func ago(nanos int64, now time.Time) string {
 	return humanDuration(now.Sub(time.Unix(0, nanos))) + " ago"
 }
 
+// tid is how tables show an ID: short, or whole with --no-trunc.
+func (a *app) tid(id string) string {
+	if a.noTrunc {
+		return id
+	}
+	return shortID(id)
+}
+
 func newTable(w io.Writer) *tabwriter.Writer { return tabwriter.NewWriter(w, 0, 8, 3, ' ', 0) }
 
 func podState(s runtimeapi.PodSandboxState) string {
@@ -142,8 +151,39 @@ func withInfo(key string, m proto.Message, info map[string]string) (map[string]a
 	return out, nil
 }
 
+// goTemplatePrefix starts -o go-template=TEMPLATE.
+const goTemplatePrefix = "go-template="
+
+// checkFormat validates -o once, before anything is called.
+func checkFormat(f string) error {
+	switch {
+	case f == "", f == "table", f == "json", f == "yaml":
+		return nil
+	case strings.HasPrefix(f, goTemplatePrefix):
+		_, err := parseTemplate(strings.TrimPrefix(f, goTemplatePrefix))
+		return err
+	}
+	return fmt.Errorf("unknown output format %q: use table, json, yaml or go-template=TEMPLATE", f)
+}
+
+func parseTemplate(text string) (*template.Template, error) {
+	t, err := template.New("output").Funcs(template.FuncMap{
+		"json": func(v any) (string, error) {
+			b, err := json.Marshal(v)
+			return string(b), err
+		},
+		"short": shortID,
+		"size":  func(v any) string { f, _ := strconv.ParseFloat(fmt.Sprint(v), 64); return humanSize(uint64(f)) },
+	}).Option("missingkey=zero").Parse(text)
+	if err != nil {
+		return nil, fmt.Errorf("-o go-template: %w", err)
+	}
+	return t, nil
+}
+
 // printDoc writes v (a proto message or any JSON-marshalable value) as
-// JSON or YAML.
+// JSON, YAML, or through a Go template applied to its JSON form (field
+// names as in -o json, like crictl's and kubectl's go-template).
 func printDoc(w io.Writer, format string, v any) error {
 	var b []byte
 	var err error
@@ -154,6 +194,20 @@ func printDoc(w io.Writer, format string, v any) error {
 	}
 	if err != nil {
 		return fmt.Errorf("encoding output: %w", err)
+	}
+	if text, ok := strings.CutPrefix(format, goTemplatePrefix); ok {
+		t, err := parseTemplate(text)
+		if err != nil {
+			return err
+		}
+		var data any
+		if err := json.Unmarshal(b, &data); err != nil {
+			return fmt.Errorf("encoding output: %w", err)
+		}
+		if err := t.Execute(w, data); err != nil {
+			return fmt.Errorf("-o go-template: %w", err)
+		}
+		return nil
 	}
 	if format == "yaml" {
 		y, err := yaml.JSONToYAML(b)

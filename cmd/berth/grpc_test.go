@@ -37,6 +37,11 @@ type fakeCRI struct {
 	imported []string
 	// onStart runs when a container starts (the test writes its log).
 	onStart func(st *runtimeapi.ContainerStatus)
+	// pullErr, when set, is PullImage's answer.
+	pullErr error
+	// The last pod run and container created, as sent.
+	lastPodReq *runtimeapi.RunPodSandboxRequest
+	lastCtrCfg *runtimeapi.ContainerConfig
 }
 
 func (f *fakeCRI) record(call string) {
@@ -124,6 +129,7 @@ func (f *fakeCRI) RunPodSandbox(_ context.Context, req *runtimeapi.RunPodSandbox
 	id := fmt.Sprintf("pod%061d", len(f.pods))
 	f.pods = append(f.pods, &runtimeapi.PodSandbox{Id: id, Metadata: req.GetConfig().GetMetadata(), State: runtimeapi.PodSandboxState_SANDBOX_READY})
 	f.podCfgs[id] = req.GetConfig()
+	f.lastPodReq = req
 	f.calls = append(f.calls, "RunPodSandbox "+req.GetConfig().GetMetadata().GetName())
 	return &runtimeapi.RunPodSandboxResponse{PodSandboxId: id}, nil
 }
@@ -133,6 +139,7 @@ func (f *fakeCRI) CreateContainer(_ context.Context, req *runtimeapi.CreateConta
 	defer f.mu.Unlock()
 	id := fmt.Sprintf("ctr%061d", len(f.ctrs))
 	cfg := req.GetConfig()
+	f.lastCtrCfg = cfg
 	f.ctrs = append(f.ctrs, &runtimeapi.Container{Id: id, PodSandboxId: req.GetPodSandboxId(), Metadata: cfg.GetMetadata(), Image: cfg.GetImage()})
 	f.statuses[id] = &runtimeapi.ContainerStatus{
 		Id: id, Metadata: cfg.GetMetadata(), State: runtimeapi.ContainerState_CONTAINER_CREATED,
@@ -188,6 +195,9 @@ func (f *fakeCRI) ImageStatus(_ context.Context, req *runtimeapi.ImageStatusRequ
 
 func (f *fakeCRI) PullImage(_ context.Context, req *runtimeapi.PullImageRequest) (*runtimeapi.PullImageResponse, error) {
 	f.record("PullImage " + req.GetImage().GetImage())
+	if f.pullErr != nil {
+		return nil, f.pullErr
+	}
 	return &runtimeapi.PullImageResponse{ImageRef: "sha256:feed"}, nil
 }
 
@@ -202,6 +212,13 @@ func (f *fakeCRI) ImportImage(_ context.Context, path string) ([]string, error) 
 // endpoint.
 func startFake(t *testing.T, f *fakeCRI) string {
 	t.Helper()
+	return startFakeServer(t, f, f)
+}
+
+// startFakeServer serves f's state with the runtime service srv (f itself,
+// or a type that embeds it and adds methods).
+func startFakeServer(t *testing.T, f *fakeCRI, srv runtimeapi.RuntimeServiceServer) string {
+	t.Helper()
 	if f.statuses == nil {
 		f.statuses = map[string]*runtimeapi.ContainerStatus{}
 	}
@@ -213,12 +230,16 @@ func startFake(t *testing.T, f *fakeCRI) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := grpc.NewServer()
-	runtimeapi.RegisterRuntimeServiceServer(srv, f)
-	runtimeapi.RegisterImageServiceServer(srv, f)
-	admin.Register(srv, f)
-	go srv.Serve(lis)
-	t.Cleanup(srv.Stop)
+	gs := grpc.NewServer()
+	runtimeapi.RegisterRuntimeServiceServer(gs, srv)
+	if is, ok := srv.(runtimeapi.ImageServiceServer); ok {
+		runtimeapi.RegisterImageServiceServer(gs, is)
+	} else {
+		runtimeapi.RegisterImageServiceServer(gs, f)
+	}
+	admin.Register(gs, f)
+	go gs.Serve(lis)
+	t.Cleanup(gs.Stop)
 	return "unix://" + sock
 }
 
@@ -341,12 +362,12 @@ func TestErrorsAndResolution(t *testing.T) {
 
 	// Ambiguous prefix names the candidates.
 	_, errOut, code := berth(t, ep, "stop", "c1")
-	if code != 1 || !strings.Contains(errOut, `ID prefix "c1" matches 2 containers: c1aaaaaaaaaaa (web), c1bbbbbbbbbbb (coredns)`) {
+	if code != 125 || !strings.Contains(errOut, `ID prefix "c1" matches 2 containers: c1aaaaaaaaaaa (web), c1bbbbbbbbbbb (coredns)`) {
 		t.Errorf("stop c1: code %d stderr %q", code, errOut)
 	}
 	// A name resolves; the gRPC error is its message, no struct, one line.
 	_, errOut, code = berth(t, ep, "inspect", "web")
-	if code != 1 || errOut != "berth: container c1aaaaaaaaaaa: container \"c1aaaaaaaaaaaaaaaaaaaa\" not found\n" {
+	if code != 125 || errOut != "berth: container c1aaaaaaaaaaa: container \"c1aaaaaaaaaaaaaaaaaaaa\" not found\n" {
 		t.Errorf("inspect web: code %d stderr %q", code, errOut)
 	}
 	// Unique prefix resolves to the full ID.
@@ -356,7 +377,7 @@ func TestErrorsAndResolution(t *testing.T) {
 	}
 	// Unreachable daemon.
 	_, errOut, code = berth(t, "unix://"+filepath.Join(t.TempDir(), "none.sock"), "version")
-	if code != 1 || !strings.HasPrefix(errOut, "berth: version: cannot reach berthd at unix://") || strings.Count(errOut, "\n") != 1 {
+	if code != 125 || !strings.HasPrefix(errOut, "berth: version: cannot reach berthd at unix://") || strings.Count(errOut, "\n") != 1 {
 		t.Errorf("version without daemon: code %d stderr %q", code, errOut)
 	}
 }

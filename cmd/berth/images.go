@@ -107,18 +107,29 @@ func (a *app) resolveImage(ctx context.Context, arg string) (string, error) {
 
 // ensureImage pulls ref unless the runtime already has it.
 func (a *app) ensureImage(ctx context.Context, ref string, pod *runtimeapi.PodSandboxConfig) error {
+	return a.getImage(ctx, ref, pod, "missing")
+}
+
+// getImage makes ref present as policy says: pull it always, when missing,
+// or never (then its absence is an error).
+func (a *app) getImage(ctx context.Context, ref string, pod *runtimeapi.PodSandboxConfig, policy pullPolicy) error {
 	if ref == "" {
 		return fmt.Errorf("no image given")
 	}
-	st, err := a.img.ImageStatus(ctx, &runtimeapi.ImageStatusRequest{Image: &runtimeapi.ImageSpec{Image: ref}})
-	if err != nil {
-		return fmt.Errorf("image %s: %w", ref, err)
-	}
-	if st.GetImage() != nil {
-		return nil
+	if policy != "always" {
+		st, err := a.img.ImageStatus(ctx, &runtimeapi.ImageStatusRequest{Image: &runtimeapi.ImageSpec{Image: ref}})
+		if err != nil {
+			return fmt.Errorf("image %s: %w", ref, err)
+		}
+		if st.GetImage() != nil {
+			return nil
+		}
+		if policy == "never" {
+			return fmt.Errorf("image %s is not present, and --pull never forbids pulling it", ref)
+		}
 	}
 	fmt.Fprintf(a.stderr, "Pulling %s ...\n", ref)
-	if _, err := a.img.PullImage(ctx, &runtimeapi.PullImageRequest{
+	if _, err := a.pullImage(ctx, &runtimeapi.PullImageRequest{
 		Image: &runtimeapi.ImageSpec{Image: ref}, SandboxConfig: pod,
 	}); err != nil {
 		return fmt.Errorf("pulling %s: %w", ref, err)
@@ -168,15 +179,15 @@ func imagesCmd(a *app) *cobra.Command {
 				digest := "<none>"
 				if ds := im.GetRepoDigests(); len(ds) > 0 {
 					if _, d, ok := strings.Cut(ds[0], "@"); ok {
-						digest = shortID(d)
+						digest = a.tid(d)
 					}
 				}
 				for _, rt := range imageRows(im) {
 					repo, tag := splitRepoTag(rt)
 					if digests {
-						fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%s\n", repo, tag, digest, shortID(im.GetId()), humanSize(im.GetSize()))
+						fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%s\n", repo, tag, digest, a.tid(im.GetId()), humanSize(im.GetSize()))
 					} else {
-						fmt.Fprintf(t, "%s\t%s\t%s\t%s\n", repo, tag, shortID(im.GetId()), humanSize(im.GetSize()))
+						fmt.Fprintf(t, "%s\t%s\t%s\t%s\n", repo, tag, a.tid(im.GetId()), humanSize(im.GetSize()))
 					}
 				}
 			}
@@ -254,7 +265,7 @@ func pullCmd(a *app) *cobra.Command {
 				return err
 			}
 			defer cancel()
-			resp, err := a.img.PullImage(ctx, req)
+			resp, err := a.pullImage(ctx, req)
 			if err != nil {
 				return fmt.Errorf("pulling %s: %w", args[0], err)
 			}
@@ -287,8 +298,38 @@ func imageCmd(a *app) *cobra.Command {
 		Use:   "image",
 		Short: "Image operations that CRI has no verb for",
 	}
-	cmd.AddCommand(&cobra.Command{
-		Use:     "import FILE",
+	imp := importCmd(a)
+	imp.Use = "import FILE"
+	cmd.AddCommand(imp)
+	return cmd
+}
+
+// loadCmd is image import under docker's name: `berth load -i FILE`.
+func loadCmd(a *app) *cobra.Command {
+	var input string
+	cmd := importCmd(a)
+	cmd.Use = "load [-i] FILE"
+	cmd.Short = "Load images from a docker save or OCI layout tar (the same as image import)"
+	cmd.Example = "  berth load -i busybox.tar"
+	cmd.Args = cobra.MaximumNArgs(1)
+	run := cmd.RunE
+	cmd.RunE = func(c *cobra.Command, args []string) error {
+		switch {
+		case input != "" && len(args) == 1:
+			return errors.New("load: give the file once, as -i FILE or as an argument")
+		case input != "":
+			args = []string{input}
+		case len(args) == 0:
+			return errors.New("load: which file? berth load -i FILE (the daemon reads it, so it cannot come from stdin)")
+		}
+		return run(c, args)
+	}
+	cmd.Flags().StringVarP(&input, "input", "i", "", "the tar to load")
+	return cmd
+}
+
+func importCmd(a *app) *cobra.Command {
+	return &cobra.Command{
 		Short:   "Import a docker save or OCI layout tar (a path on the daemon's host)",
 		Args:    cobra.ExactArgs(1),
 		Example: "  berth image import ./busybox.tar",
@@ -313,6 +354,5 @@ func imageCmd(a *app) *cobra.Command {
 			}
 			return nil
 		},
-	})
-	return cmd
+	}
 }

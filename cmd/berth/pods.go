@@ -121,7 +121,7 @@ func podsCmd(a *app) *cobra.Command {
 				if handler == "" {
 					handler = "(default)"
 				}
-				fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", shortID(p.GetId()), ago(p.GetCreatedAt(), now),
+				fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", a.tid(p.GetId()), ago(p.GetCreatedAt(), now),
 					podState(p.GetState()), md.GetName(), md.GetNamespace(), md.GetAttempt(), handler)
 			}
 			return t.Flush()

@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
-	"strconv"
-	"strings"
+	"runtime/debug"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -30,10 +30,11 @@ var version = "dev"
 // app holds the global flags and the lazily dialled connection shared by all
 // verbs.
 type app struct {
-	socket  string
+	socket  string // --socket; see endpoint for what is used
 	timeout time.Duration
 	output  string
 	debug   bool
+	noTrunc bool
 
 	// timeoutSet reports whether --timeout was given; long operations (pull,
 	// import, exec, run) only take a deadline when it was.
@@ -43,37 +44,44 @@ type app struct {
 	stdout, stderr io.Writer
 	log            *slog.Logger
 
-	conn *grpc.ClientConn
-	rt   runtimeapi.RuntimeServiceClient
-	img  runtimeapi.ImageServiceClient
-	adm  *admin.Client
+	getenv func(string) string
+	ep     endpoint
+	dial   dialRecorder
+	conn   *grpc.ClientConn
+	rt     runtimeapi.RuntimeServiceClient
+	img    runtimeapi.ImageServiceClient
+	adm    *admin.Client
 }
 
-// exitCodeError ends the program with code and prints nothing: the command
-// already said what it had to (exec and run pass on their command's status).
-type exitCodeError struct{ code int }
-
-func (e *exitCodeError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
-
 // execute runs the CLI with args and returns the process exit code.
-func execute(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	a := &app{stdin: stdin, stdout: stdout, stderr: stderr}
+func execute(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) (code int) {
+	a := &app{stdin: stdin, stdout: stdout, stderr: stderr, getenv: os.Getenv}
+	defer a.close()
+	// A bug must not greet the user with a goroutine dump: one line, and
+	// the stack only under --debug.
+	defer func() {
+		if r := recover(); r != nil {
+			fmt.Fprintf(stderr, "berth: internal error: %v (please report this)\n", r)
+			if a.debug {
+				stderr.Write(debug.Stack())
+			}
+			code = exitBerth
+		}
+	}()
 	root := newRootCmd(a)
 	root.SetArgs(args)
 	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	err := root.ExecuteContext(ctx)
-	a.close()
 	if err == nil {
 		return 0
 	}
-	var ec *exitCodeError
-	if errors.As(err, &ec) {
-		return ec.code
+	var ee *exitError
+	if !errors.As(err, &ee) || ee.err != nil {
+		fmt.Fprintf(stderr, "berth: %v\n", err)
 	}
-	fmt.Fprintf(stderr, "berth: %v\n", err)
-	return 1
+	return exitCode(err)
 }
 
 func newRootCmd(a *app) *cobra.Command {
@@ -81,7 +89,9 @@ func newRootCmd(a *app) *cobra.Command {
 		Use:   "berth",
 		Short: "Command-line client for the berth container runtime",
 		Long: "berth talks to berthd over the CRI v1 gRPC API on its unix socket.\n" +
-			"ID arguments accept a unique ID prefix or a name.",
+			"ID arguments accept a unique ID prefix or a name.\n\n" + endpointHelp + "\n\n" +
+			"Exit status: 125 when berth or the runtime failed; for exec and run the command's own\n" +
+			"status, 126 when it cannot be invoked, 127 when it is not found.",
 		SilenceUsage:      true,
 		SilenceErrors:     true,
 		CompletionOptions: cobra.CompletionOptions{HiddenDefaultCmd: true},
@@ -91,22 +101,16 @@ func newRootCmd(a *app) *cobra.Command {
 				level = slog.LevelDebug
 			}
 			a.log = slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: level}))
-			switch a.output {
-			case "", "table", "json", "yaml":
-			default:
-				return fmt.Errorf("unknown output format %q: use table, json or yaml", a.output)
-			}
-			return nil
+			return checkFormat(a.output)
 		},
 	}
-	socket := os.Getenv("BERTH_SOCKET")
-	if socket == "" {
-		socket = defaultSocket
-	}
 	pf := root.PersistentFlags()
-	pf.StringVar(&a.socket, "socket", socket, "berthd endpoint (env BERTH_SOCKET)")
+	pf.StringVar(&a.socket, "socket", "", "runtime endpoint, unix:///path or /path (default: see above)")
+	pf.StringVar(&a.socket, "runtime-endpoint", "", "the same as --socket (crictl's name)")
+	_ = pf.MarkHidden("runtime-endpoint")
 	pf.DurationVar(&a.timeout, "timeout", 10*time.Second, "deadline for each request; for pull, import, exec and run only when given")
-	pf.StringVarP(&a.output, "output", "o", "", "output format: table, json or yaml")
+	pf.StringVarP(&a.output, "output", "o", "", "output format: table, json, yaml or go-template=TEMPLATE (fields as in json)")
+	pf.BoolVar(&a.noTrunc, "no-trunc", false, "show whole IDs in tables")
 	pf.BoolVar(&a.debug, "debug", false, "log each request to stderr")
 	a.timeoutSet = func() bool { return pf.Changed("timeout") }
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
@@ -115,11 +119,13 @@ func newRootCmd(a *app) *cobra.Command {
 
 	root.AddCommand(
 		versionCmd(a), infoCmd(a),
-		podsCmd(a), inspectpCmd(a), runpCmd(a), stoppCmd(a), rmpCmd(a),
-		psCmd(a), inspectCmd(a), createCmd(a), startCmd(a), stopCmd(a), rmCmd(a),
-		logsCmd(a), statsCmd(a), execCmd(a),
+		withWatch(a, podsCmd(a)), inspectpCmd(a), runpCmd(a), stoppCmd(a), rmpCmd(a),
+		withWatch(a, psCmd(a)), inspectCmd(a), createCmd(a), startCmd(a), stopCmd(a), rmCmd(a),
+		logsCmd(a), withWatch(a, statsCmd(a)), execCmd(a),
 		imagesCmd(a), inspectiCmd(a), pullCmd(a), rmiCmd(a), imageCmd(a),
 		runCmd(a),
+		attachCmd(a), portForwardCmd(a), withWatch(a, statspCmd(a)), eventsCmd(a),
+		imageFsInfoCmd(a), runtimeConfigCmd(a), updateCmd(a), loadCmd(a),
 	)
 	return root
 }
@@ -130,20 +136,22 @@ func (a *app) connect() error {
 	if a.conn != nil {
 		return nil
 	}
-	target := a.socket
-	if strings.HasPrefix(target, "/") {
-		target = "unix://" + target
+	ep, err := resolveEndpoint(a.socket, a.getenv)
+	if err != nil {
+		return err
 	}
-	if !strings.HasPrefix(target, "unix:") {
-		return fmt.Errorf("socket %q: only unix sockets are supported (unix:///path)", a.socket)
-	}
-	conn, err := grpc.NewClient(target,
+	a.ep = ep
+	// Our own dialer, so that a failed call can tell a daemon that is not
+	// there from one that answered (see describe).
+	conn, err := grpc.NewClient(ep.addr,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return a.dial.dial(ctx, ep.path()) }),
 		grpc.WithUnaryInterceptor(a.unaryInterceptor),
+		grpc.WithStreamInterceptor(a.streamInterceptor),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)),
 	)
 	if err != nil {
-		return fmt.Errorf("connecting to %s: %w", a.socket, err)
+		return fmt.Errorf("connecting to %s: %w", ep.addr, err)
 	}
 	a.conn = conn
 	a.rt = runtimeapi.NewRuntimeServiceClient(conn)
@@ -159,13 +167,43 @@ func (a *app) close() {
 }
 
 // unaryInterceptor logs calls under --debug and turns gRPC errors into
-// rpcError, whose text is the status message alone.
+// rpcError, which says in words what happened.
 func (a *app) unaryInterceptor(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 	start := time.Now()
 	err := invoker(ctx, method, req, reply, cc, opts...)
 	if a.log != nil {
-		a.log.Debug("rpc", "method", method, "duration", time.Since(start), "error", err)
+		a.log.Debug("rpc", "method", method, "duration", time.Since(start), "code", status.Code(err), "error", err)
 	}
+	return a.wordError(err)
+}
+
+// streamInterceptor does the same for streaming calls: the stream's errors
+// (from opening it and from each receive) are put in words.
+func (a *app) streamInterceptor(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	if a.log != nil {
+		a.log.Debug("rpc stream", "method", method)
+	}
+	s, err := streamer(ctx, desc, cc, method, opts...)
+	if err != nil {
+		return nil, a.wordError(err)
+	}
+	return &wordStream{ClientStream: s, a: a}, nil
+}
+
+type wordStream struct {
+	grpc.ClientStream
+	a *app
+}
+
+func (s *wordStream) RecvMsg(m any) error {
+	err := s.ClientStream.RecvMsg(m)
+	if err == io.EOF {
+		return err
+	}
+	return s.a.wordError(err)
+}
+
+func (a *app) wordError(err error) error {
 	if err == nil {
 		return nil
 	}
@@ -173,34 +211,8 @@ func (a *app) unaryInterceptor(ctx context.Context, method string, req, reply an
 	if !ok {
 		return err
 	}
-	return &rpcError{st: st, socket: a.socket}
+	return &rpcError{st: st, msg: describe(st, a.ep, a.timeout.String(), &a.dial)}
 }
-
-// rpcError prints as the status message (not "rpc error: code = ...") and
-// still answers status.FromError / status.Code.
-type rpcError struct {
-	st     *status.Status
-	socket string
-}
-
-func (e *rpcError) Error() string {
-	switch e.st.Code() {
-	case codes.Unavailable:
-		// grpc wraps the dial error as `connection error: desc = "..."`.
-		msg := strings.TrimPrefix(e.st.Message(), "connection error: desc = ")
-		if u, err := strconv.Unquote(msg); err == nil {
-			msg = u
-		}
-		return fmt.Sprintf("cannot reach berthd at %s (is it running?): %s", e.socket, msg)
-	case codes.DeadlineExceeded:
-		return e.st.Message() + " (raise --timeout?)"
-	case codes.Unimplemented:
-		return "berthd does not implement this yet: " + e.st.Message()
-	}
-	return e.st.Message()
-}
-
-func (e *rpcError) GRPCStatus() *status.Status { return e.st }
 
 // ctx returns a context bounded by --timeout, after connecting.
 func (a *app) ctx(parent context.Context) (context.Context, context.CancelFunc, error) {

@@ -30,9 +30,11 @@ var validName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
 
 type runOpts struct {
 	name, namespace, workdir, user, entrypoint string
-	rm, detach                                 bool
-	env, labels                                []string
+	rm, detach, interactive, tty               bool
+	env, envFiles, labels, publish, volumes    []string
 	stopTime                                   int64
+	runtime, network, pull, memory             string
+	cpus                                       float64
 }
 
 // parseEnv reads -e values: K=V, or K alone to pass K from our environment
@@ -96,9 +98,12 @@ func runCmd(a *app) *cobra.Command {
 		Short: "Run a command in a new pod, docker-style",
 		Long: "Create a pod and one container in it from IMAGE (pulled if absent), start it and,\n" +
 			"unless -d, print its output until it exits, then exit with its exit code.\n" +
-			"Ctrl-C stops the container (a second Ctrl-C kills it).",
-		Args:    cobra.MinimumNArgs(1),
-		Example: "  berth run --rm -e GREETING=hi busybox sh -c 'echo $GREETING'",
+			"Ctrl-C stops the container (a second Ctrl-C kills it). -i passes stdin to it,\n" +
+			"-t gives it a terminal (then keys, Ctrl-C included, go to the container).",
+		Args: cobra.MinimumNArgs(1),
+		Example: "  berth run --rm -e GREETING=hi busybox sh -c 'echo $GREETING'\n" +
+			"  berth run -d --name web -p 8080:80 -v ./site:/usr/share/nginx/html:ro --memory 256m nginx\n" +
+			"  berth run --rm -it busybox sh",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.run(cmd.Context(), o, args[0], args[1:])
 		},
@@ -115,6 +120,16 @@ func runCmd(a *app) *cobra.Command {
 	f.StringArrayVarP(&o.labels, "label", "l", nil, "label for the pod and container, key=value (repeatable)")
 	f.StringVar(&o.entrypoint, "entrypoint", "", "replace the image's entrypoint")
 	f.Int64Var(&o.stopTime, "stop-timeout", 10, "seconds Ctrl-C waits for the container to stop before killing it")
+	f.StringArrayVar(&o.envFiles, "env-file", nil, "read environment variables from a file of KEY=VALUE lines (repeatable)")
+	f.StringArrayVarP(&o.publish, "publish", "p", nil, "publish a port, [HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp|sctp] (repeatable)")
+	f.StringArrayVarP(&o.volumes, "volume", "v", nil, "bind mount a host path, HOST_PATH:CONTAINER_PATH[:ro] (repeatable)")
+	f.BoolVarP(&o.interactive, "interactive", "i", false, "pass stdin to the container")
+	f.BoolVarP(&o.tty, "tty", "t", false, "give the container a terminal")
+	f.StringVar(&o.runtime, "runtime", "", "runtime handler (RuntimeClass), e.g. runsc (default: the runtime's default)")
+	f.StringVar(&o.network, "network", "", "\"host\" for the host's network namespace (default: a pod network)")
+	f.StringVar(&o.pull, "pull", "missing", "pull the image: always, missing or never")
+	f.StringVarP(&o.memory, "memory", "m", "", "memory limit (512m, 1g)")
+	f.Float64Var(&o.cpus, "cpus", 0, "CPU limit in cores (0.5 = half a core)")
 	return cmd
 }
 
@@ -131,9 +146,51 @@ func (a *app) run(parent context.Context, o runOpts, image string, args []string
 	if !validName.MatchString(o.namespace) {
 		return fmt.Errorf("--namespace %q: use letters, digits, '_', '.' and '-'", o.namespace)
 	}
-	envs, err := parseEnv(o.env, os.LookupEnv)
+	fileEnv, err := readEnvFiles(o.envFiles)
 	if err != nil {
 		return err
+	}
+	// -e comes after the files, so it wins (see dedupEnv).
+	envs, err := parseEnv(append(fileEnv, o.env...), os.LookupEnv)
+	if err != nil {
+		return err
+	}
+	envs = dedupEnv(envs)
+	ports, err := parsePublish(o.publish)
+	if err != nil {
+		return err
+	}
+	mounts, err := parseVolumes(o.volumes)
+	if err != nil {
+		return err
+	}
+	policy, err := parsePullPolicy(o.pull)
+	if err != nil {
+		return err
+	}
+	netMode := runtimeapi.NamespaceMode_POD
+	switch o.network {
+	case "", "pod", "bridge", "default":
+	case "host":
+		netMode = runtimeapi.NamespaceMode_NODE
+		if len(ports) > 0 {
+			return errors.New("-p and --network host cannot be used together: with the host's network every port is the host's already")
+		}
+	default:
+		return fmt.Errorf("--network %q: want host (or nothing, for a pod network)", o.network)
+	}
+	var res *runtimeapi.LinuxContainerResources
+	if o.memory != "" || o.cpus != 0 {
+		res = &runtimeapi.LinuxContainerResources{}
+		if o.memory != "" {
+			if res.MemoryLimitInBytes, err = parseBytes(o.memory); err != nil {
+				return fmt.Errorf("--memory: %w", err)
+			}
+		}
+		if o.cpus < 0 {
+			return errors.New("--cpus cannot be negative")
+		}
+		res.CpuPeriod, res.CpuQuota = cpusToQuota(o.cpus)
 	}
 	sc, err := parseUser(o.user)
 	if err != nil {
@@ -154,16 +211,20 @@ func (a *app) run(parent context.Context, o runOpts, image string, args []string
 		Hostname:     o.name,
 		LogDirectory: logDir,
 		Labels:       labels,
+		PortMappings: ports,
 		// Like docker run: the container gets a PID namespace of its own
 		// (CRI's zero value, POD, would ask for a shared one).
 		Linux: &runtimeapi.LinuxPodSandboxConfig{SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{
-			NamespaceOptions: &runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_CONTAINER},
+			NamespaceOptions: &runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_CONTAINER, Network: netMode},
 		}},
+	}
+	if netMode == runtimeapi.NamespaceMode_NODE {
+		podCfg.Hostname = "" // the host's, as kubelet leaves it for host-network pods
 	}
 	if sc == nil {
 		sc = &runtimeapi.LinuxContainerSecurityContext{}
 	}
-	sc.NamespaceOptions = &runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_CONTAINER}
+	sc.NamespaceOptions = &runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_CONTAINER, Network: netMode}
 	ctrCfg := &runtimeapi.ContainerConfig{
 		Metadata:   &runtimeapi.ContainerMetadata{Name: o.name},
 		Image:      &runtimeapi.ImageSpec{Image: image},
@@ -172,7 +233,12 @@ func (a *app) run(parent context.Context, o runOpts, image string, args []string
 		Envs:       envs,
 		Labels:     labels,
 		LogPath:    filepath.Join(o.name, "0.log"),
-		Linux:      &runtimeapi.LinuxContainerConfig{SecurityContext: sc},
+		Mounts:     mounts,
+		Linux:      &runtimeapi.LinuxContainerConfig{SecurityContext: sc, Resources: res},
+		// stdin_once: the end of our input is the container's.
+		Stdin:     o.interactive,
+		StdinOnce: o.interactive,
+		Tty:       o.tty,
 	}
 	if o.entrypoint != "" {
 		ctrCfg.Command = []string{o.entrypoint}
@@ -187,7 +253,7 @@ func (a *app) run(parent context.Context, o runOpts, image string, args []string
 	if err != nil {
 		return err
 	}
-	err = a.ensureImage(pctx, image, podCfg)
+	err = a.getImage(pctx, image, podCfg, policy)
 	pcancel()
 	if err != nil {
 		return err
@@ -212,18 +278,18 @@ func (a *app) run(parent context.Context, o runOpts, image string, args []string
 		return err
 	}
 	defer cancel()
-	pr, err := a.rt.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: podCfg})
+	pr, err := a.rt.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: podCfg, RuntimeHandler: o.runtime})
 	if err != nil {
 		return fmt.Errorf("running pod %s: %w", o.name, err)
 	}
 	podID = pr.GetPodSandboxId()
 	cr, err := a.rt.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: podID, Config: ctrCfg, SandboxConfig: podCfg})
 	if err != nil {
-		return fmt.Errorf("creating container %s: %w", o.name, err)
+		return withInvokeCode(fmt.Errorf("creating container %s: %w", o.name, err))
 	}
 	ctrID = cr.GetContainerId()
 	if _, err := a.rt.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: ctrID}); err != nil {
-		return fmt.Errorf("starting container %s: %w", o.name, err)
+		return withInvokeCode(fmt.Errorf("starting container %s: %w", o.name, err))
 	}
 	cancel()
 	keep = !o.rm
@@ -236,9 +302,30 @@ func (a *app) run(parent context.Context, o runOpts, image string, args []string
 		_ = a.stopContainer(parent, ctrID, 0)
 	}
 
+	if o.tty {
+		// The terminal's keys, Ctrl-C included, go to the container.
+		stopSetup()
+		code, err := a.attachRun(parent, ctrID, o.interactive)
+		if err != nil {
+			return fmt.Errorf("attached to %s: %w", o.name, err)
+		}
+		if code != 0 {
+			return &exitError{code: code}
+		}
+		return a.exitStatusOf(parent, ctrID)
+	}
 	waitCtx, stopSignals := a.stopOnSignal(parent, ctrID, o.stopTime)
 	defer stopSignals()
 	stopSetup()
+	if o.interactive {
+		// Input through an attach session; output from the log file, as
+		// without -i, so none is lost before the session is up.
+		go func() {
+			if _, err := a.attachStdin(waitCtx, ctrID); err != nil && waitCtx.Err() == nil {
+				fmt.Fprintf(a.stderr, "berth: passing input to %s: %v\n", o.name, err)
+			}
+		}()
+	}
 	if err := a.printLogs(waitCtx, ctrID, true, -1, false); err != nil {
 		return fmt.Errorf("following output of %s: %w", o.name, err)
 	}
@@ -247,9 +334,52 @@ func (a *app) run(parent context.Context, o runOpts, image string, args []string
 		return err
 	}
 	if code := st.GetExitCode(); code != 0 {
-		return &exitCodeError{code: int(code)}
+		return &exitError{code: int(code)}
 	}
 	return nil
+}
+
+// dedupEnv keeps the last value of each variable, in first-seen order.
+func dedupEnv(envs []*runtimeapi.KeyValue) []*runtimeapi.KeyValue {
+	last := map[string]int{}
+	for i, kv := range envs {
+		last[kv.GetKey()] = i
+	}
+	var out []*runtimeapi.KeyValue
+	for i, kv := range envs {
+		if last[kv.GetKey()] == i {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
+// attachRun joins a run -t container's terminal (and input with -i).
+func (a *app) attachRun(ctx context.Context, id string, stdin bool) (int, error) {
+	actx, cancel, err := a.ctx(ctx)
+	if err != nil {
+		return -1, err
+	}
+	resp, err := a.rt.Attach(actx, &runtimeapi.AttachRequest{ContainerId: id, Stdin: stdin, Stdout: true, Tty: true})
+	cancel()
+	if err != nil {
+		return -1, err
+	}
+	return a.stream(ctx, resp.GetUrl(), streamOpts{stdin: stdin, stdout: true, tty: true})
+}
+
+// attachStdin passes our stdin to a run -i container.
+func (a *app) attachStdin(ctx context.Context, id string) (int, error) {
+	actx, cancel, err := a.ctx(ctx)
+	if err != nil {
+		return -1, err
+	}
+	resp, err := a.rt.Attach(actx, &runtimeapi.AttachRequest{ContainerId: id, Stdin: true})
+	cancel()
+	if err != nil {
+		return -1, err
+	}
+	return a.stream(ctx, resp.GetUrl(), streamOpts{stdin: true})
 }
 
 // stopOnSignal stops the container on the first SIGINT/SIGTERM and kills it

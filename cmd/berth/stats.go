@@ -104,7 +104,7 @@ func statsCmd(a *app) *cobra.Command {
 			fmt.Fprintln(t, "CONTAINER\tNAME\tCPU %\tMEM\tDISK\tINODES")
 			for _, s := range stats {
 				id := s.GetAttributes().GetId()
-				fmt.Fprintf(t, "%s\t%s\t%.2f\t%s\t%s\t%d\n", shortID(id), s.GetAttributes().GetMetadata().GetName(),
+				fmt.Fprintf(t, "%s\t%s\t%.2f\t%s\t%s\t%d\n", a.tid(id), s.GetAttributes().GetMetadata().GetName(),
 					cpuPercent(prev[id], s.GetCpu()),
 					humanSize(s.GetMemory().GetWorkingSetBytes().GetValue()),
 					humanSize(s.GetWritableLayer().GetUsedBytes().GetValue()),
@@ -116,6 +116,93 @@ func statsCmd(a *app) *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&o.pod, "pod", "", "only containers of this pod (ID prefix or name)")
 	f.StringArrayVar(&o.labels, "label", nil, "only containers with this label (key=value, repeatable)")
+	f.IntVarP(&o.seconds, "seconds", "s", 1, "sample CPU over this many seconds when the runtime gives only cumulative usage")
+	return cmd
+}
+
+func statspCmd(a *app) *cobra.Command {
+	var o struct {
+		labels  []string
+		seconds int
+	}
+	cmd := &cobra.Command{
+		Use:     "statsp [POD]",
+		Short:   "Show pods' resource usage",
+		Args:    cobra.MaximumNArgs(1),
+		Example: "  berth statsp nginx",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			labels, err := parseLabels(o.labels)
+			if err != nil {
+				return err
+			}
+			ctx, cancel, err := a.ctx(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer cancel()
+			filter := &runtimeapi.PodSandboxStatsFilter{LabelSelector: labels}
+			if len(args) == 1 {
+				ids, err := a.resolvePods(ctx, args)
+				if err != nil {
+					return err
+				}
+				filter.Id = ids[0]
+			}
+			list := func() ([]*runtimeapi.PodSandboxStats, error) {
+				resp, err := a.rt.ListPodSandboxStats(ctx, &runtimeapi.ListPodSandboxStatsRequest{Filter: filter})
+				if err != nil {
+					return nil, fmt.Errorf("listing pod stats: %w", err)
+				}
+				return resp.GetStats(), nil
+			}
+			stats, err := list()
+			if err != nil {
+				return err
+			}
+			if f := a.format("table"); f != "table" {
+				return printDoc(a.stdout, f, &runtimeapi.ListPodSandboxStatsResponse{Stats: stats})
+			}
+			prev := map[string]*runtimeapi.CpuUsage{}
+			needSecond := false
+			for _, s := range stats {
+				if s.GetLinux().GetCpu().GetUsageNanoCores() == nil {
+					needSecond = true
+				}
+			}
+			if needSecond && o.seconds > 0 {
+				for _, s := range stats {
+					prev[s.GetAttributes().GetId()] = s.GetLinux().GetCpu()
+				}
+				select {
+				case <-ctx.Done():
+					return ctx.Err()
+				case <-time.After(time.Duration(o.seconds) * time.Second):
+				}
+				if stats, err = list(); err != nil {
+					return err
+				}
+			}
+			sort.SliceStable(stats, func(i, j int) bool {
+				mi, mj := stats[i].GetAttributes().GetMetadata(), stats[j].GetAttributes().GetMetadata()
+				return mi.GetNamespace()+"/"+mi.GetName() < mj.GetNamespace()+"/"+mj.GetName()
+			})
+			t := newTable(a.stdout)
+			fmt.Fprintln(t, "POD ID\tPOD\tNAMESPACE\tCPU %\tMEM\tPROCS\tCONTAINERS")
+			for _, s := range stats {
+				id := s.GetAttributes().GetId()
+				l := s.GetLinux()
+				fmt.Fprintf(t, "%s\t%s\t%s\t%.2f\t%s\t%d\t%d\n", a.tid(id), s.GetAttributes().GetMetadata().GetName(),
+					s.GetAttributes().GetMetadata().GetNamespace(),
+					cpuPercent(prev[id], l.GetCpu()),
+					humanSize(l.GetMemory().GetWorkingSetBytes().GetValue()),
+					l.GetProcess().GetProcessCount().GetValue(),
+					len(l.GetContainers()))
+			}
+			return t.Flush()
+		},
+	}
+	f := cmd.Flags()
+	f.StringArrayVar(&o.labels, "label", nil, "only pods with this label (key=value, repeatable)")
 	f.IntVarP(&o.seconds, "seconds", "s", 1, "sample CPU over this many seconds when the runtime gives only cumulative usage")
 	return cmd
 }

@@ -212,7 +212,7 @@ func run(ctx context.Context, cfg *config.Config, reload func() (*config.Config,
 		Stats: statsSvc, Events: bus, Streams: streams, Security: cri.SecurityStatus(host)}
 	grpcServer := grpc.NewServer(server.ServerOptions()...)
 	server.Register(grpcServer)
-	admin.Register(grpcServer, images)
+	admin.Register(grpcServer, adminBackend{Service: images, puller: puller})
 
 	lis, err := listen(cfg.Socket)
 	if err != nil {

@@ -1,5 +1,6 @@
 // Package admin is berth's own small gRPC service beside CRI, on the same
-// socket, for operations that CRI has no RPC for (importing an image tar).
+// socket, for operations that CRI has no RPC for (importing an image tar,
+// the progress of running pulls).
 //
 // It is declared by hand with well-known protobuf wrapper types instead of a
 // generated .proto: one method does not justify a protoc step in the build.
@@ -20,7 +21,8 @@ type Importer interface {
 	ImportImage(ctx context.Context, path string) ([]string, error)
 }
 
-// Register serves imp on srv.
+// Register serves imp on srv (and pull progress when imp is also a
+// ProgressReporter).
 func Register(srv *grpc.Server, imp Importer) {
 	srv.RegisterService(&serviceDesc, imp)
 }
@@ -31,7 +33,7 @@ var serviceDesc = grpc.ServiceDesc{
 	Methods: []grpc.MethodDesc{{
 		MethodName: "ImportImage",
 		Handler:    importHandler,
-	}},
+	}, pullProgressMethod},
 	Metadata: "berth/admin",
 }
 
