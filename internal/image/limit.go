@@ -145,6 +145,13 @@ func (g *tarGuard) scan() {
 			return
 		}
 		g.entries++
+		// Go's tar reader accepts a negative size on entries without data
+		// (links, dirs, devices); summed, one would cancel out every later
+		// entry's size and let a bomb through.
+		if hdr.Size < 0 {
+			g.err = errdefs.Invalid(fmt.Sprintf("%s: entry %q declares a negative size (%d)", g.what, hdr.Name, hdr.Size))
+			return
+		}
 		if hdr.Size > g.limit-g.declared-tarEntryCost {
 			g.err = g.tooLarge(fmt.Sprintf("entry %q declares %d bytes after %d entries totalling %d bytes", hdr.Name, hdr.Size, g.entries-1, g.declared))
 			return

@@ -227,3 +227,65 @@ func BenchmarkTarGuard(b *testing.B) {
 		}
 	})
 }
+
+// TestLayerNegativeSize: Go's tar reader accepts a negative size (from a
+// PAX record) on an entry without data; counted, it would cancel every
+// later entry's size and let a sparse bomb through. It is refused as
+// malformed before anything is unpacked.
+func TestLayerNegativeSize(t *testing.T) {
+	const limit = 1 << 20
+	raw := negativeSizeTar(t, testimage.SparseTar("big", 64<<20, []byte("end")))
+	e := newEnv(t)
+	e.s.SetMaxLayerUnpackedBytes(limit)
+	blob := gz(t, raw)
+	in := e.s.NewIngest()
+	_, err := in.Layer(context.Background(), LayerSpec{Blob: v1.Descriptor{Digest: sha(blob), Size: int64(len(blob))}, DiffID: sha(raw)},
+		func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(blob)), nil })
+	in.Close()
+	if !errdefs.IsInvalid(err) || !strings.Contains(err.Error(), "negative size") {
+		t.Fatalf("Layer = %v, want InvalidArgument naming the negative size", err)
+	}
+	for _, sub := range []string{"layers", "content/blobs/sha256", "tmp"} {
+		if got := e.names(sub); len(got) != 0 {
+			t.Fatalf("%s after a refused layer = %v", sub, got)
+		}
+	}
+}
+
+// negativeSizeTar is a symlink whose PAX header says size=-9e18, then rest.
+// Written by hand: archive/tar's writer refuses negative sizes.
+func negativeSizeTar(t *testing.T, rest []byte) []byte {
+	t.Helper()
+	header := func(name string, typ byte, size int, link string) []byte {
+		h := make([]byte, 512)
+		copy(h[0:], name)
+		copy(h[100:], "0000644\x00")
+		copy(h[108:], "0000000\x00")
+		copy(h[116:], "0000000\x00")
+		copy(h[124:], fmt.Sprintf("%011o\x00", size))
+		copy(h[136:], fmt.Sprintf("%011o\x00", 1700000000))
+		h[156] = typ
+		copy(h[157:], link)
+		copy(h[257:], "ustar\x0000")
+		copy(h[148:], "        ")
+		sum := 0
+		for _, c := range h {
+			sum += int(c)
+		}
+		copy(h[148:], fmt.Sprintf("%06o\x00 ", sum))
+		return h
+	}
+	rec := "size=-9000000000000000000\n"
+	n := len(rec) + 3
+	for len(fmt.Sprintf("%d %s", n, rec)) != n {
+		n = len(fmt.Sprintf("%d %s", n, rec))
+	}
+	pax := fmt.Sprintf("%d %s", n, rec)
+	var out bytes.Buffer
+	out.Write(header("PaxHeaders.0/l", 'x', len(pax), ""))
+	out.WriteString(pax)
+	out.Write(make([]byte, (512-out.Len()%512)%512))
+	out.Write(header("l", '2', 0, "target"))
+	out.Write(rest)
+	return out.Bytes()
+}
