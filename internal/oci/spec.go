@@ -197,15 +197,17 @@ type SandboxInput struct {
 }
 
 // DefaultCapabilities is containerd 1.x's CRI default set (Docker's), which
-// the reference specs show; Pod Security "baseline" allows all of them but
-// NET_RAW. Operators narrow it with HostConfig.DefaultCapabilities.
+// the reference specs show, less CAP_MKNOD (as CRI-O): a device node made in
+// a container is opened without the container's device cgroup by a host
+// user of the same uid through /proc/<pid>/root. Pod Security "baseline"
+// allows all of them but NET_RAW. Operators narrow it with
+// HostConfig.DefaultCapabilities; a pod that needs mknod adds CAP_MKNOD.
 func DefaultCapabilities() []string {
 	return []string{
 		"CAP_CHOWN",
 		"CAP_DAC_OVERRIDE",
 		"CAP_FSETID",
 		"CAP_FOWNER",
-		"CAP_MKNOD",
 		"CAP_NET_RAW",
 		"CAP_SETGID",
 		"CAP_SETUID",

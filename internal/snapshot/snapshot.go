@@ -44,10 +44,11 @@ func Prepare(dir, target string, lowers []string) (err error) {
 		rev[len(lowers)-1-i] = l
 	}
 	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", strings.Join(rev, ":"), upper, work)
-	// index=off keeps hard links within one container's upper dir from
-	// pinning layer inodes; it is also what containerd and CRI-O default to
-	// in practice (kernel default off).
-	if err := unix.Mount("overlay", target, "overlay", 0, opts); err != nil {
+	// nodev: device nodes from an image layer or made in the rootfs are not
+	// usable through it, so a host user reaching the rootfs through
+	// /proc/<pid>/root cannot open one (the container's /dev is runc's own
+	// tmpfs, and privileged containers get the host's devices there).
+	if err := unix.Mount("overlay", target, "overlay", unix.MS_NODEV, opts); err != nil {
 		if len(opts) >= unix.Getpagesize() {
 			return fmt.Errorf("mount rootfs: overlay options exceed a page (%d layers): %w", len(lowers), err)
 		}

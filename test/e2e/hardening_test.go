@@ -341,3 +341,24 @@ grep -c extra /etc/hosts`)
 		}
 	}
 }
+
+// TestHardeningNoDeviceNodes: a root process in a container cannot make a
+// device node by default (no CAP_MKNOD, as CRI-O), and one made with
+// CAP_MKNOD added cannot be opened through the rootfs (mounted nodev): a
+// host user reaching the rootfs through /proc/<pid>/root would otherwise
+// open the host's disk without the container's device cgroup.
+func TestHardeningNoDeviceNodes(t *testing.T) {
+	d := framework.Shared(t)
+	pod := d.PodConfig(t, "mknod")
+	podID := d.RunPod(t, pod)
+	st, out := runToExit(t, d, podID, pod, framework.Sh("default", `mknod /tmp/null c 1 3 && echo made; true`))
+	if strings.Contains(out, "made") {
+		t.Errorf("mknod succeeded with the default capabilities (exit %d): %q", st.ExitCode, out)
+	}
+	cfg := framework.Sh("withmknod", `mknod /tmp/null c 1 3 && echo made; echo x > /tmp/null && echo opened; true`)
+	cfg.Linux.SecurityContext.Capabilities = &runtimeapi.Capability{AddCapabilities: []string{"MKNOD"}}
+	st, out = runToExit(t, d, podID, pod, cfg)
+	if !strings.Contains(out, "made") || strings.Contains(out, "opened") {
+		t.Errorf("with CAP_MKNOD: exit %d, output %q; want the node made but not openable (nodev rootfs)", st.ExitCode, out)
+	}
+}
