@@ -125,7 +125,7 @@ func newRootCmd(a *app) *cobra.Command {
 		imagesCmd(a), inspectiCmd(a), pullCmd(a), rmiCmd(a), imageCmd(a),
 		runCmd(a),
 		attachCmd(a), portForwardCmd(a), withWatch(a, statspCmd(a)), eventsCmd(a),
-		imageFsInfoCmd(a), runtimeConfigCmd(a), updateCmd(a), loadCmd(a),
+		imageFsInfoCmd(a), runtimeConfigCmd(a), updateCmd(a), loadCmd(a), saveCmd(a),
 	)
 	return root
 }
