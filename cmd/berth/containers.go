@@ -243,8 +243,10 @@ func printContainerSummary(a *app, s *runtimeapi.ContainerStatus) {
 func createCmd(a *app) *cobra.Command {
 	var pull bool
 	cmd := &cobra.Command{
-		Use:     "create POD CONTAINER_CONFIG POD_CONFIG",
-		Short:   "Create a container in a pod from JSON or YAML config files",
+		Use:   "create POD CONTAINER_CONFIG POD_CONFIG",
+		Short: "Create a container in a pod from JSON or YAML config files",
+		Long: "Create a container in POD from a CRI ContainerConfig and the pod's PodSandboxConfig\n" +
+			"(JSON or YAML, see docs/CLI.md); prints the container's ID. --pull pulls a missing image first",
 		Args:    cobra.ExactArgs(3),
 		Example: "  berth create 1f0e3c container-config.json pod-config.json",
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -309,8 +311,10 @@ func startCmd(a *app) *cobra.Command {
 func stopCmd(a *app) *cobra.Command {
 	var secs int64
 	cmd := &cobra.Command{
-		Use:     "stop CONTAINER...",
-		Short:   "Stop running containers (SIGTERM, then SIGKILL after -t seconds)",
+		Use:   "stop CONTAINER...",
+		Short: "Stop running containers (SIGTERM, then SIGKILL after -t seconds)",
+		Long: "Stop containers: the stop signal (SIGTERM unless the image says otherwise), then SIGKILL\n" +
+			"after -t seconds (default 10)",
 		Args:    cobra.MinimumNArgs(1),
 		Example: "  berth stop -t 5 web",
 		RunE: func(cmd *cobra.Command, args []string) error {

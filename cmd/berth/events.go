@@ -24,21 +24,34 @@ var eventWords = map[runtimeapi.ContainerEventType]string{
 
 func eventsCmd(a *app) *cobra.Command {
 	var o struct {
-		container, pod string
-		count          int
+		container, pod, since string
+		count                 int
 	}
 	cmd := &cobra.Command{
 		Use:   "events",
 		Short: "Stream container lifecycle events (CRI GetContainerEvents)",
 		Long: "Print each container event as it happens: time, event, container, its name, pod,\n" +
 			"and for a stop the exit code and reason. -o json prints one JSON object per line.\n" +
-			"Runs until interrupted, or until --count events were printed.",
+			"Runs until interrupted, or until --count events were printed.\n\n" +
+			"--since also prints the events berthd replays to a new stream that happened at or after\n" +
+			"that time. berthd keeps no event history: it replays only the events it found while\n" +
+			"reconciling at start (exits that happened while it was down), for 5 minutes after it\n" +
+			"started. Without --since those are skipped and only new events print.",
 		Args:    cobra.NoArgs,
-		Example: "  berth events --pod nginx\n  berth events -o json --count 1",
+		Example: "  berth events --pod nginx\n  berth events -o json --count 1\n  berth events --since 10m     # after a berthd restart: the exits it found",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			f := a.format("table")
 			if f == "yaml" {
 				return errors.New("events: -o yaml is not a stream format; use table or json")
+			}
+			// Events from before the stream opened are berthd's replay.
+			opened := time.Now()
+			var since time.Time
+			if o.since != "" {
+				var err error
+				if since, err = parseSince(o.since, opened); err != nil {
+					return err
+				}
 			}
 			var podID, ctrID string
 			if o.pod != "" || o.container != "" {
@@ -88,6 +101,9 @@ func eventsCmd(a *app) *cobra.Command {
 				if (podID != "" && ev.GetPodSandboxStatus().GetId() != podID) || (ctrID != "" && ev.GetContainerId() != ctrID) {
 					continue
 				}
+				if at := time.Unix(0, ev.GetCreatedAt()); at.Before(opened) && (since.IsZero() || at.Before(since)) {
+					continue
+				}
 				if err := printEvent(a.stdout, f, ev); err != nil {
 					return err
 				}
@@ -100,7 +116,19 @@ func eventsCmd(a *app) *cobra.Command {
 	cmd.Flags().StringVar(&o.pod, "pod", "", "only events of this pod's containers (ID prefix or name)")
 	cmd.Flags().StringVar(&o.container, "container", "", "only events of this container (ID prefix or name)")
 	cmd.Flags().IntVar(&o.count, "count", 0, "exit after this many events (0: run until interrupted)")
+	cmd.Flags().StringVar(&o.since, "since", "", "also print replayed events from this time on: a duration back from now (10m) or an RFC 3339 time")
 	return cmd
+}
+
+// parseSince reads --since: a duration back from now, or an RFC 3339 time.
+func parseSince(s string, now time.Time) (time.Time, error) {
+	if d, err := time.ParseDuration(s); err == nil && d >= 0 {
+		return now.Add(-d), nil
+	}
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t, nil
+	}
+	return time.Time{}, fmt.Errorf("events: --since %q is neither a duration (10m) nor an RFC 3339 time (2006-01-02T15:04:05Z)", s)
 }
 
 // printEvent writes one event as a line: a table-like line or compact JSON.

@@ -35,6 +35,9 @@ type fakeCRI struct {
 	images   []*runtimeapi.Image
 	calls    []string
 	imported []string
+	saved    []admin.SaveRequest
+	// saveFail, when set, cuts SaveImages short after some output.
+	saveFail error
 	// onStart runs when a container starts (the test writes its log).
 	onStart func(st *runtimeapi.ContainerStatus)
 	// pullErr, when set, is PullImage's answer.

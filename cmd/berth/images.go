@@ -142,6 +142,7 @@ func imagesCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "images [REPOSITORY[:TAG]]",
 		Short:   "List images",
+		Long:    "List images: IMAGE, TAG, IMAGE ID and SIZE, a row per tag (--digests adds DIGEST)",
 		Args:    cobra.MaximumNArgs(1),
 		Example: "  berth images --digests",
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -220,6 +221,7 @@ func inspectiCmd(a *app) *cobra.Command {
 	return &cobra.Command{
 		Use:     "inspecti IMAGE...",
 		Short:   "Show the status of images",
+		Long:    "Show the status of images, each named by tag, digest reference, ID or unique ID prefix",
 		Args:    cobra.MinimumNArgs(1),
 		Example: "  berth inspecti busybox",
 		RunE: forEachImage(a, func(ctx context.Context, arg, id string) error {

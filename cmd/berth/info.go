@@ -21,9 +21,11 @@ func (a *app) format(def string) string {
 
 func versionCmd(a *app) *cobra.Command {
 	return &cobra.Command{
-		Use:   "version",
-		Short: "Show client and runtime versions",
-		Args:  cobra.NoArgs,
+		Use:     "version",
+		Short:   "Show client and runtime versions",
+		Long:    "Show berth's version and the runtime's name, version and CRI API version",
+		Example: "  berth version",
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, cancel, err := a.ctx(cmd.Context())
 			if err != nil {

@@ -15,8 +15,10 @@ func logsCmd(a *app) *cobra.Command {
 		tail               int
 	}
 	cmd := &cobra.Command{
-		Use:     "logs CONTAINER",
-		Short:   "Print a container's log (read from its log file on this host)",
+		Use:   "logs CONTAINER",
+		Short: "Print a container's log (read from its log file on this host)",
+		Long: "Print a container's log file: its stdout lines to stdout, its stderr lines to stderr.\n" +
+			"-f follows the file across log rotation until the container exits; -t adds timestamps",
 		Args:    cobra.ExactArgs(1),
 		Example: "  berth logs -f --tail 20 web",
 		RunE: func(cmd *cobra.Command, args []string) error {

@@ -171,8 +171,10 @@ func printPodSummary(a *app, s *runtimeapi.PodSandboxStatus) {
 func runpCmd(a *app) *cobra.Command {
 	var handler string
 	cmd := &cobra.Command{
-		Use:     "runp POD_CONFIG",
-		Short:   "Run a pod sandbox from a JSON or YAML config file",
+		Use:   "runp POD_CONFIG",
+		Short: "Run a pod sandbox from a JSON or YAML config file",
+		Long: "Run a pod sandbox from a CRI PodSandboxConfig (JSON or YAML, see docs/CLI.md) with the\n" +
+			"runtime handler -r; prints the pod's ID",
 		Args:    cobra.ExactArgs(1),
 		Example: "  berth runp pod-config.json",
 		RunE: func(cmd *cobra.Command, args []string) error {

@@ -108,7 +108,7 @@ func newRootCmd(a *app) *cobra.Command {
 	pf.StringVar(&a.socket, "socket", "", "runtime endpoint, unix:///path or /path (default: see above)")
 	pf.StringVar(&a.socket, "runtime-endpoint", "", "the same as --socket (crictl's name)")
 	_ = pf.MarkHidden("runtime-endpoint")
-	pf.DurationVar(&a.timeout, "timeout", 10*time.Second, "deadline for each request; for pull, import, exec and run only when given")
+	pf.DurationVar(&a.timeout, "timeout", 10*time.Second, "deadline for each request; for pull, import, save, exec and run only when given")
 	pf.StringVarP(&a.output, "output", "o", "", "output format: table, json, yaml or go-template=TEMPLATE (fields as in json)")
 	pf.BoolVar(&a.noTrunc, "no-trunc", false, "show whole IDs in tables")
 	pf.BoolVar(&a.debug, "debug", false, "log each request to stderr")
@@ -125,7 +125,7 @@ func newRootCmd(a *app) *cobra.Command {
 		imagesCmd(a), inspectiCmd(a), pullCmd(a), rmiCmd(a), imageCmd(a),
 		runCmd(a),
 		attachCmd(a), portForwardCmd(a), withWatch(a, statspCmd(a)), eventsCmd(a),
-		imageFsInfoCmd(a), runtimeConfigCmd(a), updateCmd(a), loadCmd(a),
+		imageFsInfoCmd(a), runtimeConfigCmd(a), updateCmd(a), loadCmd(a), saveCmd(a),
 	)
 	return root
 }

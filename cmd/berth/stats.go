@@ -36,6 +36,7 @@ func statsCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "stats [CONTAINER]",
 		Short:   "Show containers' resource usage",
+		Long:    "Show containers' CPU % (sampled over -s seconds), memory working set, and the disk and inodes\nof their writable layers",
 		Args:    cobra.MaximumNArgs(1),
 		Example: "  berth stats --pod nginx",
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -128,6 +129,7 @@ func statspCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "statsp [POD]",
 		Short:   "Show pods' resource usage",
+		Long:    "Show pods' CPU % (sampled over -s seconds), memory working set, and process and container counts",
 		Args:    cobra.MaximumNArgs(1),
 		Example: "  berth statsp nginx",
 		RunE: func(cmd *cobra.Command, args []string) error {

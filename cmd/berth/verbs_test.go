@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"strings"
@@ -118,9 +119,9 @@ containers   /var/lib/berth/containers   5kB     12
 			"(default)         false                 false\n"},
 		{[]string{"info", "network"}, "\"berth0\"\n"},
 		{[]string{"info", "config", "-o", "yaml"}, "root: /var/lib/berth\n"},
-		{[]string{"events", "--count", "2"}, "2023-11-14T22:13:20Z  started  c1aaaaaaaaaaa  web  pod=default/nginx\n" +
+		{[]string{"events", "--since", "2023-11-14T00:00:00Z", "--count", "2"}, "2023-11-14T22:13:20Z  started  c1aaaaaaaaaaa  web  pod=default/nginx\n" +
 			"2023-11-14T22:13:21Z  created  c9zzzzzzzzzzz  -  pod=other\n"},
-		{[]string{"events", "--pod", "nginx", "--count", "2"}, "2023-11-14T22:13:20Z  started  c1aaaaaaaaaaa  web  pod=default/nginx\n" +
+		{[]string{"events", "--since", "2023-11-14T00:00:00Z", "--pod", "nginx", "--count", "2"}, "2023-11-14T22:13:20Z  started  c1aaaaaaaaaaa  web  pod=default/nginx\n" +
 			"2023-11-14T22:13:22Z  stopped  c1aaaaaaaaaaa  web  pod=default/nginx exit=3 reason=Error\n"},
 	}
 	t.Setenv("TZ", "UTC")
@@ -148,7 +149,7 @@ func TestInfoSections(t *testing.T) {
 
 func TestEventsJSON(t *testing.T) {
 	_, ep := startVerbsFake(t)
-	out, errOut, code := berth(t, ep, "events", "-o", "json", "--container", "web", "--count", "2")
+	out, errOut, code := berth(t, ep, "events", "--since", "2023-11-14T22:00:00Z", "-o", "json", "--container", "web", "--count", "2")
 	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
 	if code != 0 || len(lines) != 2 {
 		t.Fatalf("events -o json: %d %q %q", code, out, errOut)
@@ -257,5 +258,30 @@ func TestWatch(t *testing.T) {
 	one := "1f0e3c9a7b2d4e5f6a7b8c9d0e1f2a3b\n2a0e3c9a7b2d4e5f6a7b8c9d0e1f2a3b\n"
 	if code != 0 || !strings.HasPrefix(out.String(), one+"\n"+one) {
 		t.Errorf("pods --watch: %d %q %q", code, out.String(), errb.String())
+	}
+}
+
+// TestEventsSince: berthd's replay (events from before the stream opened)
+// prints only from --since on; without it, nothing but new events.
+func TestEventsSince(t *testing.T) {
+	_, ep := startVerbsFake(t)
+	out, errOut, code := berth(t, ep, "events", "--since", "2023-11-14T22:13:21Z", "--count", "2")
+	if code != 0 || out != "2023-11-14T22:13:21Z  created  c9zzzzzzzzzzz  -  pod=other\n"+
+		"2023-11-14T22:13:22Z  stopped  c1aaaaaaaaaaa  web  pod=default/nginx exit=3 reason=Error\n" {
+		t.Errorf("events --since: %d %q %q", code, out, errOut)
+	}
+	// The fake replays only old events, then waits: nothing prints.
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	var o, e bytes.Buffer
+	if code := execute(ctx, []string{"--socket", ep, "events"}, strings.NewReader(""), &o, &e); code != 0 || o.Len() != 0 {
+		t.Errorf("events without --since: %d %q %q", code, o.String(), e.String())
+	}
+	if _, errOut, code := berth(t, ep, "events", "--since", "yesterday"); code != 125 || !strings.Contains(errOut, "neither a duration") {
+		t.Errorf("bad --since: %d %q", code, errOut)
+	}
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	if got, err := parseSince("10m", now); err != nil || !got.Equal(now.Add(-10*time.Minute)) {
+		t.Errorf("parseSince(10m) = %v, %v", got, err)
 	}
 }

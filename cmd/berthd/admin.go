@@ -1,12 +1,15 @@
 package main
 
 import (
+	"context"
+	"io"
+
 	"github.com/berth-project/berth/internal/admin"
 	"github.com/berth-project/berth/internal/image"
 )
 
-// adminBackend is what berthd serves on the admin service: imports by the
-// image service, pull progress from the puller.
+// adminBackend is what berthd serves on the admin service: imports and
+// saves by the image service, pull progress from the puller.
 type adminBackend struct {
 	*image.Service
 	puller *image.Puller
@@ -23,4 +26,8 @@ func (b adminBackend) PullProgress() []admin.PullProgress {
 		out = append(out, admin.PullProgress{Ref: p.Ref, Endpoint: p.Endpoint, Started: p.Started, Layers: layers})
 	}
 	return out
+}
+
+func (b adminBackend) SaveImages(ctx context.Context, req admin.SaveRequest, w io.Writer) error {
+	return b.Export(ctx, req.Images, image.ExportFormat(req.Format), w)
 }

@@ -1,9 +1,9 @@
 // Package admin is berth's own small gRPC service beside CRI, on the same
 // socket, for operations that CRI has no RPC for (importing an image tar,
-// the progress of running pulls).
+// saving images as one, the progress of running pulls).
 //
 // It is declared by hand with well-known protobuf wrapper types instead of a
-// generated .proto: one method does not justify a protoc step in the build.
+// generated .proto: three methods do not justify a protoc step in the build.
 package admin
 
 import (
@@ -22,7 +22,7 @@ type Importer interface {
 }
 
 // Register serves imp on srv (and pull progress when imp is also a
-// ProgressReporter).
+// ProgressReporter, image saves when it is a Saver).
 func Register(srv *grpc.Server, imp Importer) {
 	srv.RegisterService(&serviceDesc, imp)
 }
@@ -34,6 +34,7 @@ var serviceDesc = grpc.ServiceDesc{
 		MethodName: "ImportImage",
 		Handler:    importHandler,
 	}, pullProgressMethod},
+	Streams:  []grpc.StreamDesc{saveImagesStream},
 	Metadata: "berth/admin",
 }
 
