@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
@@ -93,6 +95,15 @@ func eventsCmd(a *app) *cobra.Command {
 					return nil
 				}
 				if err != nil {
+					if c := status.Code(err); ctx.Err() == nil && (c == codes.Canceled || c == codes.DeadlineExceeded) {
+						// berthd sees our deadline (sent as grpc-timeout) and
+						// may reset the stream a moment before our own timer
+						// ends ctx: give it that moment.
+						select {
+						case <-ctx.Done():
+						case <-time.After(200 * time.Millisecond):
+						}
+					}
 					if ctx.Err() != nil {
 						return nil
 					}
