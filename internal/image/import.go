@@ -1,6 +1,7 @@
 package image
 
 import (
+	"archive/tar"
 	"bufio"
 	"bytes"
 	"context"
@@ -10,14 +11,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path"
 	"runtime"
 	"strings"
+	"syscall"
 
 	"github.com/berth-project/berth/internal/errdefs"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/moby/go-archive"
@@ -46,8 +48,8 @@ func (s *Service) ImportImage(ctx context.Context, path string) ([]string, error
 // Import imports a `docker save` archive or an OCI image-layout archive
 // (plain, gzip or zstd) found at path on this host and returns the images
 // it recorded. The archive is extracted to a temp dir first (entries cannot
-// escape it); all its images are ingested before any is committed, so a bad
-// archive records nothing.
+// escape it; see extractArchive); all its images are ingested before any is
+// committed, so a bad archive records nothing.
 func (s *Service) Import(ctx context.Context, path string) ([]*Image, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -62,27 +64,24 @@ func (s *Service) Import(ctx context.Context, path string) ([]*Image, error) {
 		return nil, fmt.Errorf("create import dir: %w", err)
 	}
 	defer os.RemoveAll(dir)
-
-	_, plain, err := decompress(bufio.NewReaderSize(ctxReader{ctx, f}, 64<<10))
+	if err := s.extractArchive(ctx, f, dir, "image archive "+path); err != nil {
+		return nil, err
+	}
+	root, err := os.OpenRoot(dir)
 	if err != nil {
-		return nil, errdefs.Invalid(fmt.Sprintf("image archive %s: %v", path, err))
+		return nil, fmt.Errorf("open import dir: %w", err)
 	}
-	defer plain.Close()
-	if err := archive.Unpack(plain, dir, &archive.TarOptions{NoLchown: true}); err != nil {
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		return nil, errdefs.Invalid(fmt.Sprintf("image archive %s cannot be extracted: %v", path, err))
-	}
+	defer root.Close()
+	a := archiveDir{root: root}
 
 	in := s.NewIngest()
 	defer in.Close()
 	var specs []CommitSpec
 	switch {
 	case exists(dir, "index.json"):
-		specs, err = s.ingestLayout(ctx, in, dir)
+		specs, err = s.ingestLayout(ctx, in, a)
 	case exists(dir, "manifest.json"):
-		specs, err = s.ingestDockerSave(ctx, in, dir)
+		specs, err = s.ingestDockerSave(ctx, in, a)
 	default:
 		return nil, errdefs.Invalid(fmt.Sprintf("%s is neither a docker save archive (no manifest.json) nor an OCI image layout (no index.json)", path))
 	}
@@ -101,6 +100,104 @@ func (s *Service) Import(ctx context.Context, path string) ([]*Image, error) {
 	return out, nil
 }
 
+// extractArchive unpacks an image archive (plain, gzip or zstd tar) into
+// dir. The tar stream is held to the layer limits (tarGuard: declared
+// sizes, sparse files at full size, entry count), and only regular files,
+// dirs and links are made: device nodes and FIFOs are dropped, so nothing
+// the import reads later can block it or reach a host device. what names
+// the archive in errors.
+func (s *Service) extractArchive(ctx context.Context, r io.Reader, dir, what string) error {
+	_, plain, err := decompress(bufio.NewReaderSize(ctxReader{ctx, r}, 64<<10))
+	if err != nil {
+		return errdefs.Invalid(fmt.Sprintf("%s: %v", what, err))
+	}
+	defer plain.Close()
+	guard := newTarGuard(s.maxLayerBytes.Load(), what)
+	defer guard.Close()
+	filter := &tarFilter{tr: tar.NewReader(io.TeeReader(plain, guard))}
+	filter.tw = tar.NewWriter(&filter.buf)
+	if err := archive.Unpack(filter, dir, &archive.TarOptions{NoLchown: true}); err != nil {
+		if gerr := guardErr(guard); gerr != nil {
+			return gerr
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return errdefs.Invalid(fmt.Sprintf("%s cannot be extracted: %v", what, err))
+	}
+	if err := guard.Close(); err != nil {
+		return err
+	}
+	if filter.skipped > 0 {
+		s.log.Warn("image archive entries that are neither files, dirs nor links were skipped", "archive", what, "skipped", filter.skipped)
+	}
+	return nil
+}
+
+// tarFilter re-writes a tar stream keeping only regular files, dirs,
+// symlinks and hard links (what image archives hold), each with a plain
+// header (name, link, mode, size, time). It runs in the reader's goroutine:
+// no goroutine of its own to leak or to panic unrecovered.
+type tarFilter struct {
+	tr      *tar.Reader
+	tw      *tar.Writer
+	buf     bytes.Buffer
+	inBody  bool
+	err     error // sticky; io.EOF once the end marker is in buf
+	skipped int
+}
+
+func (f *tarFilter) Read(p []byte) (int, error) {
+	for f.buf.Len() == 0 {
+		if f.err != nil {
+			return 0, f.err
+		}
+		f.err = f.fill()
+	}
+	return f.buf.Read(p)
+}
+
+// fill puts the next piece of output in buf: a header, up to 64 KiB of a
+// body, or the end marker (then io.EOF).
+func (f *tarFilter) fill() error {
+	if f.inBody {
+		n, err := io.CopyN(f.tw, f.tr, 64<<10)
+		if errors.Is(err, io.EOF) || (err == nil && n < 64<<10) {
+			f.inBody = false
+			return nil
+		}
+		return err
+	}
+	hdr, err := f.tr.Next()
+	if errors.Is(err, io.EOF) {
+		if err := f.tw.Close(); err != nil {
+			return err
+		}
+		return io.EOF
+	}
+	if err != nil {
+		return err
+	}
+	typ := hdr.Typeflag
+	switch typ {
+	case tar.TypeReg, tar.TypeGNUSparse:
+		typ = tar.TypeReg // sparse files are read expanded
+	case tar.TypeDir, tar.TypeSymlink, tar.TypeLink:
+	default: // devices, FIFOs, anything else
+		f.skipped++
+		return nil
+	}
+	out := &tar.Header{Typeflag: typ, Name: hdr.Name, Linkname: hdr.Linkname, Mode: hdr.Mode & 0o777, ModTime: hdr.ModTime}
+	if typ == tar.TypeReg {
+		out.Size = hdr.Size
+	}
+	if err := f.tw.WriteHeader(out); err != nil {
+		return err
+	}
+	f.inBody = out.Size > 0
+	return nil
+}
+
 func exists(dir, name string) bool {
 	_, err := os.Lstat(dir + "/" + name)
 	return err == nil
@@ -108,16 +205,12 @@ func exists(dir, name string) bool {
 
 // ingestLayout ingests every image an OCI image layout's index.json lists,
 // picking this host's platform out of multi-platform indexes.
-func (s *Service) ingestLayout(ctx context.Context, in *Ingest, dir string) ([]CommitSpec, error) {
-	lp, err := layout.FromPath(dir)
+func (s *Service) ingestLayout(ctx context.Context, in *Ingest, a archiveDir) ([]CommitSpec, error) {
+	rawIndex, err := a.readTop("index.json")
 	if err != nil {
-		return nil, errdefs.Invalid(fmt.Sprintf("not an OCI image layout: %v", err))
+		return nil, err
 	}
-	idx, err := lp.ImageIndex()
-	if err != nil {
-		return nil, errdefs.Invalid(fmt.Sprintf("read index.json: %v", err))
-	}
-	im, err := idx.IndexManifest()
+	im, err := v1.ParseIndexManifest(bytes.NewReader(rawIndex))
 	if err != nil {
 		return nil, errdefs.Invalid(fmt.Sprintf("parse index.json: %v", err))
 	}
@@ -129,21 +222,21 @@ func (s *Service) ingestLayout(ctx context.Context, in *Ingest, dir string) ([]C
 		}
 		manifest := target
 		if desc.MediaType.IsIndex() {
-			raw, err := lp.Bytes(target)
+			raw, err := readAll(a.blob, target)
 			if err != nil {
 				return nil, errdefs.Invalid(fmt.Sprintf("read index %s: %v", target, err))
 			}
 			if err := in.WriteBlob(ctx, desc, bytes.NewReader(raw)); err != nil {
 				return nil, err
 			}
-			if manifest, err = pickPlatform(lp, raw); err != nil {
+			if manifest, err = pickPlatform(a, raw); err != nil {
 				return nil, err
 			}
 		} else if !desc.MediaType.IsImage() {
 			s.log.Debug("skipping index.json entry that is not an image", "digest", target.String(), "mediaType", string(desc.MediaType))
 			continue
 		}
-		if err := s.ingestManifest(ctx, in, manifest, func(h v1.Hash) (io.ReadCloser, error) { return lp.Blob(h) }); err != nil {
+		if err := s.ingestManifest(ctx, in, manifest, a.blob); err != nil {
 			return nil, err
 		}
 		spec := CommitSpec{Manifest: manifest, Names: layoutNames(desc.Annotations)}
@@ -176,7 +269,7 @@ func layoutNames(ann map[string]string) []string {
 
 // pickPlatform returns the manifest for this host's platform out of an
 // index (nested indexes followed).
-func pickPlatform(lp layout.Path, rawIndex []byte) (v1.Hash, error) {
+func pickPlatform(a archiveDir, rawIndex []byte) (v1.Hash, error) {
 	want := v1.Platform{OS: "linux", Architecture: runtime.GOARCH}
 	for depth := 0; depth < 4; depth++ {
 		im, err := v1.ParseIndexManifest(bytes.NewReader(rawIndex))
@@ -199,7 +292,7 @@ func pickPlatform(lp layout.Path, rawIndex []byte) (v1.Hash, error) {
 		if !found.MediaType.IsIndex() {
 			return found.Digest, nil
 		}
-		if rawIndex, err = lp.Bytes(found.Digest); err != nil {
+		if rawIndex, err = readAll(a.blob, found.Digest); err != nil {
 			return v1.Hash{}, errdefs.Invalid(fmt.Sprintf("read index %s: %v", found.Digest, err))
 		}
 	}
@@ -249,6 +342,10 @@ func (s *Service) ingestManifest(ctx context.Context, in *Ingest, manifest v1.Ha
 	return nil
 }
 
+// maxArchiveMeta caps what is read into memory from an archive: its
+// index.json or manifest.json, manifests, indexes and configs.
+const maxArchiveMeta = 8 << 20
+
 func readAll(open func(v1.Hash) (io.ReadCloser, error), h v1.Hash) ([]byte, error) {
 	if err := checkDigest(h, "blob"); err != nil {
 		return nil, err
@@ -258,32 +355,104 @@ func readAll(open func(v1.Hash) (io.ReadCloser, error), h v1.Hash) ([]byte, erro
 		return nil, err
 	}
 	defer rc.Close()
-	// Manifests and configs are small; a cap keeps a hostile archive from
-	// making us read a huge "config" into memory.
-	const maxMeta = 8 << 20
-	b, err := io.ReadAll(io.LimitReader(rc, maxMeta+1))
+	return readCapped(rc, h.String())
+}
+
+// readCapped reads at most maxArchiveMeta bytes, failing beyond.
+func readCapped(r io.Reader, name string) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(r, maxArchiveMeta+1))
+	if err != nil {
+		return nil, errdefs.Invalid(fmt.Sprintf("read %s: %v", name, err))
+	}
+	if len(b) > maxArchiveMeta {
+		return nil, errdefs.Invalid(fmt.Sprintf("%s is larger than %d bytes", name, maxArchiveMeta))
+	}
+	return b, nil
+}
+
+// archiveDir reads an extracted image archive. Names resolve inside it
+// (os.Root), and only regular files are read, opened O_NONBLOCK: a FIFO or
+// device there (extractArchive makes none) could not block the import or
+// feed it endless bytes.
+type archiveDir struct{ root *os.Root }
+
+// open opens a regular file of the archive. Symlinks inside the archive
+// are followed (older docker save archives share layer.tar files by link).
+func (a archiveDir) open(name string) (*os.File, error) {
+	return a.openFile(path.Clean(name), 0)
+}
+
+// readTop reads a top-level JSON file (index.json, manifest.json): not a
+// symlink, a regular file, at most maxArchiveMeta bytes.
+func (a archiveDir) readTop(name string) ([]byte, error) {
+	f, err := a.openFile(name, syscall.O_NOFOLLOW)
 	if err != nil {
 		return nil, err
 	}
-	if len(b) > maxMeta {
-		return nil, fmt.Errorf("blob %s is larger than %d bytes", h, maxMeta)
+	defer f.Close()
+	return readCapped(f, name)
+}
+
+// blob opens blobs/<algorithm>/<hex> of an OCI image layout.
+func (a archiveDir) blob(h v1.Hash) (io.ReadCloser, error) {
+	return a.open("blobs/" + h.Algorithm + "/" + h.Hex)
+}
+
+func (a archiveDir) openFile(name string, flags int) (*os.File, error) {
+	if flags&syscall.O_NOFOLLOW != 0 {
+		// os.Root adds O_NOFOLLOW to every open and then resolves links
+		// itself (inside the root), so a link is refused here. Only berthd
+		// writes the 0700 import dir: nothing swaps the file in between.
+		if fi, err := a.root.Lstat(name); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
+			return nil, errdefs.Invalid(fmt.Sprintf("%s in the image archive is a symbolic link; berth reads it only as a regular file", name))
+		}
 	}
-	return b, nil
+	f, err := a.root.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK|flags, 0)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, errdefs.Invalid(fmt.Sprintf("%s is not in the image archive", name))
+		}
+		return nil, errdefs.Invalid(fmt.Sprintf("open %s in the image archive: %v", name, err))
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("stat %s in the image archive: %w", name, err)
+	}
+	if !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, errdefs.Invalid(fmt.Sprintf("%s in the image archive is a %s, not a regular file", name, fileType(fi.Mode())))
+	}
+	return f, nil
+}
+
+// fileType names a non-regular file's type for messages.
+func fileType(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "directory"
+	case m&fs.ModeSymlink != 0:
+		return "symbolic link"
+	case m&fs.ModeNamedPipe != 0:
+		return "FIFO"
+	case m&fs.ModeSocket != 0:
+		return "socket"
+	case m&fs.ModeCharDevice != 0:
+		return "character device"
+	case m&fs.ModeDevice != 0:
+		return "block device"
+	}
+	return "special file"
 }
 
 // ingestDockerSave ingests the images of a docker save archive. It has no
 // registry manifest, so one is made (OCI media types) from the config and
 // the layer blobs as they are in the archive, like containerd does; its
 // digest is what the image's repo digests name.
-func (s *Service) ingestDockerSave(ctx context.Context, in *Ingest, dir string) ([]CommitSpec, error) {
-	root, err := os.OpenRoot(dir)
+func (s *Service) ingestDockerSave(ctx context.Context, in *Ingest, a archiveDir) ([]CommitSpec, error) {
+	rawManifest, err := a.readTop("manifest.json")
 	if err != nil {
 		return nil, err
-	}
-	defer root.Close()
-	rawManifest, err := root.ReadFile("manifest.json")
-	if err != nil {
-		return nil, errdefs.Invalid(fmt.Sprintf("read manifest.json: %v", err))
 	}
 	var entries tarball.Manifest
 	if err := json.Unmarshal(rawManifest, &entries); err != nil {
@@ -292,19 +461,17 @@ func (s *Service) ingestDockerSave(ctx context.Context, in *Ingest, dir string) 
 	if len(entries) == 0 {
 		return nil, errdefs.Invalid("manifest.json lists no image")
 	}
-	// open reads files of the archive through os.Root: names in
-	// manifest.json cannot point outside the extracted dir.
-	open := func(name string) (io.ReadCloser, error) { return root.Open(path.Clean(name)) }
+	open := func(name string) (io.ReadCloser, error) { return a.open(name) }
 	var specs []CommitSpec
 	for _, e := range entries {
 		rc, err := open(e.Config)
 		if err != nil {
-			return nil, errdefs.Invalid(fmt.Sprintf("open config %q: %v", e.Config, err))
+			return nil, err
 		}
-		rawCfg, err := io.ReadAll(io.LimitReader(rc, 8<<20))
+		rawCfg, err := readCapped(rc, e.Config)
 		rc.Close()
 		if err != nil {
-			return nil, errdefs.Invalid(fmt.Sprintf("read config %q: %v", e.Config, err))
+			return nil, err
 		}
 		sum := sha256.Sum256(rawCfg)
 		cfgDesc := v1.Descriptor{
