@@ -361,14 +361,45 @@ func decompress(r *bufio.Reader) (Compression, io.ReadCloser, error) {
 		}
 		return Gzip, zr, nil
 	case bytes.HasPrefix(magic, []byte{0x28, 0xb5, 0x2f, 0xfd}):
-		zr, err := zstd.NewReader(r)
+		zr, err := zstd.NewReader(r,
+			// The frame header sets how much history the decoder keeps (the
+			// library accepts up to 512 MiB, or a single-segment frame's
+			// whole content); this bounds it per layer being unpacked.
+			zstd.WithDecoderMaxWindow(maxZstdWindow),
+			zstd.WithDecoderLowmem(true),
+			// Decode in the reader's goroutine: no decoder goroutines,
+			// whose panic nothing could recover, and one window in memory.
+			zstd.WithDecoderConcurrency(1))
 		if err != nil {
 			return "", nil, fmt.Errorf("open zstd stream: %w", err)
 		}
-		return Zstd, zr.IOReadCloser(), nil
+		return Zstd, zstdReader{zr}, nil
 	default:
 		return Uncompressed, io.NopCloser(r), nil
 	}
+}
+
+// maxZstdWindow caps the window a zstd layer may ask for: what the zstd
+// CLI uses up to level 19 (8 MiB) and klauspost/compress, which buildkit,
+// containerd and containers/image compress with (8 MiB by default), fit
+// many times over; only --long or --ultra -22 on large inputs go beyond.
+const maxZstdWindow = 64 << 20
+
+// zstdReader reports a frame over maxZstdWindow as InvalidArgument.
+type zstdReader struct{ d *zstd.Decoder }
+
+func (z zstdReader) Read(p []byte) (int, error) {
+	n, err := z.d.Read(p)
+	if errors.Is(err, zstd.ErrWindowSizeExceeded) || errors.Is(err, zstd.ErrDecoderSizeExceeded) {
+		err = errdefs.Invalid(fmt.Sprintf("zstd stream asks for a decoding window larger than %d MiB, which berth does not allocate (%v); "+
+			"recompress it without --long or --ultra", maxZstdWindow>>20, err))
+	}
+	return n, err
+}
+
+func (z zstdReader) Close() error {
+	z.d.Close()
+	return nil
 }
 
 func compressionOf(mt types.MediaType) Compression {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 
 	"github.com/berth-project/berth/internal/errdefs"
 )
@@ -120,6 +121,10 @@ func (g *tarGuard) tooLarge(detail string) error {
 		"raise the limit if the image is trusted and this large", g.what, g.limit, detail)}
 }
 
+// testHookGuardEntry, when set by a test, sees every header the guard
+// parses.
+var testHookGuardEntry func(*tar.Header)
+
 // scan runs the tar parser over the chunks Write hands in, then drains.
 func (g *tarGuard) scan() {
 	src := &chunkReader{g: g}
@@ -131,6 +136,7 @@ func (g *tarGuard) scan() {
 		}
 		close(g.done)
 	}()
+	defer recoverAsError(slog.Default().With("component", "image"), "the tar guard of "+g.what, &g.err)
 	tr := tar.NewReader(src)
 	for {
 		hdr, err := tr.Next()
@@ -143,6 +149,9 @@ func (g *tarGuard) scan() {
 			}
 			g.err = errdefs.Invalid(fmt.Sprintf("%s is not a valid tar stream: %v", g.what, err))
 			return
+		}
+		if testHookGuardEntry != nil {
+			testHookGuardEntry(hdr)
 		}
 		g.entries++
 		// Go's tar reader accepts a negative size on entries without data

@@ -292,11 +292,14 @@ func (p *Puller) pull(ctx context.Context, cfg PullConfig, log *slog.Logger, ps 
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(cfg.MaxConcurrentDownloads)
 	for i := range specs {
-		g.Go(func() error {
-			if err := p.fetchLayer(gctx, in, res, specs[i], ps, log); err != nil {
-				return fmt.Errorf("layer %d (%s) of %s: %w", i+1, specs[i].Blob.Digest, norm, p.storeError(err))
-			}
-			return nil
+		g.Go(func() (err error) {
+			defer func() {
+				if err != nil {
+					err = fmt.Errorf("layer %d (%s) of %s: %w", i+1, specs[i].Blob.Digest, norm, p.storeError(err))
+				}
+			}()
+			defer recoverAsError(log, "layer worker", &err)
+			return p.fetchLayer(gctx, in, res, specs[i], ps, log)
 		})
 	}
 	if err := g.Wait(); err != nil {
