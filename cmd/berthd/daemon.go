@@ -145,6 +145,7 @@ func run(ctx context.Context, cfg *config.Config, reload func() (*config.Config,
 	}
 	defer images.Close()
 	images.SetMaxLayerUnpackedBytes(cfg.Images.MaxLayerUnpackedBytes)
+	images.SetMaxLayerEntries(cfg.Images.MaxLayerEntries)
 	images.SetPinnedRefs(cfg.Images.PinnedImages)
 	registries, err := registry.Load(cfg.Images.RegistryConfigDir)
 	if err != nil {

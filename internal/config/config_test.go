@@ -191,6 +191,7 @@ func TestBadValuesNameTheKey(t *testing.T) {
 		{"[streaming]\naddress = \"localhost\"", `streaming.address "localhost"`},
 		{"[streaming]\ntls_cert = \"/c.pem\"", `streaming.tls_cert and streaming.tls_key`},
 		{"[images]\nmax_concurrent_downloads = 0", `images.max_concurrent_downloads "0": want 1 or more`},
+		{"[images]\nmax_layer_entries = 10", `images.max_layer_entries "10": want a number of entries, at least 1000`},
 		{"[images]\npinned_images = [\"Bad Ref\"]", `images.pinned_images[0] "Bad Ref": want an image reference`},
 		{"[images]\npinned_images = [\"\"]", `images.pinned_images[0] "": want an image reference`},
 		{"[metrics]\naddress = \":x\"", `metrics.address ":x"`},

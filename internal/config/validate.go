@@ -136,6 +136,9 @@ func (c *Config) Validate() error {
 	if c.Images.MaxLayerUnpackedBytes < 1<<20 {
 		bad("images.max_layer_unpacked_bytes", c.Images.MaxLayerUnpackedBytes, "a number of bytes, at least 1048576 (1 MiB)")
 	}
+	if c.Images.MaxLayerEntries < 1000 {
+		bad("images.max_layer_entries", c.Images.MaxLayerEntries, "a number of entries, at least 1000")
+	}
 	for i, img := range c.Images.PinnedImages {
 		if !validImageRef(img) {
 			bad(fmt.Sprintf("images.pinned_images[%d]", i), img, "an image reference (name[:tag], name@sha256:<digest>) or image id sha256:<64 hex digits>")

@@ -84,7 +84,8 @@ type Service struct {
 
 	unpacks atomic.Int64 // layers unpacked since New; tests check sharing
 
-	maxLayerBytes atomic.Int64 // see SetMaxLayerUnpackedBytes
+	maxLayerBytes   atomic.Int64 // see SetMaxLayerUnpackedBytes
+	maxLayerEntries atomic.Int64 // see SetMaxLayerEntries
 }
 
 // New opens the image store under root, loads the image records from st and
@@ -105,6 +106,7 @@ func New(root string, st *store.Store) (*Service, error) {
 	s.chainLocks.init()
 	s.usage.init()
 	s.maxLayerBytes.Store(DefaultMaxLayerUnpackedBytes)
+	s.maxLayerEntries.Store(DefaultMaxLayerEntries)
 	// Anything in tmp/ is a half-written blob, a half-unpacked layer, an
 	// extracted archive or a layer being deleted when berthd died.
 	if err := os.RemoveAll(s.tmpDir()); err != nil {
@@ -153,7 +155,7 @@ func (s *Service) Close() error {
 
 // SetMaxLayerUnpackedBytes caps what one layer may write when unpacked:
 // the sizes its tar entries declare (sparse files at their full size) plus
-// a tar block per entry. Layers over it fail with ErrLayerTooLarge
+// a tar block per entry (4 KiB per directory). Layers over it fail with ErrLayerTooLarge
 // (errdefs.ErrResourceExhausted) and leave nothing behind. n <= 0 keeps
 // the default.
 func (s *Service) SetMaxLayerUnpackedBytes(n int64) {
@@ -161,6 +163,16 @@ func (s *Service) SetMaxLayerUnpackedBytes(n int64) {
 		n = DefaultMaxLayerUnpackedBytes
 	}
 	s.maxLayerBytes.Store(n)
+}
+
+// SetMaxLayerEntries caps the number of tar entries of one layer (and of an
+// imported archive). Layers over it fail like those over the byte limit.
+// n <= 0 keeps the default.
+func (s *Service) SetMaxLayerEntries(n int64) {
+	if n <= 0 {
+		n = DefaultMaxLayerEntries
+	}
+	s.maxLayerEntries.Store(n)
 }
 
 // Root is the image store's root dir.

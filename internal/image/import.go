@@ -112,7 +112,7 @@ func (s *Service) extractArchive(ctx context.Context, r io.Reader, dir, what str
 		return errdefs.Invalid(fmt.Sprintf("%s: %v", what, err))
 	}
 	defer plain.Close()
-	guard := newTarGuard(s.maxLayerBytes.Load(), what)
+	guard := newTarGuard(s.maxLayerBytes.Load(), s.maxLayerEntries.Load(), what)
 	defer guard.Close()
 	filter := &tarFilter{tr: tar.NewReader(io.TeeReader(plain, guard))}
 	filter.tw = tar.NewWriter(&filter.buf)

@@ -277,7 +277,7 @@ func (in *Ingest) Layer(ctx context.Context, spec LayerSpec, open func() (io.Rea
 	diffHash := sha256.New()
 	// The guard sees every tar header before the unpacker does and stops
 	// the stream once the entries declare more than the limit; see tarGuard.
-	guard := newTarGuard(limit, what)
+	guard := newTarGuard(limit, in.s.maxLayerEntries.Load(), what)
 	defer guard.Close()
 	tarStream := io.TeeReader(plain, io.MultiWriter(diffHash, guard))
 	if !haveLayer {

@@ -70,7 +70,7 @@ func TestTarGuardRefusesBeforeTheParser(t *testing.T) {
 	if len(bomb) > 8<<10 {
 		t.Fatalf("sparse tar is %d bytes; want a few KiB", len(bomb))
 	}
-	g := newTarGuard(1<<30, "layer test")
+	g := newTarGuard(1<<30, DefaultMaxLayerEntries, "layer test")
 	tr := tar.NewReader(io.TeeReader(bytes.NewReader(bomb), g))
 	hdr, err := tr.Next()
 	if err == nil {
@@ -88,7 +88,7 @@ func TestTarGuardRefusesBeforeTheParser(t *testing.T) {
 
 	// The same file under a larger limit passes, and the guard counts it
 	// at its logical size.
-	g = newTarGuard(2<<40, "layer test")
+	g = newTarGuard(2<<40, DefaultMaxLayerEntries, "layer test")
 	tr = tar.NewReader(io.TeeReader(bytes.NewReader(bomb), g))
 	if hdr, err = tr.Next(); err != nil || hdr.Size != 1<<40 {
 		t.Fatalf("Next = %v, %v", hdr, err)
@@ -112,6 +112,13 @@ func TestLayerBombs(t *testing.T) {
 		}
 		return layerTar(t, entries...)
 	}
+	dirs := func() []byte {
+		var entries []entry
+		for i := range 300 { // 300 * 4 KiB > 1 MiB; 300 * 512 bytes would not be
+			entries = append(entries, dir(fmt.Sprintf("d%d/", i)))
+		}
+		return layerTar(t, entries...)
+	}
 	trailing := append(layerTar(t, file("ok", "ok")), make([]byte, 8<<20)...)
 	cases := []struct {
 		name     string
@@ -124,6 +131,7 @@ func TestLayerBombs(t *testing.T) {
 		{"zstd bomb", zeroTar(t, 16<<20), zst},
 		{"zeros after the end marker", trailing, zst},
 		{"many empty files", many(), gz},
+		{"many empty dirs", dirs(), gz},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -164,6 +172,44 @@ func TestLayerBombs(t *testing.T) {
 	if _, err := in.Layer(context.Background(), LayerSpec{Blob: v1.Descriptor{Digest: sha(blob), Size: int64(len(blob))}, DiffID: sha(ok)},
 		func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(blob)), nil }); err != nil {
 		t.Fatalf("layer under the limit: %v", err)
+	}
+}
+
+// TestLayerEntryCap: a layer with more entries than
+// images.max_layer_entries fails with ResourceExhausted naming the setting;
+// one with exactly that many is unpacked.
+func TestLayerEntryCap(t *testing.T) {
+	const max = 100
+	layer := func(n int) []byte {
+		var entries []entry
+		for i := range n {
+			entries = append(entries, file(fmt.Sprintf("f%d", i), ""))
+		}
+		return layerTar(t, entries...)
+	}
+	for _, n := range []int{max, max + 1} {
+		e := newEnv(t)
+		e.s.SetMaxLayerEntries(max)
+		tb := layer(n)
+		in := e.s.NewIngest()
+		_, err := in.Layer(context.Background(), LayerSpec{Blob: v1.Descriptor{Digest: sha(tb), Size: int64(len(tb))}, DiffID: sha(tb)},
+			func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(tb)), nil })
+		in.Close()
+		if n <= max {
+			if err != nil {
+				t.Fatalf("%d entries: %v", n, err)
+			}
+			continue
+		}
+		if !errors.Is(err, errdefs.ErrResourceExhausted) || !errors.Is(err, ErrLayerTooLarge) ||
+			!strings.Contains(err.Error(), "images.max_layer_entries (100)") || !strings.Contains(err.Error(), sha(tb).String()) {
+			t.Fatalf("%d entries: err = %v, want ResourceExhausted naming the layer and max_layer_entries", n, err)
+		}
+		for _, sub := range []string{"layers", "content/blobs/sha256", "tmp"} {
+			if got := e.names(sub); len(got) != 0 {
+				t.Fatalf("%s after a refused layer = %v", sub, got)
+			}
+		}
 	}
 }
 
@@ -219,7 +265,7 @@ func BenchmarkTarGuard(b *testing.B) {
 	b.Run("guarded", func(b *testing.B) {
 		b.SetBytes(int64(len(tb)))
 		for b.Loop() {
-			g := newTarGuard(1<<40, "bench")
+			g := newTarGuard(1<<40, DefaultMaxLayerEntries, "bench")
 			read(io.TeeReader(bytes.NewReader(tb), g))
 			if err := g.Close(); err != nil {
 				b.Fatal(err)
