@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -65,6 +66,7 @@ func hostConfig(cfg *config.Config, log *slog.Logger) (oci.HostConfig, map[strin
 	}
 	log.Info("host facts", "cgroupV2", v2, "swapLimit", h.SwapLimit, "hugetlb", h.Hugetlb,
 		"appArmor", h.AppArmorEnabled, "appArmorProfile", h.AppArmorDefaultProfile, "selinux", h.SELinuxEnabled, "capabilities", len(caps))
+	warnBroadAnnotationPatterns(cfg, log)
 	perHandler := make(map[string]oci.HostConfig, len(cfg.Runtimes))
 	for name, rt := range cfg.Runtimes {
 		hh := h
@@ -196,4 +198,24 @@ func runscDefaultArgs(ctx context.Context, path string, args []string) []string 
 		return args
 	}
 	return append(args, flag+"=new")
+}
+
+// warnBroadAnnotationPatterns warns, at start, of annotation allow-list
+// patterns that let any CRI client steer the runtime ("*", or a pattern
+// with no literal prefix): valid, but rarely what an operator means.
+func warnBroadAnnotationPatterns(cfg *config.Config, log *slog.Logger) {
+	for _, name := range slices.Sorted(maps.Keys(cfg.Runtimes)) {
+		rt := cfg.Runtimes[name]
+		for _, l := range []struct {
+			key      string
+			patterns []string
+		}{{"pod_annotations", rt.PodAnnotations}, {"container_annotations", rt.ContainerAnnotations}} {
+			for i, p := range l.patterns {
+				if why := oci.BroadAnnotationPattern(p); why != "" {
+					log.Warn("annotation allow-list pattern lets any CRI client set runtime annotations; list the prefixes you need instead",
+						"key", fmt.Sprintf("runtimes.%s.%s[%d]", name, l.key, i), "pattern", p, "why", why)
+				}
+			}
+		}
+	}
 }

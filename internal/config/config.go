@@ -53,7 +53,7 @@ type Runtime struct {
 	Root                         string          `toml:"root" doc:"runtime state root (--root); empty: <state_dir>/runtimes/<name>"`
 	Args                         []string        `toml:"args" doc:"extra global arguments put before every runtime command"`
 	PrivilegedWithoutHostDevices bool            `toml:"privileged_without_host_devices" doc:"privileged containers of this handler do not get the host's devices"`
-	PodAnnotations               []string        `toml:"pod_annotations" doc:"pod annotations passed into the OCI specs of the pod's containers, as globs such as \"example.com/*\" (* stops at /); empty: none"`
+	PodAnnotations               []string        `toml:"pod_annotations" doc:"pod annotations passed into the OCI specs of the pod's containers, as globs such as \"example.com/*\" (* stops at /; keys under io.kubernetes.cri. never pass); empty: none"`
 	ContainerAnnotations         []string        `toml:"container_annotations" doc:"container annotations passed into its OCI spec, as globs like pod_annotations; empty: none"`
 	Features                     RuntimeFeatures `toml:"features" doc:"what the runtime supports beyond the OCI basics"`
 }

@@ -3,6 +3,7 @@ package oci
 import (
 	"context"
 	"maps"
+	"strings"
 	"testing"
 )
 
@@ -28,9 +29,11 @@ func TestFilterAnnotations(t *testing.T) {
 		{"exact key", []string{"run.oci.keep_original_groups"}, []string{"run.oci.keep_original_groups"}},
 		{"prefix glob", []string{"dev.gvisor.*"}, []string{"dev.gvisor.spec.mount.data.share"}},
 		{"glob stops at a slash", []string{"example.com/*"}, []string{"example.com/note"}},
-		{"star alone: keys without a slash", []string{"*"}, []string{
+		{"star alone: keys without a slash, never berth's own", []string{"*"}, []string{
 			"org.systemd.property.ExecStartPre", "run.oci.keep_original_groups", "dev.gvisor.spec.mount.data.share",
-			"io.kubernetes.container.restartCount", "plain", "io.kubernetes.cri.sandbox-id"}},
+			"io.kubernetes.container.restartCount", "plain"}},
+		{"io.kubernetes.cri.* is never allowed", []string{"io.kubernetes.cri.*", "io.kubernetes.cri.sandbox-id", "io.kubernetes.*"}, []string{
+			"io.kubernetes.container.restartCount"}},
 		{"several patterns", []string{"io.kubernetes.container.*", "example.com/*/*"}, []string{
 			"io.kubernetes.container.restartCount", "example.com/deep/note"}},
 		{"character class", []string{"pla[i]n"}, []string{"plain"}},
@@ -55,6 +58,11 @@ func TestSpecAnnotationsAllowLists(t *testing.T) {
 		"run.oci.keep_original_groups":      "1",
 		AnnotationSandboxID:                 "forged",
 		AnnotationContainerType:             "sandbox",
+		// Keys of berth's set that it does not put on this kind of spec,
+		// and ones it does not set at all: still never from a client.
+		AnnotationSandboxLogDir:                "/forged",
+		AnnotationContainerName:                "forged",
+		"io.kubernetes.cri.sandbox-cpu-period": "1",
 	}
 	newInput := func(host HostConfig) *ContainerInput {
 		in := specKubeletContainer()
@@ -77,6 +85,11 @@ func TestSpecAnnotationsAllowLists(t *testing.T) {
 		if got[AnnotationSandboxID] != sandboxID || got[AnnotationContainerType] != kind {
 			t.Errorf("berth's own annotations forged: %v", got)
 		}
+		for k, v := range got {
+			if strings.HasPrefix(k, "io.kubernetes.cri.") && v == "forged" || v == "/forged" || k == "io.kubernetes.cri.sandbox-cpu-period" {
+				t.Errorf("client annotation %s=%q reached the spec", k, v)
+			}
+		}
 		for k, v := range want {
 			if got[k] != v {
 				t.Errorf("%s = %q, want %q", k, got[k], v)
@@ -97,7 +110,7 @@ func TestSpecAnnotationsAllowLists(t *testing.T) {
 		}
 	})
 	t.Run("allowed", func(t *testing.T) {
-		host := HostConfig{PodAnnotations: []string{"example.com/*", "shared"}, ContainerAnnotations: []string{"example.com/*", "shared", "io.kubernetes.cri.*"}}
+		host := HostConfig{PodAnnotations: []string{"example.com/*", "shared", "io.kubernetes.cri.*"}, ContainerAnnotations: []string{"example.com/*", "shared", "io.kubernetes.cri.*"}}
 		in := newInput(host)
 		s, err := GenerateContainerSpec(context.Background(), in)
 		if err != nil {
@@ -117,4 +130,15 @@ func TestSpecAnnotationsAllowLists(t *testing.T) {
 			t.Error("a container annotation reached the pause spec")
 		}
 	})
+}
+
+func TestBroadAnnotationPattern(t *testing.T) {
+	for p, broad := range map[string]bool{
+		"*": true, "*.gvisor.*": true, "?un.oci.*": true, "[a-z]*": true,
+		"example.com/*": false, "dev.gvisor.spec.mount.*": false, "plain": false, `\*`: false,
+	} {
+		if got := BroadAnnotationPattern(p) != ""; got != broad {
+			t.Errorf("BroadAnnotationPattern(%q) broad = %v, want %v", p, got, broad)
+		}
+	}
 }
