@@ -89,7 +89,7 @@ type Images struct {
 	RegistryConfigDir      string   `toml:"registry_config_dir" doc:"per-registry settings (mirrors, CAs, credentials)"`
 	PinnedImages           []string `toml:"pinned_images" doc:"images (tags, digests or ids) reported pinned, which kubelet image garbage collection never removes"`
 	MaxLayerUnpackedBytes  int64    `toml:"max_layer_unpacked_bytes" doc:"most bytes one layer may write when unpacked (declared file sizes, sparse files at full size, plus 512 per entry and 4096 per directory); larger layers fail the pull (64 GiB)"`
-	MaxLayerEntries        int64    `toml:"max_layer_entries" doc:"most tar entries (files, directories, links) one layer may hold; layers with more fail the pull (2 million)"`
+	MaxLayerEntries        int64    `toml:"max_layer_entries" doc:"most tar entries (files, directories, links) one layer may hold; layers with more fail the pull (1 million)"`
 }
 
 // Metrics configures the Prometheus endpoint.
@@ -134,7 +134,7 @@ func Default() *Config {
 			RegistryConfigDir:      "/etc/berth/registries.d",
 			PinnedImages:           []string{},
 			MaxLayerUnpackedBytes:  64 << 30,
-			MaxLayerEntries:        2_000_000,
+			MaxLayerEntries:        1_000_000,
 		},
 	}
 	if _, err := exec.LookPath("runsc"); err == nil {

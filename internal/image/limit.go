@@ -28,14 +28,15 @@ const tarEntryCost = 512
 const tarDirCost = 4096
 
 // DefaultMaxLayerEntries is the default cap on the entries (files, dirs,
-// links) of one layer: 2 million. The layers of real images hold up to a
+// links) of one layer: 1 million. The layers of real images hold up to a
 // few hundred thousand (a full TeX Live or a large node_modules tree),
 // while each entry costs an inode (a 100 GiB ext4 disk has about 6.5
 // million), about 0.15 ms to unpack, and, for a directory, about 540 bytes
 // of berthd memory until the layer is done (the unpacker keeps directory
-// headers to set their times last): 2 million directories, a 17 MB gzip
-// blob, take about 1 GiB of memory, 8 GiB of disk and 6 minutes.
-const DefaultMaxLayerEntries = 2_000_000
+// headers to set their times last): 1 million directories, an 8 MB gzip
+// blob, take about 540 MB of memory, 4 GiB of disk and 3 minutes; berthd's
+// memory budget rules out more.
+const DefaultMaxLayerEntries = 1_000_000
 
 // ErrLayerTooLarge marks a layer whose unpacked size or entry count exceeds
 // the limit.
