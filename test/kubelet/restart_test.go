@@ -1,0 +1,222 @@
+package kubelet
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berth-project/berth/test/e2e/framework"
+)
+
+// snapshot is what must not change across a daemon or kubelet restart: the
+// sandbox id and each container's id and restart count.
+type snapshot struct {
+	Sandbox    string
+	Containers map[string]string
+	Restarts   map[string]int32
+}
+
+func (e *env) snapshot(name string) snapshot {
+	e.t.Helper()
+	p := e.running(name)
+	sb := e.sandbox(name)
+	if sb == nil {
+		e.t.Fatalf("no sandbox for %s", name)
+	}
+	s := snapshot{Sandbox: sb.Id, Containers: map[string]string{}, Restarts: map[string]int32{}}
+	for _, c := range p.Status.ContainerStatuses {
+		s.Containers[c.Name] = c.id()
+		s.Restarts[c.Name] = c.RestartCount
+	}
+	return s
+}
+
+func (e *env) sameAfter(what string, before snapshot, name string) {
+	e.t.Helper()
+	after := e.snapshot(name)
+	a, _ := json.Marshal(after)
+	b, _ := json.Marshal(before)
+	if string(a) != string(b) {
+		e.t.Errorf("%s: pod %s changed: before %s, after %s", what, name, b, a)
+	}
+	// berthd lists no other sandbox or container for the pod.
+	sbs, err := e.d.Runtime.ListPodSandbox(framework.Ctx(e.t), &runtimeapi.ListPodSandboxRequest{})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if len(sbs.Items) != 1 {
+		e.t.Errorf("%s: berthd lists %d sandboxes, want 1", what, len(sbs.Items))
+	}
+	if n := len(e.containers(after.Sandbox)); n != len(after.Containers) {
+		e.t.Errorf("%s: berthd lists %d containers in the pod, want %d", what, n, len(after.Containers))
+	}
+}
+
+const steadyPod = `  containers:
+  - name: a
+    image: {{image}}
+    command: ["sh", "-c", "exec sleep 3600"]
+    livenessProbe:
+      exec: {command: ["true"]}
+      periodSeconds: 1
+  - name: b
+    image: {{image}}
+    command: ["sh", "-c", "while true; do echo tick; sleep 1; done"]
+`
+
+// berthd killed with kill -9 and started again while kubelet runs: kubelet
+// keeps the pod as it was (no container restarted, no sandbox re-created).
+func TestBerthdKilledWhileKubeletRuns(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	e.apply("steady", podYAML("steady", steadyPod))
+	before := e.snapshot("steady")
+	e.d.Kill9(t)
+	// Long enough for kubelet to notice: several PLEG relists and a runtime
+	// status check fail.
+	time.Sleep(8 * time.Second)
+	e.d.Restart(t)
+	// Long enough for kubelet to relist, sync the pod and run probes again.
+	time.Sleep(15 * time.Second)
+	e.sameAfter("berthd kill -9 and restart", before, "steady")
+}
+
+// kubelet stopped and started again while berthd runs: the new kubelet
+// adopts the running pod instead of restarting it.
+func TestKubeletRestartAdoptsPods(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	e.apply("steady", podYAML("steady", steadyPod))
+	before := e.snapshot("steady")
+	e.k.Stop(t)
+	time.Sleep(2 * time.Second)
+	e.k.Start(t)
+	time.Sleep(15 * time.Second)
+	e.sameAfter("kubelet restart", before, "steady")
+}
+
+// /stats/summary carries CPU, memory, filesystem and network for every
+// container and pod; kubelet's /run endpoint reaches ExecSync.
+func TestStatsSummaryAndRun(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	e.apply("busy", podYAML("busy", `  containers:
+  - name: spin
+    image: {{image}}
+    command: ["sh", "-c", "while true; do echo x > /dev/null; done"]
+  - name: idle
+    image: {{image}}
+    command: ["sh", "-c", "echo hello; exec sleep 3600"]
+`))
+	p := e.running("busy")
+
+	type cpu struct {
+		UsageNanoCores       *uint64 `json:"usageNanoCores"`
+		UsageCoreNanoSeconds *uint64 `json:"usageCoreNanoSeconds"`
+	}
+	type mem struct {
+		WorkingSetBytes *uint64 `json:"workingSetBytes"`
+		UsageBytes      *uint64 `json:"usageBytes"`
+	}
+	type fs struct {
+		UsedBytes     *uint64 `json:"usedBytes"`
+		CapacityBytes *uint64 `json:"capacityBytes"`
+	}
+	type summary struct {
+		Pods []struct {
+			PodRef  struct{ Name, Namespace, UID string } `json:"podRef"`
+			CPU     *cpu
+			Memory  *mem
+			Network *struct {
+				Interfaces []struct {
+					Name    string
+					RxBytes *uint64 `json:"rxBytes"`
+				}
+			}
+			Containers []struct {
+				Name   string
+				CPU    *cpu
+				Memory *mem
+				Rootfs *fs
+				Logs   *fs
+			}
+			EphemeralStorage *fs `json:"ephemeral-storage"`
+		}
+	}
+	var last string
+	e.eventually(90*time.Second, "complete /stats/summary for the pod", func() error {
+		b, err := e.k.get("/stats/summary")
+		if err != nil {
+			return err
+		}
+		last = string(b)
+		var s summary
+		if err := json.Unmarshal(b, &s); err != nil {
+			return err
+		}
+		for _, ps := range s.Pods {
+			if ps.PodRef.Namespace != namespace {
+				continue
+			}
+			var missing []string
+			if ps.CPU == nil || ps.CPU.UsageNanoCores == nil || *ps.CPU.UsageNanoCores == 0 {
+				missing = append(missing, "pod cpu")
+			}
+			if ps.Memory == nil || ps.Memory.WorkingSetBytes == nil {
+				missing = append(missing, "pod memory")
+			}
+			if ps.Network == nil || len(ps.Network.Interfaces) == 0 {
+				missing = append(missing, "pod network")
+			}
+			if ps.EphemeralStorage == nil || ps.EphemeralStorage.UsedBytes == nil {
+				missing = append(missing, "pod ephemeral-storage")
+			}
+			if len(ps.Containers) != 2 {
+				missing = append(missing, fmt.Sprintf("2 containers (has %d)", len(ps.Containers)))
+			}
+			for _, c := range ps.Containers {
+				if c.CPU == nil || c.CPU.UsageNanoCores == nil || (c.Name == "spin" && *c.CPU.UsageNanoCores == 0) {
+					missing = append(missing, c.Name+" cpu")
+				}
+				if c.Memory == nil || c.Memory.WorkingSetBytes == nil || *c.Memory.WorkingSetBytes == 0 {
+					missing = append(missing, c.Name+" memory")
+				}
+				if c.Rootfs == nil || c.Rootfs.UsedBytes == nil || c.Rootfs.CapacityBytes == nil {
+					missing = append(missing, c.Name+" rootfs")
+				}
+				if c.Logs == nil || c.Logs.UsedBytes == nil || c.Logs.CapacityBytes == nil {
+					missing = append(missing, c.Name+" logs")
+				}
+			}
+			if len(missing) > 0 {
+				return fmt.Errorf("missing %s", strings.Join(missing, ", "))
+			}
+			return nil
+		}
+		return fmt.Errorf("pod not in the summary")
+	})
+	if t.Failed() {
+		t.Logf("last /stats/summary: %s", last)
+	}
+
+	// POST /run/<namespace>/<pod>/<container>?cmd=… is ExecSync (kubelet
+	// splits cmd at spaces).
+	code, body, err := e.k.secure("POST", fmt.Sprintf("/run/%s/%s/idle?cmd=%s", namespace, p.Metadata.Name,
+		url.QueryEscape("cat /etc/hostname")), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := p.Metadata.Name + "\n"; code != 200 || string(body) != want {
+		t.Errorf("kubelet /run: %d %q, want 200 %q", code, body, want)
+	}
+	// /containerLogs reads the CRI log file kubelet had berthd write.
+	code, body, err = e.k.secure("GET", fmt.Sprintf("/containerLogs/%s/%s/idle", namespace, p.Metadata.Name), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code != 200 || string(body) != "hello\n" {
+		t.Errorf("kubelet /containerLogs: %d %q, want 200 \"hello\\n\"", code, body)
+	}
+}
