@@ -55,6 +55,14 @@ var kernelTunables = []string{"vm/overcommit_memory", "vm/panic_on_oom", "kernel
 // not derived from --root-dir or podLogsDir.
 const containerLogLinks = "/var/log/containers"
 
+// devicePlugins is where kubelet's device manager puts its socket, also
+// whatever --root-dir says. kubelet empties it at start, so the tests must
+// not run beside a real kubelet.
+const (
+	hostKubeletDir = "/var/lib/kubelet"
+	devicePlugins  = hostKubeletDir + "/device-plugins"
+)
+
 // env is one test's berthd, loopback registry and kubelet.
 type env struct {
 	t   *testing.T
@@ -91,12 +99,23 @@ func newEnv(t *testing.T, opts envOptions) *env {
 	})
 	e := &env{t: t, d: d, reg: reg}
 	e.k = newKubelet(t, bin, d, opts.KubeletConfig)
+	if c, err := net.Dial("unix", filepath.Join(devicePlugins, "kubelet.sock")); err == nil {
+		c.Close()
+		t.Skipf("a kubelet already serves %s on this host: its device plugin directory would be emptied", devicePlugins)
+	}
 	saved := saveTunables(t)
 	_, linksDirErr := os.Stat(containerLogLinks)
+	_, kubeletDirErr := os.Stat(hostKubeletDir)
 	t.Cleanup(func() {
 		e.teardown()
 		restoreTunables(t, saved)
-		e.checkLogLinks(os.IsNotExist(linksDirErr))
+		e.removeLogLinks(os.IsNotExist(linksDirErr))
+		if os.IsNotExist(kubeletDirErr) {
+			// Only the device manager's socket and checkpoint are in it.
+			if err := os.RemoveAll(hostKubeletDir); err != nil {
+				t.Errorf("remove kubelet's %s: %v", hostKubeletDir, err)
+			}
+		}
 	})
 	e.k.Start(t)
 	return e
@@ -133,6 +152,11 @@ func (e *env) teardown() {
 		}
 		e.k.Stop(t)
 	}
+	// kubelet bind-mounts its root dir on itself (to make it rshared) and
+	// leaves that mount when it exits, as on any node.
+	if err := unmountSelfBind(e.k.RootDir); err != nil {
+		t.Errorf("unmount kubelet's root dir: %v", err)
+	}
 	if e.d.Running() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
@@ -149,6 +173,29 @@ func (e *env) teardown() {
 	}
 	if t.Failed() {
 		t.Log(e.k.logTail(48 << 10))
+	}
+}
+
+// unmountSelfBind unmounts dir's own mounts (not those below it), topmost
+// first.
+func unmountSelfBind(dir string) error {
+	for {
+		b, err := os.ReadFile("/proc/self/mountinfo")
+		if err != nil {
+			return err
+		}
+		mounted := false
+		for _, line := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(line); len(f) > 4 && f[4] == dir {
+				mounted = true
+			}
+		}
+		if !mounted {
+			return nil
+		}
+		if err := syscall.Unmount(dir, 0); err != nil {
+			return err
+		}
 	}
 }
 
@@ -177,20 +224,29 @@ func (e *env) waitNoRunningContainers(timeout time.Duration) error {
 	}
 }
 
-// checkLogLinks reports kubelet's /var/log/containers symlinks for this
-// test's pods that are left (kubelet removes them with the containers) and
-// removes them, and the directory too when kubelet created it.
-func (e *env) checkLogLinks(created bool) {
-	links, _ := filepath.Glob(filepath.Join(containerLogLinks, "*_"+namespace+"_*.log"))
-	for _, l := range links {
-		if target, err := os.Readlink(l); err == nil && strings.HasPrefix(target, e.d.Dir+"/") {
-			e.t.Errorf("kubelet log symlink left: %s -> %s", l, target)
-			_ = os.Remove(l)
-		}
+// removeLogLinks removes kubelet's /var/log/containers symlinks to this
+// test's logs, which kubelet's garbage collector would have removed with the
+// containers had teardown waited for it (TestStaticPodRunsAndIsRemoved does),
+// and the directory too when kubelet created it.
+func (e *env) removeLogLinks(created bool) {
+	for _, l := range e.logLinks() {
+		_ = os.Remove(l)
 	}
 	if created {
-		_ = syscall.Rmdir(containerLogLinks) // only when empty: another kubelet test may still use it
+		_ = syscall.Rmdir(containerLogLinks) // only when empty
 	}
+}
+
+// logLinks returns kubelet's /var/log/containers symlinks to this test's logs.
+func (e *env) logLinks() []string {
+	links, _ := filepath.Glob(filepath.Join(containerLogLinks, "*_"+namespace+"_*.log"))
+	var ours []string
+	for _, l := range links {
+		if target, err := os.Readlink(l); err == nil && strings.HasPrefix(target, e.d.Dir+"/") {
+			ours = append(ours, l)
+		}
+	}
+	return ours
 }
 
 func saveTunables(t *testing.T) map[string]string {
@@ -287,6 +343,7 @@ type Kubelet struct {
 	// Dir holds its root dir, certificates, config, manifests and log.
 	Dir       string
 	Manifests string
+	RootDir   string
 	LogPath   string
 	// PodLogsDir is kubelet's podLogsDir (berthd's LogDir).
 	PodLogsDir string
@@ -316,9 +373,9 @@ func freePort(t *testing.T) int {
 func newKubelet(t *testing.T, bin string, d *framework.Daemon, extra string) *Kubelet {
 	t.Helper()
 	dir := filepath.Join(d.Dir, "kubelet")
-	k := &Kubelet{bin: bin, Dir: dir, Manifests: filepath.Join(dir, "manifests"), LogPath: filepath.Join(dir, "kubelet.log"),
+	k := &Kubelet{bin: bin, Dir: dir, Manifests: filepath.Join(dir, "manifests"), RootDir: filepath.Join(dir, "root"), LogPath: filepath.Join(dir, "kubelet.log"),
 		PodLogsDir: d.LogDir, Port: freePort(t), ReadOnlyPort: freePort(t), HealthzPort: freePort(t)}
-	for _, p := range []string{k.Manifests, filepath.Join(dir, "root"), filepath.Join(dir, "pki")} {
+	for _, p := range []string{k.Manifests, k.RootDir, filepath.Join(dir, "pki")} {
 		if err := os.MkdirAll(p, 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -375,7 +432,7 @@ crashLoopBackOff:
 	}
 	k.args = []string{
 		"--config", cfgPath,
-		"--root-dir", filepath.Join(dir, "root"),
+		"--root-dir", k.RootDir,
 		"--cert-dir", filepath.Join(dir, "pki"),
 		"--hostname-override", nodeName,
 		"--v", "2",

@@ -139,6 +139,9 @@ func TestStaticPodRunsAndIsRemoved(t *testing.T) {
 		}
 		return nil
 	})
+	if links := e.logLinks(); len(links) > 0 {
+		t.Errorf("kubelet's log symlinks left after the pod was removed: %v", links)
+	}
 	if pods, err := e.k.pods(); err != nil || pods["counter"] != nil {
 		t.Errorf("kubelet still lists the deleted pod (%v)", err)
 	}
