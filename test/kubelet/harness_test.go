@@ -481,6 +481,7 @@ func (k *Kubelet) Start(t *testing.T) {
 			b, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK && string(b) == "ok" {
+				k.checkStandaloneOnLoopback(t, cmd.Process.Pid)
 				return
 			}
 		}
@@ -488,6 +489,40 @@ func (k *Kubelet) Start(t *testing.T) {
 			t.Fatalf("kubelet not healthy within 60s (%v)\n%s", err, k.logTail(16<<10))
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// checkStandaloneOnLoopback fails t unless kubelet says it runs without an
+// API server and every TCP socket it listens on is on 127.0.0.1.
+func (k *Kubelet) checkStandaloneOnLoopback(t *testing.T, pid int) {
+	t.Helper()
+	if b, err := os.ReadFile(k.LogPath); err != nil || !strings.Contains(string(b), "Kubelet is running in standalone mode") {
+		t.Errorf("kubelet's log does not say it runs standalone (%v)", err)
+	}
+	inodes := map[string]bool{}
+	fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	for _, fd := range fds {
+		if l, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name())); err == nil && strings.HasPrefix(l, "socket:[") {
+			inodes[strings.TrimSuffix(strings.TrimPrefix(l, "socket:["), "]")] = true
+		}
+	}
+	listening := 0
+	for _, table := range []string{"tcp", "tcp6"} {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/net/%s", pid, table))
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			f := strings.Fields(line)
+			// local_address st … inode; st 0A is LISTEN.
+			if len(f) < 10 || f[3] != "0A" || !inodes[f[9]] {
+				continue
+			}
+			listening++
+			if addr := strings.Split(f[1], ":")[0]; addr != "0100007F" {
+				t.Errorf("kubelet listens on %s %s, not on 127.0.0.1", table, f[1])
+			}
+		}
+	}
+	if listening < 3 {
+		t.Errorf("kubelet listens on %d TCP sockets; want its port, read-only port and healthz port", listening)
 	}
 }
 

@@ -3,11 +3,14 @@ package kubelet
 import (
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
 
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/remotecommand"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-project/berth/test/e2e/framework"
@@ -234,6 +237,26 @@ func testStatsSummaryAndRun(t *testing.T, fromCRI bool) {
 	if want := p.Metadata.Name + "\n"; code != 200 || string(body) != want {
 		t.Errorf("kubelet /run: %d %q, want 200 %q", code, body, want)
 	}
+	// /exec/<namespace>/<pod>/<container> streams (SPDY) through kubelet to
+	// berthd's Exec.
+	u, err := url.Parse(fmt.Sprintf("https://127.0.0.1:%d/exec/%s/%s/idle?command=sh&command=-c&command=%s&input=1&output=1&error=1",
+		e.k.Port, namespace, p.Metadata.Name, url.QueryEscape("read x; echo got-$x; echo to-stderr >&2")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ex, err := remotecommand.NewSPDYExecutor(&rest.Config{TLSClientConfig: rest.TLSClientConfig{Insecure: true}}, http.MethodPost, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr strings.Builder
+	if err := ex.StreamWithContext(framework.Ctx(t), remotecommand.StreamOptions{
+		Stdin: strings.NewReader("hello\n"), Stdout: &stdout, Stderr: &stderr}); err != nil {
+		t.Errorf("kubelet /exec: %v", err)
+	}
+	if stdout.String() != "got-hello\n" || stderr.String() != "to-stderr\n" {
+		t.Errorf("kubelet /exec: stdout %q, stderr %q; want \"got-hello\\n\", \"to-stderr\\n\"", stdout.String(), stderr.String())
+	}
+
 	// /containerLogs reads the CRI log file kubelet had berthd write.
 	code, body, err = e.k.secure("GET", fmt.Sprintf("/containerLogs/%s/%s/idle", namespace, p.Metadata.Name), nil)
 	if err != nil {
