@@ -174,6 +174,9 @@ func (e *env) teardown() {
 	if t.Failed() {
 		t.Log(e.k.logTail(48 << 10))
 	}
+	if errs := e.k.errorLines(); len(errs) > 0 {
+		t.Logf("kubelet logged %d distinct errors (informational):\n%s", len(errs), strings.Join(errs, "\n"))
+	}
 }
 
 // unmountSelfBind unmounts dir's own mounts (not those below it), topmost
@@ -560,6 +563,39 @@ func (k *Kubelet) Stop(t *testing.T) {
 	k.cmd = nil
 }
 
+// errorLines returns kubelet's distinct error messages (klog "E" lines, by
+// their quoted message), for the test log.
+func (k *Kubelet) errorLines() []string {
+	b, err := os.ReadFile(k.LogPath)
+	if err != nil {
+		return nil
+	}
+	seen := map[string]bool{}
+	var out []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if !strings.HasPrefix(line, "E") {
+			continue
+		}
+		i := strings.Index(line, "] ")
+		if i < 0 {
+			continue
+		}
+		msg := line[i+2:]
+		key := msg
+		if j := strings.Index(msg[min(1, len(msg)):], "\""); j >= 0 {
+			key = msg[:j+1]
+		}
+		if !seen[key] {
+			seen[key] = true
+			if len(msg) > 400 {
+				msg = msg[:400] + "…"
+			}
+			out = append(out, "  "+msg)
+		}
+	}
+	return out
+}
+
 // logTail returns the end of kubelet's log.
 func (k *Kubelet) logTail(max int) string {
 	b, err := os.ReadFile(k.LogPath)
@@ -675,8 +711,8 @@ func (p *pod) container(name string) *containerStatus {
 	return nil
 }
 
-// crioID strips the runtime scheme from a status containerID
-// ("cri-o://…" style; berth's handler name, whatever it is).
+// id is the CRI container id: kubelet's containerID without its
+// "<runtime name>://" prefix.
 func (c *containerStatus) id() string {
 	if i := strings.Index(c.ContainerID, "://"); i >= 0 {
 		return c.ContainerID[i+3:]
