@@ -140,7 +140,7 @@ func writeMirrors(t *testing.T, dir string, reg *framework.Registry) {
 // have removed later (sandboxes, its cgroups) and reports what it could not.
 func (e *env) teardown() {
 	t := e.t
-	if e.k.Running() {
+	if e.k.Running() && e.d.Running() {
 		entries, _ := os.ReadDir(e.k.Manifests)
 		for _, m := range entries {
 			_ = os.Remove(filepath.Join(e.k.Manifests, m.Name()))
@@ -150,8 +150,8 @@ func (e *env) teardown() {
 				t.Errorf("after its manifests were deleted: %v", err)
 			}
 		}
-		e.k.Stop(t)
 	}
+	e.k.Stop(t)
 	// kubelet bind-mounts its root dir on itself (to make it rshared) and
 	// leaves that mount when it exits, as on any node.
 	if err := unmountSelfBind(e.k.RootDir); err != nil {
@@ -469,7 +469,6 @@ func (k *Kubelet) Start(t *testing.T) {
 	k.exited = exited
 	go func() { _ = cmd.Wait(); close(exited) }()
 	k.mu.Unlock()
-	t.Cleanup(func() { k.Stop(t) }) // idempotent; normally teardown stopped it already
 
 	deadline := time.Now().Add(60 * time.Second)
 	c := &http.Client{Timeout: 2 * time.Second}
