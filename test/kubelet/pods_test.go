@@ -197,8 +197,8 @@ func TestInitContainersAndSharedEmptyDir(t *testing.T) {
 	})
 }
 
-// Exec, HTTP and TCP readiness and liveness probes; a failing liveness probe
-// restarts the container, with the restart count and the killed attempt's
+// Exec, HTTP and TCP readiness and liveness probes; a failing (exec or HTTP)
+// liveness probe restarts the container, with the restart count and the killed attempt's
 // exit code in its status.
 func TestProbes(t *testing.T) {
 	e := newEnv(t, envOptions{})
@@ -212,6 +212,22 @@ func TestProbes(t *testing.T) {
     livenessProbe:
       tcpSocket: {port: 8080}
       periodSeconds: 1
+  - name: web2
+    image: {{image}}
+    command: ["sh", "-c", "mkdir -p /www && echo ok > /www/healthz && exec httpd -f -p 8081 -h /www"]
+    readinessProbe:
+      tcpSocket: {port: 8081}
+      periodSeconds: 1
+    livenessProbe:
+      httpGet: {path: /healthz, port: 8081}
+      periodSeconds: 1
+  - name: unhealthy-http
+    image: {{image}}
+    command: ["sh", "-c", "exec sleep 3600"]
+    livenessProbe:
+      httpGet: {path: /healthz, port: 8082}
+      periodSeconds: 1
+      failureThreshold: 2
   - name: late
     image: {{image}}
     command: ["sh", "-c", "sleep 3; touch /tmp/ready; exec sleep 3600"]
@@ -229,14 +245,26 @@ func TestProbes(t *testing.T) {
       periodSeconds: 1
       failureThreshold: 2
 `))
-	p := e.waitPod("probes", 90*time.Second, "web and late ready, unhealthy restarted", func(p *pod) bool {
-		web, late, bad := p.container("web"), p.container("late"), p.container("unhealthy")
-		return web != nil && web.Ready && late != nil && late.Ready && bad != nil && bad.RestartCount >= 1 && bad.LastState.Terminated != nil
+	p := e.waitPod("probes", 90*time.Second, "web, web2 and late ready, the unhealthy ones restarted", func(p *pod) bool {
+		for _, name := range []string{"web", "web2", "late"} {
+			if c := p.container(name); c == nil || !c.Ready {
+				return false
+			}
+		}
+		for _, name := range []string{"unhealthy", "unhealthy-http"} {
+			if c := p.container(name); c == nil || c.RestartCount < 1 || c.LastState.Terminated == nil {
+				return false
+			}
+		}
+		return true
 	})
-	for _, name := range []string{"web", "late"} {
+	for _, name := range []string{"web", "web2", "late"} {
 		if n := p.container(name).RestartCount; n != 0 {
 			t.Errorf("%s (passing liveness probe) restarted %d times", name, n)
 		}
+	}
+	if lt := p.container("unhealthy-http").LastState.Terminated; lt.ExitCode != 137 {
+		t.Errorf("unhealthy-http's killed attempt: exit code %d (%s), want 137", lt.ExitCode, lt.Reason)
 	}
 	bad := p.container("unhealthy")
 	// sh as PID 1 ignores SIGTERM: killed after the grace period.
