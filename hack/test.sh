@@ -22,8 +22,11 @@ go test -count=1 ./internal/... ./cmd/...
 
 echo "== end-to-end tests"
 # -p 1: one suite that runs containers at a time (they share host ports,
-# bridges and CPU). critest runs on its own below.
-go test -p 1 -count=1 -timeout 40m $(go list ./test/... | grep -v /test/critest)
+# bridges and CPU). critest and the kubelet suite run on their own below.
+go test -p 1 -count=1 -timeout 40m $(go list ./test/... | grep -v -e /test/critest -e /test/kubelet)
 
 echo "== CRI conformance (critest)"
 ./hack/critest.sh
+
+echo "== a real kubelet (test/kubelet)"
+./hack/kubelet.sh
