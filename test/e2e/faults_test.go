@@ -162,6 +162,7 @@ func createContainerErr(ctx context.Context, t *testing.T, d *framework.Daemon, 
 
 func wantErrContains(t *testing.T, what string, err error, parts ...string) {
 	t.Helper()
+	t.Logf("%s: %v", what, err)
 	for _, p := range parts {
 		if err == nil || !strings.Contains(err.Error(), p) {
 			t.Errorf("%s: error %v does not say %q", what, err, p)
@@ -439,12 +440,13 @@ func TestFaultConmonKilled(t *testing.T) {
 	d.WaitForState(t, id, runtimeapi.ContainerState_CONTAINER_RUNNING, 10*time.Second)
 }
 
-// fill writes files into dir until the filesystem is out of blocks and
-// inodes, and returns a function that removes them again.
-func fill(t *testing.T, dir string) func() {
+// fill writes a file into dir until the filesystem is out of blocks and,
+// with inodes, then empty files until it is out of inodes too. It returns a
+// function that removes them again.
+func fill(t *testing.T, dir string, inodes bool) func() {
 	t.Helper()
-	fillDir := filepath.Join(dir, "e2e-fill")
-	if err := os.MkdirAll(fillDir, 0o700); err != nil {
+	fillDir, err := os.MkdirTemp(dir, "e2e-fill-")
+	if err != nil {
 		t.Fatal(err)
 	}
 	big, err := os.Create(filepath.Join(fillDir, "big"))
@@ -452,18 +454,15 @@ func fill(t *testing.T, dir string) func() {
 		t.Fatal(err)
 	}
 	buf := make([]byte, 1<<20)
-	for {
-		if _, err := big.Write(buf); err != nil {
-			break
-		}
-	}
-	for {
-		if _, err := big.Write(buf[:4096]); err != nil {
-			break
+	for _, n := range []int{1 << 20, 4096} {
+		for {
+			if _, err := big.Write(buf[:n]); err != nil {
+				break
+			}
 		}
 	}
 	big.Close()
-	for i := 0; ; i++ {
+	for i := 0; inodes; i++ {
 		f, err := os.Create(filepath.Join(fillDir, strconv.Itoa(i)))
 		if err != nil {
 			break
@@ -485,10 +484,11 @@ func statfs(t *testing.T, dir string) string {
 	return fmt.Sprintf("%d KiB and %d inodes free", st.Bavail*uint64(st.Bsize)>>10, st.Ffree)
 }
 
-// TestFaultDiskFull fills the image store's disk (a small tmpfs) during a
-// pull and before a CreateContainer: both fail naming the full disk, leave
-// no partial data, and work once space is freed. berthd killed while the
-// disk is full recovers too.
+// TestFaultDiskFull fills the image store's disk (a small tmpfs): a pull
+// (out of blocks, and out of inodes) and a CreateContainer (out of inodes:
+// no writable layer) fail with ResourceExhausted naming the full disk,
+// leave no partial data, and work once space is freed. berthd killed while
+// the disk is full comes back with its pods.
 func TestFaultDiskFull(t *testing.T) {
 	d := framework.StartDaemon(t, framework.Options{RootTmpfs: "size=48m,nr_inodes=4k"})
 	reg := framework.StartRegistry(t, framework.RegistryOptions{})
@@ -498,17 +498,43 @@ func TestFaultDiskFull(t *testing.T) {
 	pod := d.PodConfig(t, "diskfull")
 	podID := d.RunPod(t, pod)
 
-	free := fill(t, d.Root)
+	// Out of blocks: the pull fails while it writes.
+	free := fill(t, d.Root, false)
 	t.Logf("image store disk filled: %s", statfs(t, d.Root))
 	_, err := pullImage(ctx, d, ref, nil)
-	wantErrContains(t, "PullImage on a full disk", err, "no space left on device")
+	wantCode(t, "PullImage on a full disk", err, codes.ResourceExhausted)
+	wantErrContains(t, "PullImage on a full disk", err, "out of space", "no space left on device")
 	absent(t, d, ref)
 	noPartialData(t, d)
+	// A create needs inodes, not blocks, but its record may need a block:
+	// it either works or fails cleanly.
+	early := framework.ContainerConfig("early", "sleep", "3600")
+	framework.MakeLogDir(t, pod, early)
+	resp, err := d.Runtime.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: podID, Config: early, SandboxConfig: pod})
+	if err != nil {
+		wantCode(t, "CreateContainer with no free blocks", err, codes.ResourceExhausted)
+		t.Logf("CreateContainer with no free blocks: %v", err)
+		assertContainers(t, d, "runc")
+	} else {
+		t.Logf("CreateContainer with no free blocks succeeded")
+		if _, err := d.Runtime.RemoveContainer(ctx, &runtimeapi.RemoveContainerRequest{ContainerId: resp.ContainerId}); err != nil {
+			t.Errorf("RemoveContainer on a full disk: %v", err)
+		}
+		assertContainers(t, d, "runc")
+	}
+	free()
 
+	// Out of inodes too: CreateContainer cannot make the writable layer.
+	free = fill(t, d.Root, true)
+	t.Logf("image store disk filled: %s", statfs(t, d.Root))
 	cfg := framework.ContainerConfig("c", "sleep", "3600")
 	err = createContainerErr(ctx, t, d, podID, pod, cfg)
+	wantCode(t, "CreateContainer on a full disk", err, codes.ResourceExhausted)
 	wantErrContains(t, "CreateContainer on a full disk", err, "no space left on device")
 	assertContainers(t, d, "runc")
+	_, err = pullImage(ctx, d, ref, nil)
+	wantCode(t, "PullImage out of inodes", err, codes.ResourceExhausted)
+	noPartialData(t, d)
 
 	// Killed and restarted while the disk is full: berthd comes back.
 	d.Kill9(t)
@@ -557,7 +583,8 @@ func TestFaultKillDuringPull(t *testing.T) {
 }
 
 // cniFaultPlugin writes a CNI plugin that chains after the bridge and, by
-// its mode file, fails or hangs at DEL (ADD passes the previous result on).
+// its mode file, fails or hangs at DEL, or hangs at ADD (which otherwise
+// passes the previous result on).
 func cniFaultPlugin(t *testing.T, bin string) (setMode func(string), pids func() []int) {
 	t.Helper()
 	dir := t.TempDir()
@@ -565,6 +592,7 @@ func cniFaultPlugin(t *testing.T, bin string) (setMode func(string), pids func()
 dir=%q
 mode=$(cat "$dir/mode" 2>/dev/null)
 if [ "$CNI_COMMAND" = ADD ]; then
+	if [ "$mode" = add-hang ]; then echo $$ >> "$dir/hang.pids"; exec sleep 600; fi
 	# Pass the previous plugin's result on: libcni writes the config as
 	# one line with sorted keys, prevResult just before type.
 	sed 's/.*"prevResult":\(.*\),"type":"e2e-del-fault".*/\1/'
@@ -601,8 +629,9 @@ exit 0
 // TestFaultCNIDel runs pods on a network whose last plugin fails or hangs
 // at DEL: StopPodSandbox fails naming the plugin's message (or the
 // deadline), the pod stays listed, and the retry once the plugin works
-// releases everything. berthd killed during a hanging DEL leaves no plugin
-// running after its restart.
+// releases everything. berthd killed during a hanging DEL, or a hanging
+// ADD, leaves no plugin running after its restart. (Failing and hanging
+// ADDs without a kill are in TestNetworkBrokenConfig.)
 func TestFaultCNIDel(t *testing.T) {
 	bin := t.TempDir()
 	setMode, hangPIDs := cniFaultPlugin(t, bin)
@@ -696,6 +725,38 @@ func TestFaultCNIDel(t *testing.T) {
 	if l := leases(); len(l) > 0 {
 		t.Errorf("leases left: %v (last pod had %s)", l, ip)
 	}
+	assertBridgeEmpty(t, d)
+
+	// berthd killed during a hanging ADD (after the bridge took a lease):
+	// the restart kills the plugin and removes the half-made pod, its
+	// lease and veth; the next RunPodSandbox works.
+	setMode("add-hang")
+	before := len(hangPIDs())
+	go func() {
+		_, err := d.Runtime.RunPodSandbox(context.Background(), &runtimeapi.RunPodSandboxRequest{Config: d.PodConfig(t, "addkill")})
+		errc <- err
+	}()
+	if !waitUntil(10*time.Second, func() bool { return len(hangPIDs()) > before }) {
+		t.Fatal("the hanging ADD never ran")
+	}
+	all = hangPIDs()
+	d.Kill9(t)
+	if err := <-errc; err == nil {
+		t.Errorf("RunPodSandbox cut by the kill succeeded")
+	}
+	setMode("")
+	d.Restart(t)
+	if !waitUntil(10*time.Second, func() bool { return !slices.ContainsFunc(all, procAlive) }) {
+		t.Errorf("ADD plugin of the killed berthd still runs after the restart")
+	}
+	assertNoPods(t, d)
+	if l := leases(); len(l) > 0 {
+		t.Errorf("leases left by the killed ADD: %v", l)
+	}
+	waitUntil(5*time.Second, func() bool {
+		ports, _ := os.ReadDir(filepath.Join("/sys/class/net", d.Bridge, "brif"))
+		return len(ports) == 0
+	})
 	assertBridgeEmpty(t, d)
 	// The node still runs pods.
 	remove(d.RunPod(t, d.PodConfig(t, "after")))

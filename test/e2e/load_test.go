@@ -38,7 +38,9 @@ func readGauges(t *testing.T, d *framework.Daemon, metricsURL string) daemonGaug
 		t.Fatal(err)
 	}
 	g.fds = len(fds)
-	resp, err := http.Get(metricsURL)
+	// No keep-alive: an idle connection would hold an fd and a goroutine.
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := client.Get(metricsURL)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,22 +166,35 @@ func (p *poller) halt() {
 // loadClients concurrent clients, checks they all run, then stops and
 // removes them all the way kubelet does, again from loadClients clients.
 // Every call must succeed.
-func loadRound(t *testing.T, d *framework.Daemon, round string) (create, remove time.Duration, calls *latencies) {
+func loadRound(t *testing.T, d *framework.Daemon, round string) (create, remove time.Duration, calls map[string]*latencies) {
 	t.Helper()
+	calls = map[string]*latencies{}
+	for _, m := range []string{"RunPodSandbox", "CreateContainer", "StartContainer", "StopContainer", "RemoveContainer", "StopPodSandbox", "RemovePodSandbox"} {
+		calls[m] = &latencies{}
+	}
+	timed := func(method string, fn func() error) error {
+		start := time.Now()
+		err := fn()
+		if err != nil {
+			return fmt.Errorf("%s: %w", method, err)
+		}
+		calls[method].add(time.Since(start))
+		return nil
+	}
 	type pod struct {
-		cfg      *runtimeapi.PodSandboxConfig
-		id, ctr  string
-		ctrCfg   *runtimeapi.ContainerConfig
-		createIn time.Duration
+		cfg     *runtimeapi.PodSandboxConfig
+		id, ctr string
+		ctrCfg  *runtimeapi.ContainerConfig
 	}
 	pods := make([]*pod, loadPods)
 	for i := range pods {
 		cfg := d.PodConfig(t, fmt.Sprintf("load-%s-%03d", round, i))
-		ctr := framework.ContainerConfig("app", "sleep", "3600")
+		// Ends at SIGTERM, as a well-behaved workload does (a bare sleep
+		// as PID 1 ignores it and would wait out the grace period).
+		ctr := framework.Sh("app", "trap 'exit 0' TERM; sleep 3600 & wait")
 		framework.MakeLogDir(t, cfg, ctr)
 		pods[i] = &pod{cfg: cfg, ctrCfg: ctr}
 	}
-	calls = &latencies{}
 	var mu sync.Mutex
 	var errs []string
 	fail := func(format string, args ...any) {
@@ -209,22 +224,28 @@ func loadRound(t *testing.T, d *framework.Daemon, round string) (create, remove 
 		return time.Since(start)
 	}
 	create = each(func(ctx context.Context, p *pod) error {
-		start := time.Now()
-		run, err := d.Runtime.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: p.cfg})
-		if err != nil {
-			return fmt.Errorf("RunPodSandbox: %w", err)
+		if err := timed("RunPodSandbox", func() error {
+			run, err := d.Runtime.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: p.cfg})
+			if err == nil {
+				p.id = run.PodSandboxId
+			}
+			return err
+		}); err != nil {
+			return err
 		}
-		p.id = run.PodSandboxId
-		cr, err := d.Runtime.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: p.id, Config: p.ctrCfg, SandboxConfig: p.cfg})
-		if err != nil {
-			return fmt.Errorf("CreateContainer: %w", err)
+		if err := timed("CreateContainer", func() error {
+			cr, err := d.Runtime.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: p.id, Config: p.ctrCfg, SandboxConfig: p.cfg})
+			if err == nil {
+				p.ctr = cr.ContainerId
+			}
+			return err
+		}); err != nil {
+			return err
 		}
-		p.ctr = cr.ContainerId
-		if _, err := d.Runtime.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: p.ctr}); err != nil {
-			return fmt.Errorf("StartContainer: %w", err)
-		}
-		calls.add(time.Since(start))
-		return nil
+		return timed("StartContainer", func() error {
+			_, err := d.Runtime.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: p.ctr})
+			return err
+		})
 	})
 	for _, e := range errs {
 		t.Error(e)
@@ -240,19 +261,28 @@ func loadRound(t *testing.T, d *framework.Daemon, round string) (create, remove 
 		t.Errorf("%d conmon processes for %d containers", n, loadPods)
 	}
 	remove = each(func(ctx context.Context, p *pod) error {
-		if _, err := d.Runtime.StopContainer(ctx, &runtimeapi.StopContainerRequest{ContainerId: p.ctr, Timeout: 10}); err != nil {
-			return fmt.Errorf("StopContainer: %w", err)
+		if err := timed("StopContainer", func() error {
+			_, err := d.Runtime.StopContainer(ctx, &runtimeapi.StopContainerRequest{ContainerId: p.ctr, Timeout: 30})
+			return err
+		}); err != nil {
+			return err
 		}
-		if _, err := d.Runtime.RemoveContainer(ctx, &runtimeapi.RemoveContainerRequest{ContainerId: p.ctr}); err != nil {
-			return fmt.Errorf("RemoveContainer: %w", err)
+		if err := timed("RemoveContainer", func() error {
+			_, err := d.Runtime.RemoveContainer(ctx, &runtimeapi.RemoveContainerRequest{ContainerId: p.ctr})
+			return err
+		}); err != nil {
+			return err
 		}
-		if _, err := d.Runtime.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: p.id}); err != nil {
-			return fmt.Errorf("StopPodSandbox: %w", err)
+		if err := timed("StopPodSandbox", func() error {
+			_, err := d.Runtime.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: p.id})
+			return err
+		}); err != nil {
+			return err
 		}
-		if _, err := d.Runtime.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: p.id}); err != nil {
-			return fmt.Errorf("RemovePodSandbox: %w", err)
-		}
-		return nil
+		return timed("RemovePodSandbox", func() error {
+			_, err := d.Runtime.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: p.id})
+			return err
+		})
 	})
 	for _, e := range errs {
 		t.Error(e)
@@ -291,9 +321,15 @@ func TestLoad(t *testing.T) {
 	idle := readGauges(t, d, metricsURL)
 	t.Logf("idle: %d fds, %d goroutines", idle.fds, idle.goroutines)
 
+	logRound := func(round string, create, remove time.Duration, calls map[string]*latencies) {
+		t.Logf("%s: %d pods started in %v (%.1f pods/s), stopped and removed in %v (%.1f pods/s)", round,
+			loadPods, create.Round(time.Millisecond), loadPods/create.Seconds(), remove.Round(time.Millisecond), loadPods/remove.Seconds())
+		for _, m := range []string{"RunPodSandbox", "CreateContainer", "StartContainer", "StopContainer", "RemoveContainer", "StopPodSandbox", "RemovePodSandbox"} {
+			t.Logf("%s:   %-16s %v", round, m, calls[m])
+		}
+	}
 	create, remove, calls := loadRound(t, d, "alone")
-	t.Logf("alone: %d pods started in %v (%.1f pods/s), stopped and removed in %v (%.1f pods/s); per pod run+create+start %v",
-		loadPods, create.Round(time.Millisecond), loadPods/create.Seconds(), remove.Round(time.Millisecond), loadPods/remove.Seconds(), calls)
+	logRound("alone", create, remove, calls)
 	g := waitIdle(t, d, metricsURL, idle)
 	t.Logf("after round alone: %d fds, %d goroutines", g.fds, g.goroutines)
 
@@ -303,9 +339,8 @@ func TestLoad(t *testing.T) {
 	for _, err := range p.errs {
 		t.Errorf("kubelet poll: %v", err)
 	}
-	t.Logf("polled: %d pods started in %v (%.1f pods/s), stopped and removed in %v (%.1f pods/s); per pod run+create+start %v",
-		loadPods, create.Round(time.Millisecond), loadPods/create.Seconds(), remove.Round(time.Millisecond), loadPods/remove.Seconds(), calls)
-	t.Logf("polled: ListPodSandbox+ListContainers under load %v; ListContainerStats %v", &p.lists, &p.stats)
+	logRound("polled", create, remove, calls)
+	t.Logf("polled: ListPodSandbox and ListContainers under load: %v; ListContainerStats: %v", &p.lists, &p.stats)
 	g = waitIdle(t, d, metricsURL, idle)
 	t.Logf("after round polled: %d fds, %d goroutines", g.fds, g.goroutines)
 }
