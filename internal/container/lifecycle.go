@@ -134,7 +134,11 @@ func (s *Service) Remove(ctx context.Context, id string) error {
 	unlock := s.lock(id)
 	defer unlock()
 	rt, _ := s.runtime(c.Runtime)
-	s.cleanup(ctx, id, rt, true, c.CgroupsPath)
+	// Past this point the removal finishes even if the caller has gone
+	// (it may have waited for the lock): a runtime delete cut by an
+	// expired context would leave the runtime's state behind a removed
+	// record. The runtime's own default timeout still bounds it.
+	s.cleanup(context.WithoutCancel(ctx), id, rt, true, c.CgroupsPath)
 	if err := s.cfg.Store.Delete(store.Containers, id); err != nil {
 		return err
 	}
@@ -274,7 +278,9 @@ func (s *Service) ReopenLog(ctx context.Context, id string) error {
 // still have their conmon, until ctx ends.
 func (s *Service) Watch(ctx context.Context) error {
 	go s.watchMonitors(ctx)
-	return monitor.Watch(ctx, s.exitDir(), s.handleExit)
+	// Each exit on its own goroutine: handleExit runs the runtime's delete,
+	// and one runtime that hangs must not hold up the exits of the others.
+	return monitor.Watch(ctx, s.exitDir(), func(id string) { go s.handleExit(id) })
 }
 
 func killPid(pid int) {

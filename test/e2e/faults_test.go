@@ -36,6 +36,7 @@ import (
 //	create-hang               exec sleep (killed with its parent: conmon
 //	                          sets PDEATHSIG), pid recorded in hang.pids
 //	start-hold                wait while the file "hold" exists, then fail
+//	delete-hold               wait while the file "hold" exists, then delete
 //
 // The mode is read when the runtime starts, so changing it affects only the
 // next runtime command.
@@ -55,7 +56,7 @@ dir=%q
 mode=$(cat "$dir/mode" 2>/dev/null)
 sub=
 for a in "$@"; do
-	case "$a" in create|start) sub=$a; break ;; esac
+	case "$a" in create|start|delete) sub=$a; break ;; esac
 done
 case "$sub:$mode" in
 create:create-fail) echo "e2e-runtime: injected create failure" >&2; exit 1 ;;
@@ -65,6 +66,9 @@ start:start-hold)
 	echo $$ >> "$dir/hold.pids"
 	while [ -e "$dir/hold" ]; do sleep 0.05; done
 	echo "e2e-runtime: start was held, then failed" >&2; exit 1 ;;
+delete:delete-hold)
+	echo $$ >> "$dir/hold.pids"
+	while [ -e "$dir/hold" ]; do sleep 0.05; done ;;
 esac
 exec runc "$@"
 `, dir)
@@ -349,6 +353,34 @@ func TestFaultRuntime(t *testing.T) {
 	if n := len(conmons(d)); n != 3 {
 		t.Errorf("%d conmon processes for 3 containers", n)
 	}
+
+	// Delete hangs. The exit is still recorded (StopContainer returns),
+	// and exits of other containers too while that delete hangs;
+	// RemoveContainer fails at its deadline and keeps the record, and the
+	// retry once the runtime works removes everything.
+	rt.set(t, "delete-hold")
+	rt.hold(t, true)
+	if _, err := d.Runtime.StopContainer(ctx, &runtimeapi.StopContainerRequest{ContainerId: a, Timeout: 0}); err != nil {
+		t.Errorf("StopContainer while the runtime's delete hangs: %v", err)
+	}
+	quick := d.RunContainer(t, podID, pod, framework.ContainerConfig("quick", "true"))
+	d.WaitForState(t, quick, runtimeapi.ContainerState_CONTAINER_EXITED, 20*time.Second)
+	short, cancel = context.WithTimeout(ctx, 2*time.Second)
+	_, err = d.Runtime.RemoveContainer(short, &runtimeapi.RemoveContainerRequest{ContainerId: a})
+	cancel()
+	wantCode(t, "RemoveContainer on a hanging runtime", err, codes.DeadlineExceeded)
+	if st := d.ContainerStatus(t, a); st.State != runtimeapi.ContainerState_CONTAINER_EXITED {
+		t.Errorf("container whose removal hung: %v, want EXITED and still listed", st.State)
+	}
+	rt.set(t, "")
+	rt.hold(t, false)
+	rt.waitGone(t, "hold.pids", "held deletes once released", 10*time.Second)
+	for _, id := range []string{a, quick} {
+		if _, err := d.Runtime.RemoveContainer(ctx, &runtimeapi.RemoveContainerRequest{ContainerId: id}); err != nil {
+			t.Errorf("RemoveContainer once the runtime works: %v", err)
+		}
+	}
+	assertContainers(t, d, faultyHandler, b, c)
 }
 
 // TestFaultConmonKilled kills a running container's conmon: the container
