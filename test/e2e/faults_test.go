@@ -699,7 +699,10 @@ func TestFaultCNIDel(t *testing.T) {
 	// A pod whose network could not be released is still listed, so that
 	// kubelet retries the stop.
 	if st := d.PodStatus(t, id); st.State != runtimeapi.PodSandboxState_SANDBOX_READY {
-		t.Logf("pod after a failed DEL: %v", st.State)
+		t.Errorf("pod after a failed DEL: %v, want READY until its network is released", st.State)
+	}
+	if ids := containerIDs(t, d, &runtimeapi.ContainerFilter{PodSandboxId: id, State: &runtimeapi.ContainerStateValue{State: runtimeapi.ContainerState_CONTAINER_RUNNING}}); len(ids) > 0 {
+		t.Errorf("containers still running after StopPodSandbox failed at DEL: %v", ids)
 	}
 	if _, err := d.Runtime.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: id}); err == nil {
 		t.Errorf("RemovePodSandbox with a failing DEL succeeded")
