@@ -379,7 +379,7 @@ func (s *Service) create(ctx context.Context, id, key string, cfg *runtimeapi.Po
 func (s *Service) teardown(p *Sandbox) error {
 	dir := p.Dir(s.cfg.StateDir)
 	var errs []error
-	if p.RuntimeHandler != "" {
+	if p.RuntimeHandler != "" && s.hasPause(p) {
 		errs = append(errs, s.stopPause(context.Background(), p))
 	}
 	errs = append(errs, unpinNamespaces(map[string]string{
