@@ -309,10 +309,11 @@ func TestFaultRuntime(t *testing.T) {
 	// the runtime, and the create works once the runtime does.
 	rt.set(t, "create-hang")
 	errc := make(chan error, 1)
+	kubelet, _ := d.Dial(t) // its calls die with berthd, not before
 	go func() {
 		cfg := sleeper("c")
 		framework.MakeLogDir(t, pod, cfg)
-		_, err := d.Runtime.CreateContainer(context.Background(), &runtimeapi.CreateContainerRequest{PodSandboxId: podID, Config: cfg, SandboxConfig: pod})
+		_, err := kubelet.CreateContainer(context.Background(), &runtimeapi.CreateContainerRequest{PodSandboxId: podID, Config: cfg, SandboxConfig: pod})
 		errc <- err
 	}()
 	if !waitUntil(10*time.Second, func() bool { return len(rt.pids("hang.pids")) > 0 }) {
@@ -321,6 +322,9 @@ func TestFaultRuntime(t *testing.T) {
 	d.Kill9(t)
 	if err := <-errc; err == nil {
 		t.Errorf("CreateContainer cut by the kill succeeded")
+	}
+	if !slices.ContainsFunc(rt.pids("hang.pids"), procAlive) {
+		t.Errorf("the hung create ended with berthd's kill: the restart's reaping is not tested")
 	}
 	rt.set(t, "")
 	d.Restart(t)
@@ -593,8 +597,9 @@ func TestFaultKillDuringPull(t *testing.T) {
 	ref := proxy.Host + "/e2e/killpull:1"
 	proxy.SetRate(1 << 20)
 	errc := make(chan error, 1)
+	_, kubelet := d.Dial(t) // its calls die with berthd, not before
 	go func() {
-		_, err := pullImage(context.Background(), d, ref, nil)
+		_, err := kubelet.PullImage(context.Background(), &runtimeapi.PullImageRequest{Image: &runtimeapi.ImageSpec{Image: ref}})
 		errc <- err
 	}()
 	if err := framework.WaitFor(20*time.Second, func() bool { return proxy.Served() > 1<<20 }); err != nil {
@@ -736,7 +741,11 @@ func TestFaultCNIDel(t *testing.T) {
 	ip = podIP(t, d, id)
 	setMode("del-hang")
 	errc := make(chan error, 1)
-	go func() { errc <- stop(context.Background(), id) }()
+	kubelet, _ := d.Dial(t) // its calls die with berthd, not before
+	go func() {
+		_, err := kubelet.StopPodSandbox(context.Background(), &runtimeapi.StopPodSandboxRequest{PodSandboxId: id})
+		errc <- err
+	}()
 	if !waitUntil(10*time.Second, func() bool { return len(hangPIDs()) > len(pids) }) {
 		t.Fatal("the hanging plugin never ran")
 	}
@@ -768,7 +777,7 @@ func TestFaultCNIDel(t *testing.T) {
 	setMode("add-hang")
 	before := len(hangPIDs())
 	go func() {
-		_, err := d.Runtime.RunPodSandbox(context.Background(), &runtimeapi.RunPodSandboxRequest{Config: d.PodConfig(t, "addkill")})
+		_, err := kubelet.RunPodSandbox(context.Background(), &runtimeapi.RunPodSandboxRequest{Config: d.PodConfig(t, "addkill")})
 		errc <- err
 	}()
 	if !waitUntil(10*time.Second, func() bool { return len(hangPIDs()) > before }) {
@@ -778,6 +787,9 @@ func TestFaultCNIDel(t *testing.T) {
 	d.Kill9(t)
 	if err := <-errc; err == nil {
 		t.Errorf("RunPodSandbox cut by the kill succeeded")
+	}
+	if !slices.ContainsFunc(all, procAlive) {
+		t.Errorf("the hanging ADD ended with berthd's kill: the restart is not tested")
 	}
 	setMode("")
 	d.Restart(t)

@@ -333,6 +333,19 @@ func (d *Daemon) mountRoot() error {
 	return nil
 }
 
+// Dial opens a CRI connection of its own to the daemon, closed at the end
+// of t: its calls outlive Restart, which replaces the main connection.
+func (d *Daemon) Dial(t testing.TB) (runtimeapi.RuntimeServiceClient, runtimeapi.ImageServiceClient) {
+	t.Helper()
+	conn, err := grpc.NewClient("unix://"+d.Socket, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(16<<20), grpc.MaxCallSendMsgSize(16<<20)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return runtimeapi.NewRuntimeServiceClient(conn), runtimeapi.NewImageServiceClient(conn)
+}
+
 // Running reports whether the berthd process is alive.
 func (d *Daemon) Running() bool {
 	d.mu.Lock()
@@ -381,12 +394,15 @@ func (d *Daemon) signal(sig syscall.Signal, timeout time.Duration) error {
 		d.cmd = nil
 		return fmt.Errorf("berthd had already exited (%v) before %v", d.exitErr, sig)
 	}
+	// SIGKILL first: closing the connection first would cancel the calls
+	// in flight, and berthd would clean up after them before it died. A
+	// kill must cut them as a crash does.
+	if err := d.cmd.Process.Signal(sig); err != nil {
+		return err
+	}
 	if d.conn != nil {
 		d.conn.Close()
 		d.conn = nil
-	}
-	if err := d.cmd.Process.Signal(sig); err != nil {
-		return err
 	}
 	select {
 	case <-d.exited:
