@@ -308,12 +308,15 @@ func TestLoad(t *testing.T) {
 	d := framework.StartDaemon(t, framework.Options{Config: fmt.Sprintf("[metrics]\naddress = \"127.0.0.1:%d\"\n", port)})
 	metricsURL := fmt.Sprintf("http://127.0.0.1:%d/metrics", port)
 
-	// Warm up: one pod through its whole life, so that what berthd starts
-	// lazily (the CNI bridge, streams, caches) is there before the idle
-	// counts are taken.
+	// Warm up: one pod through its whole life, and a stats call, so that
+	// what berthd starts lazily (the CNI bridge, the disk usage refresher
+	// of the stats) is there before the idle counts are taken.
 	pod := d.PodConfig(t, "warmup")
 	id := d.RunPod(t, pod)
 	d.RunContainer(t, id, pod, framework.ContainerConfig("app", "sleep", "3600"))
+	if _, err := d.Runtime.ListContainerStats(framework.Ctx(t), &runtimeapi.ListContainerStatsRequest{}); err != nil {
+		t.Fatal(err)
+	}
 	for _, l := range d.Reset() {
 		t.Error(l)
 	}
