@@ -94,40 +94,30 @@ func (s *Service) Stop(ctx context.Context, id string, timeout time.Duration) er
 		if err := rt.Kill(ctx, id, sig, false); err != nil && !errdefs.IsNotFound(err) {
 			s.log.Debug("stop signal not delivered", "container", id, "err", err)
 		}
-		t := time.NewTimer(timeout)
-		defer t.Stop()
-		select {
-		case <-exited:
-			return nil
-		case <-t.C:
-		case <-ctx.Done():
-			return ctx.Err()
+		if done, err := s.waitExit(ctx, id, exited, timeout); done || err != nil {
+			return err
 		}
 	}
 	if err := rt.Kill(ctx, id, syscall.SIGKILL, true); err != nil && !errdefs.IsNotFound(err) {
 		s.log.Debug("SIGKILL not delivered", "container", id, "err", err)
 	}
-	select {
-	case <-exited:
-		return nil
-	case <-time.After(10 * time.Second):
-		// The exit watcher should have fired; settle from the host.
-		s.handleExit(id)
-		if c, err := s.Get(id); err == nil && c.State == Exited {
-			return nil
-		}
-		// No exit file: conmon is gone. If the runtime agrees the process
-		// is gone too, the exit code is lost but the container is stopped.
-		if st, err := rt.State(ctx, id); errdefs.IsNotFound(err) || (err == nil && st.Status == oci.StatusStopped) {
-			if c, err := s.Get(id); err == nil {
-				s.markLost(c, "container stopped without its monitor; exit code unknown")
-			}
-			return nil
-		}
-		return fmt.Errorf("container %s did not exit after SIGKILL", id)
-	case <-ctx.Done():
-		return ctx.Err()
+	if done, err := s.waitExit(ctx, id, exited, 10*time.Second); done || err != nil {
+		return err
 	}
+	// The exit watcher should have fired; settle from the host.
+	s.handleExit(id)
+	if c, err := s.Get(id); err == nil && c.State == Exited {
+		return nil
+	}
+	// No exit file: conmon is gone. If the runtime agrees the process is
+	// gone too, the exit code is lost but the container is stopped.
+	if st, err := rt.State(ctx, id); stoppedWithoutMonitor(st, err) {
+		if c, err := s.Get(id); err == nil {
+			s.markLost(c, lostMonitorMessage)
+		}
+		return nil
+	}
+	return fmt.Errorf("container %s did not exit after SIGKILL", id)
 }
 
 // Remove removes a container, forcibly if it still runs. Unknown ids are fine.
@@ -144,7 +134,11 @@ func (s *Service) Remove(ctx context.Context, id string) error {
 	unlock := s.lock(id)
 	defer unlock()
 	rt, _ := s.runtime(c.Runtime)
-	s.cleanup(ctx, id, rt, true, c.CgroupsPath)
+	// Past this point the removal finishes even if the caller has gone
+	// (it may have waited for the lock): a runtime delete cut by an
+	// expired context would leave the runtime's state behind a removed
+	// record. The runtime's own default timeout still bounds it.
+	s.cleanup(context.WithoutCancel(ctx), id, rt, true, c.CgroupsPath)
 	if err := s.cfg.Store.Delete(store.Containers, id); err != nil {
 		return err
 	}
@@ -280,9 +274,13 @@ func (s *Service) ReopenLog(ctx context.Context, id string) error {
 	return monitor.ReopenLog(ctx, s.bundleDir(id), c.LogPath)
 }
 
-// Watch follows conmon's exit files until ctx ends.
+// Watch follows conmon's exit files, and checks that running containers
+// still have their conmon, until ctx ends.
 func (s *Service) Watch(ctx context.Context) error {
-	return monitor.Watch(ctx, s.exitDir(), s.handleExit)
+	go s.watchMonitors(ctx)
+	// Each exit on its own goroutine: handleExit runs the runtime's delete,
+	// and one runtime that hangs must not hold up the exits of the others.
+	return monitor.Watch(ctx, s.exitDir(), func(id string) { go s.handleExit(id) })
 }
 
 func killPid(pid int) {

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"google.golang.org/grpc"
@@ -141,7 +142,10 @@ func toStatus(err error) error {
 		code = codes.FailedPrecondition
 	case errors.Is(err, errdefs.ErrUnavailable):
 		code = codes.Unavailable
-	case errors.Is(err, errdefs.ErrResourceExhausted):
+	case errors.Is(err, errdefs.ErrResourceExhausted),
+		// A full disk (or quota) anywhere below: the node is out of a
+		// resource, not broken; the call works once space is freed.
+		errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
 		code = codes.ResourceExhausted
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, errdefs.ErrDeadlineExceeded):
 		code = codes.DeadlineExceeded

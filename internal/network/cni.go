@@ -313,6 +313,11 @@ func (m *Manager) Teardown(ctx context.Context, p *sandbox.Sandbox) error {
 		}
 		rt := &libcni.RuntimeConf{ContainerID: p.ID, NetNS: netns, IfName: a.IfName, Args: a.CniArgs, CapabilityArgs: a.CapabilityArgs}
 		if err := m.cni.DelNetworkList(ctx, list, rt); err != nil {
+			if cerr := ctx.Err(); cerr != nil {
+				// The plugin was killed at the deadline: say so, not
+				// just "signal: killed".
+				err = fmt.Errorf("%w (%w)", err, cerr)
+			}
 			errs = append(errs, fmt.Errorf("CNI network %q: %w", a.Network, err))
 		}
 	}

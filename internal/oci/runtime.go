@@ -52,6 +52,11 @@ const (
 // pipes open through a leftover child before we stop waiting for them.
 const rtWaitDelay = 5 * time.Second
 
+// rtDefaultTimeout bounds a runtime command whose caller set no deadline
+// (exit handling, cleanup after an abandoned call, reconcile at start): a
+// runtime that hangs must not hold those for ever. A variable for tests.
+var rtDefaultTimeout = time.Minute
+
 // rtMaxMessage caps the runtime message carried in an error.
 const rtMaxMessage = 4096
 
@@ -240,6 +245,11 @@ type rtCall struct {
 // the runtime's own message and wraps errdefs.ErrNotFound when the runtime
 // says the container does not exist.
 func (r *Runtime) rtRun(ctx context.Context, c rtCall) ([]byte, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, rtDefaultTimeout)
+		defer cancel()
+	}
 	args := append(r.GlobalArgs(), c.sub)
 	args = append(args, c.args...)
 	cmd := exec.CommandContext(ctx, r.Path, args...)

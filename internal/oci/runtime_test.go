@@ -280,3 +280,31 @@ func TestRuntimeContextDeadline(t *testing.T) {
 		t.Fatalf("List with expired context: err = %v", err)
 	}
 }
+
+// TestRuntimeDefaultTimeout: a runtime command whose caller set no deadline
+// is still bounded, so a hanging runtime cannot hold exit handling or
+// cleanup for ever.
+func TestRuntimeDefaultTimeout(t *testing.T) {
+	hang := filepath.Join(t.TempDir(), "hanging-runtime")
+	if err := os.WriteFile(hang, []byte("#!/bin/sh\nexec sleep 60\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	defer func(d time.Duration) { rtDefaultTimeout = d }(rtDefaultTimeout)
+	rtDefaultTimeout = 200 * time.Millisecond
+	r := &Runtime{Name: "hanging", Path: hang}
+	start := time.Now()
+	err := r.Delete(context.Background(), "abc", true)
+	if took := time.Since(start); took > 10*time.Second {
+		t.Errorf("Delete on a hanging runtime took %v with a 200ms default timeout", took)
+	}
+	if !errors.Is(err, errdefs.ErrDeadlineExceeded) || !strings.Contains(err.Error(), "hanging delete abc") {
+		t.Errorf("Delete on a hanging runtime: err = %v, want a deadline error naming the command", err)
+	}
+	// A caller's own deadline is kept as it is.
+	rtDefaultTimeout = time.Hour
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if _, err := r.State(ctx, "abc"); !errors.Is(err, errdefs.ErrDeadlineExceeded) {
+		t.Errorf("State with a deadline on a hanging runtime: err = %v", err)
+	}
+}

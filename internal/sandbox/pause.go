@@ -43,6 +43,18 @@ func (s *Service) needsPause(p *Sandbox) bool {
 	return p.SharedPID() || slices.Contains(s.cfg.PodSandboxHandlers, p.RuntimeHandler)
 }
 
+// hasPause says whether pod p may have a pause process: it needs one, or
+// its pause bundle exists (made under another config). Other pods skip the
+// runtime's kill and delete at removal: two runtime execs per pod for
+// nothing.
+func (s *Service) hasPause(p *Sandbox) bool {
+	if s.needsPause(p) {
+		return true
+	}
+	_, err := os.Stat(s.pauseBundle(p))
+	return err == nil
+}
+
 func (s *Service) pauseCgroupsPath(p *Sandbox) (string, error) {
 	return cgroups.ContainerPath(s.cfg.CgroupDriver, p.CgroupParent, p.ID)
 }

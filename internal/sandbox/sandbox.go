@@ -379,7 +379,7 @@ func (s *Service) create(ctx context.Context, id, key string, cfg *runtimeapi.Po
 func (s *Service) teardown(p *Sandbox) error {
 	dir := p.Dir(s.cfg.StateDir)
 	var errs []error
-	if p.RuntimeHandler != "" {
+	if p.RuntimeHandler != "" && s.hasPause(p) {
 		errs = append(errs, s.stopPause(context.Background(), p))
 	}
 	errs = append(errs, unpinNamespaces(map[string]string{
@@ -509,6 +509,18 @@ func (s *Service) recover() error {
 	if err != nil {
 		return err
 	}
+	if s.cfg.Network != nil {
+		ids := map[string]bool{}
+		for id := range s.pods {
+			ids[id] = true
+		}
+		for _, e := range entries {
+			ids[e.Name()] = true
+		}
+		if n := killStalePlugins(ids); n > 0 {
+			s.log.Warn("killed CNI plugins the previous berthd left running", "count", n)
+		}
+	}
 	for _, e := range entries {
 		if _, ok := s.pods[e.Name()]; ok {
 			continue
@@ -516,7 +528,6 @@ func (s *Service) recover() error {
 		s.log.Warn("removing half-created pod left by a crash", "pod", e.Name())
 		half := &Sandbox{ID: e.Name()}
 		if s.cfg.Network != nil {
-			killStalePlugins(half.ID)
 			// Its CNI ADD may have run: release the veth and lease too.
 			half.Namespaces = map[string]string{"net": filepath.Join(half.Dir(s.cfg.StateDir), "netns")}
 			if err := s.cfg.Network.Teardown(context.Background(), half); err != nil {

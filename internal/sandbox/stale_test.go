@@ -7,8 +7,8 @@ import (
 	"time"
 )
 
-// TestKillStalePlugins: the plugins of a half-created pod go, those of
-// other pods stay.
+// TestKillStalePlugins: the plugins of the given pods go, those of other
+// pods stay.
 func TestKillStalePlugins(t *testing.T) {
 	start := func(id string) *exec.Cmd {
 		cmd := exec.Command("sleep", "30")
@@ -20,16 +20,36 @@ func TestKillStalePlugins(t *testing.T) {
 		return cmd
 	}
 	stale := start("halfpod")
+	staleDel := start("readypod")
 	other := start("halfpod2")
-	killStalePlugins("halfpod")
-	done := make(chan error, 1)
-	go func() { done <- stale.Wait() }()
-	select {
-	case <-done:
-	case <-time.After(2 * time.Second):
-		t.Fatal("the stale plugin of the half-created pod is still running")
+	if n := killStalePlugins(map[string]bool{"halfpod": true, "readypod": true}); n != 2 {
+		t.Errorf("killed %d plugins, want 2", n)
+	}
+	for _, cmd := range []*exec.Cmd{stale, staleDel} {
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case <-done:
+		case <-time.After(2 * time.Second):
+			t.Fatalf("the stale plugin %d is still running", cmd.Process.Pid)
+		}
 	}
 	if err := other.Process.Signal(syscall.Signal(0)); err != nil {
 		t.Errorf("the plugin of another pod was killed: %v", err)
+	}
+}
+
+func TestCNIContainerID(t *testing.T) {
+	for env, want := range map[string]string{
+		"":                                     "",
+		"PATH=/bin\x00CNI_CONTAINERID=abc\x00": "abc",
+		"CNI_CONTAINERID=abc":                  "abc",
+		"X_CNI_CONTAINERID=abc\x00CNI_IFNAME=eth0":  "",
+		"CNI_CONTAINERID=\x00CNI_COMMAND=DEL\x00":   "",
+		"CNI_COMMAND=DEL\x00CNI_CONTAINERID=d\x00x": "d",
+	} {
+		if got := cniContainerID([]byte(env)); got != want {
+			t.Errorf("cniContainerID(%q) = %q, want %q", env, got, want)
+		}
 	}
 }

@@ -35,6 +35,10 @@ type Options struct {
 	Args []string
 	// NoImage skips importing the busybox test image.
 	NoImage bool
+	// RootTmpfs, when set, mounts a tmpfs with these options (such as
+	// "size=24m,nr_inodes=2k") on Root before berthd first starts, so that
+	// a test can fill the image store's disk; it is unmounted at shutdown.
+	RootTmpfs string
 }
 
 // Daemon is one running (or stopped) berthd with its own directories.
@@ -92,6 +96,11 @@ func StartDaemon(t testing.TB, opts Options) *Daemon {
 		}
 		d.removeDir(t)
 	})
+	if opts.RootTmpfs != "" {
+		if err := d.mountRoot(); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if err := d.start(); err != nil {
 		t.Fatalf("%v\n%s", err, d.logTail(0))
 	}
@@ -313,6 +322,30 @@ func (d *Daemon) start() error {
 	return nil
 }
 
+// mountRoot mounts the tmpfs of Options.RootTmpfs on Root.
+func (d *Daemon) mountRoot() error {
+	if err := os.MkdirAll(d.Root, 0o700); err != nil {
+		return err
+	}
+	if err := syscall.Mount("berth-e2e-root", d.Root, "tmpfs", 0, "mode=0700,"+d.opts.RootTmpfs); err != nil {
+		return fmt.Errorf("mount tmpfs (%s) on %s: %w", d.opts.RootTmpfs, d.Root, err)
+	}
+	return nil
+}
+
+// Dial opens a CRI connection of its own to the daemon, closed at the end
+// of t: its calls outlive Restart, which replaces the main connection.
+func (d *Daemon) Dial(t testing.TB) (runtimeapi.RuntimeServiceClient, runtimeapi.ImageServiceClient) {
+	t.Helper()
+	conn, err := grpc.NewClient("unix://"+d.Socket, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(16<<20), grpc.MaxCallSendMsgSize(16<<20)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return runtimeapi.NewRuntimeServiceClient(conn), runtimeapi.NewImageServiceClient(conn)
+}
+
 // Running reports whether the berthd process is alive.
 func (d *Daemon) Running() bool {
 	d.mu.Lock()
@@ -361,12 +394,15 @@ func (d *Daemon) signal(sig syscall.Signal, timeout time.Duration) error {
 		d.cmd = nil
 		return fmt.Errorf("berthd had already exited (%v) before %v", d.exitErr, sig)
 	}
+	// SIGKILL first: closing the connection first would cancel the calls
+	// in flight, and berthd would clean up after them before it died. A
+	// kill must cut them as a crash does.
+	if err := d.cmd.Process.Signal(sig); err != nil {
+		return err
+	}
 	if d.conn != nil {
 		d.conn.Close()
 		d.conn = nil
-	}
-	if err := d.cmd.Process.Signal(sig); err != nil {
-		return err
 	}
 	select {
 	case <-d.exited:
@@ -473,6 +509,10 @@ func (d *Daemon) shutdown() []string {
 		if err := d.signal(syscall.SIGTERM, 15*time.Second); err != nil {
 			leaks = append(leaks, err.Error())
 		}
+	}
+	if d.opts.RootTmpfs != "" {
+		// The test's own mount, not a leak: the checks below see the rest.
+		_ = syscall.Unmount(d.Root, syscall.MNT_DETACH)
 	}
 	leaks = append(leaks, d.checkLeaks(false)...)
 	d.forceCleanup()
