@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"sort"
 	"time"
@@ -25,6 +26,32 @@ func cpuPercent(prev, cur *runtimeapi.CpuUsage) float64 {
 		return 0
 	}
 	return float64(du) / float64(dt) * 100
+}
+
+// secondSample returns first as it is when the runtime gave usage_nano_cores
+// for every object (or seconds is 0). Otherwise it waits seconds and lists
+// again, returning the second listing and each object's first CPU sample by
+// id, for cpuPercent.
+func secondSample[T any](ctx context.Context, seconds int, first []T, list func() ([]T, error), cpu func(T) (string, *runtimeapi.CpuUsage)) ([]T, map[string]*runtimeapi.CpuUsage, error) {
+	prev := map[string]*runtimeapi.CpuUsage{}
+	needSecond := false
+	for _, s := range first {
+		id, c := cpu(s)
+		prev[id] = c
+		if c.GetUsageNanoCores() == nil {
+			needSecond = true
+		}
+	}
+	if !needSecond || seconds <= 0 {
+		return first, map[string]*runtimeapi.CpuUsage{}, nil
+	}
+	select {
+	case <-ctx.Done():
+		return nil, nil, ctx.Err()
+	case <-time.After(time.Duration(seconds) * time.Second):
+	}
+	next, err := list()
+	return next, prev, err
 }
 
 func statsCmd(a *app) *cobra.Command {
@@ -78,25 +105,12 @@ func statsCmd(a *app) *cobra.Command {
 			if f := a.format("table"); f != "table" {
 				return printDoc(a.stdout, f, &runtimeapi.ListContainerStatsResponse{Stats: stats})
 			}
-			prev := map[string]*runtimeapi.CpuUsage{}
-			needSecond := false
-			for _, s := range stats {
-				if s.GetCpu().GetUsageNanoCores() == nil {
-					needSecond = true
-				}
-			}
-			if needSecond && o.seconds > 0 {
-				for _, s := range stats {
-					prev[s.GetAttributes().GetId()] = s.GetCpu()
-				}
-				select {
-				case <-ctx.Done():
-					return ctx.Err()
-				case <-time.After(time.Duration(o.seconds) * time.Second):
-				}
-				if stats, err = list(); err != nil {
-					return err
-				}
+			stats, prev, err := secondSample(ctx, o.seconds, stats, list,
+				func(s *runtimeapi.ContainerStats) (string, *runtimeapi.CpuUsage) {
+					return s.GetAttributes().GetId(), s.GetCpu()
+				})
+			if err != nil {
+				return err
 			}
 			sort.SliceStable(stats, func(i, j int) bool {
 				return stats[i].GetAttributes().GetMetadata().GetName() < stats[j].GetAttributes().GetMetadata().GetName()
@@ -164,25 +178,12 @@ func statspCmd(a *app) *cobra.Command {
 			if f := a.format("table"); f != "table" {
 				return printDoc(a.stdout, f, &runtimeapi.ListPodSandboxStatsResponse{Stats: stats})
 			}
-			prev := map[string]*runtimeapi.CpuUsage{}
-			needSecond := false
-			for _, s := range stats {
-				if s.GetLinux().GetCpu().GetUsageNanoCores() == nil {
-					needSecond = true
-				}
-			}
-			if needSecond && o.seconds > 0 {
-				for _, s := range stats {
-					prev[s.GetAttributes().GetId()] = s.GetLinux().GetCpu()
-				}
-				select {
-				case <-ctx.Done():
-					return ctx.Err()
-				case <-time.After(time.Duration(o.seconds) * time.Second):
-				}
-				if stats, err = list(); err != nil {
-					return err
-				}
+			stats, prev, err := secondSample(ctx, o.seconds, stats, list,
+				func(s *runtimeapi.PodSandboxStats) (string, *runtimeapi.CpuUsage) {
+					return s.GetAttributes().GetId(), s.GetLinux().GetCpu()
+				})
+			if err != nil {
+				return err
 			}
 			sort.SliceStable(stats, func(i, j int) bool {
 				mi, mj := stats[i].GetAttributes().GetMetadata(), stats[j].GetAttributes().GetMetadata()
