@@ -1,8 +1,6 @@
 package e2e
 
 import (
-	"bytes"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -10,9 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -29,27 +24,14 @@ func TestPullLayerBomb(t *testing.T) {
 	d := framework.Shared(t)
 	reg := framework.StartRegistry(t, framework.RegistryOptions{})
 	raw := testimage.SparseTar("bomb", 1<<40, []byte("the end\n"))
-	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(raw)), nil })
-	if err != nil {
-		t.Fatal(err)
-	}
-	img, err := mutate.Append(empty.Image, mutate.Addendum{Layer: layer})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cf, _ := img.ConfigFile()
-	cf = cf.DeepCopy()
-	cf.OS, cf.Architecture = "linux", "amd64"
-	if img, err = mutate.ConfigFile(img, cf); err != nil {
-		t.Fatal(err)
-	}
+	img, layer := rawLayerImage(t, raw)
 	digest, _ := layer.Digest()
 	reg.Push(t, "e2e/bomb:1", img)
 	ref := reg.Ref("e2e/bomb:1")
 
 	layersBefore := dirNames(t, filepath.Join(d.Root, "layers"))
 	blobsBefore := dirNames(t, filepath.Join(d.Root, "content", "blobs", "sha256"))
-	_, err = pullImage(framework.Ctx(t), d, ref, nil)
+	_, err := pullImage(framework.Ctx(t), d, ref, nil)
 	if status.Code(err) != codes.ResourceExhausted {
 		t.Fatalf("pull of a 1 TiB sparse layer: %v, want ResourceExhausted", err)
 	}

@@ -8,7 +8,6 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -21,7 +20,6 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -349,23 +347,10 @@ func TestPullHostileLayer(t *testing.T) {
 	}
 	_ = tw.Close()
 	raw := buf.Bytes()
-	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(raw)), nil })
-	if err != nil {
-		t.Fatal(err)
-	}
-	img, err := mutate.Append(empty.Image, mutate.Addendum{Layer: layer})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cf, _ := img.ConfigFile()
-	cf = cf.DeepCopy()
-	cf.OS, cf.Architecture = "linux", "amd64"
-	if img, err = mutate.ConfigFile(img, cf); err != nil {
-		t.Fatal(err)
-	}
+	img, _ := rawLayerImage(t, raw)
 	reg.Push(t, "e2e/evil:1", img)
 	ref := reg.Ref("e2e/evil:1")
-	_, err = pullImage(framework.Ctx(t), d, ref, nil)
+	_, err := pullImage(framework.Ctx(t), d, ref, nil)
 	if err == nil {
 		t.Fatal("pull of a layer with a ../ entry succeeded")
 	}
