@@ -103,9 +103,9 @@ func testStatsSummaryAndRun(t *testing.T, fromCRI bool) {
 					missing = append(missing, "pod network")
 				} else if !noNetLogged {
 					// kubelet's default path takes a pod's network
-					// from cAdvisor's view of a cgroup named by the
-					// sandbox id, which only pods with a pause
-					// process have in berth (docs/kubelet.md).
+					// only from cAdvisor entries labelled by its
+					// containerd/CRI-O/Docker handlers, which no
+					// other CRI runtime can feed (docs/kubelet.md).
 					t.Log("known gap: no pod network stats on kubelet's default stats path")
 					noNetLogged = true
 				}
