@@ -21,6 +21,8 @@ func TestParseStat(t *testing.T) {
 		// The command name may hold spaces and parentheses.
 		{line: "5 (a) b) R c) R 4 3 2 0", want: Stat{State: 'R', PPID: 4, Pgrp: 3, Session: 2}},
 		{line: "9 (x y) D 8 7 6", want: Stat{State: 'D', PPID: 8, Pgrp: 7, Session: 6}},
+		{line: "42 (a (b) c) S 1 40 41 0 -1 4194560", want: Stat{State: 'S', PPID: 1, Pgrp: 40, Session: 41}},
+		{line: "garbage", bad: true},
 		{line: "", bad: true},
 		{line: "1 (init", bad: true},
 		{line: "1 (init) S 0", bad: true},
