@@ -22,6 +22,8 @@ func TestParseStatusMask(t *testing.T) {
 		{status, "CapAmb", 0, true},
 		{"CapEff:\tzz\n", "CapEff", 0, true},
 		{"", "CapEff", 0, true},
+		// Docker's default set: no CAP_SYS_RESOURCE (bit 24).
+		{"CapEff:\t00000000a80425fb\n", "CapEff", 0xa80425fb, false},
 	} {
 		got, err := ParseStatusMask(strings.NewReader(tc.status), tc.key)
 		if (err != nil) != tc.bad || got != tc.want {
@@ -34,6 +36,9 @@ func TestSelf(t *testing.T) {
 	m, err := BoundingCapabilities()
 	if err != nil || m == 0 {
 		t.Errorf("BoundingCapabilities = %#x, %v", m, err)
+	}
+	if 0xa80425fb&(1<<unix.CAP_SYS_RESOURCE) != 0 {
+		t.Error("bit arithmetic: CAP_SYS_RESOURCE in Docker's default set")
 	}
 	if _, err := HasEffectiveCap(unix.CAP_SYS_RESOURCE); err != nil {
 		t.Error(err)
