@@ -82,11 +82,17 @@ func (p Procs) WaitGone(pid int, timeout time.Duration) bool {
 	return true
 }
 
-// Find, Alive and WaitGone on the host's /proc.
-func Find(match func(Proc) bool) []int             { return System.Find(match) }
-func Alive(pid int) bool                           { return System.Alive(pid) }
+// Find is System.Find: processes of the host's /proc that match.
+func Find(match func(Proc) bool) []int { return System.Find(match) }
+
+// Alive is System.Alive: pid exists on the host and is not a zombie.
+func Alive(pid int) bool { return System.Alive(pid) }
+
+// WaitGone is System.WaitGone.
 func WaitGone(pid int, timeout time.Duration) bool { return System.WaitGone(pid, timeout) }
-func Process(pid int) Proc                         { return System.Process(pid) }
+
+// Process is System.Process.
+func Process(pid int) Proc { return System.Process(pid) }
 
 func (p Proc) read(name string) ([]byte, error) {
 	return os.ReadFile(filepath.Join(p.root, strconv.Itoa(p.PID), name))
