@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -18,28 +17,27 @@ import (
 
 	"github.com/berth-project/berth/internal/apparmor"
 	"github.com/berth-project/berth/internal/config"
+	"github.com/berth-project/berth/internal/host"
 	"github.com/berth-project/berth/internal/oci"
 )
-
-// cgroupRoot is where the cgroup hierarchies are mounted.
-const cgroupRoot = "/sys/fs/cgroup"
 
 // hostConfig gathers, once at start, the host facts every container spec
 // depends on: the shared ones, then one copy per runtime handler with what
 // differs between handlers (recursive read-only mounts, host devices for
 // privileged containers).
 func hostConfig(cfg *config.Config, log *slog.Logger) (oci.HostConfig, map[string]oci.HostConfig, error) {
-	caps, err := oci.BoundingCapabilities()
+	capMask, err := host.BoundingCapabilities()
 	if err != nil {
 		return oci.HostConfig{}, nil, fmt.Errorf("read berthd's capability bounding set: %w", err)
 	}
-	v2 := cgroupV2(cgroupRoot)
+	caps := oci.SpecCapsFromMask(capMask)
+	v2 := host.CgroupV2()
 	h := oci.HostConfig{
 		AllCapabilities: caps,
 		AppArmorEnabled: apparmor.Enabled(),
-		SELinuxEnabled:  oci.SELinuxEnabled(),
-		SwapLimit:       swapLimit(cgroupRoot, v2),
-		Hugetlb:         hugetlb(cgroupRoot, v2),
+		SELinuxEnabled:  host.SELinuxEnabled(),
+		SwapLimit:       host.SwapLimit(host.CgroupRoot, v2),
+		Hugetlb:         host.Hugetlb(host.CgroupRoot, v2),
 		// On a v2-only host a container sees its own cgroup as the root,
 		// as with containerd; v1 and hybrid hosts keep the host view.
 		CgroupNamespace: v2,
@@ -57,7 +55,7 @@ func hostConfig(cfg *config.Config, log *slog.Logger) (oci.HostConfig, map[strin
 		}
 	}
 	if cfg.OOMScoreAdjRestricted() {
-		v, err := oci.DaemonOOMScoreAdj()
+		v, err := host.OOMScoreAdj()
 		if err != nil {
 			return h, nil, err
 		}
@@ -84,7 +82,7 @@ func hostConfig(cfg *config.Config, log *slog.Logger) (oci.HostConfig, map[strin
 // Status.runtime_handlers tells the kubelet the truth without the operator
 // having to. It only ever adds: a feature set in the config stays set.
 func detectFeatures(ctx context.Context, cfg *config.Config, paths map[string]string, log *slog.Logger) {
-	rro := kernelHasMountSetattr()
+	rro := host.MountSetattr()
 	for name, rt := range cfg.Runtimes {
 		path, ok := paths[name]
 		if !ok {
@@ -119,45 +117,6 @@ func runtimeMountOptions(ctx context.Context, path string) ([]string, error) {
 		return nil, fmt.Errorf("decode %s features: %w", path, err)
 	}
 	return f.MountOptions, nil
-}
-
-// kernelHasMountSetattr reports whether the kernel has mount_setattr(2)
-// (Linux >= 5.12), which recursive read-only mounts need. A bad fd gets
-// EBADF from a kernel that has it and ENOSYS from one that does not.
-func kernelHasMountSetattr() bool {
-	err := unix.MountSetattr(-1, "", 0, &unix.MountAttr{})
-	return !errors.Is(err, unix.ENOSYS)
-}
-
-// cgroupV2 reports whether root is a cgroup v2 (unified-only) mount.
-func cgroupV2(root string) bool {
-	var st unix.Statfs_t
-	return unix.Statfs(root, &st) == nil && st.Type == unix.CGROUP2_SUPER_MAGIC
-}
-
-// swapLimit reports whether the memory controller can limit swap: v1 has
-// memory.memsw.* (swap accounting on), v2 has memory.swap.max in child
-// cgroups (never in the root).
-func swapLimit(root string, v2 bool) bool {
-	if !v2 {
-		return exists(filepath.Join(root, "memory", "memory.memsw.limit_in_bytes"))
-	}
-	m, _ := filepath.Glob(filepath.Join(root, "*", "memory.swap.max"))
-	return len(m) > 0
-}
-
-// hugetlb reports whether the hugetlb controller is available.
-func hugetlb(root string, v2 bool) bool {
-	if !v2 {
-		return exists(filepath.Join(root, "hugetlb"))
-	}
-	b, err := os.ReadFile(filepath.Join(root, "cgroup.controllers"))
-	return err == nil && slices.Contains(strings.Fields(string(b)), "hugetlb")
-}
-
-func exists(p string) bool {
-	_, err := os.Stat(p)
-	return err == nil
 }
 
 // isRunsc says whether a handler's binary is gVisor's runsc, which runs a

@@ -91,6 +91,37 @@ func ExpandSlice(slice string) (string, error) {
 	return b.String(), nil
 }
 
+// ExpandSystemdPath turns runc's systemd form "parent.slice:prefix:name"
+// into the cgroupfs path systemd creates for it
+// ("/a.slice/a-b.slice/prefix-name.scope"), and a bare slice name (a pod's
+// cgroup parent under the systemd driver) into its path; cgroupfs paths,
+// and slice names systemd would refuse, pass through unchanged.
+func ExpandSystemdPath(p string) string {
+	if !strings.Contains(p, "/") && !strings.Contains(p, ":") && strings.HasSuffix(p, ".slice") {
+		if dir, err := ExpandSlice(p); err == nil {
+			return dir
+		}
+		return p
+	}
+	parts := strings.Split(p, ":")
+	if len(parts) != 3 {
+		return p
+	}
+	slice, prefix, name := parts[0], parts[1], parts[2]
+	if slice == "" {
+		slice = "-.slice" // runc's default parent
+	}
+	dir, err := ExpandSlice(slice)
+	if err != nil {
+		return p
+	}
+	unit := name
+	if !strings.HasSuffix(name, ".slice") {
+		unit = prefix + "-" + name + ".scope"
+	}
+	return path.Join(dir, unit)
+}
+
 // checkSliceName applies systemd's rules for slice unit names: no empty
 // component ("a--b", "-a", "a-"), no path separator.
 func checkSliceName(slice string) error {

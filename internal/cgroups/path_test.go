@@ -114,3 +114,23 @@ func TestDirsFakeTree(t *testing.T) {
 		t.Errorf("empty path gave dirs %q", got)
 	}
 }
+
+func TestExpandSystemdPath(t *testing.T) {
+	for in, want := range map[string]string{
+		"kubepods-besteffort-pod12.slice:berth:abc": "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod12.slice/berth-abc.scope",
+		"system.slice:berth:abc":                    "/system.slice/berth-abc.scope",
+		"-.slice:berth:abc":                         "/berth-abc.scope",
+		":berth:abc":                                "/berth-abc.scope",
+		"kubepods.slice:berth:kubepods-a.slice":     "/kubepods.slice/kubepods-a.slice",
+		"/kubepods/pod1/abc":                        "/kubepods/pod1/abc",
+		"kubepods-besteffort-pod12.slice":           "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod12.slice",
+		// Names systemd refuses are left for the reader to reject.
+		"a--b.slice":         "a--b.slice",
+		"a--b.slice:berth:x": "a--b.slice:berth:x",
+		"a.slice:berth":      "a.slice:berth",
+	} {
+		if got := ExpandSystemdPath(in); got != want {
+			t.Errorf("ExpandSystemdPath(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -12,18 +12,15 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-)
 
-// Root is where the cgroup hierarchies are mounted.
-const Root = "/sys/fs/cgroup"
+	"github.com/berth-project/berth/internal/host"
+)
 
 // Dirs returns the directories of a cgroupfs-style path (like
 // "/kubepods/besteffort/pod1/abc") in every mounted hierarchy: one per v1
 // controller, the unified one on hybrid hosts, or the single v2 tree.
 func Dirs(path string) []string {
-	var st unix.Statfs_t
-	v2 := unix.Statfs(Root, &st) == nil && st.Type == unix.CGROUP2_SUPER_MAGIC
-	return dirsIn(Root, path, v2)
+	return dirsIn(host.CgroupRoot, path, host.CgroupV2())
 }
 
 // dirsIn is Dirs for the hierarchies mounted under root; v2 says root is

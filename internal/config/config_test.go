@@ -268,21 +268,6 @@ func TestRestrictOOMScoreAdj(t *testing.T) {
 	}
 }
 
-func TestCapEffHas(t *testing.T) {
-	status := "Name:\tberthd\nCapInh:\t0000000000000000\nCapEff:\t000001ffffffffff\n"
-	if has, err := capEffHas(strings.NewReader(status), 24); err != nil || !has {
-		t.Errorf("full caps: %v, %v", has, err)
-	}
-	// Docker's default set: no CAP_SYS_RESOURCE (bit 24).
-	status = "CapEff:\t00000000a80425fb\n"
-	if has, err := capEffHas(strings.NewReader(status), 24); err != nil || has {
-		t.Errorf("docker default caps: %v, %v", has, err)
-	}
-	if _, err := capEffHas(strings.NewReader("Name: x\n"), 24); err == nil {
-		t.Error("no CapEff line: no error")
-	}
-}
-
 func TestCgroupDriver(t *testing.T) {
 	old := systemdRunDir
 	t.Cleanup(func() { systemdRunDir = old })

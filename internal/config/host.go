@@ -1,16 +1,13 @@
 package config
 
 import (
-	"bufio"
-	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/berth-project/berth/internal/host"
 )
 
 // systemdRunDir exists only while systemd is PID 1 (sd_booted(3)).
@@ -39,37 +36,12 @@ func (c *Config) OOMScoreAdjRestricted() bool {
 // effective set (CapEff in /proc/self/status). When it cannot tell it says
 // no, which is the safe answer: clamping never makes a create fail.
 func HasCapSysResource() bool {
-	f, err := os.Open("/proc/self/status")
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	has, err := capEffHas(f, unix.CAP_SYS_RESOURCE)
+	has, err := host.HasEffectiveCap(unix.CAP_SYS_RESOURCE)
 	if err != nil {
 		slog.Warn("cannot read effective capabilities", "error", err)
 		return false
 	}
 	return has
-}
-
-// capEffHas scans /proc/<pid>/status text for the CapEff line and tests bit.
-func capEffHas(status io.Reader, bit int) (bool, error) {
-	sc := bufio.NewScanner(status)
-	for sc.Scan() {
-		v, ok := strings.CutPrefix(sc.Text(), "CapEff:")
-		if !ok {
-			continue
-		}
-		mask, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
-		if err != nil {
-			return false, fmt.Errorf("parse CapEff %q: %w", strings.TrimSpace(v), err)
-		}
-		return mask&(1<<uint(bit)) != 0, nil
-	}
-	if err := sc.Err(); err != nil {
-		return false, err
-	}
-	return false, fmt.Errorf("no CapEff line in process status")
 }
 
 // SlogLevel returns log_level as a slog level (Validate has checked it).

@@ -1,12 +1,9 @@
 package container
 
 import (
-	"bytes"
-	"os"
-	"path/filepath"
-	"strconv"
 	"time"
 
+	"github.com/berth-project/berth/internal/host"
 	"github.com/berth-project/berth/internal/oci"
 )
 
@@ -24,56 +21,30 @@ const settleTimeout = 5 * time.Second
 // runtime binary; runtime execs, which may last, are not waited for). It
 // returns those still running after settleTimeout.
 func waitRuntimeCommands(runtimes map[string]*oci.Runtime) []int {
-	var pids []int
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil
-	}
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == os.Getpid() {
-			continue
-		}
-		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil {
-			continue
-		}
-		args := bytes.Split(bytes.TrimRight(cmdline, "\x00"), []byte{0})
+	pids := host.Find(func(p host.Proc) bool {
+		args, _ := p.Cmdline()
 		for _, rt := range runtimes {
-			if rt.Root != "" && len(args) > 2 && string(args[0]) == rt.Path && hasArgPair(args, "--root", rt.Root) && string(args[len(args)-2]) == "start" {
-				pids = append(pids, pid)
-				break
+			if rt.Root != "" && len(args) > 2 && args[0] == rt.Path && hasArgPair(args, "--root", rt.Root) && args[len(args)-2] == "start" {
+				return true
 			}
 		}
-	}
+		return false
+	})
 	deadline := time.Now().Add(settleTimeout)
 	var left []int
 	for _, pid := range pids {
-		for alive(pid) && time.Now().Before(deadline) {
-			time.Sleep(5 * time.Millisecond)
-		}
-		if alive(pid) {
+		if !host.WaitGone(pid, time.Until(deadline)) {
 			left = append(left, pid)
 		}
 	}
 	return left
 }
 
-func hasArgPair(args [][]byte, flag, value string) bool {
+func hasArgPair(args []string, flag, value string) bool {
 	for i, a := range args {
-		if string(a) == flag+"="+value || (string(a) == flag && i+1 < len(args) && string(args[i+1]) == value) {
+		if a == flag+"="+value || (a == flag && i+1 < len(args) && args[i+1] == value) {
 			return true
 		}
 	}
 	return false
-}
-
-// alive says pid exists and is not a zombie.
-func alive(pid int) bool {
-	st, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	i := bytes.LastIndexByte(st, ')')
-	return i > 0 && i+2 < len(st) && st[i+2] != 'Z'
 }

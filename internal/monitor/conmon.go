@@ -26,12 +26,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/berth-project/berth/internal/errdefs"
+	"github.com/berth-project/berth/internal/host"
 	"github.com/berth-project/berth/internal/oci"
 )
 
@@ -291,7 +293,7 @@ func cleanupFailed(cfg Config, conmonPid int) {
 	if conmonPid > 0 && isConmon(conmonPid, filepath.Join(cfg.Dir, conmonPidFile)) {
 		// conmon's runtime child dies with it (PDEATHSIG).
 		_ = syscall.Kill(conmonPid, syscall.SIGKILL)
-		if !waitGone(conmonPid, 2*time.Second) {
+		if !host.WaitGone(conmonPid, 2*time.Second) {
 			slog.Warn("conmon did not exit after SIGKILL", "id", cfg.ID, "conmon_pid", conmonPid)
 		}
 	}
@@ -321,39 +323,9 @@ func ConmonAlive(dir string) (pid int, alive bool) {
 }
 
 func isConmon(pid int, pidFile string) bool {
-	cmdline, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
-	if err != nil {
-		return false
-	}
+	args, err := host.Process(pid).Cmdline()
 	// A zombie has an empty cmdline, and a reused pid another one.
-	return bytes.Contains(cmdline, []byte("\x00"+pidFile+"\x00"))
-}
-
-// waitGone polls until pid no longer exists or the timeout passes. conmon is
-// not our child once daemonized, so there is nothing to wait(2) on.
-func waitGone(pid int, timeout time.Duration) bool {
-	deadline := time.Now().Add(timeout)
-	for {
-		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
-			return true
-		}
-		if st, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat"); err == nil && procState(st) == 'Z' {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-// procState returns the state letter of a /proc/<pid>/stat line.
-func procState(stat []byte) byte {
-	i := bytes.LastIndexByte(stat, ')')
-	if i < 0 || i+2 >= len(stat) {
-		return 0
-	}
-	return stat[i+2]
+	return err == nil && len(args) > 1 && slices.Contains(args[1:], pidFile)
 }
 
 func readPid(path string) (int, error) {

@@ -23,6 +23,7 @@ import (
 
 	"github.com/berth-project/berth/internal/cgroups"
 	"github.com/berth-project/berth/internal/errdefs"
+	"github.com/berth-project/berth/internal/host"
 	"github.com/berth-project/berth/internal/oci"
 )
 
@@ -122,7 +123,7 @@ func (e *env) config(name, script string) Config {
 		}
 		if pid, alive := ConmonAlive(cfg.Dir); alive {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
-			waitGone(pid, 2*time.Second)
+			host.WaitGone(pid, 2*time.Second)
 		}
 	})
 	return cfg
@@ -248,7 +249,7 @@ func TestCreateStartExitAndLog(t *testing.T) {
 	if ex.Code != 3 || ex.OOM || ex.At.IsZero() {
 		t.Fatalf("Exit = %+v, want code 3", ex)
 	}
-	if !waitGone(p.ConmonPid, 5*time.Second) {
+	if !host.WaitGone(p.ConmonPid, 5*time.Second) {
 		t.Fatal("conmon still running after the container exited")
 	}
 	if _, alive := ConmonAlive(cfg.Dir); alive {
@@ -442,7 +443,7 @@ func TestReopenLog(t *testing.T) {
 	}
 	waitExit(t, cfg)
 	pid, _ := ConmonAlive(cfg.Dir)
-	waitGone(pid, 5*time.Second)
+	host.WaitGone(pid, 5*time.Second)
 	if err := ReopenLog(ctx, cfg.BundleDir, cfg.LogPath); !errors.Is(err, errdefs.ErrFailedPrecondition) {
 		t.Fatalf("ReopenLog with conmon gone: err = %v", err)
 	}

@@ -1,17 +1,18 @@
 package monitor
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/berth-project/berth/internal/cgroups"
+	"github.com/berth-project/berth/internal/host"
 	"github.com/berth-project/berth/internal/oci"
 )
 
@@ -37,7 +38,7 @@ func ReapOrphan(ctx context.Context, id, dir, bundleDir string, runtimes []*oci.
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 	}
 	for _, pid := range pids {
-		if !waitGone(pid, 2*time.Second) {
+		if !host.WaitGone(pid, 2*time.Second) {
 			slog.Warn("process of a half-created container did not exit after SIGKILL", "container", id, "pid", pid)
 		}
 	}
@@ -53,29 +54,10 @@ func ReapOrphan(ctx context.Context, id, dir, bundleDir string, runtimes []*oci.
 // processesNaming returns the processes whose command line has an argument
 // that is path or below it (conmon -b <bundle>, runc create --bundle ...).
 func processesNaming(path string) []int {
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil
-	}
-	self := os.Getpid()
-	var out []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == self {
-			continue
-		}
-		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil {
-			continue
-		}
-		for _, arg := range bytes.Split(cmdline, []byte{0}) {
-			if a := string(arg); a == path || strings.HasPrefix(a, path+"/") {
-				out = append(out, pid)
-				break
-			}
-		}
-	}
-	return out
+	return host.Find(func(p host.Proc) bool {
+		args, _ := p.Cmdline()
+		return slices.ContainsFunc(args, func(a string) bool { return a == path || strings.HasPrefix(a, path+"/") })
+	})
 }
 
 // killCgroupProcs SIGKILLs what is left in a half-created container's own

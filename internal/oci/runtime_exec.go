@@ -1,7 +1,6 @@
 package oci
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -21,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/berth-project/berth/internal/errdefs"
+	"github.com/berth-project/berth/internal/host"
 )
 
 // WinSize is a terminal size in character cells.
@@ -445,39 +445,12 @@ func killSession(pid int) {
 		return
 	}
 	_ = unix.Kill(pid, unix.SIGKILL)
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return
+	for _, p := range host.Find(func(p host.Proc) bool {
+		st, err := p.Stat()
+		return err == nil && p.PID != pid && (st.Pgrp == pid || st.Session == pid)
+	}) {
+		_ = unix.Kill(p, unix.SIGKILL)
 	}
-	for _, e := range entries {
-		p, err := strconv.Atoi(e.Name())
-		if err != nil || p == pid {
-			continue
-		}
-		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		if pgrp, sid, ok := statGroups(stat); ok && (pgrp == pid || sid == pid) {
-			_ = unix.Kill(p, unix.SIGKILL)
-		}
-	}
-}
-
-// statGroups reads the process group and session of a /proc/<pid>/stat line.
-func statGroups(stat []byte) (pgrp, sid int, ok bool) {
-	i := bytes.LastIndexByte(stat, ')')
-	if i < 0 {
-		return 0, 0, false
-	}
-	f := strings.Fields(string(stat[i+1:]))
-	// state ppid pgrp session ...
-	if len(f) < 4 {
-		return 0, 0, false
-	}
-	pgrp, err1 := strconv.Atoi(f[2])
-	sid, err2 := strconv.Atoi(f[3])
-	return pgrp, sid, err1 == nil && err2 == nil
 }
 
 func (x *execRun) closeAll() {

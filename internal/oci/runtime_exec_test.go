@@ -17,16 +17,6 @@ import (
 	"github.com/berth-project/berth/internal/errdefs"
 )
 
-func TestStatGroups(t *testing.T) {
-	pgrp, sid, ok := statGroups([]byte("42 (a (b) c) S 1 40 41 0 -1 4194560"))
-	if !ok || pgrp != 40 || sid != 41 {
-		t.Fatalf("statGroups = %d %d %v", pgrp, sid, ok)
-	}
-	if _, _, ok := statGroups([]byte("garbage")); ok {
-		t.Fatal("statGroups accepted garbage")
-	}
-}
-
 func TestExecStartFailure(t *testing.T) {
 	for msg, want := range map[string]int{
 		`exec failed: unable to start container process: exec: "/x": stat /x: no such file or directory`: ExitNotFound,

@@ -1,14 +1,11 @@
 package oci
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -101,32 +98,6 @@ func specDeviceFromStat(path string, st *unix.Stat_t) (specs.LinuxDevice, bool) 
 	}, true
 }
 
-// BoundingCapabilities returns the capabilities in berthd's own bounding
-// set, the most a container can be given (HostConfig.AllCapabilities).
-func BoundingCapabilities() ([]string, error) {
-	f, err := os.Open("/proc/self/status")
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		v, ok := strings.CutPrefix(sc.Text(), "CapBnd:")
-		if !ok {
-			continue
-		}
-		mask, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
-		if err != nil {
-			return nil, fmt.Errorf("parse CapBnd in /proc/self/status: %w", err)
-		}
-		return SpecCapsFromMask(mask), nil
-	}
-	if err := sc.Err(); err != nil {
-		return nil, err
-	}
-	return nil, errors.New("no CapBnd line in /proc/self/status")
-}
-
 // SpecCapsFromMask names the capabilities set in a kernel capability mask;
 // bits Linux has no name for here are skipped.
 func SpecCapsFromMask(mask uint64) []string {
@@ -137,25 +108,4 @@ func SpecCapsFromMask(mask uint64) []string {
 		}
 	}
 	return caps
-}
-
-// SELinuxEnabled reports whether the host has SELinux on (selinuxfs
-// mounted), as go-selinux decides it.
-func SELinuxEnabled() bool {
-	var st unix.Statfs_t
-	return unix.Statfs("/sys/fs/selinux", &st) == nil && st.Type == unix.SELINUX_MAGIC
-}
-
-// DaemonOOMScoreAdj is berthd's own oom_score_adj: without CAP_SYS_RESOURCE
-// no container can get a lower one (HostConfig.OOMScoreAdjMin).
-func DaemonOOMScoreAdj() (int, error) {
-	b, err := os.ReadFile("/proc/self/oom_score_adj")
-	if err != nil {
-		return 0, err
-	}
-	v, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil {
-		return 0, fmt.Errorf("parse /proc/self/oom_score_adj: %w", err)
-	}
-	return v, nil
 }

@@ -16,6 +16,9 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	// berthhost, not host: the tests below name their HostConfig host.
+	berthhost "github.com/berth-project/berth/internal/host"
 )
 
 // specRuncEnv is a busybox rootfs and a pod's pinned namespaces, made the
@@ -128,15 +131,16 @@ func (e *specRuncEnv) run(t *testing.T, id string, s *specs.Spec) string {
 
 func TestGeneratedSpecsRunWithRunc(t *testing.T) {
 	e := specNewRuncEnv(t)
-	all, err := BoundingCapabilities()
+	mask, err := berthhost.BoundingCapabilities()
 	if err != nil {
 		t.Fatal(err)
 	}
+	all := SpecCapsFromMask(mask)
 	host := HostConfig{AllCapabilities: all, NodeHostname: "node1"}
 	// Like berthd on these hosts: no CAP_SYS_RESOURCE, so scores below our
 	// own are clamped (kubelet asks -998 for the sandbox).
 	if !slices.Contains(all, "CAP_SYS_RESOURCE") {
-		min, err := DaemonOOMScoreAdj()
+		min, err := berthhost.OOMScoreAdj()
 		if err != nil {
 			t.Fatal(err)
 		}

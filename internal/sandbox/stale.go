@@ -1,12 +1,10 @@
 package sandbox
 
 import (
-	"bytes"
-	"os"
-	"path/filepath"
-	"strconv"
 	"syscall"
 	"time"
+
+	"github.com/berth-project/berth/internal/host"
 )
 
 // killStalePlugins ends the CNI plugins a crashed berthd left working on the
@@ -23,46 +21,18 @@ func killStalePlugins(ids map[string]bool) int {
 	if len(ids) == 0 {
 		return 0
 	}
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return 0
-	}
-	var pids []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == os.Getpid() {
-			continue
-		}
-		env, err := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
-		if err == nil && ids[cniContainerID(env)] {
-			pids = append(pids, pid)
-		}
-	}
+	pids := host.Find(func(p host.Proc) bool {
+		id, _, err := p.Getenv("CNI_CONTAINERID")
+		return err == nil && ids[id]
+	})
 	for _, pid := range pids {
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 	}
+	// Gone, or a zombie its dead parent's reaper (init) collects; one
+	// deadline for all.
 	deadline := time.Now().Add(2 * time.Second)
 	for _, pid := range pids {
-		// Gone, or a zombie its dead parent's reaper (init) collects.
-		for time.Now().Before(deadline) {
-			st, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-			if err != nil || bytes.Contains(st, []byte(") Z ")) {
-				break
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
+		host.WaitGone(pid, time.Until(deadline))
 	}
 	return len(pids)
-}
-
-// cniContainerID returns the value of CNI_CONTAINERID in a NUL-separated
-// environment (/proc/<pid>/environ), or "" when it has none.
-func cniContainerID(environ []byte) string {
-	const key = "CNI_CONTAINERID="
-	for _, kv := range bytes.Split(environ, []byte{0}) {
-		if v, ok := bytes.CutPrefix(kv, []byte(key)); ok {
-			return string(v)
-		}
-	}
-	return ""
 }

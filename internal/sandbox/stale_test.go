@@ -38,18 +38,3 @@ func TestKillStalePlugins(t *testing.T) {
 		t.Errorf("the plugin of another pod was killed: %v", err)
 	}
 }
-
-func TestCNIContainerID(t *testing.T) {
-	for env, want := range map[string]string{
-		"":                                     "",
-		"PATH=/bin\x00CNI_CONTAINERID=abc\x00": "abc",
-		"CNI_CONTAINERID=abc":                  "abc",
-		"X_CNI_CONTAINERID=abc\x00CNI_IFNAME=eth0":  "",
-		"CNI_CONTAINERID=\x00CNI_COMMAND=DEL\x00":   "",
-		"CNI_COMMAND=DEL\x00CNI_CONTAINERID=d\x00x": "d",
-	} {
-		if got := cniContainerID([]byte(env)); got != want {
-			t.Errorf("cniContainerID(%q) = %q, want %q", env, got, want)
-		}
-	}
-}

@@ -7,9 +7,10 @@ import (
 	"path/filepath"
 	"strings"
 
-	cgroupsv3 "github.com/containerd/cgroups/v3"
 	"github.com/containerd/cgroups/v3/cgroup1"
 	"github.com/containerd/cgroups/v3/cgroup2"
+
+	"github.com/berth-project/berth/internal/host"
 )
 
 // Reading is one cgroup's counters, in the units CRI uses.
@@ -52,17 +53,17 @@ var ErrNoCgroup = errors.New("cgroup does not exist")
 // controllers on legacy and hybrid hosts (runc puts limits there), the
 // unified tree on v2 hosts.
 func NewReader() Reader {
-	if cgroupsv3.Mode() == cgroupsv3.Unified {
-		return V2Reader{Root: "/sys/fs/cgroup"}
+	if host.CgroupV2() {
+		return V2Reader{Root: host.CgroupRoot}
 	}
-	return NewV1Reader("/sys/fs/cgroup")
+	return NewV1Reader(host.CgroupRoot)
 }
 
 // V1Reader reads cgroup v1 controllers mounted under Root/<controller>.
 type V1Reader struct {
 	hierarchy cgroup1.Hierarchy
 	root      string
-	procs     procReader
+	procs     host.Procs
 }
 
 // NewV1Reader reads the cpuacct, memory and pids controllers under root.
@@ -130,7 +131,7 @@ func (r *V1Reader) Read(path string) (*Reading, error) {
 // V2Reader reads the unified hierarchy mounted at Root.
 type V2Reader struct {
 	Root  string
-	procs procReader
+	procs host.Procs
 }
 
 // Read implements Reader.
@@ -178,45 +179,10 @@ func (r V2Reader) Read(path string) (*Reading, error) {
 }
 
 // checkPath refuses paths the readers cannot resolve: systemd
-// "slice:prefix:name" forms must be expanded first (ExpandSystemdPath).
+// "slice:prefix:name" forms must be expanded first (cgroups.ExpandSystemdPath).
 func checkPath(path string) error {
 	if path == "" || !strings.HasPrefix(path, "/") {
 		return fmt.Errorf("cgroup path %q is not an absolute cgroupfs path", path)
 	}
 	return nil
-}
-
-// ExpandSystemdPath turns runc's systemd form "parent.slice:prefix:name"
-// into the cgroupfs path systemd creates for it
-// ("/a.slice/a-b.slice/prefix-name.scope"), and a bare slice name (a pod's
-// cgroup parent under the systemd driver) into its path; cgroupfs paths
-// pass through.
-func ExpandSystemdPath(path string) string {
-	if !strings.Contains(path, "/") && strings.HasSuffix(path, ".slice") && !strings.Contains(path, ":") {
-		return slicePath(path)
-	}
-	parts := strings.Split(path, ":")
-	if len(parts) != 3 {
-		return path
-	}
-	slice, prefix, name := parts[0], parts[1], parts[2]
-	unit := name
-	if !strings.HasSuffix(name, ".slice") {
-		unit = prefix + "-" + name + ".scope"
-	}
-	return filepath.Join(slicePath(slice), unit)
-}
-
-// slicePath nests a slice in its parents: each "-" in a slice name is a
-// level, so a-b.slice lives in a.slice.
-func slicePath(slice string) string {
-	dir := "/"
-	if slice == "" || slice == "-.slice" {
-		return dir
-	}
-	elems := strings.Split(strings.TrimSuffix(slice, ".slice"), "-")
-	for i := range elems {
-		dir = filepath.Join(dir, strings.Join(elems[:i+1], "-")+".slice")
-	}
-	return dir
 }

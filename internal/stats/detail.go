@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/berth-project/berth/internal/host"
 )
 
 // Detail is what cAdvisor-style metrics need beyond a Reading: CPU split
@@ -98,7 +100,7 @@ func (r *V1Reader) ReadDetail(path string) (*Detail, error) {
 	d.IO = parseBlkio(f.read(filepath.Join(blkio, "blkio.throttle.io_service_bytes_recursive")),
 		f.read(filepath.Join(blkio, "blkio.throttle.io_serviced_recursive")))
 
-	r.procs.count(d, filepath.Join(pids, "cgroup.procs"))
+	countProcs(r.procs, d, filepath.Join(pids, "cgroup.procs"))
 	return d, nil
 }
 
@@ -145,7 +147,7 @@ func (r V2Reader) ReadDetail(path string) (*Detail, error) {
 	d.ThreadsMax = f.uint(filepath.Join(dir, "pids.max"))
 	d.IO = parseIOStat(f.read(filepath.Join(dir, "io.stat")))
 
-	r.procs.count(d, filepath.Join(dir, "cgroup.procs"))
+	countProcs(r.procs, d, filepath.Join(dir, "cgroup.procs"))
 	return d, nil
 }
 
@@ -266,32 +268,25 @@ func parseDevice(s string) ([2]uint64, bool) {
 	return [2]uint64{a, b}, ok && err1 == nil && err2 == nil
 }
 
-// procReader counts the processes of a cgroup and their open files in
-// /proc (or a fake of it in tests).
-type procReader struct{ root string }
-
-func (p procReader) count(d *Detail, procsFile string) {
+// countProcs counts the processes of a cgroup and their open files, as
+// procs shows them.
+func countProcs(procs host.Procs, d *Detail, procsFile string) {
 	data, err := os.ReadFile(procsFile)
 	if err != nil {
 		return
 	}
-	root := p.root
-	if root == "" {
-		root = "/proc"
-	}
 	d.ProcsListed = true
-	for _, pid := range strings.Fields(string(data)) {
+	for _, f := range strings.Fields(string(data)) {
 		d.Processes++
-		fdDir := filepath.Join(root, pid, "fd")
-		ents, err := os.ReadDir(fdDir)
+		pid, err := strconv.Atoi(f)
+		if err != nil {
+			continue
+		}
+		fds, sockets, err := procs.Process(pid).FDs()
 		if err != nil {
 			continue // exited meanwhile
 		}
-		d.FDs += uint64(len(ents))
-		for _, e := range ents {
-			if l, err := os.Readlink(filepath.Join(fdDir, e.Name())); err == nil && strings.HasPrefix(l, "socket:") {
-				d.Sockets++
-			}
-		}
+		d.FDs += uint64(fds)
+		d.Sockets += uint64(sockets)
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"reflect"
 	"testing"
+
+	"github.com/berth-project/berth/internal/host"
 )
 
 // fakeProc lays out /proc/<pid>/fd for pid with the given link targets.
@@ -48,7 +50,7 @@ func TestV1ReadDetail(t *testing.T) {
 	fakeProc(t, proc, "101", "socket:[124]")
 
 	r := NewV1Reader(root)
-	r.procs.root = proc
+	r.procs.Root = proc
 	d, err := r.ReadDetail(path)
 	if err != nil {
 		t.Fatal(err)
@@ -87,7 +89,7 @@ func TestV2ReadDetail(t *testing.T) {
 		"io.stat":             "259:0 rbytes=4096 wbytes=0 rios=1 wios=0 dbytes=0 dios=0\n",
 	})
 	fakeProc(t, proc, "7", "socket:[1]")
-	r := V2Reader{Root: root, procs: procReader{root: proc}}
+	r := V2Reader{Root: root, procs: host.Procs{Root: proc}}
 	d, err := r.ReadDetail("/kubepods/pod1/c1")
 	if err != nil {
 		t.Fatal(err)

@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/berth-project/berth/internal/cgroups"
 	"github.com/berth-project/berth/internal/container"
 	"github.com/berth-project/berth/internal/sandbox"
 )
@@ -211,7 +212,7 @@ func (s *Service) PodsDetail(pods []*sandbox.Sandbox, byPod map[string][]*contai
 				cs.WritableLayer = &d
 			}
 		}
-		d, err := s.cfg.Reader.ReadDetail(ExpandSystemdPath(cs.Container.CgroupsPath))
+		d, err := s.cfg.Reader.ReadDetail(cgroups.ExpandSystemdPath(cs.Container.CgroupsPath))
 		if err == nil {
 			cs.Detail = d
 		} else if !errors.Is(err, ErrNoCgroup) {
@@ -237,7 +238,7 @@ func (s *Service) read(key, path string) Usage {
 	if path == "" {
 		return u
 	}
-	rd, err := s.cfg.Reader.Read(ExpandSystemdPath(path))
+	rd, err := s.cfg.Reader.Read(cgroups.ExpandSystemdPath(path))
 	if err != nil {
 		if !errors.Is(err, ErrNoCgroup) {
 			s.cfg.Logger.Debug("reading cgroup", "cgroup", path, "err", err)

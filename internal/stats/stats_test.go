@@ -263,16 +263,3 @@ func TestReadNetworkOwnNamespace(t *testing.T) {
 		t.Fatalf("no lo in %+v", n.Interfaces)
 	}
 }
-
-func TestExpandSystemdPath(t *testing.T) {
-	for in, want := range map[string]string{
-		"kubepods-besteffort-pod12.slice:berth:abc": "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod12.slice/berth-abc.scope",
-		"system.slice:berth:abc":                    "/system.slice/berth-abc.scope",
-		"/kubepods/pod1/abc":                        "/kubepods/pod1/abc",
-		"kubepods-besteffort-pod12.slice":           "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod12.slice",
-	} {
-		if got := ExpandSystemdPath(in); got != want {
-			t.Errorf("%s: got %s want %s", in, got, want)
-		}
-	}
-}
