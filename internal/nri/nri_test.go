@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/BurntSushi/toml"
 	"github.com/containerd/nri/pkg/api"
 	"github.com/containerd/nri/pkg/stub"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -487,5 +489,25 @@ func TestConfigValidate(t *testing.T) {
 	c.Enable, c.RequestTimeout = true, 0
 	if err := c.Validate(); err == nil {
 		t.Error("zero request timeout accepted")
+	}
+}
+
+func TestConfigTOML(t *testing.T) {
+	var c struct {
+		NRI Config `toml:"nri"`
+	}
+	c.NRI = DefaultConfig()
+	if _, err := toml.Decode("[nri]\nenable = true\nplugin_request_timeout = \"750ms\"\n", &c); err != nil {
+		t.Fatal(err)
+	}
+	if !c.NRI.Enable || c.NRI.RequestTimeout != 750*time.Millisecond || c.NRI.RegistrationTimeout != 5*time.Second {
+		t.Fatalf("decoded %+v", c.NRI)
+	}
+	var b strings.Builder
+	if err := toml.NewEncoder(&b).Encode(c); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), `plugin_request_timeout = "750ms"`) {
+		t.Errorf("encoded:\n%s", b.String())
 	}
 }
