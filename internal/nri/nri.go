@@ -32,7 +32,9 @@ type API interface {
 	// Enabled reports whether plugins are consulted at all.
 	Enabled() bool
 	// Start launches pre-registered plugins and starts accepting external
-	// ones; both are synchronised through d before they see events.
+	// ones; both are synchronised through d before they see events. Call
+	// it before serving CRI: it holds the adaptation while pre-registered
+	// plugins synchronise, which events must not run into.
 	Start(d Domain) error
 	// Stop disconnects every plugin and removes the socket listener.
 	Stop()
