@@ -21,9 +21,10 @@ import (
 	"github.com/berth-project/berth/internal/container"
 	"github.com/berth-project/berth/internal/cri"
 	"github.com/berth-project/berth/internal/events"
+	"github.com/berth-project/berth/internal/host"
 	"github.com/berth-project/berth/internal/image"
-	"github.com/berth-project/berth/internal/oci"
 	"github.com/berth-project/berth/internal/registry"
+	"github.com/berth-project/berth/internal/runtime"
 	"github.com/berth-project/berth/internal/sandbox"
 	"github.com/berth-project/berth/internal/stats"
 	"github.com/berth-project/berth/internal/store"
@@ -42,28 +43,6 @@ func newLogger(cfg *config.Config) *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, opts))
 }
 
-// installHint says how to get a missing binary on Debian.
-var installHint = map[string]string{
-	"runc":   "apt-get install runc (or run hack/install.sh)",
-	"conmon": "apt-get install conmon (or run hack/install.sh)",
-	"runsc":  "hack/install.sh --with-runsc builds gVisor's runsc",
-}
-
-func lookBinary(name, path string) (string, error) {
-	if path == "" {
-		path = name
-	}
-	found, err := exec.LookPath(path)
-	if err != nil {
-		hint := installHint[filepath.Base(path)]
-		if hint == "" {
-			hint = "install it or fix the path in the config"
-		}
-		return "", fmt.Errorf("required binary %s (%s) not found: %s", name, path, hint)
-	}
-	return found, nil
-}
-
 func run(ctx context.Context, cfg *config.Config, reload func() (*config.Config, error)) error {
 	log := newLogger(cfg)
 	slog.SetDefault(log)
@@ -74,44 +53,18 @@ func run(ctx context.Context, cfg *config.Config, reload func() (*config.Config,
 	// from root-only directories (privateDir), not from the umask.
 	syscall.Umask(0o022)
 
-	conmon, err := lookBinary("conmon", cfg.Conmon)
+	// The runtime handlers, each asked for its features; after this the
+	// config's [runtimes] is read only through them.
+	runtimes, err := runtime.NewRegistry(ctx, runtime.Options{
+		Handlers: cfg.Runtimes, Default: cfg.DefaultRuntime, Conmon: cfg.Conmon,
+		StateDir: cfg.StateDir, ExitDir: filepath.Join(cfg.StateDir, "exits"),
+		SystemdCgroup: cfg.CgroupDriver() == "systemd", RecursiveReadOnlyMounts: host.MountSetattr(),
+		Logger: log,
+	})
 	if err != nil {
 		return err
 	}
-	runtimes := map[string]*oci.Runtime{}
-	paths := map[string]string{}
-	var podSandboxHandlers []string
-	for name, h := range cfg.Runtimes {
-		path, err := lookBinary(name, h.Path)
-		if err != nil {
-			return fmt.Errorf("runtime handler %q: %w", name, err)
-		}
-		paths[name] = path
-		if isRunsc(path) {
-			podSandboxHandlers = append(podSandboxHandlers, name)
-		}
-		root := h.Root
-		if root == "" {
-			root = filepath.Join(cfg.StateDir, "runtimes", name)
-		}
-		args := append([]string(nil), h.Args...)
-		if cfg.CgroupDriver() == "systemd" && !isRunsc(path) {
-			args = append(args, "--systemd-cgroup")
-		}
-		if isRunsc(path) {
-			args = runscDefaultArgs(ctx, path, args)
-		}
-		runtimes[name] = &oci.Runtime{Name: name, Path: path, Root: root, Args: args}
-	}
-	monitorRuntimes := map[string]*oci.Runtime{}
-	for _, name := range podSandboxHandlers {
-		shim, err := writeRunscShim(cfg.StateDir, runtimes[name])
-		if err != nil {
-			return fmt.Errorf("runtime handler %q: %w", name, err)
-		}
-		monitorRuntimes[name] = shim
-	}
-	defer releaseRunscPins(runtimes, podSandboxHandlers)
+	defer runtimes.Close()
 	// Root and state dir lead to every container's files (writable layers,
 	// mounted rootfs): root-only, as containerd's are since CVE-2021-41103.
 	// Dirs an older berthd made traversable are tightened here.
@@ -128,8 +81,7 @@ func run(ctx context.Context, cfg *config.Config, reload func() (*config.Config,
 		return err
 	}
 
-	detectFeatures(ctx, cfg, paths, log)
-	host, hosts, err := hostConfig(cfg, log)
+	host, err := hostConfig(cfg, log)
 	if err != nil {
 		return err
 	}
@@ -155,10 +107,6 @@ func run(ctx context.Context, cfg *config.Config, reload func() (*config.Config,
 		Registries: registries, MaxConcurrentDownloads: cfg.Images.MaxConcurrentDownloads,
 		ProgressTimeout: cfg.Images.PullProgressTimeout.Duration, UserAgent: "berth/" + cri.Version,
 	})
-	handlers := make([]string, 0, len(runtimes))
-	for name := range runtimes {
-		handlers = append(handlers, name)
-	}
 	podNetwork, err := newNetwork(cfg, log)
 	if err != nil {
 		return err
@@ -166,18 +114,18 @@ func run(ctx context.Context, cfg *config.Config, reload func() (*config.Config,
 	defer podNetwork.Close()
 	sandboxes, err := sandbox.New(sandbox.Config{
 		Store: st, StateDir: cfg.StateDir, DefaultCgroupParent: cfg.DefaultCgroupParent,
-		Handlers: handlers, DefaultHandler: cfg.DefaultRuntime, Runtimes: runtimes, Host: host, Hosts: hosts,
+		Runtimes: runtimes, Host: host,
 		PauseBinary: pauseBinary(), Logger: log, Network: podNetwork,
-		PodSandboxHandlers: podSandboxHandlers, CgroupDriver: cfg.CgroupDriver(),
+		CgroupDriver: cfg.CgroupDriver(),
 	})
 	if err != nil {
 		return err
 	}
 	bus := events.NewBus(eventBacklog)
 	containers, err := container.New(ctx, container.Config{
-		Store: st, Root: cfg.Root, StateDir: cfg.StateDir, ConmonPath: conmon, Runtimes: runtimes,
+		Store: st, Root: cfg.Root, StateDir: cfg.StateDir, Runtimes: runtimes,
 		Sandboxes: sandboxes, Images: images, Host: host, Logger: log, Events: bus,
-		Hosts: hosts, CgroupDriver: cfg.CgroupDriver(), MonitorRuntimes: monitorRuntimes,
+		CgroupDriver: cfg.CgroupDriver(),
 	})
 	if err != nil {
 		return err
@@ -209,7 +157,7 @@ func run(ctx context.Context, cfg *config.Config, reload func() (*config.Config,
 		}
 	}()
 	log.Info("streaming server listening", "url", streams.URL())
-	server := &cri.Server{Config: cfg, Sandboxes: sandboxes, Containers: containers, Images: images, Puller: puller, Network: podNetwork, Log: log,
+	server := &cri.Server{Config: cfg, Runtimes: runtimes, Sandboxes: sandboxes, Containers: containers, Images: images, Puller: puller, Network: podNetwork, Log: log,
 		Stats: statsSvc, Events: bus, Streams: streams, Security: cri.SecurityStatus(host)}
 	grpcServer := grpc.NewServer(server.ServerOptions()...)
 	server.Register(grpcServer)
@@ -226,7 +174,7 @@ func run(ctx context.Context, cfg *config.Config, reload func() (*config.Config,
 	bus.MarkLive()
 	server.SetReady()
 	log.Info("berthd serving CRI", "socket", cfg.Socket, "root", cfg.Root, "stateDir", cfg.StateDir,
-		"cgroupDriver", cfg.CgroupDriver(), "handlers", handlers, "version", cri.Version)
+		"cgroupDriver", cfg.CgroupDriver(), "handlers", runtimes.Names(), "version", cri.Version)
 
 	errc := make(chan error, 1)
 	go func() { errc <- grpcServer.Serve(lis) }()

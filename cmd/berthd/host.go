@@ -2,18 +2,11 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"maps"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
-	"strings"
-	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/berth-project/berth/internal/apparmor"
 	"github.com/berth-project/berth/internal/config"
@@ -22,13 +15,13 @@ import (
 )
 
 // hostConfig gathers, once at start, the host facts every container spec
-// depends on: the shared ones, then one copy per runtime handler with what
-// differs between handlers (recursive read-only mounts, host devices for
-// privileged containers).
-func hostConfig(cfg *config.Config, log *slog.Logger) (oci.HostConfig, map[string]oci.HostConfig, error) {
+// depends on. What differs between runtime handlers (recursive read-only
+// mounts, host devices for privileged containers, annotation allow-lists)
+// each handler adds (internal/runtime).
+func hostConfig(cfg *config.Config, log *slog.Logger) (oci.HostConfig, error) {
 	capMask, err := host.BoundingCapabilities()
 	if err != nil {
-		return oci.HostConfig{}, nil, fmt.Errorf("read berthd's capability bounding set: %w", err)
+		return oci.HostConfig{}, fmt.Errorf("read berthd's capability bounding set: %w", err)
 	}
 	caps := oci.SpecCapsFromMask(capMask)
 	v2 := host.CgroupV2()
@@ -57,7 +50,7 @@ func hostConfig(cfg *config.Config, log *slog.Logger) (oci.HostConfig, map[strin
 	if cfg.OOMScoreAdjRestricted() {
 		v, err := host.OOMScoreAdj()
 		if err != nil {
-			return h, nil, err
+			return h, err
 		}
 		h.OOMScoreAdjMin = &v
 		log.Info("no CAP_SYS_RESOURCE: clamping container oom_score_adj to berthd's own", "min", v)
@@ -65,98 +58,7 @@ func hostConfig(cfg *config.Config, log *slog.Logger) (oci.HostConfig, map[strin
 	log.Info("host facts", "cgroupV2", v2, "swapLimit", h.SwapLimit, "hugetlb", h.Hugetlb,
 		"appArmor", h.AppArmorEnabled, "appArmorProfile", h.AppArmorDefaultProfile, "selinux", h.SELinuxEnabled, "capabilities", len(caps))
 	warnBroadAnnotationPatterns(cfg, log)
-	perHandler := make(map[string]oci.HostConfig, len(cfg.Runtimes))
-	for name, rt := range cfg.Runtimes {
-		hh := h
-		hh.RecursiveReadOnlyMounts = rt.Features.RecursiveReadOnlyMounts
-		hh.PrivilegedWithoutHostDevices = rt.PrivilegedWithoutHostDevices
-		hh.PodAnnotations = rt.PodAnnotations
-		hh.ContainerAnnotations = rt.ContainerAnnotations
-		perHandler[name] = hh
-	}
-	return h, perHandler, nil
-}
-
-// detectFeatures turns on the features a handler's binary says it has
-// (`<runtime> features`, runc >= 1.1) and the kernel supports, so that
-// Status.runtime_handlers tells the kubelet the truth without the operator
-// having to. It only ever adds: a feature set in the config stays set.
-func detectFeatures(ctx context.Context, cfg *config.Config, paths map[string]string, log *slog.Logger) {
-	rro := host.MountSetattr()
-	for name, rt := range cfg.Runtimes {
-		path, ok := paths[name]
-		if !ok {
-			continue
-		}
-		opts, err := runtimeMountOptions(ctx, path)
-		if err != nil {
-			log.Debug("runtime reports no features; keeping the configured ones", "handler", name, "err", err)
-			continue
-		}
-		if rro && slices.Contains(opts, "rro") && !rt.Features.RecursiveReadOnlyMounts {
-			rt.Features.RecursiveReadOnlyMounts = true
-			log.Info("runtime handler supports recursive read-only mounts", "handler", name)
-		}
-		cfg.Runtimes[name] = rt
-	}
-}
-
-// runtimeMountOptions asks an OCI runtime for the mount options it knows
-// (the runtime-spec "features" document).
-func runtimeMountOptions(ctx context.Context, path string) ([]string, error) {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, path, "features").Output()
-	if err != nil {
-		return nil, err
-	}
-	var f struct {
-		MountOptions []string `json:"mountOptions"`
-	}
-	if err := json.Unmarshal(out, &f); err != nil {
-		return nil, fmt.Errorf("decode %s features: %w", path, err)
-	}
-	return f.MountOptions, nil
-}
-
-// isRunsc says whether a handler's binary is gVisor's runsc, which runs a
-// pod as one sandbox: the pod's first container (berth's pause process)
-// creates it, the others join it (through the io.kubernetes.cri.*
-// annotations every spec carries).
-func isRunsc(path string) bool { return filepath.Base(path) == "runsc" }
-
-// releaseRunscPins unmounts the "null" network namespace runsc pins under
-// its root for its gofers, so nothing of berth stays mounted after berthd
-// stops (runsc pins a new one on its next start). Running sandboxes keep
-// theirs: a namespace lives while a process is in it.
-func releaseRunscPins(runtimes map[string]*oci.Runtime, handlers []string) {
-	for _, name := range handlers {
-		p := filepath.Join(runtimes[name].Root, "null-netns")
-		// Concurrent runsc starts may stack pins; unmount until none is left.
-		for i := 0; i < 16 && unix.Unmount(p, unix.MNT_DETACH) == nil; i++ {
-		}
-	}
-}
-
-// runscDefaultArgs adds the runsc flags berth needs unless the handler's
-// args already set them: --gofer-network-namespace=new keeps runsc from
-// pinning a shared "null" network namespace as a mount under its root (a
-// mount berth would leave behind), at the cost of one empty namespace per
-// gofer. Older runsc builds without the flag are left alone.
-func runscDefaultArgs(ctx context.Context, path string, args []string) []string {
-	const flag = "--gofer-network-namespace"
-	for _, a := range args {
-		if a == flag || strings.HasPrefix(a, flag+"=") || a == "-gofer-network-namespace" || strings.HasPrefix(a, "-gofer-network-namespace=") {
-			return args
-		}
-	}
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	out, _ := exec.CommandContext(ctx, path, "flags").CombinedOutput()
-	if !strings.Contains(string(out), "gofer-network-namespace") {
-		return args
-	}
-	return append(args, flag+"=new")
+	return h, nil
 }
 
 // warnBroadAnnotationPatterns warns, at start, of annotation allow-list

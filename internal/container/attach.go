@@ -6,15 +6,14 @@ import (
 	"io"
 
 	"github.com/berth-project/berth/internal/errdefs"
-	"github.com/berth-project/berth/internal/monitor"
-	"github.com/berth-project/berth/internal/oci"
+	"github.com/berth-project/berth/internal/runtime"
 )
 
 // AttachOptions is one attach session's streams.
 type AttachOptions struct {
 	Stdin          io.Reader // nil: no input; ignored unless the container has stdin
 	Stdout, Stderr io.Writer // nil: not wanted
-	Resize         <-chan oci.WinSize
+	Resize         <-chan WinSize
 }
 
 // Attach joins a running container's stdio through its conmon: output from
@@ -34,6 +33,10 @@ func (s *Service) Attach(ctx context.Context, id string, o AttachOptions) error 
 	if err != nil {
 		return err
 	}
+	rt, err := s.runtime(c.Runtime)
+	if err != nil {
+		return err
+	}
 	if !cfg.GetStdin() {
 		o.Stdin = nil
 	}
@@ -49,7 +52,7 @@ func (s *Service) Attach(ctx context.Context, id string, o AttachOptions) error 
 					if !ok {
 						return
 					}
-					if err := monitor.Resize(s.bundleDir(id), ws.Width, ws.Height); err != nil {
+					if err := rt.Resize(s.bundleDir(id), ws); err != nil {
 						s.log.Debug("attach: terminal resize", "container", id, "err", err)
 					}
 				}
@@ -57,7 +60,7 @@ func (s *Service) Attach(ctx context.Context, id string, o AttachOptions) error 
 		}()
 	}
 	s.log.Debug("attach", "container", id, "stdin", o.Stdin != nil, "tty", cfg.GetTty())
-	return monitor.Attach(ctx, s.bundleDir(id), monitor.AttachIO{
+	return rt.Attach(ctx, s.bundleDir(id), runtime.AttachOptions{
 		Stdin: o.Stdin, Stdout: o.Stdout, Stderr: o.Stderr,
 		StdinOnce: cfg.GetStdinOnce() && !cfg.GetTty(),
 	})

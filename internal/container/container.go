@@ -94,24 +94,19 @@ func (c *Container) LinuxResources() *runtimeapi.LinuxContainerResources {
 
 // Config configures the service.
 type Config struct {
-	Store      *store.Store
-	Root       string // persistent dir: writable layers under <Root>/containers
-	StateDir   string // bundles under <StateDir>/containers, exits under <StateDir>/exits
-	ConmonPath string
-	Runtimes   map[string]*oci.Runtime
-	Sandboxes  *sandbox.Service
-	Images     *image.Service
-	Host       oci.HostConfig // host facts for spec generation, built once at start
-	// Hosts overrides Host per runtime handler (features such as recursive
-	// read-only mounts, privileged_without_host_devices differ by handler).
-	Hosts map[string]oci.HostConfig
+	Store     *store.Store
+	Root      string   // persistent dir: writable layers under <Root>/containers
+	StateDir  string   // bundles under <StateDir>/containers, exits under <StateDir>/exits
+	Runtimes  Runtimes // the runtime handlers
+	Sandboxes *sandbox.Service
+	Images    *image.Service
+	// Host is the node's facts for spec generation, built once at start;
+	// each handler adds its own (hostConfig).
+	Host oci.HostConfig
 	// CgroupDriver is cgroupfs or systemd; it shapes linux.cgroupsPath.
 	CgroupDriver string
-	// MonitorRuntimes replaces, per handler, the runtime conmon runs for
-	// create (runsc goes through berthd's shim); absent: Runtimes.
-	MonitorRuntimes map[string]*oci.Runtime
-	Logger          *slog.Logger
-	Events          *events.Bus // lifecycle events; nil: none
+	Logger       *slog.Logger
+	Events       *events.Bus // lifecycle events; nil: none
 }
 
 // Service owns all containers.
@@ -130,7 +125,6 @@ type Service struct {
 
 func (s *Service) bundleDir(id string) string   { return filepath.Join(s.cfg.StateDir, "containers", id) }
 func (s *Service) snapshotDir(id string) string { return filepath.Join(s.cfg.Root, "containers", id) }
-func (s *Service) exitDir() string              { return filepath.Join(s.cfg.StateDir, "exits") }
 func (s *Service) rootfs(id string) string      { return filepath.Join(s.bundleDir(id), "rootfs") }
 
 func (s *Service) lock(id string) func() {
@@ -138,14 +132,6 @@ func (s *Service) lock(id string) func() {
 	mu := m.(*sync.Mutex)
 	mu.Lock()
 	return mu.Unlock
-}
-
-func (s *Service) runtime(name string) (*oci.Runtime, error) {
-	rt, ok := s.cfg.Runtimes[name]
-	if !ok {
-		return nil, fmt.Errorf("runtime handler %q is not configured", name)
-	}
-	return rt, nil
 }
 
 // Get returns the container with the given id.

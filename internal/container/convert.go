@@ -9,6 +9,7 @@ import (
 
 	"github.com/berth-project/berth/internal/image"
 	"github.com/berth-project/berth/internal/oci"
+	"github.com/berth-project/berth/internal/runtime"
 )
 
 func imageInfo(img *image.Image, requested string) oci.ImageInfo {
@@ -28,7 +29,7 @@ func imageInfo(img *image.Image, requested string) oci.ImageInfo {
 // stop_signal (validated), else the image's StopSignal, else (at stop)
 // SIGTERM. It is kept by name, as Docker and containerd keep it.
 func stopSignal(cfg *runtimeapi.ContainerConfig, img *image.Image) string {
-	if sig, err := oci.SignalFromCRI(cfg.GetStopSignal()); err == nil {
+	if sig, err := runtime.SignalFromCRI(cfg.GetStopSignal()); err == nil {
 		if name := unix.SignalName(sig); name != "" {
 			return name
 		}
@@ -40,7 +41,7 @@ func stopSignal(cfg *runtimeapi.ContainerConfig, img *image.Image) string {
 // CRIStopSignal is the signal Stop sends first, whoever chose it, as
 // ContainerStatus.stop_signal reports it.
 func (c *Container) CRIStopSignal() runtimeapi.Signal {
-	return oci.SignalToCRI(oci.StopSignal(c.StopSignal))
+	return runtime.SignalToCRI(runtime.StopSignal(c.StopSignal))
 }
 
 // containerUser reports the identity the container runs with, which CRI

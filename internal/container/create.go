@@ -17,9 +17,9 @@ import (
 	"github.com/berth-project/berth/internal/errdefs"
 	"github.com/berth-project/berth/internal/events"
 	"github.com/berth-project/berth/internal/image"
-	"github.com/berth-project/berth/internal/monitor"
 	"github.com/berth-project/berth/internal/names"
 	"github.com/berth-project/berth/internal/oci"
+	"github.com/berth-project/berth/internal/runtime"
 	"github.com/berth-project/berth/internal/sandbox"
 	"github.com/berth-project/berth/internal/snapshot"
 )
@@ -150,7 +150,7 @@ func (s *Service) create(ctx context.Context, id, key string, pod *sandbox.Sandb
 		HostnamePath:       hostnameFile,
 		ShmPath:            shm,
 		CgroupsPath:        cgPath,
-		Host:               s.hostConfig(pod.RuntimeHandler),
+		Host:               s.hostConfig(rt),
 	})
 	if err != nil {
 		return nil, err
@@ -172,17 +172,13 @@ func (s *Service) create(ctx context.Context, id, key string, pod *sandbox.Sandb
 		return nil, fmt.Errorf("container create abandoned: %w", err)
 	}
 	created = true
-	proc, err := monitor.Create(ctx, monitor.Config{
-		ConmonPath: s.cfg.ConmonPath,
-		Runtime:    s.monitorRuntime(pod.RuntimeHandler, rt),
-		ID:         id,
-		BundleDir:  bundle,
-		Dir:        bundle,
-		ExitDir:    s.exitDir(),
-		LogPath:    logPath,
-		Terminal:   cfg.GetTty(),
-		Stdin:      cfg.GetStdin(),
-		StdinOnce:  cfg.GetStdinOnce(),
+	proc, err := rt.Create(ctx, runtime.CreateOptions{
+		ID:        id,
+		BundleDir: bundle,
+		LogPath:   logPath,
+		Terminal:  cfg.GetTty(),
+		Stdin:     cfg.GetStdin(),
+		StdinOnce: cfg.GetStdinOnce(),
 	})
 	if err != nil {
 		return nil, err
@@ -262,7 +258,7 @@ func (s *Service) targetPIDNamespace(podID string, cfg *runtimeapi.ContainerConf
 
 // cleanup undoes a failed or abandoned create, and removes leftovers found at
 // start. Every step tolerates what is already gone.
-func (s *Service) cleanup(ctx context.Context, id string, rt *oci.Runtime, created bool, cgroupsPath string) {
+func (s *Service) cleanup(ctx context.Context, id string, rt runtime.Handler, created bool, cgroupsPath string) {
 	var errs []error
 	if created && rt != nil {
 		if err := rt.Delete(ctx, id, true); err != nil {
@@ -274,8 +270,10 @@ func (s *Service) cleanup(ctx context.Context, id string, rt *oci.Runtime, creat
 			errs = append(errs, err)
 		}
 	}
-	if pid, alive := monitor.ConmonAlive(s.bundleDir(id)); alive {
-		killPid(pid)
+	if rt != nil {
+		if pid, alive := rt.MonitorAlive(s.bundleDir(id)); alive {
+			killPid(pid)
+		}
 	}
 	if err := snapshot.Remove(s.snapshotDir(id), s.rootfs(id)); err != nil {
 		errs = append(errs, err)
@@ -283,7 +281,11 @@ func (s *Service) cleanup(ctx context.Context, id string, rt *oci.Runtime, creat
 	if err := os.RemoveAll(s.bundleDir(id)); err != nil {
 		errs = append(errs, err)
 	}
-	os.Remove(filepath.Join(s.exitDir(), id))
+	if rt != nil {
+		if err := rt.RemoveExit(id); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if err := errors.Join(errs...); err != nil {
 		s.log.Error("cleaning up container", "container", id, "err", err)
 	}
@@ -298,20 +300,4 @@ func writeSpec(path string, spec any) error {
 		return fmt.Errorf("write OCI spec: %w", err)
 	}
 	return nil
-}
-
-// hostConfig is the host facts for containers of a runtime handler.
-func (s *Service) hostConfig(handler string) oci.HostConfig {
-	if h, ok := s.cfg.Hosts[handler]; ok {
-		return h
-	}
-	return s.cfg.Host
-}
-
-// monitorRuntime is the runtime conmon runs to create a container of handler.
-func (s *Service) monitorRuntime(handler string, rt *oci.Runtime) *oci.Runtime {
-	if m, ok := s.cfg.MonitorRuntimes[handler]; ok {
-		return m
-	}
-	return rt
 }

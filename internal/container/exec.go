@@ -18,8 +18,11 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/berth-project/berth/internal/errdefs"
-	"github.com/berth-project/berth/internal/oci"
+	"github.com/berth-project/berth/internal/runtime"
 )
+
+// WinSize is a terminal size in character cells.
+type WinSize = runtime.WinSize
 
 // ExecOptions describes a command run in a running container with its
 // stdio streamed (CRI Exec).
@@ -29,7 +32,7 @@ type ExecOptions struct {
 	Stdout io.Writer // nil: discarded
 	Stderr io.Writer // nil: discarded; unused with TTY
 	TTY    bool
-	Resize <-chan oci.WinSize
+	Resize <-chan WinSize
 }
 
 // ExecSyncRequest is a command run to completion with its output collected
@@ -60,7 +63,7 @@ func (s *Service) Exec(ctx context.Context, id string, o ExecOptions) (int, erro
 		return -1, err
 	}
 	s.log.Debug("exec", "container", id, "cmd", o.Cmd, "tty", o.TTY)
-	return rt.ExecProcess(ctx, id, oci.ExecOptions{
+	return rt.Exec(ctx, id, runtime.ExecOptions{
 		Process: proc, Stdin: o.Stdin, Stdout: o.Stdout, Stderr: o.Stderr,
 		Resize: o.Resize, PidFile: s.execPidFile(id),
 	})
@@ -87,7 +90,7 @@ func (s *Service) ExecSync(ctx context.Context, id string, req ExecSyncRequest) 
 		execCtx, cancel = context.WithTimeout(ctx, req.Timeout)
 		defer cancel()
 	}
-	code, err := rt.ExecProcess(execCtx, id, oci.ExecOptions{
+	code, err := rt.Exec(execCtx, id, runtime.ExecOptions{
 		Process: proc, Stdout: stdout, Stderr: stderr, PidFile: s.execPidFile(id),
 	})
 	if err != nil {
@@ -110,7 +113,7 @@ func (s *Service) ExecSync(ctx context.Context, id string, req ExecSyncRequest) 
 // from the container's own: environment, user, working directory,
 // capabilities, LSM labels and no_new_privs as for the container (seccomp
 // and cgroups the runtime applies from the container itself).
-func (s *Service) execProcess(id string, cmd []string, tty bool) (*oci.Runtime, *specs.Process, error) {
+func (s *Service) execProcess(id string, cmd []string, tty bool) (runtime.Handler, *specs.Process, error) {
 	if len(cmd) == 0 {
 		return nil, nil, errdefs.Invalid("cmd is required")
 	}

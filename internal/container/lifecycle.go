@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"syscall"
 	"time"
 
@@ -15,8 +13,8 @@ import (
 
 	"github.com/berth-project/berth/internal/errdefs"
 	"github.com/berth-project/berth/internal/events"
-	"github.com/berth-project/berth/internal/monitor"
 	"github.com/berth-project/berth/internal/oci"
+	"github.com/berth-project/berth/internal/runtime"
 	"github.com/berth-project/berth/internal/store"
 )
 
@@ -49,11 +47,11 @@ func (s *Service) Start(ctx context.Context, id string) error {
 	// a runtime that hangs.
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), startTimeout)
 	defer cancel()
-	if err := s.startRuntime(sctx, rt, c); err != nil {
+	if err := rt.Start(sctx, id, s.bundleDir(id)); err != nil {
 		// A start cut short by a berthd crash may have been finished by
 		// the orphaned runtime process after the restart's reconcile: the
 		// retry then finds it running, which is what it asked for.
-		if st, serr := rt.State(sctx, id); serr != nil || st.Status != oci.StatusRunning {
+		if st, serr := rt.State(sctx, id); serr != nil || st.Status != runtime.StatusRunning {
 			return err
 		}
 		s.log.Warn("container already running at start; an earlier start finished it", "container", id)
@@ -90,7 +88,7 @@ func (s *Service) Stop(ctx context.Context, id string, timeout time.Duration) er
 		timeout = 0
 	}
 	if timeout > 0 {
-		sig := oci.StopSignal(c.StopSignal)
+		sig := runtime.StopSignal(c.StopSignal)
 		if err := rt.Kill(ctx, id, sig, false); err != nil && !errdefs.IsNotFound(err) {
 			s.log.Debug("stop signal not delivered", "container", id, "err", err)
 		}
@@ -184,7 +182,12 @@ func (s *Service) handleExit(id string) {
 	if err != nil || c.State == Exited {
 		return
 	}
-	exit, ok, err := monitor.ReadExit(s.exitDir(), s.bundleDir(id), id)
+	rt, err := s.runtime(c.Runtime)
+	if err != nil {
+		s.log.Error("reading container exit", "container", id, "err", err)
+		return
+	}
+	exit, ok, err := rt.ReadExit(id, s.bundleDir(id))
 	if err != nil {
 		s.log.Error("reading container exit", "container", id, "err", err)
 		return
@@ -218,10 +221,8 @@ func (s *Service) handleExit(id string) {
 	s.log.Info("container exited", "container", id, "pod", c.PodID, "exitCode", exit.Code, "reason", nc.Reason)
 	// Free the runtime's state and the cgroup now; the rootfs stays until
 	// RemoveContainer so logs and the writable layer can still be read.
-	if rt, err := s.runtime(c.Runtime); err == nil {
-		if err := rt.Delete(context.Background(), id, true); err != nil {
-			s.log.Warn("deleting exited container from runtime", "container", id, "err", err)
-		}
+	if err := rt.Delete(context.Background(), id, true); err != nil {
+		s.log.Warn("deleting exited container from runtime", "container", id, "err", err)
 	}
 }
 
@@ -271,7 +272,11 @@ func (s *Service) ReopenLog(ctx context.Context, id string) error {
 	if c.LogPath == "" {
 		return errdefs.Precondition(fmt.Sprintf("container %s was created without a log_path: there is no log to reopen", id))
 	}
-	return monitor.ReopenLog(ctx, s.bundleDir(id), c.LogPath)
+	rt, err := s.runtime(c.Runtime)
+	if err != nil {
+		return err
+	}
+	return rt.ReopenLog(ctx, s.bundleDir(id), c.LogPath)
 }
 
 // Watch follows conmon's exit files, and checks that running containers
@@ -280,19 +285,11 @@ func (s *Service) Watch(ctx context.Context) error {
 	go s.watchMonitors(ctx)
 	// Each exit on its own goroutine: handleExit runs the runtime's delete,
 	// and one runtime that hangs must not hold up the exits of the others.
-	return monitor.Watch(ctx, s.exitDir(), func(id string) { go s.handleExit(id) })
+	return s.cfg.Runtimes.WatchExits(ctx, func(id string) { go s.handleExit(id) })
 }
 
 func killPid(pid int) {
 	if pid > 1 {
 		syscall.Kill(pid, syscall.SIGKILL)
 	}
-}
-
-// exitFile is where conmon records a container's exit code.
-func (s *Service) exitFile(id string) string { return filepath.Join(s.exitDir(), id) }
-
-func fileExists(p string) bool {
-	_, err := os.Stat(p)
-	return err == nil
 }

@@ -5,8 +5,7 @@ import (
 	"time"
 
 	"github.com/berth-project/berth/internal/errdefs"
-	"github.com/berth-project/berth/internal/monitor"
-	"github.com/berth-project/berth/internal/oci"
+	"github.com/berth-project/berth/internal/runtime"
 )
 
 // monitorCheckInterval is how often the conmons of running containers are
@@ -39,7 +38,7 @@ func (s *Service) watchMonitors(ctx context.Context) {
 				continue
 			}
 			seen[c.ID] = true
-			if _, alive := monitor.ConmonAlive(s.bundleDir(c.ID)); alive {
+			if s.monitorAlive(c) {
 				continue
 			}
 			if s.settleOrphaned(ctx, c.ID) {
@@ -71,11 +70,11 @@ func (s *Service) settleOrphaned(ctx context.Context, id string) bool {
 	if err != nil || c.State == Exited {
 		return true
 	}
-	if _, alive := monitor.ConmonAlive(s.bundleDir(id)); alive {
-		return false
-	}
 	rt, err := s.runtime(c.Runtime)
 	if err != nil {
+		return false
+	}
+	if _, alive := rt.MonitorAlive(s.bundleDir(id)); alive {
 		return false
 	}
 	st, err := rt.State(ctx, id)
@@ -89,11 +88,22 @@ func (s *Service) settleOrphaned(ctx context.Context, id string) bool {
 // stoppedWithoutMonitor says whether the runtime's answer about a container
 // whose conmon is gone means it no longer runs: the runtime reports it
 // stopped, or no longer knows it. Any other error says nothing.
-func stoppedWithoutMonitor(st *oci.State, err error) bool {
+func stoppedWithoutMonitor(st *runtime.State, err error) bool {
 	if err != nil {
 		return errdefs.IsNotFound(err)
 	}
-	return st != nil && st.Status == oci.StatusStopped
+	return st != nil && st.Status == runtime.StatusStopped
+}
+
+// monitorAlive says whether container c's monitor runs; a container whose
+// handler is gone from the config counts as monitored (nothing to settle).
+func (s *Service) monitorAlive(c *Container) bool {
+	rt, err := s.runtime(c.Runtime)
+	if err != nil {
+		return true
+	}
+	_, alive := rt.MonitorAlive(s.bundleDir(c.ID))
+	return alive
 }
 
 // waitExit waits up to d for the exit of container id to be recorded. It
@@ -114,7 +124,7 @@ func (s *Service) waitExit(ctx context.Context, id string, exited <-chan struct{
 		case <-ctx.Done():
 			return false, ctx.Err()
 		case <-tick.C:
-			if _, alive := monitor.ConmonAlive(s.bundleDir(id)); !alive && s.settleOrphaned(ctx, id) {
+			if c, err := s.Get(id); (err != nil || !s.monitorAlive(c)) && s.settleOrphaned(ctx, id) {
 				return true, nil
 			}
 		}

@@ -10,9 +10,8 @@ import (
 
 	"github.com/berth-project/berth/internal/errdefs"
 	"github.com/berth-project/berth/internal/events"
-	"github.com/berth-project/berth/internal/monitor"
 	"github.com/berth-project/berth/internal/names"
-	"github.com/berth-project/berth/internal/oci"
+	"github.com/berth-project/berth/internal/runtime"
 	"github.com/berth-project/berth/internal/snapshot"
 	"github.com/berth-project/berth/internal/store"
 )
@@ -36,7 +35,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	// Bundles (with the mounted rootfs) and writable layers are reached
 	// through these: root-only, also when an older berthd made them
 	// traversable (CVE-2021-41103's class).
-	for _, d := range []string{s.exitDir(), filepath.Join(cfg.StateDir, "containers"), filepath.Join(cfg.Root, "containers")} {
+	for _, d := range []string{filepath.Join(cfg.StateDir, "containers"), filepath.Join(cfg.Root, "containers")} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, err
 		}
@@ -70,20 +69,20 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 func (s *Service) Names() *names.Registry { return s.names }
 
 func (s *Service) reconcile(ctx context.Context) error {
-	if left := waitRuntimeCommands(s.cfg.Runtimes); len(left) > 0 {
+	if left := waitRuntimeCommands(s.cfg.Runtimes.Handlers()); len(left) > 0 {
 		s.log.Warn("runtime commands of the previous berthd still run; reconciling anyway", "pids", left, "waited", settleTimeout)
 	}
 	for _, c := range s.List() {
 		if c.State == Exited {
 			continue
 		}
-		if fileExists(s.exitFile(c.ID)) {
-			s.handleExit(c.ID)
-			continue
-		}
 		rt, err := s.runtime(c.Runtime)
 		if err != nil {
 			s.markLost(c, err.Error())
+			continue
+		}
+		if _, ok, _ := rt.ReadExit(c.ID, s.bundleDir(c.ID)); ok {
+			s.handleExit(c.ID)
 			continue
 		}
 		st, err := rt.State(ctx, c.ID)
@@ -95,7 +94,7 @@ func (s *Service) reconcile(ctx context.Context) error {
 		case st.Status == "stopped":
 			// Stopped but conmon left no exit file: conmon died with it.
 			s.markLost(c, "container stopped while its monitor was gone; exit code unknown")
-		case c.State == Created && st.Status == oci.StatusRunning:
+		case c.State == Created && st.Status == runtime.StatusRunning:
 			// berthd died between the runtime's start and the record's
 			// update: the container runs, so say so, or a retried start
 			// fails and kubelet sees CREATED forever.
@@ -165,10 +164,10 @@ func (s *Service) removeOrphans(ctx context.Context) error {
 			}
 		}
 	}
-	for _, rt := range s.cfg.Runtimes {
+	for _, rt := range s.cfg.Runtimes.Handlers() {
 		states, err := rt.List(ctx)
 		if err != nil {
-			s.log.Warn("listing runtime containers", "runtime", rt.Name, "err", err)
+			s.log.Warn("listing runtime containers", "runtime", rt.Name(), "err", err)
 			continue
 		}
 		for _, st := range states {
@@ -177,15 +176,11 @@ func (s *Service) removeOrphans(ctx context.Context) error {
 			}
 		}
 	}
-	runtimes := make([]*oci.Runtime, 0, len(s.cfg.Runtimes))
-	for _, rt := range s.cfg.Runtimes {
-		runtimes = append(runtimes, rt)
-	}
 	for id := range orphans {
 		s.log.Warn("removing half-created container left by a crash", "container", id)
 		// Not a plain runtime delete: the crashed berthd's conmon may still
 		// be creating it (see ReapOrphan).
-		monitor.ReapOrphan(ctx, id, s.bundleDir(id), s.bundleDir(id), runtimes)
+		s.cfg.Runtimes.ReapOrphan(ctx, id, s.bundleDir(id))
 		s.cleanup(ctx, id, nil, false, "")
 	}
 	return nil

@@ -2,37 +2,32 @@ package container
 
 import (
 	"os/exec"
-	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/berth-project/berth/internal/oci"
+	"github.com/berth-project/berth/internal/runtime"
 )
 
-// TestWaitRuntimeCommands: a crashed berthd's `runc start` still running at
-// the next start is waited for; a runtime exec, which may last, is not.
-func TestWaitRuntimeCommands(t *testing.T) {
-	dir := t.TempDir()
-	rt := &oci.Runtime{Name: "runc", Path: filepath.Join(dir, "runc"), Root: filepath.Join(dir, "root")}
-	// A process whose command line is the runtime's: /bin/sh with argv[0]
-	// set to the runtime's path ("; true" keeps sh from exec'ing sleep).
-	run := func(script string, tail ...string) *exec.Cmd {
-		cmd := &exec.Cmd{Path: "/bin/sh", Args: append([]string{rt.Path, "-c", script + "; true", "--root", rt.Root, "--log-format", "json"}, tail...)}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		return cmd
-	}
-	start := run("sleep 0.3", "start", "abc")
-	t.Cleanup(func() { start.Process.Kill() })
-	go start.Wait() // reap it, as init would reap an orphan
-	exe := run("sleep 30", "exec", "abc", "sh")
-	t.Cleanup(func() { exe.Process.Kill(); exe.Wait() })
+// pendingHandler reports fixed start commands.
+type pendingHandler struct {
+	runtime.Handler
+	pids []int
+}
 
+func (h pendingHandler) PendingStarts() []int { return h.pids }
+
+// TestWaitRuntimeCommands: the starts a crashed berthd left running are
+// waited for until they end, and no longer than settleTimeout.
+func TestWaitRuntimeCommands(t *testing.T) {
+	start := exec.Command("sleep", "0.3")
+	if err := start.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go start.Wait() // reap it, as init would reap an orphan
 	began := time.Now()
-	left := waitRuntimeCommands(map[string]*oci.Runtime{"runc": rt})
+	left := waitRuntimeCommands([]runtime.Handler{pendingHandler{pids: []int{start.Process.Pid}}})
 	if took := time.Since(began); took < 250*time.Millisecond || took > 3*time.Second {
-		t.Errorf("waited %v, want until the start finished (0.3s) and not for the exec", took)
+		t.Errorf("waited %v, want until the start finished (0.3s)", took)
 	}
 	if len(left) != 0 {
 		t.Errorf("still running: %v", left)

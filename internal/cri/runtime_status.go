@@ -3,12 +3,20 @@ package cri
 import (
 	"context"
 	"encoding/json"
-	"sort"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-project/berth/internal/oci"
+	"github.com/berth-project/berth/internal/runtime"
 )
+
+// RuntimeHandlers is what Status needs of the runtime handlers
+// (runtime.Registry): each handler's features, and which one is the
+// default.
+type RuntimeHandlers interface {
+	Handlers() []runtime.Handler
+	Default() string
+}
 
 // NetworkStatus is what Status needs from the pod network.
 type NetworkStatus interface {
@@ -91,23 +99,22 @@ func SecurityStatus(h oci.HostConfig) Security {
 var runtimeFeatures = &runtimeapi.RuntimeFeatures{SupplementalGroupsPolicy: true}
 
 func (s *Server) runtimeHandlers() []*runtimeapi.RuntimeHandler {
-	names := make([]string, 0, len(s.Config.Runtimes))
-	for name := range s.Config.Runtimes {
-		names = append(names, name)
+	if s.Runtimes == nil {
+		return nil
 	}
-	sort.Strings(names)
 	var out []*runtimeapi.RuntimeHandler
-	for _, name := range names {
-		h := s.Config.Runtimes[name]
+	for _, h := range s.Runtimes.Handlers() {
 		// recursive_read_only_mounts is configured or detected at start
 		// (<runtime> features and mount_setattr); user_namespaces is
 		// false until berth supports them (config validation keeps it so).
+		hf := h.Features()
 		f := &runtimeapi.RuntimeHandlerFeatures{
-			RecursiveReadOnlyMounts: h.Features.RecursiveReadOnlyMounts,
-			UserNamespaces:          h.Features.UserNamespaces,
+			RecursiveReadOnlyMounts: hf.RecursiveReadOnlyMounts,
+			UserNamespaces:          hf.UserNamespaces,
 		}
+		name := h.Name()
 		out = append(out, &runtimeapi.RuntimeHandler{Name: name, Features: f})
-		if name == s.Config.DefaultRuntime {
+		if name == s.Runtimes.Default() {
 			// The unnamed handler is the default one.
 			out = append(out, &runtimeapi.RuntimeHandler{Name: "", Features: f})
 		}

@@ -8,15 +8,29 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-project/berth/internal/config"
+	"github.com/berth-project/berth/internal/runtime"
 )
 
+// fakeHandler answers Name and Features; other calls would panic.
+type fakeHandler struct {
+	runtime.Handler
+	name     string
+	features runtime.Features
+}
+
+func (h fakeHandler) Name() string               { return h.name }
+func (h fakeHandler) Features() runtime.Features { return h.features }
+
+type fakeHandlers []runtime.Handler
+
+func (f fakeHandlers) Handlers() []runtime.Handler { return f }
+func (f fakeHandlers) Default() string             { return "runc" }
+
 func TestStatusFeatures(t *testing.T) {
-	cfg := config.Default()
-	cfg.Runtimes = map[string]config.Runtime{
-		"runc":  {Path: "runc", Features: config.RuntimeFeatures{RecursiveReadOnlyMounts: true}},
-		"runsc": {Path: "runsc"},
-	}
-	s := &Server{Config: cfg, Log: slog.Default()}
+	s := &Server{Config: config.Default(), Log: slog.Default(), Runtimes: fakeHandlers{
+		fakeHandler{name: "runc", features: runtime.Features{RecursiveReadOnlyMounts: true}},
+		fakeHandler{name: "runsc", features: runtime.Features{PodSandbox: true}},
+	}}
 	resp, err := s.Status(context.Background(), &runtimeapi.StatusRequest{})
 	if err != nil {
 		t.Fatal(err)

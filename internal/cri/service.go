@@ -36,6 +36,7 @@ type Server struct {
 	runtimeapi.UnimplementedImageServiceServer
 
 	Config     *config.Config
+	Runtimes   RuntimeHandlers // for Status
 	Sandboxes  *sandbox.Service
 	Containers *container.Service
 	Images     *image.Service

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"syscall"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/berth-project/berth/internal/cgroups"
 	"github.com/berth-project/berth/internal/oci"
+	"github.com/berth-project/berth/internal/runtime"
 )
 
 // The pause process exists only for pods that share one PID namespace
@@ -28,19 +28,31 @@ func (s *Service) pauseBundle(p *Sandbox) string {
 	return filepath.Join(p.Dir(s.cfg.StateDir), "pause")
 }
 
-// hostConfig is the host facts and settings for a runtime handler.
-func (s *Service) hostConfig(handler string) oci.HostConfig {
-	if h, ok := s.cfg.Hosts[handler]; ok {
-		return h
-	}
-	return s.cfg.Host
+// hostConfig is the host facts for a pod of runtime handler h: the node's,
+// with what the handler changes.
+func (s *Service) hostConfig(h runtime.Handler) oci.HostConfig {
+	host := s.cfg.Host
+	host.RecursiveReadOnlyMounts = h.Features().RecursiveReadOnlyMounts
+	set := h.SpecSettings()
+	host.PrivilegedWithoutHostDevices = set.PrivilegedWithoutHostDevices
+	host.PodAnnotations = set.PodAnnotations
+	host.ContainerAnnotations = set.ContainerAnnotations
+	return host
 }
 
 // needsPause says whether pod p has a pause process: when its containers
-// share a PID namespace, and always under a pod-sandbox runtime (runsc),
-// where the pause container is the sandbox the containers join.
+// share a PID namespace, and always under a handler that runs a pod as one
+// sandbox (gVisor), where the pause container is the sandbox the
+// containers join.
 func (s *Service) needsPause(p *Sandbox) bool {
-	return p.SharedPID() || slices.Contains(s.cfg.PodSandboxHandlers, p.RuntimeHandler)
+	if p.SharedPID() {
+		return true
+	}
+	if p.RuntimeHandler == "" {
+		return false
+	}
+	h, err := s.cfg.Runtimes.Handler(p.RuntimeHandler)
+	return err == nil && h.Features().PodSandbox
 }
 
 // hasPause says whether pod p may have a pause process: it needs one, or
@@ -60,9 +72,9 @@ func (s *Service) pauseCgroupsPath(p *Sandbox) (string, error) {
 }
 
 func (s *Service) startPause(ctx context.Context, p *Sandbox, cfg *runtimeapi.PodSandboxConfig) (err error) {
-	rt, ok := s.cfg.Runtimes[p.RuntimeHandler]
-	if !ok {
-		return fmt.Errorf("runtime handler %q is not configured", p.RuntimeHandler)
+	rt, err := s.cfg.Runtimes.Handler(p.RuntimeHandler)
+	if err != nil {
+		return err
 	}
 	if s.cfg.PauseBinary == "" {
 		return errors.New("pods sharing a PID namespace need berth-pause, which was not found next to berthd or on PATH (run hack/install.sh)")
@@ -83,7 +95,7 @@ func (s *Service) startPause(ctx context.Context, p *Sandbox, cfg *runtimeapi.Po
 		Args:        []string{"/pause"},
 		Namespaces:  oci.SandboxNamespaces{Net: p.Namespaces["net"], IPC: p.Namespaces["ipc"], UTS: p.Namespaces["uts"]},
 		CgroupsPath: cgPath,
-		Host:        s.hostConfig(p.RuntimeHandler),
+		Host:        s.hostConfig(rt),
 	})
 	if err != nil {
 		return err
@@ -99,7 +111,7 @@ func (s *Service) startPause(ctx context.Context, p *Sandbox, cfg *runtimeapi.Po
 	if err := os.WriteFile(filepath.Join(bundle, "config.json"), data, 0o600); err != nil {
 		return err
 	}
-	if err := rt.Create(ctx, p.ID, bundle); err != nil {
+	if err := rt.CreateUnmonitored(ctx, p.ID, bundle); err != nil {
 		return fmt.Errorf("create pause process: %w", err)
 	}
 	defer func() {
@@ -109,7 +121,7 @@ func (s *Service) startPause(ctx context.Context, p *Sandbox, cfg *runtimeapi.Po
 	}()
 	if !p.SharedPID() {
 		// Only the sandbox of a pod-sandbox runtime: nothing to pin.
-		if err := rt.Start(ctx, p.ID); err != nil {
+		if err := rt.Start(ctx, p.ID, ""); err != nil {
 			return fmt.Errorf("start pause process: %w", err)
 		}
 		return nil
@@ -122,7 +134,7 @@ func (s *Service) startPause(ctx context.Context, p *Sandbox, cfg *runtimeapi.Po
 	if err := bindNamespace(fmt.Sprintf("/proc/%d/ns/pid", st.Pid), pidns); err != nil {
 		return err
 	}
-	if err := rt.Start(ctx, p.ID); err != nil {
+	if err := rt.Start(ctx, p.ID, ""); err != nil {
 		unmountAndRemove(pidns)
 		return fmt.Errorf("start pause process: %w", err)
 	}
@@ -133,8 +145,8 @@ func (s *Service) startPause(ctx context.Context, p *Sandbox, cfg *runtimeapi.Po
 // stopPause ends the pause process and removes it from the runtime; an
 // absent one is fine.
 func (s *Service) stopPause(ctx context.Context, p *Sandbox) error {
-	rt, ok := s.cfg.Runtimes[p.RuntimeHandler]
-	if !ok {
+	rt, err := s.cfg.Runtimes.Handler(p.RuntimeHandler)
+	if err != nil {
 		return nil
 	}
 	if err := rt.Kill(ctx, p.ID, syscall.SIGKILL, false); err != nil {

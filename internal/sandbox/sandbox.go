@@ -23,6 +23,7 @@ import (
 	"github.com/berth-project/berth/internal/errdefs"
 	"github.com/berth-project/berth/internal/names"
 	"github.com/berth-project/berth/internal/oci"
+	"github.com/berth-project/berth/internal/runtime"
 	"github.com/berth-project/berth/internal/store"
 )
 
@@ -120,19 +121,19 @@ type Config struct {
 	Store               *store.Store
 	StateDir            string
 	DefaultCgroupParent string
-	Handlers            []string // known runtime handler names
-	DefaultHandler      string
-	Runtimes            map[string]*oci.Runtime // for pause processes
-	Host                oci.HostConfig
-	Hosts               map[string]oci.HostConfig // per runtime handler; Host for others
-	PauseBinary         string                    // berth-pause, for pods sharing a PID namespace
-	// PodSandboxHandlers run all of a pod's containers in one sandbox
-	// (gVisor's runsc): every pod of theirs gets a pause container, which
-	// the runtime makes the sandbox that the pod's containers join.
-	PodSandboxHandlers []string
-	CgroupDriver       string  // cgroupfs or systemd, for the pause process's cgroup
-	Network            Network // nil: pods get loopback only
-	Logger             *slog.Logger
+	Runtimes            Runtimes       // the runtime handlers: names, pause processes
+	Host                oci.HostConfig // the node's; each handler adds its own (hostConfig)
+	PauseBinary         string         // berth-pause, for pods sharing a PID namespace
+	CgroupDriver        string         // cgroupfs or systemd, for the pause process's cgroup
+	Network             Network        // nil: pods get loopback only
+	Logger              *slog.Logger
+}
+
+// Runtimes is what the service needs of the runtime handlers
+// (runtime.Registry): a handler by name ("" names the default one, an
+// unknown name is InvalidArgument).
+type Runtimes interface {
+	Handler(name string) (runtime.Handler, error)
 }
 
 // Service owns all pods.
@@ -233,12 +234,11 @@ func (s *Service) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, han
 		s.log.Info("pod selinux_options ignored: SELinux is not enabled on this node", "name", Key(cfg.GetMetadata()),
 			"user", o.GetUser(), "role", o.GetRole(), "type", o.GetType(), "level", o.GetLevel())
 	}
-	if handler == "" {
-		handler = s.cfg.DefaultHandler
+	h, err := s.cfg.Runtimes.Handler(handler)
+	if err != nil {
+		return "", err
 	}
-	if !contains(s.cfg.Handlers, handler) {
-		return "", errdefs.Invalid(fmt.Sprintf("runtime_handler %q is not configured; known handlers: %v", handler, s.cfg.Handlers))
-	}
+	handler = h.Name()
 	key := Key(cfg.GetMetadata())
 	ticket, prior, err := s.names.Acquire(ctx, key)
 	if err != nil {
@@ -559,13 +559,4 @@ func (s *Service) finishStop(p *Sandbox) {
 	if err := errors.Join(errs...); err != nil {
 		s.log.Error("finishing the stop of a pod", "pod", p.ID, "err", err)
 	}
-}
-
-func contains(list []string, v string) bool {
-	for _, x := range list {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }

@@ -16,7 +16,6 @@ import (
 	"github.com/berth-project/berth/internal/container"
 	"github.com/berth-project/berth/internal/errdefs"
 	"github.com/berth-project/berth/internal/network"
-	"github.com/berth-project/berth/internal/oci"
 	"github.com/berth-project/berth/internal/sandbox"
 )
 
@@ -147,11 +146,11 @@ func (r *runtime) PortForward(ctx context.Context, podID string, port int32, str
 
 // winSizes turns the library's resize events into the runtime's until ctx
 // ends; nil in, nil out.
-func winSizes(ctx context.Context, in <-chan remotecommand.TerminalSize) <-chan oci.WinSize {
+func winSizes(ctx context.Context, in <-chan remotecommand.TerminalSize) <-chan container.WinSize {
 	if in == nil {
 		return nil
 	}
-	out := make(chan oci.WinSize, 1)
+	out := make(chan container.WinSize, 1)
 	go func() {
 		defer close(out)
 		for {
@@ -163,7 +162,7 @@ func winSizes(ctx context.Context, in <-chan remotecommand.TerminalSize) <-chan 
 					return
 				}
 				select {
-				case out <- oci.WinSize{Width: sz.Width, Height: sz.Height}:
+				case out <- container.WinSize{Width: sz.Width, Height: sz.Height}:
 				case <-ctx.Done():
 					return
 				}

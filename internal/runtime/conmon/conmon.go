@@ -1,4 +1,4 @@
-// Package monitor runs conmon, the per-container monitor process CRI-O and
+// Package conmon runs conmon, the per-container monitor process CRI-O and
 // Podman use. conmon runs the OCI runtime's create, holds the container's
 // stdio, writes the CRI log file, serves the attach socket and records the
 // exit code in a file. It daemonizes, so containers keep running and exits are
@@ -13,7 +13,7 @@
 //	<ExitDir>/<id>        exit code, for a daemon watching all exits
 //	<BundleDir>/ctl       control fifo (log reopen, terminal resize)
 //	<BundleDir>/attach    attach socket (SOCK_SEQPACKET)
-package monitor
+package conmon
 
 import (
 	"bytes"
@@ -34,7 +34,6 @@ import (
 
 	"github.com/berth-project/berth/internal/errdefs"
 	"github.com/berth-project/berth/internal/host"
-	"github.com/berth-project/berth/internal/oci"
 )
 
 // File names inside Config.Dir and Config.BundleDir.
@@ -53,10 +52,24 @@ const (
 // so a hung runtime (a stuck hook, say) cannot hold a CRI call forever.
 const createTimeout = 4 * time.Minute
 
+// Runtime is the OCI runtime conmon runs for a container's create.
+type Runtime interface {
+	// Name names the runtime in error messages (the handler's name).
+	Name() string
+	// Command is the binary conmon runs as its runtime and the global
+	// arguments that go before every subcommand.
+	Command() (path string, globalArgs []string)
+	// Delete removes the runtime's state of a container, with force a
+	// running one too; an absent container is not an error.
+	Delete(ctx context.Context, id string, force bool) error
+	// Message picks the runtime's error message out of its log output.
+	Message(log []byte) string
+}
+
 // Config describes one container for conmon.
 type Config struct {
 	ConmonPath string
-	Runtime    *oci.Runtime
+	Runtime    Runtime
 	ID         string
 	BundleDir  string // holds config.json; conmon also puts its ctl fifo and attach socket here
 	Dir        string // per-container dir for conmon: pidfiles, runtime log, persist files (exit, oom)
@@ -86,7 +99,7 @@ func (c *Config) validate() error {
 	switch {
 	case c.ConmonPath == "":
 		return errdefs.Invalid("monitor: conmon path is empty")
-	case c.Runtime == nil || c.Runtime.Path == "":
+	case c.Runtime == nil || runtimePath(c.Runtime) == "":
 		return errdefs.Invalid("monitor: no OCI runtime given")
 	case c.ID == "" || strings.ContainsAny(c.ID, "/.") || c.ID != filepath.Base(c.ID):
 		return errdefs.Invalid(fmt.Sprintf("monitor: container id %q is empty or has '/' or '.'", c.ID))
@@ -109,12 +122,13 @@ func (c *Config) logSpec() string {
 }
 
 func (c *Config) args() []string {
+	rtPath, rtGlobal := c.Runtime.Command()
 	args := []string{
 		"--api-version", "1",
 		"-c", c.ID,
 		"-u", c.ID,
 		"-n", c.ID,
-		"-r", c.Runtime.Path,
+		"-r", rtPath,
 		"-b", c.BundleDir,
 		"-p", filepath.Join(c.Dir, containerPidFile),
 		"-P", filepath.Join(c.Dir, conmonPidFile),
@@ -128,7 +142,7 @@ func (c *Config) args() []string {
 		"--syslog",
 		"--log-level", "warn",
 	}
-	rtArgs := append(c.Runtime.GlobalArgs(), "--log", filepath.Join(c.Dir, runtimeLogFile))
+	rtArgs := append(append([]string(nil), rtGlobal...), "--log", filepath.Join(c.Dir, runtimeLogFile))
 	for _, a := range rtArgs {
 		args = append(args, "--runtime-arg", a)
 	}
@@ -221,18 +235,18 @@ func Create(ctx context.Context, cfg Config) (_ *Process, retErr error) {
 			}
 			return nil, fmt.Errorf("monitor: creating container %s: %v: %w", cfg.ID, ctx.Err(), kind)
 		}
-		return nil, fmt.Errorf("%s create %s: conmon exited without reporting: %v%s", runtimeName(cfg.Runtime), cfg.ID, err, runtimeLogSuffix(cfg.Dir))
+		return nil, fmt.Errorf("%s create %s: conmon exited without reporting: %v%s", cfg.Runtime.Name(), cfg.ID, err, runtimeLogSuffix(cfg.Runtime, cfg.Dir))
 	}
 	pid := msg.pid()
 	if pid <= 0 {
-		text := oci.RuntimeMessage(readHead(filepath.Join(cfg.Dir, runtimeLogFile)))
+		text := cfg.Runtime.Message(readHead(filepath.Join(cfg.Dir, runtimeLogFile)))
 		if text == "" {
-			text = oci.RuntimeMessage([]byte(msg.Message))
+			text = cfg.Runtime.Message([]byte(msg.Message))
 		}
 		if text == "" {
 			text = "runtime failed without a message"
 		}
-		return nil, fmt.Errorf("%s create %s: %s", runtimeName(cfg.Runtime), cfg.ID, text)
+		return nil, fmt.Errorf("%s create %s: %s", cfg.Runtime.Name(), cfg.ID, text)
 	}
 	if conmonPid <= 0 {
 		return nil, fmt.Errorf("monitor: container %s: conmon wrote no pid file", cfg.ID)
@@ -351,18 +365,16 @@ func readHead(path string) []byte {
 	return b
 }
 
-func runtimeLogSuffix(dir string) string {
-	if msg := oci.RuntimeMessage(readHead(filepath.Join(dir, runtimeLogFile))); msg != "" {
+func runtimeLogSuffix(rt Runtime, dir string) string {
+	if msg := rt.Message(readHead(filepath.Join(dir, runtimeLogFile))); msg != "" {
 		return ": " + msg
 	}
 	return ""
 }
 
-func runtimeName(r *oci.Runtime) string {
-	if r.Name != "" {
-		return r.Name
-	}
-	return filepath.Base(r.Path)
+func runtimePath(rt Runtime) string {
+	path, _ := rt.Command()
+	return path
 }
 
 func removeFiles(paths ...string) {
@@ -387,4 +399,10 @@ func (l *limitedBuffer) Write(p []byte) (int, error) {
 		}
 	}
 	return len(p), nil
+}
+
+// ContainerPid reads the container pid the runtime wrote for the container
+// whose Dir is dir.
+func ContainerPid(dir string) (int, error) {
+	return readPid(filepath.Join(dir, containerPidFile))
 }

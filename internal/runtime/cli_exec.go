@@ -1,4 +1,4 @@
-package oci
+package runtime
 
 import (
 	"context"
@@ -75,7 +75,7 @@ const execKillGrace = 5 * time.Second
 // takes --console-socket only together with --detach, which would orphan the
 // process and lose its exit status); runc makes its own terminal for the
 // process and relays between the two, as it does for CRI-O.
-func (r *Runtime) ExecProcess(ctx context.Context, id string, o ExecOptions) (int, error) {
+func (r *cli) ExecProcess(ctx context.Context, id string, o ExecOptions) (int, error) {
 	if o.Process == nil || len(o.Process.Args) == 0 {
 		return -1, errdefs.Invalid("exec in container " + id + ": no command given")
 	}
@@ -97,7 +97,7 @@ func (r *Runtime) ExecProcess(ctx context.Context, id string, o ExecOptions) (in
 
 // execRun is one runtime exec in flight.
 type execRun struct {
-	rt *Runtime
+	rt *cli
 	id string
 	o  ExecOptions
 
@@ -141,7 +141,7 @@ func (x *execRun) start(spec []byte) (retErr error) {
 		return err
 	}
 	args := append(r.GlobalArgs(), "--log", "/proc/self/fd/4", "exec", "--process", "/proc/self/fd/3", "--pid-file", x.o.PidFile, x.id)
-	cmd := exec.Command(r.Path, args...)
+	cmd := exec.Command(r.path, args...)
 	cmd.ExtraFiles = []*os.File{specR, logW}
 	x.cmd = cmd
 
@@ -154,7 +154,7 @@ func (x *execRun) start(spec []byte) (retErr error) {
 	}
 
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("%s exec %s: %w", r.rtName(), x.id, err)
+		return fmt.Errorf("%s exec %s: %w", r.Name(), x.id, err)
 	}
 	go func() {
 		x.waitEr = cmd.Wait()
@@ -343,7 +343,7 @@ func (x *execRun) wait(ctx context.Context) (int, error) {
 		if errors.Is(endErr, context.DeadlineExceeded) {
 			kind = errdefs.ErrDeadlineExceeded
 		}
-		return -1, fmt.Errorf("%s exec %s: process killed: %w (%w)", r.rtName(), x.id, endErr, kind)
+		return -1, fmt.Errorf("%s exec %s: process killed: %w (%w)", r.Name(), x.id, endErr, kind)
 	}
 	if msg := rtMessage(logOut, true); msg != "" {
 		if code, ok := execStartFailure(msg); ok {
@@ -351,7 +351,7 @@ func (x *execRun) wait(ctx context.Context) (int, error) {
 			return code, nil
 		}
 		if strings.Contains(msg, "cannot exec in a stopped container") || strings.Contains(msg, "cannot exec in a paused container") {
-			return -1, fmt.Errorf("%s exec %s: %s: %w", r.rtName(), x.id, msg, errdefs.ErrFailedPrecondition)
+			return -1, fmt.Errorf("%s exec %s: %s: %w", r.Name(), x.id, msg, errdefs.ErrFailedPrecondition)
 		}
 		return -1, r.rtError(ctx, "exec", x.id, msg, x.waitEr)
 	}

@@ -1,4 +1,4 @@
-package monitor
+package runtime
 
 import (
 	"fmt"
@@ -12,7 +12,7 @@ import (
 // is per package and process, so parallel packages do not share it, and it
 // is removed at the end: runc deletes a container's cgroup, not the parent
 // it created for it.
-var testCgroupParent = fmt.Sprintf("/berth-test-monitor-%d", os.Getpid())
+var testCgroupParent = fmt.Sprintf("/berth-test-runtime-%d", os.Getpid())
 
 func TestMain(m *testing.M) {
 	code := m.Run()

@@ -1,4 +1,4 @@
-package oci
+package runtime
 
 import (
 	"bytes"
@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -20,14 +19,14 @@ import (
 	"github.com/berth-project/berth/internal/errdefs"
 )
 
-// Runtime drives one OCI runtime binary through its runc-compatible command
+// cli drives one OCI runtime binary through its runc-compatible command
 // line (runc, runsc, crun...). It holds no state of its own: every call execs
-// the binary, so a Runtime value is safe for concurrent use.
-type Runtime struct {
-	Name string   // handler name, e.g. "runc", "runsc"; used in error messages
-	Path string   // binary
-	Root string   // --root state dir for this runtime (per berthd instance)
-	Args []string // extra global args (e.g. --systemd-cgroup, runsc flags), placed before the subcommand
+// the binary, so a cli value is safe for concurrent use.
+type cli struct {
+	name string   // handler name, e.g. "runc", "runsc"; used in error messages
+	path string   // binary
+	root string   // --root state dir for this runtime (per berthd instance)
+	args []string // extra global args (e.g. --systemd-cgroup, runsc flags), placed before the subcommand
 }
 
 // State is what the runtime reports about one container.
@@ -63,24 +62,38 @@ const rtMaxMessage = 4096
 // GlobalArgs returns the arguments that go before every subcommand: the state
 // root, JSON logging (so errors can be picked out of the output) and the
 // handler's extra arguments. conmon gets them as --runtime-arg.
-func (r *Runtime) GlobalArgs() []string {
-	args := make([]string, 0, 4+len(r.Args))
-	if r.Root != "" {
-		args = append(args, "--root", r.Root)
+func (r *cli) GlobalArgs() []string {
+	args := make([]string, 0, 4+len(r.args))
+	if r.root != "" {
+		args = append(args, "--root", r.root)
 	}
 	args = append(args, "--log-format", "json")
-	return append(args, r.Args...)
+	return append(args, r.args...)
 }
 
+// Command is the binary and its global arguments, for conmon.
+func (r *cli) Command() (string, []string) { return r.path, r.GlobalArgs() }
+
+// Name names the runtime in messages: the handler's name, else the binary's.
+func (r *cli) Name() string {
+	if r.name != "" {
+		return r.name
+	}
+	return filepath.Base(r.path)
+}
+
+// Message picks the runtime's error message out of its log output.
+func (r *cli) Message(log []byte) string { return rtMessage(log, false) }
+
 // Start runs the user process of a created container.
-func (r *Runtime) Start(ctx context.Context, id string) error {
+func (r *cli) Start(ctx context.Context, id string) error {
 	_, err := r.rtRun(ctx, rtCall{sub: "start", id: id, args: []string{id}})
 	return err
 }
 
 // Kill sends sig to the container's init process, or to all its processes
 // when all is set (needed when the container shares a PID namespace).
-func (r *Runtime) Kill(ctx context.Context, id string, sig syscall.Signal, all bool) error {
+func (r *cli) Kill(ctx context.Context, id string, sig syscall.Signal, all bool) error {
 	args := []string{}
 	if all {
 		args = append(args, "--all")
@@ -93,7 +106,7 @@ func (r *Runtime) Kill(ctx context.Context, id string, sig syscall.Signal, all b
 // Delete removes the runtime's state of a container (and its cgroup). With
 // force a running container is killed first. An absent container is not an
 // error, so Delete can be repeated.
-func (r *Runtime) Delete(ctx context.Context, id string, force bool) error {
+func (r *cli) Delete(ctx context.Context, id string, force bool) error {
 	args := []string{}
 	if force {
 		args = append(args, "--force")
@@ -108,33 +121,33 @@ func (r *Runtime) Delete(ctx context.Context, id string, force bool) error {
 
 // State reports one container. An absent container gives an error wrapping
 // errdefs.ErrNotFound.
-func (r *Runtime) State(ctx context.Context, id string) (*State, error) {
+func (r *cli) State(ctx context.Context, id string) (*State, error) {
 	out, err := r.rtRun(ctx, rtCall{sub: "state", id: id, args: []string{id}})
 	if err != nil {
 		return nil, err
 	}
 	var st State
 	if err := json.Unmarshal(out, &st); err != nil {
-		return nil, fmt.Errorf("%s state %s: decoding output %q: %w", r.rtName(), id, rtTrim(out), err)
+		return nil, fmt.Errorf("%s state %s: decoding output %q: %w", r.Name(), id, rtTrim(out), err)
 	}
 	return &st, nil
 }
 
 // List reports every container under the runtime's root.
-func (r *Runtime) List(ctx context.Context) ([]State, error) {
+func (r *cli) List(ctx context.Context) ([]State, error) {
 	out, err := r.rtRun(ctx, rtCall{sub: "list", args: []string{"--format", "json"}})
 	if err != nil {
 		return nil, err
 	}
 	var sts []State // runc prints "null" when there are none
 	if err := json.Unmarshal(out, &sts); err != nil {
-		return nil, fmt.Errorf("%s list: decoding output %q: %w", r.rtName(), rtTrim(out), err)
+		return nil, fmt.Errorf("%s list: decoding output %q: %w", r.Name(), rtTrim(out), err)
 	}
 	return sts, nil
 }
 
 // Update applies new resource limits to a running container.
-func (r *Runtime) Update(ctx context.Context, id string, res *specs.LinuxResources) error {
+func (r *cli) Update(ctx context.Context, id string, res *specs.LinuxResources) error {
 	if res == nil {
 		return errdefs.Invalid("update of container " + id + ": no resources given")
 	}
@@ -144,93 +157,6 @@ func (r *Runtime) Update(ctx context.Context, id string, res *specs.LinuxResourc
 	}
 	_, err = r.rtRun(ctx, rtCall{sub: "update", id: id, args: []string{"--resources", "-", id}, stdin: bytes.NewReader(data)})
 	return err
-}
-
-// ExecIO is where an exec'd process reads and writes. Nil fields mean
-// /dev/null.
-type ExecIO struct {
-	Stdin          io.Reader
-	Stdout, Stderr io.Writer
-}
-
-// Exec runs proc inside the running container id and waits for it. It
-// returns the process's exit code; err is set only when the runtime itself
-// failed (its message is in the error), so a process exiting non-zero is not
-// an error. There is no terminal: this is for ExecSync-style calls.
-func (r *Runtime) Exec(ctx context.Context, id string, proc *specs.Process, stdio ExecIO) (int, error) {
-	if proc == nil || len(proc.Args) == 0 {
-		return -1, errdefs.Invalid("exec in container " + id + ": no command given")
-	}
-	if proc.Terminal {
-		return -1, errdefs.Invalid("exec in container " + id + ": terminal exec is not supported here")
-	}
-	spec, err := json.Marshal(proc)
-	if err != nil {
-		return -1, fmt.Errorf("exec in container %s: encoding process: %w", id, err)
-	}
-	// The process spec and the runtime's own log travel through pipes handed
-	// over as fds 3 and 4: no temporary files, and the runtime's error
-	// messages stay apart from the process's own stderr.
-	specR, specW, err := os.Pipe()
-	if err != nil {
-		return -1, fmt.Errorf("exec in container %s: %w", id, err)
-	}
-	defer specR.Close()
-	logR, logW, err := os.Pipe()
-	if err != nil {
-		specW.Close()
-		return -1, fmt.Errorf("exec in container %s: %w", id, err)
-	}
-	defer logR.Close()
-
-	args := append(r.GlobalArgs(), "--log", "/proc/self/fd/4", "exec", "--process", "/proc/self/fd/3", id)
-	cmd := exec.CommandContext(ctx, r.Path, args...)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdio.Stdin, stdio.Stdout, stdio.Stderr
-	cmd.ExtraFiles = []*os.File{specR, logW}
-	// On cancel, SIGTERM reaches the process through the runtime's signal
-	// forwarding; a SIGKILL would only kill the runtime and orphan it.
-	// WaitDelay later kills the runtime if the process ignores SIGTERM.
-	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
-	cmd.WaitDelay = rtWaitDelay
-	if err := cmd.Start(); err != nil {
-		specW.Close()
-		logW.Close()
-		return -1, fmt.Errorf("%s exec %s: %w", r.rtName(), id, err)
-	}
-	specR.Close()
-	logW.Close()
-	go func() {
-		_, _ = specW.Write(spec) // the runtime reading it fails loudly if short
-		specW.Close()
-	}()
-	logDone := make(chan []byte, 1)
-	go func() {
-		b, _ := io.ReadAll(io.LimitReader(logR, 1<<20))
-		_, _ = io.Copy(io.Discard, logR)
-		logDone <- b
-	}()
-	waitErr := cmd.Wait()
-	var logOut []byte
-	select {
-	case logOut = <-logDone:
-	case <-time.After(rtWaitDelay):
-		// Someone inside still holds the log pipe; what was read is lost,
-		// but the exit status below still stands.
-	}
-	if msg := rtMessage(logOut, true); msg != "" {
-		return -1, r.rtError(ctx, "exec", id, msg, waitErr)
-	}
-	if waitErr == nil {
-		return 0, nil
-	}
-	if ctxErr := ctx.Err(); ctxErr != nil {
-		return -1, r.rtError(ctx, "exec", id, "", waitErr)
-	}
-	var exitErr *exec.ExitError
-	if errors.As(waitErr, &exitErr) && exitErr.Exited() {
-		return exitErr.ExitCode(), nil
-	}
-	return -1, r.rtError(ctx, "exec", id, "", waitErr)
 }
 
 // rtCall is one runtime command line.
@@ -244,7 +170,7 @@ type rtCall struct {
 // rtRun execs the runtime and returns its stdout. On failure the error holds
 // the runtime's own message and wraps errdefs.ErrNotFound when the runtime
 // says the container does not exist.
-func (r *Runtime) rtRun(ctx context.Context, c rtCall) ([]byte, error) {
+func (r *cli) rtRun(ctx context.Context, c rtCall) ([]byte, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, rtDefaultTimeout)
@@ -252,7 +178,7 @@ func (r *Runtime) rtRun(ctx context.Context, c rtCall) ([]byte, error) {
 	}
 	args := append(r.GlobalArgs(), c.sub)
 	args = append(args, c.args...)
-	cmd := exec.CommandContext(ctx, r.Path, args...)
+	cmd := exec.CommandContext(ctx, r.path, args...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdin = c.stdin
 	cmd.Stdout = &stdout
@@ -265,8 +191,8 @@ func (r *Runtime) rtRun(ctx context.Context, c rtCall) ([]byte, error) {
 }
 
 // rtError builds "runc start abc: <runtime message>" and picks the error kind.
-func (r *Runtime) rtError(ctx context.Context, sub, id, msg string, runErr error) error {
-	what := r.rtName() + " " + sub
+func (r *cli) rtError(ctx context.Context, sub, id, msg string, runErr error) error {
+	what := r.Name() + " " + sub
 	if id != "" {
 		what += " " + id
 	}
@@ -292,13 +218,6 @@ func (r *Runtime) rtError(ctx context.Context, sub, id, msg string, runErr error
 	return fmt.Errorf("%s: %s", what, msg)
 }
 
-func (r *Runtime) rtName() string {
-	if r.Name != "" {
-		return r.Name
-	}
-	return filepath.Base(r.Path)
-}
-
 // rtIsNotExist recognises the runtimes' "no such container" messages
 // (runc: "container does not exist"; runsc: "... does not exist" too).
 func rtIsNotExist(msg string) bool {
@@ -310,12 +229,6 @@ type rtLogLine struct {
 	Level string `json:"level"`
 	Msg   string `json:"msg"`
 }
-
-// RuntimeMessage picks the error message out of a runtime's output: the msg
-// of the last error-level JSON log line, or else the plain text. It is
-// exported for the monitor, which reads the runtime log conmon's runtime
-// wrote.
-func RuntimeMessage(out []byte) string { return rtMessage(out, false) }
 
 // rtMessage extracts the runtime's error message. JSON lines at error level
 // or worse win; with jsonOnly, plain text is ignored (it is the process's,

@@ -1,4 +1,4 @@
-package main
+package runtime
 
 import (
 	"bytes"
@@ -15,10 +15,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
-
-	"github.com/berth-project/berth/internal/oci"
 )
 
 // gVisor runs a pod as one sandbox: a pod's containers live inside the
@@ -31,54 +28,41 @@ import (
 // does (`runsc wait`). Everything else (start, kill, delete, exec) goes to
 // runsc directly.
 
+// The hidden berthd subcommands the shim script reaches (cmd/berthd runs
+// RunscShim and RunscWaiter for them).
 const (
-	runscShimCommand   = "runsc-shim"
-	runscWaiterCommand = "runsc-waiter"
+	RunscShimCommand   = "runsc-shim"
+	RunscWaiterCommand = "runsc-waiter"
 )
 
 // writeRunscShim writes the executable script conmon is given as its
-// runtime for a runsc handler, and returns the runtime conmon should use.
-func writeRunscShim(stateDir string, rt *oci.Runtime) (*oci.Runtime, error) {
+// runtime for the runsc handler rt, and returns its path.
+func writeRunscShim(stateDir string, rt *cli) (string, error) {
 	self, err := os.Executable()
 	if err != nil {
-		return nil, fmt.Errorf("locate berthd for the runsc shim: %w", err)
+		return "", fmt.Errorf("locate berthd for the runsc shim: %w", err)
 	}
 	dir := filepath.Join(stateDir, "runtimes")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, err
+		return "", err
 	}
-	script := filepath.Join(dir, rt.Name+".conmon-shim")
+	script := filepath.Join(dir, rt.name+".conmon-shim")
 	body := fmt.Sprintf("#!/bin/sh\n# conmon's runtime for handler %s (gVisor); see berthd runsc-shim.\nexec %s %s %s \"$@\"\n",
-		rt.Name, shellQuote(self), runscShimCommand, shellQuote(rt.Path))
+		rt.name, shellQuote(self), RunscShimCommand, shellQuote(rt.path))
 	if err := os.WriteFile(script+".tmp", []byte(body), 0o755); err != nil {
-		return nil, err
+		return "", err
 	}
 	if err := os.Rename(script+".tmp", script); err != nil {
-		return nil, err
+		return "", err
 	}
-	shim := *rt
-	shim.Path = script
-	return &shim, nil
+	return script, nil
 }
 
 func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
-// newRunscShimCommands are the hidden subcommands conmon reaches through the
-// shim script: `berthd runsc-shim <runsc> <runsc args...>` and the waiter.
-func newRunscShimCommands() []*cobra.Command {
-	shim := &cobra.Command{
-		Use: runscShimCommand + " RUNSC ARGS...", Hidden: true, DisableFlagParsing: true,
-		Run: func(cmd *cobra.Command, args []string) { os.Exit(runscShim(args)) },
-	}
-	waiter := &cobra.Command{
-		Use: runscWaiterCommand + " RUNSC GLOBAL-ARGS... ID", Hidden: true, DisableFlagParsing: true,
-		Run: func(cmd *cobra.Command, args []string) { os.Exit(runscWaiter(args)) },
-	}
-	return []*cobra.Command{shim, waiter}
-}
-
-// runscShim runs runsc with args; for create it then starts the waiter.
-func runscShim(args []string) int {
+// RunscShim is `berthd runsc-shim RUNSC ARGS...`, which conmon runs as its
+// runtime: it runs runsc with args; for create it then starts the waiter.
+func RunscShim(args []string) int {
 	if len(args) < 2 {
 		fmt.Fprintln(os.Stderr, "berthd runsc-shim: usage: runsc-shim RUNSC ARGS...")
 		return 2
@@ -109,7 +93,7 @@ func runscShim(args []string) int {
 		fmt.Fprintln(os.Stderr, "berthd runsc-shim:", err)
 		return 1
 	}
-	w := exec.Command(self, append(append([]string{runscWaiterCommand, runsc}, globals...), id)...)
+	w := exec.Command(self, append(append([]string{RunscWaiterCommand, runsc}, globals...), id)...)
 	// Its own session. It holds the container's stdio (conmon's pipes) so
 	// that berthd can hand them to `runsc start` (through /proc/<pid>/fd),
 	// which is where runsc takes a sub-container's stdio from. When this
@@ -141,11 +125,11 @@ func flagValue(args []string, name string) string {
 	return ""
 }
 
-// runscWaiter waits until container id has run and exits the way it did:
+// RunscWaiter is `berthd runsc-waiter RUNSC GLOBAL-ARGS... ID`: it waits until container id has run and exits the way it did:
 // with its exit code, or killed by its signal (conmon reports 128+signal).
 // `runsc wait` refuses a container that was not started yet, so the waiter
 // polls the state until it leaves "created".
-func runscWaiter(args []string) int {
+func RunscWaiter(args []string) int {
 	if len(args) < 2 {
 		return 2
 	}
@@ -160,7 +144,7 @@ func runscWaiter(args []string) int {
 		var st struct {
 			Status string `json:"status"`
 		}
-		if json.Unmarshal(out, &st) == nil && st.Status != oci.StatusCreated && st.Status != oci.StatusCreating {
+		if json.Unmarshal(out, &st) == nil && st.Status != StatusCreated && st.Status != StatusCreating {
 			break
 		}
 		time.Sleep(delay)

@@ -1,4 +1,4 @@
-package monitor
+package conmon
 
 import (
 	"context"
@@ -14,7 +14,6 @@ import (
 
 	"github.com/berth-project/berth/internal/cgroups"
 	"github.com/berth-project/berth/internal/errdefs"
-	"github.com/berth-project/berth/internal/oci"
 )
 
 // TestReapOrphanDuringCreate is a daemon killed while conmon runs the
@@ -59,7 +58,7 @@ func TestReapOrphanDuringCreate(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 
-	ReapOrphan(ctx, cfg.ID, cfg.Dir, cfg.BundleDir, []*oci.Runtime{e.rt})
+	ReapOrphan(ctx, cfg.ID, cfg.Dir, cfg.BundleDir, []Runtime{e.rt})
 	time.Sleep(1500 * time.Millisecond) // past the hook: a surviving create would be done
 
 	if pids := append(conmonProcs(cfg.Dir), conmonProcs(cfg.BundleDir)...); len(pids) != 0 {

@@ -1,4 +1,4 @@
-package monitor
+package conmon
 
 import (
 	"bufio"
@@ -24,7 +24,6 @@ import (
 	"github.com/berth-project/berth/internal/cgroups"
 	"github.com/berth-project/berth/internal/errdefs"
 	"github.com/berth-project/berth/internal/host"
-	"github.com/berth-project/berth/internal/oci"
 )
 
 // env is the shared setup of one test: a runc with its own root and one
@@ -32,7 +31,7 @@ import (
 type env struct {
 	t       testing.TB
 	conmon  string
-	rt      *oci.Runtime
+	rt      *testRunc
 	exitDir string
 	logDir  string
 }
@@ -60,7 +59,7 @@ func newEnv(t testing.TB) *env {
 	return &env{
 		t:       t,
 		conmon:  conmon,
-		rt:      &oci.Runtime{Name: "runc", Path: runc, Root: filepath.Join(tmp, "runc")},
+		rt:      &testRunc{path: runc, root: filepath.Join(tmp, "runc")},
 		exitDir: filepath.Join(tmp, "exits"),
 		logDir:  filepath.Join(tmp, "logs"),
 	}
@@ -87,7 +86,7 @@ func (e *env) config(name, script string) Config {
 	if err := os.Symlink("busybox", filepath.Join(bin, "sh")); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := exec.Command(e.rt.Path, "spec", "--bundle", bundle).CombinedOutput(); err != nil {
+	if out, err := exec.Command(e.rt.path, "spec", "--bundle", bundle).CombinedOutput(); err != nil {
 		t.Fatalf("runc spec: %v: %s", err, out)
 	}
 	data, err := os.ReadFile(filepath.Join(bundle, "config.json"))
@@ -226,7 +225,7 @@ func TestCreateStartExitAndLog(t *testing.T) {
 		t.Fatalf("Process = %+v", p)
 	}
 	st, err := e.rt.State(ctx, cfg.ID)
-	if err != nil || st.Status != oci.StatusCreated || st.Pid != p.Pid {
+	if err != nil || st.Status != "created" || st.Pid != p.Pid {
 		t.Fatalf("State = %+v, %v; want created with pid %d", st, err, p.Pid)
 	}
 	if _, ok, _ := ReadExit(cfg.ExitDir, cfg.Dir, cfg.ID); ok {
@@ -272,7 +271,7 @@ func TestCreateStartExitAndLog(t *testing.T) {
 	}
 
 	list, err := e.rt.List(ctx)
-	if err != nil || len(list) != 1 || list[0].Status != oci.StatusStopped {
+	if err != nil || len(list) != 1 || list[0].Status != "stopped" {
 		t.Fatalf("List = %+v, %v", list, err)
 	}
 	if err := e.rt.Delete(ctx, cfg.ID, false); err != nil {
@@ -551,7 +550,7 @@ func TestCreateFailureLeavesNothing(t *testing.T) {
 }
 
 func TestConfigValidate(t *testing.T) {
-	base := Config{ConmonPath: "/usr/bin/conmon", Runtime: &oci.Runtime{Path: "/usr/sbin/runc", Root: "/r"}, ID: "abc",
+	base := Config{ConmonPath: "/usr/bin/conmon", Runtime: &testRunc{path: "/usr/sbin/runc", root: "/r"}, ID: "abc",
 		BundleDir: "/b", Dir: "/d", ExitDir: "/e", LogPath: "/l/x.log"}
 	if err := base.validate(); err != nil {
 		t.Fatal(err)

@@ -1,4 +1,4 @@
-package monitor
+package conmon
 
 import (
 	"bytes"
@@ -7,8 +7,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"testing"
-
-	"github.com/berth-project/berth/internal/oci"
 )
 
 // FuzzExitFile: whatever an exit file holds, ReadExit returns a code in
@@ -39,9 +37,8 @@ func FuzzExitFile(f *testing.F) {
 	})
 }
 
-// FuzzSyncMessage: conmon's sync message and the runtime's log decode
-// without panics; a message yields one pid, and the runtime's message
-// stays bounded.
+// FuzzSyncMessage: conmon's sync message decodes without panics and
+// yields one pid (the runtime's log message is fuzzed in package runtime).
 func FuzzSyncMessage(f *testing.F) {
 	for _, s := range []string{
 		`{"data": 4242}`, `{"pid": 17}`, `{"data": -1, "message": "runc create failed: unable to start container process"}`,
@@ -58,9 +55,6 @@ func FuzzSyncMessage(f *testing.F) {
 			case m.Data != nil && pid != *m.Data, m.Data == nil && m.Pid != nil && pid != *m.Pid, m.Data == nil && m.Pid == nil && pid != -1:
 				t.Fatalf("pid %d from %+v", pid, m)
 			}
-		}
-		if msg := oci.RuntimeMessage(b); len(msg) > 4096+3 {
-			t.Fatalf("runtime message of %d bytes", len(msg))
 		}
 	})
 }

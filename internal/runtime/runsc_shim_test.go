@@ -1,12 +1,10 @@
-package main
+package runtime
 
 import (
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/berth-project/berth/internal/oci"
 )
 
 func TestFlagValue(t *testing.T) {
@@ -27,22 +25,22 @@ func TestFlagValue(t *testing.T) {
 
 func TestWriteRunscShim(t *testing.T) {
 	dir := t.TempDir()
-	rt := &oci.Runtime{Name: "runsc", Path: "/usr/local/bin/run'sc", Root: "/r", Args: []string{"--x"}}
+	rt := &cli{name: "runsc", path: "/usr/local/bin/run'sc", root: "/r", args: []string{"--x"}}
 	shim, err := writeRunscShim(dir, rt)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if shim.Path != filepath.Join(dir, "runtimes", "runsc.conmon-shim") || shim.Root != "/r" || rt.Path != "/usr/local/bin/run'sc" {
-		t.Fatalf("shim runtime %+v (original %+v)", shim, rt)
+	if shim != filepath.Join(dir, "runtimes", "runsc.conmon-shim") {
+		t.Fatalf("shim script at %s", shim)
 	}
-	b, err := os.ReadFile(shim.Path)
+	b, err := os.ReadFile(shim)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(string(b), ` runsc-shim '/usr/local/bin/run'\''sc' "$@"`) {
 		t.Errorf("script does not exec the shim with the quoted runsc path:\n%s", b)
 	}
-	if fi, _ := os.Stat(shim.Path); fi.Mode().Perm()&0o100 == 0 {
+	if fi, _ := os.Stat(shim); fi.Mode().Perm()&0o100 == 0 {
 		t.Errorf("script mode %v is not executable", fi.Mode())
 	}
 }

@@ -1,4 +1,4 @@
-package oci
+package runtime
 
 import (
 	"context"
@@ -13,10 +13,10 @@ import (
 //
 // The runtime's messages go to a log file, not a pipe: the container's init
 // inherits the runtime's stdio, and a pipe held by it would never reach EOF.
-func (r *Runtime) Create(ctx context.Context, id, bundle string) error {
+func (r *cli) Create(ctx context.Context, id, bundle string) error {
 	logPath := filepath.Join(bundle, "runtime-create.log")
 	args := append(r.GlobalArgs(), "--log", logPath, "create", "--bundle", bundle, id)
-	cmd := exec.CommandContext(ctx, r.Path, args...)
+	cmd := exec.CommandContext(ctx, r.path, args...)
 	cmd.WaitDelay = rtWaitDelay
 	if err := cmd.Run(); err != nil {
 		out, _ := os.ReadFile(logPath)

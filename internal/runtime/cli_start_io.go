@@ -1,4 +1,4 @@
-package oci
+package runtime
 
 import (
 	"bytes"
@@ -11,9 +11,9 @@ import (
 // runtime. gVisor's runsc hands a sub-container (one joining a pod's
 // sandbox) the stdio of `runsc start`, not of `runsc create`, so its start
 // must carry the container's own streams (conmon's pipes).
-func (r *Runtime) StartWithIO(ctx context.Context, id string, stdin, stdout, stderr *os.File) error {
+func (r *cli) StartWithIO(ctx context.Context, id string, stdin, stdout, stderr *os.File) error {
 	args := append(r.GlobalArgs(), "start", id)
-	cmd := exec.CommandContext(ctx, r.Path, args...)
+	cmd := exec.CommandContext(ctx, r.path, args...)
 	cmd.Stdin, cmd.Stdout = stdin, stdout
 	// The runtime's own messages go to stderr too; keep a copy for the error.
 	var msg bytes.Buffer

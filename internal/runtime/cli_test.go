@@ -1,7 +1,6 @@
-package oci
+package runtime
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -39,7 +38,7 @@ func TestRtMessage(t *testing.T) {
 }
 
 func TestGlobalArgs(t *testing.T) {
-	r := &Runtime{Path: "/usr/sbin/runc", Root: "/run/berth/runc", Args: []string{"--systemd-cgroup"}}
+	r := &cli{path: "/usr/sbin/runc", root: "/run/berth/runc", args: []string{"--systemd-cgroup"}}
 	got := strings.Join(r.GlobalArgs(), " ")
 	want := "--root /run/berth/runc --log-format json --systemd-cgroup"
 	if got != want {
@@ -49,7 +48,7 @@ func TestGlobalArgs(t *testing.T) {
 
 // rtTestRuntime returns a runc Runtime with its own root, skipping when the
 // test cannot run containers.
-func rtTestRuntime(t *testing.T) *Runtime {
+func rtTestRuntime(t *testing.T) *cli {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root")
@@ -61,17 +60,17 @@ func rtTestRuntime(t *testing.T) *Runtime {
 	if _, err := os.Stat("/bin/busybox"); err != nil {
 		t.Skip("busybox not installed")
 	}
-	return &Runtime{Name: "runc", Path: path, Root: filepath.Join(t.TempDir(), "runc")}
+	return &cli{name: "runc", path: path, root: filepath.Join(t.TempDir(), "runc")}
 }
 
 // rtTestID gives a container id (and so cgroup) unique to this test process,
 // since other test runs of the package may be going at the same time.
 func rtTestID(name string) string {
-	return fmt.Sprintf("berth-oci-%s-%d", name, os.Getpid())
+	return fmt.Sprintf("berth-rt-%s-%d", name, os.Getpid())
 }
 
 // rtTestBundle builds a busybox bundle running sh -c script.
-func rtTestBundle(t *testing.T, r *Runtime, id, script string) string {
+func rtTestBundle(t *testing.T, r *cli, id, script string) string {
 	t.Helper()
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "rootfs", "bin")
@@ -88,7 +87,7 @@ func rtTestBundle(t *testing.T, r *Runtime, id, script string) string {
 	if err := os.Symlink("busybox", filepath.Join(bin, "sh")); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := exec.Command(r.Path, "spec", "--bundle", dir).CombinedOutput(); err != nil {
+	if out, err := exec.Command(r.path, "spec", "--bundle", dir).CombinedOutput(); err != nil {
 		t.Fatalf("runc spec: %v: %s", err, out)
 	}
 	data, err := os.ReadFile(filepath.Join(dir, "config.json"))
@@ -115,7 +114,7 @@ func rtTestBundle(t *testing.T, r *Runtime, id, script string) string {
 
 // rtTestCreate creates a container with runc directly (stdio to /dev/null)
 // and registers its forced removal.
-func rtTestCreate(t *testing.T, r *Runtime, id, script string) {
+func rtTestCreate(t *testing.T, r *cli, id, script string) {
 	t.Helper()
 	bundle := rtTestBundle(t, r, id, script)
 	args := append(r.GlobalArgs(), "create", "--bundle", bundle, id)
@@ -126,7 +125,7 @@ func rtTestCreate(t *testing.T, r *Runtime, id, script string) {
 		t.Fatal(err)
 	}
 	defer errFile.Close()
-	cmd := exec.Command(r.Path, args...)
+	cmd := exec.Command(r.path, args...)
 	cmd.Stdout, cmd.Stderr = errFile, errFile
 	if err := cmd.Run(); err != nil {
 		out, _ := os.ReadFile(errFile.Name())
@@ -139,7 +138,7 @@ func rtTestCreate(t *testing.T, r *Runtime, id, script string) {
 	})
 }
 
-func rtWaitStatus(t *testing.T, r *Runtime, id, want string) *State {
+func rtWaitStatus(t *testing.T, r *cli, id, want string) *State {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -205,31 +204,7 @@ func TestRuntimeLifecycle(t *testing.T) {
 		}
 	}
 
-	// Exec: output, exit code, and a runtime failure kept apart.
-	var stdout, stderr bytes.Buffer
-	proc := &specs.Process{Args: []string{"/bin/sh", "-c", "echo hi; echo oops >&2; exit 5"}, Env: []string{"PATH=/bin"}, Cwd: "/"}
-	code, err := r.Exec(ctx, id, proc, ExecIO{Stdout: &stdout, Stderr: &stderr})
-	if err != nil || code != 5 || stdout.String() != "hi\n" || stderr.String() != "oops\n" {
-		t.Fatalf("Exec = %d, %v; stdout %q stderr %q", code, err, stdout.String(), stderr.String())
-	}
-	code, err = r.Exec(ctx, id, &specs.Process{Args: []string{"/nonexistent"}, Cwd: "/"}, ExecIO{})
-	if err == nil || !strings.Contains(err.Error(), "runc exec "+id+": ") {
-		t.Fatalf("Exec of missing binary = %d, %v; want a runtime error", code, err)
-	}
-	t.Logf("Exec of missing binary: %v", err)
-	code, err = r.Exec(ctx, id, &specs.Process{Args: []string{"/bin/sh", "-c", "read x; echo got $x"}, Cwd: "/"},
-		ExecIO{Stdin: strings.NewReader("abc\n"), Stdout: &stdout})
-	if err != nil || code != 0 || !strings.HasSuffix(stdout.String(), "got abc\n") {
-		t.Fatalf("Exec with stdin = %d, %v; stdout %q", code, err, stdout.String())
-	}
-
-	tctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
-	defer cancel()
-	t0 := time.Now()
-	code, err = r.Exec(tctx, id, &specs.Process{Args: []string{"/bin/busybox", "sleep", "30"}, Cwd: "/"}, ExecIO{})
-	if !errors.Is(err, errdefs.ErrDeadlineExceeded) || time.Since(t0) > 3*time.Second {
-		t.Fatalf("Exec past its deadline = %d, %v after %v", code, err, time.Since(t0))
-	}
+	// Exec is TestExecProcess.
 
 	if err := r.Kill(ctx, id, syscall.SIGTERM, false); err != nil {
 		t.Fatalf("Kill: %v", err)
@@ -291,7 +266,7 @@ func TestRuntimeDefaultTimeout(t *testing.T) {
 	}
 	defer func(d time.Duration) { rtDefaultTimeout = d }(rtDefaultTimeout)
 	rtDefaultTimeout = 200 * time.Millisecond
-	r := &Runtime{Name: "hanging", Path: hang}
+	r := &cli{name: "hanging", path: hang}
 	start := time.Now()
 	err := r.Delete(context.Background(), "abc", true)
 	if took := time.Since(start); took > 10*time.Second {

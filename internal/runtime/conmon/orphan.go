@@ -1,4 +1,4 @@
-package monitor
+package conmon
 
 import (
 	"context"
@@ -13,7 +13,6 @@ import (
 
 	"github.com/berth-project/berth/internal/cgroups"
 	"github.com/berth-project/berth/internal/host"
-	"github.com/berth-project/berth/internal/oci"
 )
 
 // ReapOrphan removes what a create cut short by a crash of the daemon left
@@ -28,7 +27,7 @@ import (
 // runtime state goes under each of runtimes (the handler is not known);
 // then the cgroup, read from the bundle's config.json because a create
 // killed half-way may have made it without any runtime state.
-func ReapOrphan(ctx context.Context, id, dir, bundleDir string, runtimes []*oci.Runtime) {
+func ReapOrphan(ctx context.Context, id, dir, bundleDir string, runtimes []Runtime) {
 	var pids []int
 	if pid, alive := ConmonAlive(dir); alive {
 		pids = append(pids, pid)
@@ -44,7 +43,7 @@ func ReapOrphan(ctx context.Context, id, dir, bundleDir string, runtimes []*oci.
 	}
 	for _, rt := range runtimes {
 		if err := rt.Delete(ctx, id, true); err != nil {
-			slog.Warn("deleting half-created container from the runtime", "container", id, "runtime", rt.Name, "err", err)
+			slog.Warn("deleting half-created container from the runtime", "container", id, "runtime", rt.Name(), "err", err)
 		}
 	}
 	killCgroupProcs(bundleCgroupsPath(bundleDir))

@@ -1,0 +1,222 @@
+package runtime
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"maps"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/berth-project/berth/internal/config"
+	"github.com/berth-project/berth/internal/errdefs"
+	"github.com/berth-project/berth/internal/runtime/conmon"
+)
+
+// Options is what a Registry is built from.
+type Options struct {
+	Handlers map[string]config.Runtime // [runtimes.<name>]
+	Default  string                    // handler of pods that name none
+	Conmon   string                    // conmon binary (looked up on PATH when bare)
+	StateDir string                    // default runtime roots <StateDir>/runtimes/<name>, runsc shims
+	ExitDir  string                    // where conmon records exits, for all handlers
+	// SystemdCgroup: the systemd cgroup driver is in use.
+	SystemdCgroup bool
+	// RecursiveReadOnlyMounts: the kernel can apply them (mount_setattr),
+	// so handlers whose runtime knows "rro" get the feature.
+	RecursiveReadOnlyMounts bool
+	Logger                  *slog.Logger
+}
+
+// Registry holds the handlers, built once at start.
+type Registry struct {
+	handlers map[string]Handler
+	names    []string // sorted
+	def      string
+	exitDir  string
+	runtimes []conmon.Runtime // every handler's runtime, for reaping orphans
+	closers  []func()
+}
+
+// NewRegistry finds each handler's binary, asks it for its features and
+// builds its Handler. A missing binary is an error that says how to get it.
+func NewRegistry(ctx context.Context, o Options) (*Registry, error) {
+	log := o.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	conmonPath, err := LookBinary("conmon", o.Conmon)
+	if err != nil {
+		return nil, err
+	}
+	r := &Registry{handlers: map[string]Handler{}, def: o.Default, exitDir: o.ExitDir}
+	if err := os.MkdirAll(o.ExitDir, 0o700); err != nil {
+		return nil, err
+	}
+	// Exit codes name containers: root-only, also when an older berthd
+	// made the dir traversable.
+	if err := os.Chmod(o.ExitDir, 0o700); err != nil {
+		return nil, err
+	}
+	for _, name := range slices.Sorted(maps.Keys(o.Handlers)) {
+		c := o.Handlers[name]
+		h, err := r.newHandler(ctx, name, c, conmonPath, o, log)
+		if err != nil {
+			r.Close()
+			return nil, fmt.Errorf("runtime handler %q: %w", name, err)
+		}
+		r.handlers[name] = h
+		r.names = append(r.names, name)
+	}
+	return r, nil
+}
+
+func (r *Registry) newHandler(ctx context.Context, name string, c config.Runtime, conmonPath string, o Options, log *slog.Logger) (Handler, error) {
+	path, err := LookBinary(name, c.Path)
+	if err != nil {
+		return nil, err
+	}
+	root := c.Root
+	if root == "" {
+		root = filepath.Join(o.StateDir, "runtimes", name)
+	}
+	args := append([]string(nil), c.Args...)
+	runsc := isRunsc(path)
+	switch {
+	case runsc:
+		args = runscDefaultArgs(ctx, path, args)
+	case o.SystemdCgroup:
+		args = append(args, "--systemd-cgroup")
+	}
+	rt := &cli{name: name, path: path, root: root, args: args}
+	features := Features{
+		RecursiveReadOnlyMounts: c.Features.RecursiveReadOnlyMounts,
+		UserNamespaces:          c.Features.UserNamespaces,
+	}
+	if o.RecursiveReadOnlyMounts && !features.RecursiveReadOnlyMounts {
+		// Only ever adds: a feature set in the config stays set.
+		if opts, err := mountOptions(ctx, path); err != nil {
+			log.Debug("runtime reports no features; keeping the configured ones", "handler", name, "err", err)
+		} else if slices.Contains(opts, "rro") {
+			features.RecursiveReadOnlyMounts = true
+			log.Info("runtime handler supports recursive read-only mounts", "handler", name)
+		}
+	}
+	h := conmonHandler{
+		rt: rt, conmonPath: conmonPath, exitDir: o.ExitDir, monitorRT: rt, features: features,
+		spec: SpecSettings{
+			PrivilegedWithoutHostDevices: c.PrivilegedWithoutHostDevices,
+			PodAnnotations:               c.PodAnnotations,
+			ContainerAnnotations:         c.ContainerAnnotations,
+		},
+	}
+	r.runtimes = append(r.runtimes, rt)
+	if !runsc {
+		return &h, nil
+	}
+	rh, err := newRunscHandler(h, o.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	r.closers = append(r.closers, rh.close)
+	return rh, nil
+}
+
+// Handler returns the named handler; "" names the default one.
+func (r *Registry) Handler(name string) (Handler, error) {
+	if name == "" {
+		name = r.def
+	}
+	h, ok := r.handlers[name]
+	if !ok {
+		return nil, errdefs.Invalid(fmt.Sprintf("runtime_handler %q is not configured; known handlers: %v", name, r.names))
+	}
+	return h, nil
+}
+
+// Handlers returns every handler, by name.
+func (r *Registry) Handlers() []Handler {
+	out := make([]Handler, 0, len(r.names))
+	for _, n := range r.names {
+		out = append(out, r.handlers[n])
+	}
+	return out
+}
+
+// Names lists the handler names, sorted.
+func (r *Registry) Names() []string { return slices.Clone(r.names) }
+
+// Default is the handler of pods that name none.
+func (r *Registry) Default() string { return r.def }
+
+// WatchExits calls fn with the container id of each exit the monitors
+// record, of every handler: first those already recorded, then each new
+// one. fn may see an id more than once. It returns nil when ctx ends.
+func (r *Registry) WatchExits(ctx context.Context, fn func(id string)) error {
+	return conmon.Watch(ctx, r.exitDir, fn)
+}
+
+// ReapOrphan removes what a create cut short by a crash of berthd left of
+// container id (whose handler is unknown): its conmon and any process
+// working on its bundle, its state under every handler's runtime, its
+// cgroup and its recorded exit. See conmon.ReapOrphan for the order.
+func (r *Registry) ReapOrphan(ctx context.Context, id, bundleDir string) {
+	conmon.ReapOrphan(ctx, id, bundleDir, bundleDir, r.runtimes)
+	if err := conmon.RemoveExit(r.exitDir, id); err != nil {
+		slog.Warn("removing exit of half-created container", "container", id, "err", err)
+	}
+}
+
+// Close releases what handlers hold on the host (runsc's pinned network
+// namespace); containers keep running.
+func (r *Registry) Close() {
+	for _, c := range r.closers {
+		c()
+	}
+}
+
+// installHint says how to get a missing binary on Debian.
+var installHint = map[string]string{
+	"runc":   "apt-get install runc (or run hack/install.sh)",
+	"conmon": "apt-get install conmon (or run hack/install.sh)",
+	"runsc":  "hack/install.sh --with-runsc builds gVisor's runsc",
+}
+
+// LookBinary finds a binary the config names (name when path is empty),
+// with a hint on how to install it when it is missing.
+func LookBinary(name, path string) (string, error) {
+	if path == "" {
+		path = name
+	}
+	found, err := exec.LookPath(path)
+	if err != nil {
+		hint := installHint[filepath.Base(path)]
+		if hint == "" {
+			hint = "install it or fix the path in the config"
+		}
+		return "", fmt.Errorf("required binary %s (%s) not found: %s", name, path, hint)
+	}
+	return found, nil
+}
+
+// mountOptions asks an OCI runtime for the mount options it knows (the
+// runtime-spec "features" document, runc >= 1.1).
+func mountOptions(ctx context.Context, path string) ([]string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, path, "features").Output()
+	if err != nil {
+		return nil, err
+	}
+	var f struct {
+		MountOptions []string `json:"mountOptions"`
+	}
+	if err := json.Unmarshal(out, &f); err != nil {
+		return nil, fmt.Errorf("decode %s features: %w", path, err)
+	}
+	return f.MountOptions, nil
+}
