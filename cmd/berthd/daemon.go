@@ -23,6 +23,7 @@ import (
 	"github.com/berth-project/berth/internal/events"
 	"github.com/berth-project/berth/internal/host"
 	"github.com/berth-project/berth/internal/image"
+	"github.com/berth-project/berth/internal/pod"
 	"github.com/berth-project/berth/internal/registry"
 	"github.com/berth-project/berth/internal/runtime"
 	"github.com/berth-project/berth/internal/sandbox"
@@ -130,8 +131,10 @@ func run(ctx context.Context, cfg *config.Config, reload func() (*config.Config,
 	if err != nil {
 		return err
 	}
-	sandboxes.SetContainers(containers)
-	images.SetLayerInUse(containers.LayerInUse)
+	pods, err := pod.New(ctx, pod.Config{Sandboxes: sandboxes, Containers: containers, Images: images, Logger: log})
+	if err != nil {
+		return err
+	}
 
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -157,7 +160,7 @@ func run(ctx context.Context, cfg *config.Config, reload func() (*config.Config,
 		}
 	}()
 	log.Info("streaming server listening", "url", streams.URL())
-	server := &cri.Server{Config: cfg, Runtimes: runtimes, Sandboxes: sandboxes, Containers: containers, Images: images, Puller: puller, Network: podNetwork, Log: log,
+	server := &cri.Server{Config: cfg, Runtimes: runtimes, Pods: pods, Sandboxes: sandboxes, Containers: containers, Images: images, Puller: puller, Network: podNetwork, Log: log,
 		Stats: statsSvc, Events: bus, Streams: streams, Security: cri.SecurityStatus(host)}
 	grpcServer := grpc.NewServer(server.ServerOptions()...)
 	server.Register(grpcServer)

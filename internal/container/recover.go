@@ -17,9 +17,10 @@ import (
 )
 
 // New loads container records and reconciles them with the host: exits that
-// happened while berthd was down are recorded, containers the runtime no
-// longer knows are marked exited, and anything on disk without a record
-// (a crash in the middle of a create) is removed.
+// happened while berthd was down are recorded and containers the runtime no
+// longer knows are marked exited. What is on disk or in the runtime without
+// a record (a crash in the middle of a create) is left for RemoveOrphans,
+// which the caller runs once every owner of runtime state is loaded.
 func New(ctx context.Context, cfg Config) (*Service, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -105,7 +106,7 @@ func (s *Service) reconcile(ctx context.Context) error {
 			}
 		}
 	}
-	return s.removeOrphans(ctx)
+	return nil
 }
 
 // markStarted records a start the runtime did but the record missed. The
@@ -143,14 +144,16 @@ func (s *Service) markLost(c *Container, msg string) {
 	s.log.Warn("container lost", "container", c.ID, "reason", msg)
 }
 
-func (s *Service) removeOrphans(ctx context.Context) error {
+// RemoveOrphans removes container dirs and runtime state that no container
+// record owns and that ownedElsewhere does not claim (other runtime state,
+// such as pods' pause processes, is not this service's to judge): what a
+// crash in the middle of a create left.
+func (s *Service) RemoveOrphans(ctx context.Context, ownedElsewhere func(id string) bool) error {
 	known := func(id string) bool {
-		_, err := s.Get(id)
-		if err != nil {
-			// A pod's pause process runs under the pod's id.
-			_, err = s.cfg.Sandboxes.Get(id)
+		if _, err := s.Get(id); err == nil {
+			return true
 		}
-		return err == nil
+		return ownedElsewhere != nil && ownedElsewhere(id)
 	}
 	orphans := map[string]bool{}
 	for _, dir := range []string{filepath.Join(s.cfg.StateDir, "containers"), filepath.Join(s.cfg.Root, "containers")} {

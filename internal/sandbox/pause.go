@@ -24,6 +24,14 @@ import (
 // berth-pause binary bind mounted in. Its namespace is pinned like the
 // others, so containers join it by path.
 
+// OwnsRuntimeID says whether id names runtime state of this service: a
+// pod's pause process runs under the pod's id. The pod layer asks it before
+// removing runtime state no container owns as a crash's leftover.
+func (s *Service) OwnsRuntimeID(id string) bool {
+	_, err := s.Get(id)
+	return err == nil
+}
+
 func (s *Service) pauseBundle(p *Sandbox) string {
 	return filepath.Join(p.Dir(s.cfg.StateDir), "pause")
 }

@@ -100,13 +100,6 @@ func (s *Sandbox) Files(stateDir string) (hostname, hosts, resolv, shm string) {
 // podFilesDir is the pod dir's tmpfs for its hostname, hosts and resolv.conf.
 const podFilesDir = "files"
 
-// Containers is what the sandbox needs from the container service: stopping
-// and removing every container of a pod before the pod itself.
-type Containers interface {
-	StopPod(ctx context.Context, podID string) error
-	RemovePod(ctx context.Context, podID string) error
-}
-
 // Network attaches pods to the pod network (CNI). Setup runs after the
 // pod's network namespace is pinned and returns the pod's IPs, primary
 // first; Teardown must succeed when the namespace is already gone and when
@@ -138,10 +131,9 @@ type Runtimes interface {
 
 // Service owns all pods.
 type Service struct {
-	cfg        Config
-	log        *slog.Logger
-	names      *names.Registry
-	containers Containers
+	cfg   Config
+	log   *slog.Logger
+	names *names.Registry
 
 	mu   sync.RWMutex
 	pods map[string]*Sandbox
@@ -169,9 +161,6 @@ func New(cfg Config) (*Service, error) {
 	}
 	return s, nil
 }
-
-// SetContainers wires the container service (it depends on this one).
-func (s *Service) SetContainers(c Containers) { s.containers = c }
 
 // Names exposes the reservation registry for the uncollected-result janitor.
 func (s *Service) Names() *names.Registry { return s.names }
@@ -396,19 +385,15 @@ func (s *Service) teardown(p *Sandbox) error {
 	return nil
 }
 
-// Stop stops every container of the pod and releases its namespaces. It is
-// idempotent and succeeds for unknown pods, as CRI requires.
+// Stop releases the pod's network, pause process and namespaces; the
+// caller (the pod layer) has stopped its containers. It is idempotent and
+// succeeds for unknown pods, as CRI requires.
 func (s *Service) Stop(ctx context.Context, id string) error {
 	unlock := s.lock(id)
 	defer unlock()
 	p, err := s.Get(id)
 	if err != nil {
 		return nil
-	}
-	if s.containers != nil {
-		if err := s.containers.StopPod(ctx, id); err != nil {
-			return fmt.Errorf("stop containers of pod %s: %w", id, err)
-		}
 	}
 	if p.State == NotReady {
 		return nil
@@ -445,8 +430,9 @@ func (s *Service) Stop(ctx context.Context, id string) error {
 	return nil
 }
 
-// Remove removes a pod and its containers. It is idempotent and succeeds
-// for unknown pods. A ready pod is stopped first.
+// Remove removes a pod; the caller (the pod layer) has removed its
+// containers. It is idempotent and succeeds for unknown pods. A ready pod
+// is stopped first.
 func (s *Service) Remove(ctx context.Context, id string) error {
 	p, err := s.Get(id)
 	if err != nil {
@@ -459,11 +445,6 @@ func (s *Service) Remove(ctx context.Context, id string) error {
 	}
 	unlock := s.lock(id)
 	defer unlock()
-	if s.containers != nil {
-		if err := s.containers.RemovePod(ctx, id); err != nil {
-			return fmt.Errorf("remove containers of pod %s: %w", id, err)
-		}
-	}
 	if err := s.teardown(p); err != nil {
 		return err
 	}
