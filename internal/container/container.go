@@ -69,6 +69,10 @@ type Container struct {
 	User        json.RawMessage   `json:"user,omitempty"` // protojson ContainerUser
 	Config      json.RawMessage   `json:"config"`         // protojson ContainerConfig
 	Resources   json.RawMessage   `json:"resources,omitempty"`
+
+	// RuntimeDeleted: the runtime's state was deleted after the exit, so
+	// removal has no runtime call left to make.
+	RuntimeDeleted bool `json:"runtimeDeleted,omitempty"`
 }
 
 // ContainerConfig decodes the stored CRI config.

@@ -131,12 +131,18 @@ func (s *Service) Remove(ctx context.Context, id string) error {
 	}
 	unlock := s.lock(id)
 	defer unlock()
+	if cur, err := s.Get(id); err == nil {
+		c = cur // as the stop above (or the exit watcher) left it
+	} else {
+		return nil // removed meanwhile
+	}
 	rt, _ := s.runtime(c.Runtime)
 	// Past this point the removal finishes even if the caller has gone
 	// (it may have waited for the lock): a runtime delete cut by an
 	// expired context would leave the runtime's state behind a removed
-	// record. The runtime's own default timeout still bounds it.
-	s.cleanup(context.WithoutCancel(ctx), id, rt, true, c.CgroupsPath)
+	// record. The runtime's own default timeout still bounds it. The
+	// record says whether the exit handling deleted it already.
+	s.cleanup(context.WithoutCancel(ctx), id, rt, !c.RuntimeDeleted, c.CgroupsPath)
 	if err := s.cfg.Store.Delete(store.Containers, id); err != nil {
 		return err
 	}
@@ -221,8 +227,16 @@ func (s *Service) handleExit(id string) {
 	s.log.Info("container exited", "container", id, "pod", c.PodID, "exitCode", exit.Code, "reason", nc.Reason)
 	// Free the runtime's state and the cgroup now; the rootfs stays until
 	// RemoveContainer so logs and the writable layer can still be read.
+	// The record then says so, and the removal makes no runtime call; a
+	// failed delete is retried there.
 	if err := rt.Delete(context.Background(), id, true); err != nil {
 		s.log.Warn("deleting exited container from runtime", "container", id, "err", err)
+		return
+	}
+	dc := nc
+	dc.RuntimeDeleted = true
+	if err := s.publish(&dc); err != nil {
+		s.log.Warn("recording the runtime delete of an exited container", "container", id, "err", err)
 	}
 }
 

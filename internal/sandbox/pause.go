@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"syscall"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -63,14 +62,12 @@ func (s *Service) needsPause(p *Sandbox) bool {
 	return err == nil && h.Features().PodSandbox
 }
 
-// hasPause says whether pod p may have a pause process: it needs one, or
-// its pause bundle exists (made under another config). Other pods skip the
-// runtime's kill and delete at removal: two runtime execs per pod for
-// nothing.
+// hasPause says whether pod p may have a pause process: its pause bundle
+// exists. startPause makes the bundle before the runtime's create and
+// stopPause removes it after the runtime's delete, so a pod without one
+// (never had a pause process, or it is stopped already) costs no runtime
+// call at stop or removal; one made under another config is still found.
 func (s *Service) hasPause(p *Sandbox) bool {
-	if s.needsPause(p) {
-		return true
-	}
 	_, err := os.Stat(s.pauseBundle(p))
 	return err == nil
 }
@@ -123,8 +120,10 @@ func (s *Service) startPause(ctx context.Context, p *Sandbox, cfg *runtimeapi.Po
 		return fmt.Errorf("create pause process: %w", err)
 	}
 	defer func() {
-		if err != nil {
-			rt.Delete(context.WithoutCancel(ctx), p.ID, true)
+		// Undone here, the pod's teardown has nothing left to delete; if
+		// the delete fails, the bundle stays and the teardown retries.
+		if err != nil && rt.Delete(context.WithoutCancel(ctx), p.ID, true) == nil {
+			os.RemoveAll(bundle)
 		}
 	}()
 	if !p.SharedPID() {
@@ -150,18 +149,19 @@ func (s *Service) startPause(ctx context.Context, p *Sandbox, cfg *runtimeapi.Po
 	return nil
 }
 
-// stopPause ends the pause process and removes it from the runtime; an
-// absent one is fine.
+// stopPause ends the pause process and removes it from the runtime (a
+// forced delete kills it first; an absent one is fine), then its bundle,
+// which tells later stops and removals that nothing is left to do.
 func (s *Service) stopPause(ctx context.Context, p *Sandbox) error {
 	rt, err := s.cfg.Runtimes.Handler(p.RuntimeHandler)
 	if err != nil {
 		return nil
 	}
-	if err := rt.Kill(ctx, p.ID, syscall.SIGKILL, false); err != nil {
-		s.log.Debug("killing pause process", "pod", p.ID, "err", err)
-	}
 	if err := rt.Delete(ctx, p.ID, true); err != nil {
 		return err
+	}
+	if err := os.RemoveAll(s.pauseBundle(p)); err != nil {
+		return fmt.Errorf("remove pause bundle: %w", err)
 	}
 	if p.CgroupParent != "" {
 		cgPath, err := s.pauseCgroupsPath(p)

@@ -404,7 +404,7 @@ func (s *Service) Stop(ctx context.Context, id string) error {
 			return fmt.Errorf("tear down pod network: %w", err)
 		}
 	}
-	if s.needsPause(p) {
+	if s.hasPause(p) {
 		if err := s.stopPause(ctx, p); err != nil {
 			return err
 		}
@@ -532,7 +532,7 @@ func (s *Service) finishStop(p *Sandbox) {
 	if s.cfg.Network != nil && !p.HostNetwork {
 		errs = append(errs, s.cfg.Network.Teardown(context.Background(), p))
 	}
-	if s.needsPause(p) {
+	if s.hasPause(p) {
 		errs = append(errs, s.stopPause(context.Background(), p))
 	}
 	dir := p.Dir(s.cfg.StateDir)
