@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -125,4 +126,17 @@ func TestImageGCRace(t *testing.T) {
 		}
 	}
 	t.Logf("CreateContainer against RemoveImage: %v", outcomes)
+
+	// The pods are gone; the layers their containers kept after the image
+	// went are collected at the next GC, here berthd's start.
+	d.Restart(t)
+	var info struct {
+		ChainIDs []string `json:"chainIDs"`
+	}
+	if err := json.Unmarshal([]byte(imageStatus(t, d, d.BusyboxID, true).Info["info"]), &info); err != nil {
+		t.Fatal(err)
+	}
+	if left, _ := os.ReadDir(filepath.Join(d.Root, "layers")); len(left) != len(info.ChainIDs) {
+		t.Errorf("layer dirs after the restart's GC: %d, want busybox's %d", len(left), len(info.ChainIDs))
+	}
 }
