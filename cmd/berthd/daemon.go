@@ -132,6 +132,13 @@ func run(ctx context.Context, cfg *config.Config, reload func() (*config.Config,
 	}
 	sandboxes.SetContainers(containers)
 	images.SetLayerInUse(containers.LayerInUse)
+	// A kill leaves the blobs and layers of a pull that had not recorded
+	// its image yet, or of a RemoveImage whose GC had not finished; nothing
+	// else would collect them. Now that the containers' layers are known
+	// (and half-created containers removed), they can go.
+	if err := images.GC(ctx); err != nil {
+		log.Warn("image garbage collection at start-up failed; the next RemoveImage retries it", "err", err)
+	}
 
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
