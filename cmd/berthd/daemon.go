@@ -131,6 +131,9 @@ func run(ctx context.Context, cfg *config.Config, reload func() (*config.Config,
 	if err != nil {
 		return err
 	}
+	// pod.New also collects what a crash left: half-created containers,
+	// then the blobs and layers of a pull that had not recorded its image
+	// yet, or of a RemoveImage whose GC had not finished.
 	pods, err := pod.New(ctx, pod.Config{Sandboxes: sandboxes, Containers: containers, Images: images, Logger: log})
 	if err != nil {
 		return err

@@ -50,13 +50,16 @@ func (s *Service) Create(ctx context.Context, podID string, cfg *runtimeapi.Cont
 	if err != nil {
 		return "", err
 	}
-	img, err := s.cfg.Images.Get(cfg.GetImage().GetImage())
+	// The lease keeps a concurrent RemoveImage from deleting the layers
+	// until publish has counted them as in use (or the create failed).
+	img, lease, err := s.cfg.Images.LeaseImage(cfg.GetImage().GetImage())
 	if err != nil {
 		if errdefs.IsNotFound(err) {
 			return "", errdefs.NotFound(fmt.Sprintf("image %q not found: pull it first", cfg.GetImage().GetImage()))
 		}
 		return "", err
 	}
+	defer lease.Release()
 	if podCfg == nil {
 		if podCfg, err = pod.PodConfig(); err != nil {
 			return "", err

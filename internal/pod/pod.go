@@ -46,8 +46,11 @@ type Service struct {
 }
 
 // New builds the pod layer over services that have loaded their records,
-// and removes the runtime state and container dirs a crash left that
-// neither a container nor a pod owns (see RemoveOrphans).
+// and collects what a crash left that no record owns: runtime state and
+// container dirs that are neither a container's nor a pod's (see
+// container.RemoveOrphans), then image blobs and layers that no image,
+// container or pull uses (a pull that had not recorded its image yet, a
+// RemoveImage whose GC had not finished).
 func New(ctx context.Context, cfg Config) (*Service, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -55,6 +58,10 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	s := &Service{sandboxes: cfg.Sandboxes, containers: cfg.Containers, images: cfg.Images, log: cfg.Logger}
 	if err := s.containers.RemoveOrphans(ctx, s.sandboxes.OwnsRuntimeID); err != nil {
 		return nil, fmt.Errorf("remove orphaned containers: %w", err)
+	}
+	// After the orphans: their layers are no longer in use.
+	if err := s.images.GC(ctx, s.containers.LayerInUse); err != nil {
+		s.log.Warn("image garbage collection at start-up failed; the next RemoveImage retries it", "err", err)
 	}
 	return s, nil
 }

@@ -18,19 +18,19 @@ import (
 	"github.com/berth-project/berth/test/e2e/framework"
 )
 
-// TestCrashChurn kills berthd with SIGKILL at 8 random moments while three
-// kubelet-like workers create, restart and remove pods, and checks after
-// every restart that no pod or container is listed twice, that what is
-// listed is really there, and that the host holds nothing without a record;
-// at the end nothing may leak. BenchmarkCrashChurn (test/bench) is the
-// 50-point version.
+// TestCrashChurn kills berthd with SIGKILL at 8 moments while three
+// kubelet-like workers create, restart and remove pods and an image worker
+// pulls from a loopback registry and removes images: kills at random
+// moments and kills aimed into StopPodSandbox, RemovePodSandbox, PullImage
+// and RemoveImage. After every restart it checks that no pod or container
+// is listed twice, that what is listed is really there, that the host holds
+// nothing without a record, and that the image store on disk matches the
+// image records; at the end nothing may leak. BenchmarkCrashChurn
+// (test/bench) is the 100-point version.
 func TestCrashChurn(t *testing.T) {
 	d := framework.StartDaemon(t, framework.Options{})
-	res := d.CrashChurn(t, framework.ChurnOptions{Workers: 3, KillPoints: 8})
-	t.Logf("kills %d, calls %d, retries %d, adopted %d, pods created %d, removed %d",
-		res.Kills, res.Calls, res.Retries, res.Adopted, res.PodsCreated, res.PodsRemoved)
-	t.Logf("calls cut by a kill: %v", res.Cut)
-	t.Logf("berthd start-up repairs: %v", res.Recovered)
+	res := d.CrashChurn(t, framework.ChurnOptions{Workers: 3, KillPoints: 8, Images: 3})
+	res.Log(t)
 	for _, v := range res.Violations {
 		t.Errorf("violation: %s", v)
 	}

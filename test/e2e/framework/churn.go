@@ -39,6 +39,15 @@ type ChurnOptions struct {
 	PodsPerWorker int
 	// Seed makes the run's choices repeatable; 0 picks one (logged).
 	Seed uint64
+	// Images, when above 0, adds an image worker that pulls that many
+	// images from a loopback registry and removes them again, and makes
+	// every check compare the image store on disk with berthd's records.
+	Images int
+	// Targets are the RPCs the kill points aim at in turn: the killer
+	// waits until a worker is in such a call and kills within it. "" is
+	// a kill at a random moment. Default: "", StopPodSandbox,
+	// RemovePodSandbox, and with Images PullImage and RemoveImage.
+	Targets []string
 }
 
 // ChurnResult is what a CrashChurn run saw.
@@ -54,8 +63,13 @@ type ChurnResult struct {
 	// creates answered AlreadyExists whose object the worker found by
 	// listing (as kubelet does).
 	Kills, Calls, Retries, Adopted int
-	// PodsCreated and PodsRemoved count the workers' completed steps.
-	PodsCreated, PodsRemoved int
+	// PodsCreated and PodsRemoved count the workers' completed steps,
+	// Pulls and ImageRemovals the image worker's.
+	PodsCreated, PodsRemoved, Pulls, ImageRemovals int
+	// Aimed counts the kills aimed at each target RPC, Hit those that
+	// landed while such a call was in flight (the rest timed out waiting
+	// for one, or it finished in the random delay before the kill).
+	Aimed, Hit map[string]int
 	// Cut counts, per RPC, the calls a kill cut short.
 	Cut map[string]int
 	// Recovered counts berthd's start-up repairs, from its log: evidence
@@ -80,15 +94,18 @@ type churn struct {
 	opts ChurnOptions
 	logf func(string, ...any)
 
-	mu      sync.Mutex
-	cond    *sync.Cond
-	up      bool // workers may start calls
-	gen     int  // bumped each time berthd is back and checked
-	kills   int
-	rt      runtimeapi.RuntimeServiceClient
-	seen    map[string]bool
-	res     ChurnResult
-	stopped bool
+	mu    sync.Mutex
+	cond  *sync.Cond
+	up    bool // workers may start calls
+	gen   int  // bumped each time berthd is back and checked
+	kills int
+	rt    runtimeapi.RuntimeServiceClient
+	imgc  runtimeapi.ImageServiceClient
+	seen  map[string]bool
+	// inflight counts the calls under way per RPC, for aimed kills.
+	inflight map[string]int
+	res      ChurnResult
+	stopped  bool
 }
 
 // CrashChurn runs opts.Workers kubelet-like workers against d and kills
@@ -134,8 +151,18 @@ func (d *Daemon) CrashChurn(t testing.TB, opts ChurnOptions) ChurnResult {
 		opts.Seed = rand.Uint64()
 	}
 	t.Logf("crash churn: %d workers, %d kill points, seed %d", opts.Workers, opts.KillPoints, opts.Seed)
-	c := &churn{d: d, opts: opts, logf: t.Logf, seen: map[string]bool{}, rt: d.Runtime, up: true,
-		res: ChurnResult{Cut: map[string]int{}}}
+	if opts.Targets == nil {
+		opts.Targets = []string{"", "StopPodSandbox", "RemovePodSandbox"}
+		if opts.Images > 0 {
+			opts.Targets = append(opts.Targets, "PullImage", "RemoveImage")
+		}
+	}
+	var refs []string
+	if opts.Images > 0 {
+		refs = churnImages(t, opts.Images)
+	}
+	c := &churn{d: d, opts: opts, logf: t.Logf, seen: map[string]bool{}, rt: d.Runtime, imgc: d.Image, up: true,
+		inflight: map[string]int{}, res: ChurnResult{Cut: map[string]int{}, Aimed: map[string]int{}, Hit: map[string]int{}}}
 	c.cond = sync.NewCond(&c.mu)
 	iptBefore := d.iptablesLines()
 	rng := rand.New(rand.NewPCG(opts.Seed, 0))
@@ -151,18 +178,22 @@ func (d *Daemon) CrashChurn(t testing.TB, opts ChurnOptions) ChurnResult {
 			w.run()
 		}()
 	}
+	var iw *imageWorker
+	if len(refs) > 0 {
+		iw = &imageWorker{c: c, rng: rand.New(rand.NewPCG(opts.Seed, uint64(opts.Workers+1))), refs: refs, have: map[string]bool{}}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			iw.run()
+		}()
+	}
 	for k := 0; k < opts.KillPoints; k++ {
-		time.Sleep(time.Duration(rng.Int64N(int64(opts.MaxKillDelay) + 1)))
-		c.mu.Lock()
-		c.up = false
-		c.kills++
-		c.res.Kills++
-		c.mu.Unlock()
+		c.killAt(rng, opts.Targets[k%len(opts.Targets)])
 		d.Kill9(t)
 		c.restart(t)
 		c.check(t)
 		c.mu.Lock()
-		c.rt = d.Runtime
+		c.rt, c.imgc = d.Runtime, d.Image
 		c.gen++
 		c.up = true
 		if k == opts.KillPoints-1 {
@@ -172,6 +203,10 @@ func (d *Daemon) CrashChurn(t testing.TB, opts ChurnOptions) ChurnResult {
 		c.mu.Unlock()
 	}
 	wg.Wait()
+	if iw != nil {
+		// Removing every image must leave only busybox's in the store.
+		iw.removeAll()
+	}
 	c.check(t)
 
 	// The end: everything removed through CRI, berthd stopped, then no
@@ -206,6 +241,60 @@ func (d *Daemon) CrashChurn(t testing.TB, opts ChurnOptions) ChurnResult {
 	}
 	sort.Strings(c.res.Violations)
 	return c.res
+}
+
+// aimDelay bounds the random wait between seeing a call of the target RPC
+// in flight and the kill: about the call's own length on an idle node, so
+// kills spread over it.
+var aimDelay = map[string]time.Duration{
+	"StopPodSandbox":   150 * time.Millisecond,
+	"RemovePodSandbox": 10 * time.Millisecond,
+	"PullImage":        100 * time.Millisecond,
+	"RemoveImage":      5 * time.Millisecond,
+}
+
+// killAt waits for the moment to kill: a random delay, or, for a target
+// RPC, until a call of it is in flight (10 s at most) and a random part of
+// its usual length. It stops the workers from starting calls; the caller
+// kills.
+func (c *churn) killAt(rng *rand.Rand, target string) {
+	if target == "" {
+		time.Sleep(time.Duration(rng.Int64N(int64(c.opts.MaxKillDelay) + 1)))
+	} else {
+		deadline := time.Now().Add(10 * time.Second)
+		for time.Now().Before(deadline) {
+			c.mu.Lock()
+			n := c.inflight[target]
+			c.mu.Unlock()
+			if n > 0 {
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
+		time.Sleep(time.Duration(rng.Int64N(int64(aimDelay[target]) + 1)))
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if target != "" {
+		c.res.Aimed[target]++
+		if c.inflight[target] > 0 {
+			c.res.Hit[target]++
+		}
+	}
+	c.up = false
+	c.kills++
+	c.res.Kills++
+}
+
+// Log writes the result's figures to t, the same way for the e2e test and
+// the benchmark.
+func (r ChurnResult) Log(t testing.TB) {
+	t.Helper()
+	t.Logf("kills %d, calls %d, retries %d, adopted %d, pods created %d, removed %d, images pulled %d, removed %d",
+		r.Kills, r.Calls, r.Retries, r.Adopted, r.PodsCreated, r.PodsRemoved, r.Pulls, r.ImageRemovals)
+	t.Logf("kills aimed at an RPC %v, landed while one was in flight %v", r.Aimed, r.Hit)
+	t.Logf("calls cut by a kill: %v", r.Cut)
+	t.Logf("berthd start-up repairs: %v", r.Recovered)
 }
 
 // restart starts berthd again after a kill. A start that fails is a
@@ -284,10 +373,25 @@ var errCrashed = errors.New("berthd was killed during the call")
 // once makes one call; a failure caused by a kill becomes errCrashed after
 // berthd is back.
 func (c *churn) once(name string, fn func(ctx context.Context, rt runtimeapi.RuntimeServiceClient) error) error {
-	rt, gen, kills := c.client()
+	return c.onceBoth(name, func(ctx context.Context, rt runtimeapi.RuntimeServiceClient, _ runtimeapi.ImageServiceClient) error {
+		return fn(ctx, rt)
+	})
+}
+
+func (c *churn) onceBoth(name string, fn func(ctx context.Context, rt runtimeapi.RuntimeServiceClient, is runtimeapi.ImageServiceClient) error) error {
+	c.mu.Lock()
+	for !c.up {
+		c.cond.Wait()
+	}
+	rt, is, gen, kills := c.rt, c.imgc, c.gen, c.kills
+	c.inflight[name]++
+	c.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	err := fn(ctx, rt)
+	err := fn(ctx, rt, is)
 	cancel()
+	c.mu.Lock()
+	c.inflight[name]--
+	c.mu.Unlock()
 	c.count(func(r *ChurnResult) { r.Calls++ })
 	if err == nil {
 		return nil
@@ -306,6 +410,19 @@ func (c *churn) once(name string, fn func(ctx context.Context, rt runtimeapi.Run
 func (c *churn) call(name string, fn func(ctx context.Context, rt runtimeapi.RuntimeServiceClient) error) error {
 	for {
 		err := c.once(name, fn)
+		if !errors.Is(err, errCrashed) {
+			return err
+		}
+		c.count(func(r *ChurnResult) { r.Retries++ })
+	}
+}
+
+// callImage is call for the image service.
+func (c *churn) callImage(name string, fn func(ctx context.Context, is runtimeapi.ImageServiceClient) error) error {
+	for {
+		err := c.onceBoth(name, func(ctx context.Context, _ runtimeapi.RuntimeServiceClient, is runtimeapi.ImageServiceClient) error {
+			return fn(ctx, is)
+		})
 		if !errors.Is(err, errCrashed) {
 			return err
 		}

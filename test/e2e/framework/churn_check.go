@@ -133,6 +133,10 @@ func (c *churn) check(t testing.TB) {
 	if ports, _ := os.ReadDir(filepath.Join("/sys/class/net", d.Bridge, "brif")); len(ports) > ready {
 		c.violation(fmt.Sprintf("veths %d>%d", len(ports), ready), fmt.Sprintf("%d veths on bridge %s for %d READY pods", len(ports), d.Bridge, ready))
 	}
+	// The image store: no image half present, nothing unreferenced.
+	for k, msg := range d.imageStoreProblems(ctx) {
+		c.violation("image "+k, msg)
+	}
 }
 
 type hostObject struct{ what, id string }
