@@ -36,6 +36,7 @@ type countingHandler struct {
 	status map[string]string // id -> OCI status; absent: unknown to the runtime
 	exits  map[string]runtime.Exit
 	onExit func(id string)
+	reaped []string // ids ReapOrphan was asked to remove
 }
 
 func newCountingHandler() *countingHandler {
@@ -153,7 +154,13 @@ func (h *countingHandler) State(ctx context.Context, id string) (*runtime.State,
 
 func (h *countingHandler) List(ctx context.Context) ([]runtime.State, error) {
 	h.count("List")
-	return nil, nil
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []runtime.State
+	for id, st := range h.status {
+		out = append(out, runtime.State{ID: id, Status: st})
+	}
+	return out, nil
 }
 
 func (h *countingHandler) ReadExit(id, dir string) (runtime.Exit, bool, error) {
@@ -195,7 +202,12 @@ func (r countingRuntimes) WatchExits(ctx context.Context, fn func(id string)) er
 	<-ctx.Done()
 	return nil
 }
-func (r countingRuntimes) ReapOrphan(ctx context.Context, id, bundleDir string) {}
+func (r countingRuntimes) ReapOrphan(ctx context.Context, id, bundleDir string) {
+	r.h.mu.Lock()
+	defer r.h.mu.Unlock()
+	r.h.reaped = append(r.h.reaped, id)
+	delete(r.h.status, id)
+}
 
 const testImage = "example.com/test:1"
 
@@ -376,5 +388,46 @@ func TestPodRuntimeCalls(t *testing.T) {
 				t.Errorf("repeated stop and remove made runtime calls: %v", got)
 			}
 		})
+	}
+}
+
+// TestOrphanPolicy: at start, runtime state that is neither a container's
+// nor a pod's pause process is reaped; a running pod's pause process (under
+// the pod's id) and its containers are left alone.
+func TestOrphanPolicy(t *testing.T) {
+	h := newCountingHandler()
+	s := newTestPods(t, h)
+	ctx := context.Background()
+	podCfg := podConfig("orphans", runtimeapi.NamespaceMode_POD)
+	podID, err := s.RunPodSandbox(ctx, podCfg, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.RemovePodSandbox(context.Background(), podID) })
+	ctrID, err := s.CreateContainer(ctx, podID, &runtimeapi.ContainerConfig{
+		Metadata: &runtimeapi.ContainerMetadata{Name: "app"},
+		Image:    &runtimeapi.ImageSpec{Image: testImage},
+	}, podCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What a crash mid-create leaves: runtime state without a record.
+	h.mu.Lock()
+	h.status["left-by-a-crash"] = runtime.StatusCreated
+	h.mu.Unlock()
+
+	if _, err := New(ctx, Config{Sandboxes: s.sandboxes, Containers: s.containers, Images: s.images}); err != nil {
+		t.Fatal(err)
+	}
+	h.mu.Lock()
+	reaped := fmt.Sprint(h.reaped)
+	_, pauseKept := h.status[podID]
+	_, ctrKept := h.status[ctrID]
+	h.mu.Unlock()
+	if reaped != "[left-by-a-crash]" {
+		t.Errorf("reaped %s, want only the runtime state no record owns", reaped)
+	}
+	if !pauseKept || !ctrKept {
+		t.Errorf("pause process kept: %v, container kept: %v", pauseKept, ctrKept)
 	}
 }
