@@ -19,6 +19,7 @@ import (
 	"github.com/berth-project/berth/internal/apparmor"
 	"github.com/berth-project/berth/internal/config"
 	"github.com/berth-project/berth/internal/oci"
+	"github.com/berth-project/berth/internal/spec"
 )
 
 // cgroupRoot is where the cgroup hierarchies are mounted.
@@ -28,16 +29,16 @@ const cgroupRoot = "/sys/fs/cgroup"
 // depends on: the shared ones, then one copy per runtime handler with what
 // differs between handlers (recursive read-only mounts, host devices for
 // privileged containers).
-func hostConfig(cfg *config.Config, log *slog.Logger) (oci.HostConfig, map[string]oci.HostConfig, error) {
-	caps, err := oci.BoundingCapabilities()
+func hostConfig(cfg *config.Config, log *slog.Logger) (spec.HostConfig, map[string]spec.HostConfig, error) {
+	caps, err := spec.BoundingCapabilities()
 	if err != nil {
-		return oci.HostConfig{}, nil, fmt.Errorf("read berthd's capability bounding set: %w", err)
+		return spec.HostConfig{}, nil, fmt.Errorf("read berthd's capability bounding set: %w", err)
 	}
 	v2 := cgroupV2(cgroupRoot)
-	h := oci.HostConfig{
+	h := spec.HostConfig{
 		AllCapabilities: caps,
 		AppArmorEnabled: apparmor.Enabled(),
-		SELinuxEnabled:  oci.SELinuxEnabled(),
+		SELinuxEnabled:  spec.SELinuxEnabled(),
 		SwapLimit:       swapLimit(cgroupRoot, v2),
 		Hugetlb:         hugetlb(cgroupRoot, v2),
 		// On a v2-only host a container sees its own cgroup as the root,
@@ -57,7 +58,7 @@ func hostConfig(cfg *config.Config, log *slog.Logger) (oci.HostConfig, map[strin
 		}
 	}
 	if cfg.OOMScoreAdjRestricted() {
-		v, err := oci.DaemonOOMScoreAdj()
+		v, err := spec.DaemonOOMScoreAdj()
 		if err != nil {
 			return h, nil, err
 		}
@@ -67,7 +68,7 @@ func hostConfig(cfg *config.Config, log *slog.Logger) (oci.HostConfig, map[strin
 	log.Info("host facts", "cgroupV2", v2, "swapLimit", h.SwapLimit, "hugetlb", h.Hugetlb,
 		"appArmor", h.AppArmorEnabled, "appArmorProfile", h.AppArmorDefaultProfile, "selinux", h.SELinuxEnabled, "capabilities", len(caps))
 	warnBroadAnnotationPatterns(cfg, log)
-	perHandler := make(map[string]oci.HostConfig, len(cfg.Runtimes))
+	perHandler := make(map[string]spec.HostConfig, len(cfg.Runtimes))
 	for name, rt := range cfg.Runtimes {
 		hh := h
 		hh.RecursiveReadOnlyMounts = rt.Features.RecursiveReadOnlyMounts
@@ -211,7 +212,7 @@ func warnBroadAnnotationPatterns(cfg *config.Config, log *slog.Logger) {
 			patterns []string
 		}{{"pod_annotations", rt.PodAnnotations}, {"container_annotations", rt.ContainerAnnotations}} {
 			for i, p := range l.patterns {
-				if why := oci.BroadAnnotationPattern(p); why != "" {
+				if why := spec.BroadAnnotationPattern(p); why != "" {
 					log.Warn("annotation allow-list pattern lets any CRI client set runtime annotations; list the prefixes you need instead",
 						"key", fmt.Sprintf("runtimes.%s.%s[%d]", name, l.key, i), "pattern", p, "why", why)
 				}

@@ -20,6 +20,7 @@ import (
 	"github.com/berth-project/berth/internal/names"
 	"github.com/berth-project/berth/internal/oci"
 	"github.com/berth-project/berth/internal/sandbox"
+	"github.com/berth-project/berth/internal/spec"
 	"github.com/berth-project/berth/internal/store"
 )
 
@@ -101,10 +102,10 @@ type Config struct {
 	Runtimes   map[string]*oci.Runtime
 	Sandboxes  *sandbox.Service
 	Images     *image.Service
-	Host       oci.HostConfig // host facts for spec generation, built once at start
+	Host       spec.HostConfig // host facts for spec generation, built once at start
 	// Hosts overrides Host per runtime handler (features such as recursive
 	// read-only mounts, privileged_without_host_devices differ by handler).
-	Hosts map[string]oci.HostConfig
+	Hosts map[string]spec.HostConfig
 	// CgroupDriver is cgroupfs or systemd; it shapes linux.cgroupsPath.
 	CgroupDriver string
 	// MonitorRuntimes replaces, per handler, the runtime conmon runs for

@@ -9,10 +9,11 @@ import (
 
 	"github.com/berth-project/berth/internal/image"
 	"github.com/berth-project/berth/internal/oci"
+	"github.com/berth-project/berth/internal/spec"
 )
 
-func imageInfo(img *image.Image, requested string) oci.ImageInfo {
-	return oci.ImageInfo{
+func imageInfo(img *image.Image, requested string) spec.ImageInfo {
+	return spec.ImageInfo{
 		Name:       requested,
 		ID:         img.ID,
 		Entrypoint: img.Config.Config.Entrypoint,

@@ -22,6 +22,7 @@ import (
 	"github.com/berth-project/berth/internal/oci"
 	"github.com/berth-project/berth/internal/sandbox"
 	"github.com/berth-project/berth/internal/snapshot"
+	"github.com/berth-project/berth/internal/spec"
 )
 
 // Create makes a container in a ready pod, created but not started. A retry
@@ -43,7 +44,7 @@ func (s *Service) Create(ctx context.Context, podID string, cfg *runtimeapi.Cont
 	if pod.State != sandbox.Ready {
 		return "", errdefs.Precondition(fmt.Sprintf("pod sandbox %s is not ready (stopped); create a new pod", podID))
 	}
-	if err := oci.ValidateContainerConfig(cfg, pod.LogDirectory); err != nil {
+	if err := spec.ValidateContainerConfig(cfg, pod.LogDirectory); err != nil {
 		return "", err
 	}
 	logPath, err := resolveLogPath(pod.LogDirectory, cfg.GetLogPath())
@@ -136,14 +137,14 @@ func (s *Service) create(ctx context.Context, id, key string, pod *sandbox.Sandb
 		return nil, err
 	}
 	hostnameFile, hostsFile, resolvFile, shm := pod.Files(s.cfg.StateDir)
-	spec, err := oci.GenerateContainerSpec(ctx, &oci.ContainerInput{
+	ociSpec, err := spec.GenerateContainerSpec(ctx, &spec.ContainerInput{
 		ID:                 id,
 		Config:             cfg,
 		Sandbox:            podCfg,
 		SandboxID:          pod.ID,
 		Image:              imageInfo(img, cfg.GetImage().GetImage()),
 		RootfsPath:         s.rootfs(id),
-		Namespaces:         oci.SandboxNamespaces{Net: pod.Namespaces["net"], IPC: pod.Namespaces["ipc"], UTS: pod.Namespaces["uts"], PID: pod.Namespaces["pid"]},
+		Namespaces:         spec.SandboxNamespaces{Net: pod.Namespaces["net"], IPC: pod.Namespaces["ipc"], UTS: pod.Namespaces["uts"], PID: pod.Namespaces["pid"]},
 		TargetPIDNamespace: targetNS,
 		HostsPath:          hostsFile,
 		ResolvPath:         resolvFile,
@@ -155,12 +156,12 @@ func (s *Service) create(ctx context.Context, id, key string, pod *sandbox.Sandb
 	if err != nil {
 		return nil, err
 	}
-	if o := cfg.GetLinux().GetSecurityContext().GetSelinuxOptions(); oci.SELinuxRequested(o) {
+	if o := cfg.GetLinux().GetSecurityContext().GetSelinuxOptions(); spec.SELinuxRequested(o) {
 		// Spec generation refused them where SELinux is on.
 		s.log.Info("container selinux_options ignored: SELinux is not enabled on this node", "container", id, "name", key,
 			"user", o.GetUser(), "role", o.GetRole(), "type", o.GetType(), "level", o.GetLevel())
 	}
-	if err := writeSpec(filepath.Join(bundle, "config.json"), spec); err != nil {
+	if err := writeSpec(filepath.Join(bundle, "config.json"), ociSpec); err != nil {
 		return nil, err
 	}
 	if logPath != "" {
@@ -215,7 +216,7 @@ func (s *Service) create(ctx context.Context, id, key string, pod *sandbox.Sandb
 			return nil, err
 		}
 	}
-	if user := containerUser(spec); user != nil {
+	if user := containerUser(ociSpec); user != nil {
 		if c.User, err = protojson.Marshal(user); err != nil {
 			return nil, err
 		}
@@ -301,7 +302,7 @@ func writeSpec(path string, spec any) error {
 }
 
 // hostConfig is the host facts for containers of a runtime handler.
-func (s *Service) hostConfig(handler string) oci.HostConfig {
+func (s *Service) hostConfig(handler string) spec.HostConfig {
 	if h, ok := s.cfg.Hosts[handler]; ok {
 		return h
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/berth-project/berth/internal/events"
 	"github.com/berth-project/berth/internal/monitor"
 	"github.com/berth-project/berth/internal/oci"
+	"github.com/berth-project/berth/internal/spec"
 	"github.com/berth-project/berth/internal/store"
 )
 
@@ -243,12 +244,12 @@ func (s *Service) UpdateResources(ctx context.Context, id string, res *runtimeap
 	if err != nil {
 		return err
 	}
-	spec := &specs.Spec{Linux: &specs.Linux{}}
-	opt := oci.WithResources(res, oci.ResourceOptions{SwapLimit: s.cfg.Host.SwapLimit, Hugetlb: s.cfg.Host.Hugetlb})
-	if err := opt(spec); err != nil {
+	update := &specs.Spec{Linux: &specs.Linux{}}
+	opt := spec.WithResources(res, spec.ResourceOptions{SwapLimit: s.cfg.Host.SwapLimit, Hugetlb: s.cfg.Host.Hugetlb})
+	if err := opt(update); err != nil {
 		return err
 	}
-	if err := rt.Update(ctx, id, spec.Linux.Resources); err != nil {
+	if err := rt.Update(ctx, id, update.Linux.Resources); err != nil {
 		return err
 	}
 	nc := *c

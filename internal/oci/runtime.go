@@ -1,3 +1,5 @@
+// Package oci drives the OCI runtime binary (runc, runsc...) that runs
+// containers from their bundles.
 package oci
 
 import (

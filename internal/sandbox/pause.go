@@ -14,7 +14,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-project/berth/internal/cgroups"
-	"github.com/berth-project/berth/internal/oci"
+	"github.com/berth-project/berth/internal/spec"
 )
 
 // The pause process exists only for pods that share one PID namespace
@@ -29,7 +29,7 @@ func (s *Service) pauseBundle(p *Sandbox) string {
 }
 
 // hostConfig is the host facts and settings for a runtime handler.
-func (s *Service) hostConfig(handler string) oci.HostConfig {
+func (s *Service) hostConfig(handler string) spec.HostConfig {
 	if h, ok := s.cfg.Hosts[handler]; ok {
 		return h
 	}
@@ -76,23 +76,23 @@ func (s *Service) startPause(ctx context.Context, p *Sandbox, cfg *runtimeapi.Po
 	if err := os.MkdirAll(rootfs, 0o755); err != nil {
 		return err
 	}
-	spec, err := oci.GenerateSandboxSpec(&oci.SandboxInput{
+	ps, err := spec.GenerateSandboxSpec(&spec.SandboxInput{
 		ID:          p.ID,
 		Config:      cfg,
 		RootfsPath:  rootfs,
 		Args:        []string{"/pause"},
-		Namespaces:  oci.SandboxNamespaces{Net: p.Namespaces["net"], IPC: p.Namespaces["ipc"], UTS: p.Namespaces["uts"]},
+		Namespaces:  spec.SandboxNamespaces{Net: p.Namespaces["net"], IPC: p.Namespaces["ipc"], UTS: p.Namespaces["uts"]},
 		CgroupsPath: cgPath,
 		Host:        s.hostConfig(p.RuntimeHandler),
 	})
 	if err != nil {
 		return err
 	}
-	spec.Mounts = append(spec.Mounts, specs.Mount{
+	ps.Mounts = append(ps.Mounts, specs.Mount{
 		Destination: "/pause", Type: "bind", Source: s.cfg.PauseBinary,
 		Options: []string{"rbind", "ro", "nosuid", "nodev"},
 	})
-	data, err := json.Marshal(spec)
+	data, err := json.Marshal(ps)
 	if err != nil {
 		return err
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/berth-project/berth/internal/errdefs"
 	"github.com/berth-project/berth/internal/names"
 	"github.com/berth-project/berth/internal/oci"
+	"github.com/berth-project/berth/internal/spec"
 	"github.com/berth-project/berth/internal/store"
 )
 
@@ -123,9 +124,9 @@ type Config struct {
 	Handlers            []string // known runtime handler names
 	DefaultHandler      string
 	Runtimes            map[string]*oci.Runtime // for pause processes
-	Host                oci.HostConfig
-	Hosts               map[string]oci.HostConfig // per runtime handler; Host for others
-	PauseBinary         string                    // berth-pause, for pods sharing a PID namespace
+	Host                spec.HostConfig
+	Hosts               map[string]spec.HostConfig // per runtime handler; Host for others
+	PauseBinary         string                     // berth-pause, for pods sharing a PID namespace
 	// PodSandboxHandlers run all of a pod's containers in one sandbox
 	// (gVisor's runsc): every pod of theirs gets a pause container, which
 	// the runtime makes the sandbox that the pod's containers join.
@@ -226,8 +227,8 @@ func (s *Service) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, han
 	if err := Validate(cfg); err != nil {
 		return "", err
 	}
-	if o := cfg.GetLinux().GetSecurityContext().GetSelinuxOptions(); oci.SELinuxRequested(o) {
-		if err := oci.CheckSELinux("linux.security_context.selinux_options", o, s.cfg.Host.SELinuxEnabled); err != nil {
+	if o := cfg.GetLinux().GetSecurityContext().GetSelinuxOptions(); spec.SELinuxRequested(o) {
+		if err := spec.CheckSELinux("linux.security_context.selinux_options", o, s.cfg.Host.SELinuxEnabled); err != nil {
 			return "", err
 		}
 		s.log.Info("pod selinux_options ignored: SELinux is not enabled on this node", "name", Key(cfg.GetMetadata()),

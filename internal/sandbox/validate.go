@@ -8,7 +8,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-project/berth/internal/errdefs"
-	"github.com/berth-project/berth/internal/oci"
+	"github.com/berth-project/berth/internal/spec"
 )
 
 // RFC 1123 hostname: dot-separated labels of letters, digits and dashes.
@@ -38,7 +38,7 @@ func Validate(cfg *runtimeapi.PodSandboxConfig) error {
 		return errdefs.Invalid("config." + err.Error())
 	}
 	// Sysctls are checked here, before anything exists (CVE-2022-0811).
-	if err := oci.ValidatePodSysctls(cfg); err != nil {
+	if err := spec.ValidatePodSysctls(cfg); err != nil {
 		return err
 	}
 	if p := cfg.GetLinux().GetCgroupParent(); p != "" && !filepath.IsAbs(p) && filepath.Ext(p) != ".slice" {

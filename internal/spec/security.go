@@ -1,4 +1,4 @@
-package oci
+package spec
 
 import (
 	"errors"
@@ -14,8 +14,8 @@ import (
 	"github.com/berth-project/berth/internal/errdefs"
 )
 
-// specCapNames are the Linux capabilities by number (linux/capability.h).
-var specCapNames = []string{
+// capNames are the Linux capabilities by number (linux/capability.h).
+var capNames = []string{
 	"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER",
 	"CAP_FSETID", "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP",
 	"CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST",
@@ -29,14 +29,14 @@ var specCapNames = []string{
 	"CAP_CHECKPOINT_RESTORE",
 }
 
-// specCapName normalises a CRI capability ("net_admin", "CAP_NET_ADMIN")
+// capName normalises a CRI capability ("net_admin", "CAP_NET_ADMIN")
 // to the OCI form and checks that Linux knows it.
-func specCapName(field, c string) (string, error) {
+func capName(field, c string) (string, error) {
 	name := strings.ToUpper(c)
 	if !strings.HasPrefix(name, "CAP_") {
 		name = "CAP_" + name
 	}
-	if !slices.Contains(specCapNames, name) {
+	if !slices.Contains(capNames, name) {
 		return "", errdefs.Invalid(fmt.Sprintf("%s: unknown capability %q", field, c))
 	}
 	return name, nil
@@ -48,7 +48,7 @@ func specCapName(field, c string) (string, error) {
 // top, so add [ALL] drop [CHOWN] is everything but CHOWN. A capability
 // outside the daemon's bounding set cannot be granted and is refused.
 // Ambient capabilities are cleared unless asked for (containerd's rule).
-func WithCapabilities(defaults []string, c *runtimeapi.Capability, all []string) SpecOpt {
+func WithCapabilities(defaults []string, c *runtimeapi.Capability, all []string) Opt {
 	return func(s *specs.Spec) error {
 		const field = "linux.security_context.capabilities"
 		caps := slices.Clone(defaults)
@@ -66,7 +66,7 @@ func WithCapabilities(defaults []string, c *runtimeapi.Capability, all []string)
 			if isAll(a) {
 				continue
 			}
-			name, err := specCapName(field+".add_capabilities", a)
+			name, err := capName(field+".add_capabilities", a)
 			if err != nil {
 				return err
 			}
@@ -81,7 +81,7 @@ func WithCapabilities(defaults []string, c *runtimeapi.Capability, all []string)
 			if isAll(d) {
 				continue
 			}
-			name, err := specCapName(field+".drop_capabilities", d)
+			name, err := capName(field+".drop_capabilities", d)
 			if err != nil {
 				return err
 			}
@@ -89,7 +89,7 @@ func WithCapabilities(defaults []string, c *runtimeapi.Capability, all []string)
 		}
 		var ambient []string
 		for _, a := range c.GetAddAmbientCapabilities() {
-			name, err := specCapName(field+".add_ambient_capabilities", a)
+			name, err := capName(field+".add_ambient_capabilities", a)
 			if err != nil {
 				return err
 			}
@@ -98,7 +98,7 @@ func WithCapabilities(defaults []string, c *runtimeapi.Capability, all []string)
 			}
 			ambient = append(ambient, name)
 		}
-		specEnsureProcess(s)
+		ensureProcess(s)
 		s.Process.Capabilities = &specs.LinuxCapabilities{
 			Bounding:    slices.Clone(caps),
 			Effective:   slices.Clone(caps),
@@ -114,16 +114,16 @@ func WithCapabilities(defaults []string, c *runtimeapi.Capability, all []string)
 // has (not every capability the kernel knows), every host device with the
 // device cgroup open, /proc unmasked, and sysfs and cgroupfs writable.
 // Seccomp and AppArmor are dropped by their own options.
-func WithPrivileged(all []string, devices DeviceLookup) SpecOpt {
+func WithPrivileged(all []string, devices DeviceLookup) Opt {
 	return func(s *specs.Spec) error {
 		if len(all) == 0 {
 			return errors.New("privileged container requested but the daemon's bounding set is unknown (HostConfig.AllCapabilities)")
 		}
-		specEnsureCaps(s)
+		ensureCaps(s)
 		s.Process.Capabilities.Bounding = slices.Clone(all)
 		s.Process.Capabilities.Effective = slices.Clone(all)
 		s.Process.Capabilities.Permitted = slices.Clone(all)
-		specEnsureResources(s)
+		ensureResources(s)
 		s.Linux.MaskedPaths = nil
 		s.Linux.ReadonlyPaths = nil
 		for i := range s.Mounts {
@@ -161,38 +161,38 @@ func WithPrivileged(all []string, devices DeviceLookup) SpecOpt {
 // WithMaskedPaths replaces the masked paths when the CRI config lists any.
 // An empty list keeps the defaults: over CRI an empty list cannot be told
 // from an absent one, and masking is the safe reading.
-func WithMaskedPaths(paths []string) SpecOpt {
+func WithMaskedPaths(paths []string) Opt {
 	return func(s *specs.Spec) error {
 		if len(paths) == 0 {
 			return nil
 		}
-		if err := specCheckAbsList("linux.security_context.masked_paths", paths); err != nil {
+		if err := checkAbsList("linux.security_context.masked_paths", paths); err != nil {
 			return err
 		}
-		specEnsureLinux(s)
+		ensureLinux(s)
 		s.Linux.MaskedPaths = slices.Clone(paths)
 		return nil
 	}
 }
 
 // WithReadonlyPaths is WithMaskedPaths for read-only paths.
-func WithReadonlyPaths(paths []string) SpecOpt {
+func WithReadonlyPaths(paths []string) Opt {
 	return func(s *specs.Spec) error {
 		if len(paths) == 0 {
 			return nil
 		}
-		if err := specCheckAbsList("linux.security_context.readonly_paths", paths); err != nil {
+		if err := checkAbsList("linux.security_context.readonly_paths", paths); err != nil {
 			return err
 		}
-		specEnsureLinux(s)
+		ensureLinux(s)
 		s.Linux.ReadonlyPaths = slices.Clone(paths)
 		return nil
 	}
 }
 
-func specCheckAbsList(field string, paths []string) error {
+func checkAbsList(field string, paths []string) error {
 	for i, p := range paths {
-		if !specIsAbs(p) {
+		if !isAbs(p) {
 			return errdefs.Invalid(fmt.Sprintf("%s[%d] %q must be an absolute path", field, i, p))
 		}
 	}
@@ -201,19 +201,19 @@ func specCheckAbsList(field string, paths []string) error {
 
 // WithNoNewPrivileges sets no_new_privileges when asked (kubelet asks when
 // allowPrivilegeEscalation is false). It is never cleared once set.
-func WithNoNewPrivileges(on bool) SpecOpt {
+func WithNoNewPrivileges(on bool) Opt {
 	return func(s *specs.Spec) error {
-		specEnsureProcess(s)
+		ensureProcess(s)
 		s.Process.NoNewPrivileges = s.Process.NoNewPrivileges || on
 		return nil
 	}
 }
 
 // WithReadonlyRootfs makes the root filesystem read-only when asked.
-func WithReadonlyRootfs(on bool) SpecOpt {
+func WithReadonlyRootfs(on bool) Opt {
 	return func(s *specs.Spec) error {
 		if s.Root == nil {
-			s.Root = &specs.Root{Path: specDefaultRootfsPathInSpecs}
+			s.Root = &specs.Root{Path: defaultRootfsPathInSpecs}
 		}
 		s.Root.Readonly = s.Root.Readonly || on
 		return nil
@@ -221,25 +221,25 @@ func WithReadonlyRootfs(on bool) SpecOpt {
 }
 
 // WithSysctls sets sysctls; validate them first with ValidatePodSysctls.
-func WithSysctls(sysctls map[string]string) SpecOpt {
+func WithSysctls(sysctls map[string]string) Opt {
 	return func(s *specs.Spec) error {
 		if len(sysctls) == 0 {
 			return nil
 		}
-		specEnsureLinux(s)
+		ensureLinux(s)
 		if s.Linux.Sysctl == nil {
 			s.Linux.Sysctl = make(map[string]string, len(sysctls))
 		}
 		for k, v := range sysctls {
-			s.Linux.Sysctl[specSysctlKey(k)] = v
+			s.Linux.Sysctl[sysctlKey(k)] = v
 		}
 		return nil
 	}
 }
 
-// specSysctlKey writes a sysctl in dotted form; "net/ipv4/ip_forward" and
+// sysctlKey writes a sysctl in dotted form; "net/ipv4/ip_forward" and
 // "net.ipv4.ip_forward" are the same setting.
-func specSysctlKey(k string) string {
+func sysctlKey(k string) string {
 	if strings.Contains(k, "/") && !strings.Contains(k, ".") {
 		return strings.ReplaceAll(k, "/", ".")
 	}
@@ -260,7 +260,7 @@ func ValidatePodSysctls(cfg *runtimeapi.PodSandboxConfig) error {
 		if strings.ContainsAny(v, "+=") || strings.ContainsFunc(v, func(r rune) bool { return r < ' ' && r != '\t' }) {
 			return errdefs.Invalid(fmt.Sprintf("%s: value %q must not contain '+', '=' or control characters", field, v))
 		}
-		key := specSysctlKey(k)
+		key := sysctlKey(k)
 		if key == "" || strings.Contains(key, "..") || strings.ContainsAny(key, "/ \t\n") {
 			return errdefs.Invalid(field + ": malformed sysctl name")
 		}
@@ -281,9 +281,9 @@ func ValidatePodSysctls(cfg *runtimeapi.PodSandboxConfig) error {
 	return nil
 }
 
-// specProfileFromLegacy reads the deprecated string form of a profile:
+// profileFromLegacy reads the deprecated string form of a profile:
 // "runtime/default", "docker/default", "unconfined", "localhost/<ref>".
-func specProfileFromLegacy(field, p string) (*runtimeapi.SecurityProfile, error) {
+func profileFromLegacy(field, p string) (*runtimeapi.SecurityProfile, error) {
 	switch {
 	case p == "":
 		return nil, nil
@@ -298,18 +298,18 @@ func specProfileFromLegacy(field, p string) (*runtimeapi.SecurityProfile, error)
 	}
 }
 
-// specSeccompProfileFrom prefers the structured field over the legacy path.
-func specSeccompProfileFrom(sp *runtimeapi.SecurityProfile, legacy string) (*runtimeapi.SecurityProfile, error) {
+// seccompProfileFrom prefers the structured field over the legacy path.
+func seccompProfileFrom(sp *runtimeapi.SecurityProfile, legacy string) (*runtimeapi.SecurityProfile, error) {
 	if sp != nil {
 		return sp, nil
 	}
-	return specProfileFromLegacy("linux.security_context.seccomp_profile_path", legacy)
+	return profileFromLegacy("linux.security_context.seccomp_profile_path", legacy)
 }
 
-// specSeccompProfile is the container's seccomp profile, RuntimeDefault
+// seccompProfile is the container's seccomp profile, RuntimeDefault
 // when it names none and the daemon is configured so.
-func specSeccompProfile(sc *runtimeapi.LinuxContainerSecurityContext, defaultWhenUnset bool) (*runtimeapi.SecurityProfile, error) {
-	p, err := specSeccompProfileFrom(sc.GetSeccomp(), sc.GetSeccompProfilePath())
+func seccompProfile(sc *runtimeapi.LinuxContainerSecurityContext, defaultWhenUnset bool) (*runtimeapi.SecurityProfile, error) {
+	p, err := seccompProfileFrom(sc.GetSeccomp(), sc.GetSeccompProfilePath())
 	if err != nil {
 		return nil, err
 	}
@@ -323,10 +323,10 @@ func specSeccompProfile(sc *runtimeapi.LinuxContainerSecurityContext, defaultWhe
 // profile (filtered by the spec's capabilities, so apply it after them);
 // Localhost is a JSON profile file on the host; Unconfined and nil set none.
 // Privileged containers get none, as with containerd.
-func WithSeccomp(p *runtimeapi.SecurityProfile, privileged bool, readFile func(string) ([]byte, error)) SpecOpt {
+func WithSeccomp(p *runtimeapi.SecurityProfile, privileged bool, readFile func(string) ([]byte, error)) Opt {
 	return func(s *specs.Spec) error {
 		const field = "linux.security_context.seccomp"
-		specEnsureLinux(s)
+		ensureLinux(s)
 		s.Linux.Seccomp = nil
 		if privileged || p == nil {
 			return nil
@@ -338,7 +338,7 @@ func WithSeccomp(p *runtimeapi.SecurityProfile, privileged bool, readFile func(s
 		case runtimeapi.SecurityProfile_Unconfined:
 			return nil
 		case runtimeapi.SecurityProfile_RuntimeDefault:
-			specEnsureCaps(s)
+			ensureCaps(s)
 			prof, err := seccomp.GetDefaultProfile(s)
 			if err != nil {
 				return fmt.Errorf("build the default seccomp profile: %w", err)
@@ -347,7 +347,7 @@ func WithSeccomp(p *runtimeapi.SecurityProfile, privileged bool, readFile func(s
 			return nil
 		case runtimeapi.SecurityProfile_Localhost:
 			ref := strings.TrimPrefix(p.GetLocalhostRef(), "localhost/")
-			if !specIsAbs(ref) {
+			if !isAbs(ref) {
 				return errdefs.Invalid(fmt.Sprintf("%s.localhost_ref %q must be an absolute path to a profile on the node", field, p.GetLocalhostRef()))
 			}
 			body, err := readFile(ref)
@@ -357,7 +357,7 @@ func WithSeccomp(p *runtimeapi.SecurityProfile, privileged bool, readFile func(s
 				}
 				return fmt.Errorf("read seccomp profile %s: %w", ref, err)
 			}
-			specEnsureCaps(s)
+			ensureCaps(s)
 			prof, err := seccomp.LoadProfile(string(body), s)
 			if err != nil {
 				return errdefs.Invalid(fmt.Sprintf("%s.localhost_ref: seccomp profile %s: %v", field, ref, err))
@@ -370,23 +370,23 @@ func WithSeccomp(p *runtimeapi.SecurityProfile, privileged bool, readFile func(s
 	}
 }
 
-// specAppArmorProfile is the container's AppArmor profile from the
+// appArmorProfile is the container's AppArmor profile from the
 // structured field or the legacy string.
-func specAppArmorProfile(sc *runtimeapi.LinuxContainerSecurityContext) (*runtimeapi.SecurityProfile, error) {
+func appArmorProfile(sc *runtimeapi.LinuxContainerSecurityContext) (*runtimeapi.SecurityProfile, error) {
 	if sc.GetApparmor() != nil {
 		return sc.GetApparmor(), nil
 	}
-	return specProfileFromLegacy("linux.security_context.apparmor_profile", sc.GetApparmorProfile())
+	return profileFromLegacy("linux.security_context.apparmor_profile", sc.GetApparmorProfile())
 }
 
 // WithAppArmor applies an AppArmor profile. On a host without AppArmor any
 // profile but Unconfined is refused rather than silently not enforced.
 // RuntimeDefault (also used when none is named) is the daemon's loaded
 // default profile; privileged containers get none unless they name one.
-func WithAppArmor(p *runtimeapi.SecurityProfile, privileged, enabled bool, defaultProfile string) SpecOpt {
+func WithAppArmor(p *runtimeapi.SecurityProfile, privileged, enabled bool, defaultProfile string) Opt {
 	return func(s *specs.Spec) error {
 		const field = "linux.security_context.apparmor"
-		specEnsureProcess(s)
+		ensureProcess(s)
 		s.Process.ApparmorProfile = ""
 		if p != nil && p.GetProfileType() != runtimeapi.SecurityProfile_Localhost && p.GetLocalhostRef() != "" {
 			return errdefs.Invalid(field + ".localhost_ref is only allowed with profile_type Localhost")
@@ -440,7 +440,7 @@ func CheckSELinux(field string, o *runtimeapi.SELinuxOption, enabled bool) error
 }
 
 // WithSELinux is CheckSELinux as a spec option.
-func WithSELinux(field string, o *runtimeapi.SELinuxOption, enabled bool) SpecOpt {
+func WithSELinux(field string, o *runtimeapi.SELinuxOption, enabled bool) Opt {
 	return func(*specs.Spec) error { return CheckSELinux(field, o, enabled) }
 }
 

@@ -1,4 +1,4 @@
-package oci
+package spec
 
 import (
 	"bytes"
@@ -38,7 +38,7 @@ func ValidateContainerConfig(cfg *runtimeapi.ContainerConfig, logDir string) err
 			return errdefs.Invalid(fmt.Sprintf("log_path %q must be a relative path inside the pod's log directory", lp))
 		}
 	}
-	if wd := cfg.GetWorkingDir(); wd != "" && !specIsAbs(wd) {
+	if wd := cfg.GetWorkingDir(); wd != "" && !isAbs(wd) {
 		return errdefs.Invalid(fmt.Sprintf("working_dir %q must be an absolute path", wd))
 	}
 	for i, a := range append(append([]string(nil), cfg.GetCommand()...), cfg.GetArgs()...) {
@@ -57,7 +57,7 @@ func ValidateContainerConfig(cfg *runtimeapi.ContainerConfig, logDir string) err
 			return errdefs.Invalid(fmt.Sprintf("mounts[%d] is empty", i))
 		}
 		// Host facts (existence, rro support) are checked at spec generation.
-		if _, err := specBindMount(i, m, MountOptions{RecursiveReadOnlyMounts: true}); err != nil {
+		if _, err := bindMount(i, m, MountOptions{RecursiveReadOnlyMounts: true}); err != nil {
 			return err
 		}
 	}
@@ -67,17 +67,17 @@ func ValidateContainerConfig(cfg *runtimeapi.ContainerConfig, logDir string) err
 		return err
 	}
 	if sig := cfg.GetStopSignal(); sig != runtimeapi.Signal_SIGNAL_RUNTIME_DEFAULT {
-		if _, err := SignalFromCRI(sig); err != nil {
+		if _, err := signalFromCRI(sig); err != nil {
 			return err
 		}
 	}
-	if err := specValidateResources(cfg.GetLinux().GetResources()); err != nil {
+	if err := validateResources(cfg.GetLinux().GetResources()); err != nil {
 		return err
 	}
-	return specValidateSecurityContext(cfg.GetLinux().GetSecurityContext())
+	return validateSecurityContext(cfg.GetLinux().GetSecurityContext())
 }
 
-func specValidateResources(r *runtimeapi.LinuxContainerResources) error {
+func validateResources(r *runtimeapi.LinuxContainerResources) error {
 	if r == nil {
 		return nil
 	}
@@ -121,12 +121,12 @@ func specValidateResources(r *runtimeapi.LinuxContainerResources) error {
 	return nil
 }
 
-func specValidateSecurityContext(sc *runtimeapi.LinuxContainerSecurityContext) error {
+func validateSecurityContext(sc *runtimeapi.LinuxContainerSecurityContext) error {
 	if sc == nil {
 		return nil
 	}
 	const field = "linux.security_context"
-	if _, err := specUserString(sc, ""); err != nil {
+	if _, err := userString(sc, ""); err != nil {
 		return err
 	}
 	if u := sc.GetRunAsUser(); u != nil && (u.GetValue() < 0 || u.GetValue() > int64(^uint32(0))) {
@@ -148,26 +148,26 @@ func specValidateSecurityContext(sc *runtimeapi.LinuxContainerSecurityContext) e
 	}
 	// Capability names only (against every capability Linux knows); whether
 	// the node can grant them is checked at spec generation.
-	if err := WithCapabilities(nil, sc.GetCapabilities(), specCapNames)(&specs.Spec{}); err != nil {
+	if err := WithCapabilities(nil, sc.GetCapabilities(), capNames)(&specs.Spec{}); err != nil {
 		return err
 	}
-	if err := specCheckAbsList(field+".masked_paths", sc.GetMaskedPaths()); err != nil {
+	if err := checkAbsList(field+".masked_paths", sc.GetMaskedPaths()); err != nil {
 		return err
 	}
-	if err := specCheckAbsList(field+".readonly_paths", sc.GetReadonlyPaths()); err != nil {
+	if err := checkAbsList(field+".readonly_paths", sc.GetReadonlyPaths()); err != nil {
 		return err
 	}
-	sp, err := specSeccompProfile(sc, false)
+	sp, err := seccompProfile(sc, false)
 	if err != nil {
 		return err
 	}
 	if sp != nil && sp.GetProfileType() != runtimeapi.SecurityProfile_Localhost && sp.GetLocalhostRef() != "" {
 		return errdefs.Invalid(field + ".seccomp.localhost_ref is only allowed with profile_type Localhost")
 	}
-	if sp.GetProfileType() == runtimeapi.SecurityProfile_Localhost && !specIsAbs(strings.TrimPrefix(sp.GetLocalhostRef(), "localhost/")) {
+	if sp.GetProfileType() == runtimeapi.SecurityProfile_Localhost && !isAbs(strings.TrimPrefix(sp.GetLocalhostRef(), "localhost/")) {
 		return errdefs.Invalid(fmt.Sprintf("%s.seccomp.localhost_ref %q must be an absolute path to a profile on the node", field, sp.GetLocalhostRef()))
 	}
-	ap, err := specAppArmorProfile(sc)
+	ap, err := appArmorProfile(sc)
 	if err != nil {
 		return err
 	}

@@ -1,4 +1,4 @@
-package oci
+package spec
 
 import (
 	"bufio"
@@ -35,7 +35,7 @@ func (OSHost) Devices(path string) ([]specs.LinuxDevice, error) {
 		return nil, &fs.PathError{Op: "stat", Path: path, Err: err}
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
-		d, ok := specDeviceFromStat(path, &st)
+		d, ok := deviceFromStat(path, &st)
 		if !ok {
 			return nil, fmt.Errorf("%s is not a device node", path)
 		}
@@ -69,7 +69,7 @@ func (OSHost) Devices(path string) ([]specs.LinuxDevice, error) {
 			}
 			return &fs.PathError{Op: "lstat", Path: p, Err: err}
 		}
-		if d, ok := specDeviceFromStat(p, &st); ok {
+		if d, ok := deviceFromStat(p, &st); ok {
 			out = append(out, d)
 		}
 		return nil
@@ -77,7 +77,7 @@ func (OSHost) Devices(path string) ([]specs.LinuxDevice, error) {
 	return out, err
 }
 
-func specDeviceFromStat(path string, st *unix.Stat_t) (specs.LinuxDevice, bool) {
+func deviceFromStat(path string, st *unix.Stat_t) (specs.LinuxDevice, bool) {
 	var typ string
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFCHR:
@@ -119,7 +119,7 @@ func BoundingCapabilities() ([]string, error) {
 		if err != nil {
 			return nil, fmt.Errorf("parse CapBnd in /proc/self/status: %w", err)
 		}
-		return SpecCapsFromMask(mask), nil
+		return CapsFromMask(mask), nil
 	}
 	if err := sc.Err(); err != nil {
 		return nil, err
@@ -127,11 +127,11 @@ func BoundingCapabilities() ([]string, error) {
 	return nil, errors.New("no CapBnd line in /proc/self/status")
 }
 
-// SpecCapsFromMask names the capabilities set in a kernel capability mask;
+// CapsFromMask names the capabilities set in a kernel capability mask;
 // bits Linux has no name for here are skipped.
-func SpecCapsFromMask(mask uint64) []string {
+func CapsFromMask(mask uint64) []string {
 	var caps []string
-	for i, name := range specCapNames {
+	for i, name := range capNames {
 		if mask&(1<<uint(i)) != 0 {
 			caps = append(caps, name)
 		}

@@ -1,4 +1,4 @@
-package oci
+package spec
 
 import (
 	"context"
@@ -65,7 +65,7 @@ func TestSpecAnnotationsAllowLists(t *testing.T) {
 		"io.kubernetes.cri.sandbox-cpu-period": "1",
 	}
 	newInput := func(host HostConfig) *ContainerInput {
-		in := specKubeletContainer()
+		in := kubeletContainer()
 		in.Host.PodAnnotations, in.Host.ContainerAnnotations = host.PodAnnotations, host.ContainerAnnotations
 		in.Config.Annotations = maps.Clone(hostile)
 		in.Config.Annotations["example.com/ctr"] = "c"

@@ -1,4 +1,4 @@
-package oci
+package spec
 
 import (
 	"errors"
@@ -24,9 +24,9 @@ type ResourceOptions struct {
 // WithResources maps CRI resources to the cgroup settings runc applies.
 // Like containerd, a memory limit without a swap limit also caps swap at the
 // same value (no swapping), when the host can limit swap.
-func WithResources(r *runtimeapi.LinuxContainerResources, o ResourceOptions) SpecOpt {
+func WithResources(r *runtimeapi.LinuxContainerResources, o ResourceOptions) Opt {
 	return func(s *specs.Spec) error {
-		specEnsureResources(s)
+		ensureResources(s)
 		res := s.Linux.Resources
 		if o.PidsLimit > 0 {
 			limit := o.PidsLimit
@@ -91,7 +91,7 @@ func WithResources(r *runtimeapi.LinuxContainerResources, o ResourceOptions) Spe
 // WithOOMScoreAdj sets oom_score_adj from the CRI resources, raised to min
 // when given: a process without CAP_SYS_RESOURCE cannot set a score below
 // its own, and runc would fail the create.
-func WithOOMScoreAdj(r *runtimeapi.LinuxContainerResources, min *int) SpecOpt {
+func WithOOMScoreAdj(r *runtimeapi.LinuxContainerResources, min *int) Opt {
 	return func(s *specs.Spec) error {
 		if r == nil {
 			return nil
@@ -103,15 +103,15 @@ func WithOOMScoreAdj(r *runtimeapi.LinuxContainerResources, min *int) SpecOpt {
 		if min != nil && adj < *min {
 			adj = *min
 		}
-		specEnsureProcess(s)
+		ensureProcess(s)
 		s.Process.OOMScoreAdj = &adj
 		return nil
 	}
 }
 
-// specDenyAllDevices is the first device cgroup rule: nothing is allowed
+// denyAllDevices is the first device cgroup rule: nothing is allowed
 // unless a later rule says so.
-func specDenyAllDevices() []specs.LinuxDeviceCgroup {
+func denyAllDevices() []specs.LinuxDeviceCgroup {
 	return []specs.LinuxDeviceCgroup{{Allow: false, Access: "rwm"}}
 }
 
@@ -119,9 +119,9 @@ func specDenyAllDevices() []specs.LinuxDeviceCgroup {
 // zero, full, random, urandom, tty, console, ptmx and the pty slaves), after
 // the deny-all rule. runc would add these anyway; listing them keeps the
 // spec self-describing for other runtimes.
-func WithDefaultDeviceRules() SpecOpt {
+func WithDefaultDeviceRules() Opt {
 	return func(s *specs.Spec) error {
-		specEnsureResources(s)
+		ensureResources(s)
 		c := func(major, minor int64) specs.LinuxDeviceCgroup {
 			r := specs.LinuxDeviceCgroup{Allow: true, Type: "c", Major: &major, Access: "rwm"}
 			if minor >= 0 {
@@ -151,19 +151,19 @@ type DeviceLookup func(hostPath string) ([]specs.LinuxDevice, error)
 // WithCRIDevices adds the CRI config's devices: the node is created in the
 // container at container_path and the device cgroup allows the given
 // permissions. A directory host path adds every device under it.
-func WithCRIDevices(devices []*runtimeapi.Device, lookup DeviceLookup) SpecOpt {
+func WithCRIDevices(devices []*runtimeapi.Device, lookup DeviceLookup) Opt {
 	return func(s *specs.Spec) error {
-		specEnsureResources(s)
+		ensureResources(s)
 		for i, d := range devices {
 			field := fmt.Sprintf("devices[%d]", i)
 			perms := d.GetPermissions()
 			if perms == "" || strings.Trim(perms, "rwm") != "" {
 				return errdefs.Invalid(fmt.Sprintf("%s.permissions %q must be a combination of r, w and m", field, perms))
 			}
-			if !specIsAbs(d.GetContainerPath()) {
+			if !isAbs(d.GetContainerPath()) {
 				return errdefs.Invalid(fmt.Sprintf("%s.container_path %q must be an absolute path", field, d.GetContainerPath()))
 			}
-			if !specIsAbs(d.GetHostPath()) {
+			if !isAbs(d.GetHostPath()) {
 				return errdefs.Invalid(fmt.Sprintf("%s.host_path %q must be an absolute path", field, d.GetHostPath()))
 			}
 			found, err := lookup(d.GetHostPath())

@@ -1,12 +1,11 @@
-// Package oci builds OCI runtime specs from CRI configs and drives the OCI
-// runtime binary (runc, runsc...) that runs them.
+// Package spec builds OCI runtime specs from CRI configs.
 //
 // Spec generation is a pure function of its input: every piece is a small
-// SpecOpt applied in order to a default spec, so each rule can be tested on
+// Opt applied in order to a default spec, so each rule can be tested on
 // its own. The only host access goes through HostFS (stat of mount sources,
 // device nodes, seccomp profile files) and the container rootfs (for
 // /etc/passwd and /etc/group, read confined to the rootfs).
-package oci
+package spec
 
 import (
 	"context"
@@ -20,12 +19,12 @@ import (
 	"github.com/berth-project/berth/internal/errdefs"
 )
 
-// SpecOpt changes one aspect of a spec. Options are applied in order; a later
+// Opt changes one aspect of a spec. Options are applied in order; a later
 // option sees what earlier ones did.
-type SpecOpt func(*specs.Spec) error
+type Opt func(*specs.Spec) error
 
-// ApplySpecOpts applies opts to s in order and stops at the first error.
-func ApplySpecOpts(s *specs.Spec, opts ...SpecOpt) error {
+// Apply applies opts to s in order and stops at the first error.
+func Apply(s *specs.Spec, opts ...Opt) error {
 	for _, o := range opts {
 		if err := o(s); err != nil {
 			return err
@@ -38,20 +37,20 @@ func ApplySpecOpts(s *specs.Spec, opts ...SpecOpt) error {
 // plugin uses, so that tools (NRI plugins, runsc, kata) that read them work
 // unchanged.
 const (
-	AnnotationContainerType      = "io.kubernetes.cri.container-type"
-	AnnotationSandboxID          = "io.kubernetes.cri.sandbox-id"
-	AnnotationSandboxName        = "io.kubernetes.cri.sandbox-name"
-	AnnotationSandboxNamespace   = "io.kubernetes.cri.sandbox-namespace"
-	AnnotationSandboxUID         = "io.kubernetes.cri.sandbox-uid"
-	AnnotationSandboxLogDir      = "io.kubernetes.cri.sandbox-log-directory"
-	AnnotationContainerName      = "io.kubernetes.cri.container-name"
-	AnnotationImageName          = "io.kubernetes.cri.image-name"
-	ContainerTypeContainer       = "container"
-	ContainerTypeSandbox         = "sandbox"
-	specCRIAnnotationPrefix      = "io.kubernetes.cri."
-	specDefaultSandboxCPUShares  = 2
-	specDefaultPauseUID          = 65535
-	specDefaultRootfsPathInSpecs = "rootfs"
+	AnnotationContainerType    = "io.kubernetes.cri.container-type"
+	AnnotationSandboxID        = "io.kubernetes.cri.sandbox-id"
+	AnnotationSandboxName      = "io.kubernetes.cri.sandbox-name"
+	AnnotationSandboxNamespace = "io.kubernetes.cri.sandbox-namespace"
+	AnnotationSandboxUID       = "io.kubernetes.cri.sandbox-uid"
+	AnnotationSandboxLogDir    = "io.kubernetes.cri.sandbox-log-directory"
+	AnnotationContainerName    = "io.kubernetes.cri.container-name"
+	AnnotationImageName        = "io.kubernetes.cri.image-name"
+	ContainerTypeContainer     = "container"
+	ContainerTypeSandbox       = "sandbox"
+	criAnnotationPrefix        = "io.kubernetes.cri."
+	defaultSandboxCPUShares    = 2
+	defaultPauseUID            = 65535
+	defaultRootfsPathInSpecs   = "rootfs"
 )
 
 // ImageInfo is what spec generation needs from the image: its config
@@ -250,11 +249,11 @@ func DefaultReadonlyPaths() []string {
 	}
 }
 
-// specBase is the starting point every spec is built from: no process args,
+// baseSpec is the starting point every spec is built from: no process args,
 // root user, default caps, deny-all devices, new mount namespace.
-func specBase(rootfs string, caps []string) *specs.Spec {
+func baseSpec(rootfs string, caps []string) *specs.Spec {
 	if rootfs == "" {
-		rootfs = specDefaultRootfsPathInSpecs
+		rootfs = defaultRootfsPathInSpecs
 	}
 	return &specs.Spec{
 		Version: specs.Version,
@@ -267,12 +266,12 @@ func specBase(rootfs string, caps []string) *specs.Spec {
 				Permitted: append([]string(nil), caps...),
 			},
 		},
-		Mounts: specDefaultMounts(),
+		Mounts: defaultMounts(),
 		Linux: &specs.Linux{
 			MaskedPaths:   DefaultMaskedPaths(),
 			ReadonlyPaths: DefaultReadonlyPaths(),
 			Resources: &specs.LinuxResources{
-				Devices: specDenyAllDevices(),
+				Devices: denyAllDevices(),
 			},
 			Namespaces: []specs.LinuxNamespace{{Type: specs.MountNamespace}},
 		},
@@ -305,29 +304,29 @@ func GenerateContainerSpec(ctx context.Context, in *ContainerInput) (*specs.Spec
 		hostname = host.NodeHostname
 	}
 
-	userstr, err := specUserString(sc, in.Image.User)
+	userstr, err := userString(sc, in.Image.User)
 	if err != nil {
 		return nil, err
 	}
 	// Group membership is looked up by the user part only, as containerd does.
-	memberOf := specUserPart(userstr)
+	memberOf := userPart(userstr)
 
-	seccompProfile, err := specSeccompProfile(sc, host.SeccompDefaultWhenUnset)
+	seccompProfile, err := seccompProfile(sc, host.SeccompDefaultWhenUnset)
 	if err != nil {
 		return nil, err
 	}
-	apparmorProfile, err := specAppArmorProfile(sc)
+	apparmorProfile, err := appArmorProfile(sc)
 	if err != nil {
 		return nil, err
 	}
-	podFiles := specPodFileMounts(in)
+	podFiles := podFileMounts(in)
 	nsOpts := sc.GetNamespaceOptions()
 
-	opts := []SpecOpt{
+	opts := []Opt{
 		WithProcessArgs(cfg.GetCommand(), cfg.GetArgs(), in.Image.Entrypoint, in.Image.Cmd),
 		WithDefaultPathEnv(),
 		WithEnv([]string{"HOSTNAME=" + hostname}),
-		WithEnv(specMergeEnv(in.Image.Env, cfg.GetEnvs())),
+		WithEnv(mergeEnv(in.Image.Env, cfg.GetEnvs())),
 		WithWorkingDir(cfg.GetWorkingDir(), in.Image.WorkingDir),
 		WithTerminal(cfg.GetTty()),
 		WithUser(ctx, in.RootfsPath, userstr),
@@ -373,7 +372,7 @@ func GenerateContainerSpec(ctx context.Context, in *ContainerInput) (*specs.Spec
 		WithOOMScoreAdj(cfg.GetLinux().GetResources(), host.OOMScoreAdjMin),
 		WithCgroupsPath(in.CgroupsPath),
 	)
-	nsOpt, err := specContainerNamespaces(in.Sandbox.GetLinux().GetSecurityContext().GetNamespaceOptions(), nsOpts, in.Namespaces, in.TargetPIDNamespace)
+	nsOpt, err := containerNamespaces(in.Sandbox.GetLinux().GetSecurityContext().GetNamespaceOptions(), nsOpts, in.Namespaces, in.TargetPIDNamespace)
 	if err != nil {
 		return nil, err
 	}
@@ -392,14 +391,14 @@ func GenerateContainerSpec(ctx context.Context, in *ContainerInput) (*specs.Spec
 		// berth's own last, so a client cannot forge them.
 		WithAnnotations(FilterAnnotations(host.PodAnnotations, in.Sandbox.GetAnnotations())),
 		WithAnnotations(FilterAnnotations(host.ContainerAnnotations, cfg.GetAnnotations())),
-		WithAnnotations(specCRIAnnotations(ContainerTypeContainer, in.SandboxID, in.Sandbox, map[string]string{
+		WithAnnotations(criAnnotations(ContainerTypeContainer, in.SandboxID, in.Sandbox, map[string]string{
 			AnnotationContainerName: cfg.GetMetadata().GetName(),
 			AnnotationImageName:     in.Image.Name,
 		})),
 	)
 
-	s := specBase(in.RootfsPath, host.defaultCaps())
-	if err := ApplySpecOpts(s, opts...); err != nil {
+	s := baseSpec(in.RootfsPath, host.defaultCaps())
+	if err := Apply(s, opts...); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -427,7 +426,7 @@ func GenerateSandboxSpec(in *SandboxInput) (*specs.Spec, error) {
 	// always gets one: the pod's own Localhost profile, else RuntimeDefault
 	// (even for pods that ask for Unconfined, which is meant for their
 	// containers).
-	seccompProfile, err := specSeccompProfileFrom(sc.GetSeccomp(), sc.GetSeccompProfilePath())
+	seccompProfile, err := seccompProfileFrom(sc.GetSeccomp(), sc.GetSeccompProfilePath())
 	if err != nil {
 		return nil, err
 	}
@@ -435,16 +434,16 @@ func GenerateSandboxSpec(in *SandboxInput) (*specs.Spec, error) {
 		seccompProfile = &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_RuntimeDefault}
 	}
 	adj := -998 // kubelet's sandbox score
-	uid := int64(specDefaultPauseUID)
+	uid := int64(defaultPauseUID)
 
-	opts := []SpecOpt{
+	opts := []Opt{
 		WithProcessArgs(args, nil, nil, nil),
 		WithUser(context.Background(), "", strconv.FormatInt(uid, 10)+":"+strconv.FormatInt(uid, 10)),
 		WithCapabilities(nil, &runtimeapi.Capability{DropCapabilities: []string{"ALL"}}, host.AllCapabilities),
 		WithNoNewPrivileges(true),
 		WithReadonlyRootfs(true),
 		WithDefaultDeviceRules(),
-		WithResources(&runtimeapi.LinuxContainerResources{CpuShares: specDefaultSandboxCPUShares}, ResourceOptions{}),
+		WithResources(&runtimeapi.LinuxContainerResources{CpuShares: defaultSandboxCPUShares}, ResourceOptions{}),
 		WithOOMScoreAdj(&runtimeapi.LinuxContainerResources{OomScoreAdj: int64(adj)}, host.OOMScoreAdjMin),
 		WithCgroupsPath(in.CgroupsPath),
 		WithNamespace(specs.PIDNamespace, ""),
@@ -467,20 +466,20 @@ func GenerateSandboxSpec(in *SandboxInput) (*specs.Spec, error) {
 	opts = append(opts,
 		WithSeccomp(seccompProfile, false, host.fs().ReadFile),
 		WithAnnotations(FilterAnnotations(host.PodAnnotations, in.Config.GetAnnotations())),
-		WithAnnotations(specCRIAnnotations(ContainerTypeSandbox, in.ID, in.Config, map[string]string{
+		WithAnnotations(criAnnotations(ContainerTypeSandbox, in.ID, in.Config, map[string]string{
 			AnnotationSandboxLogDir: in.Config.GetLogDirectory(),
 		})),
 	)
-	s := specBase(in.RootfsPath, nil)
+	s := baseSpec(in.RootfsPath, nil)
 	s.Process.Capabilities = &specs.LinuxCapabilities{}
-	if err := ApplySpecOpts(s, opts...); err != nil {
+	if err := Apply(s, opts...); err != nil {
 		return nil, err
 	}
 	return s, nil
 }
 
-// specCRIAnnotations are the io.kubernetes.cri.* annotations containerd sets.
-func specCRIAnnotations(kind, sandboxID string, sb *runtimeapi.PodSandboxConfig, extra map[string]string) map[string]string {
+// criAnnotations are the io.kubernetes.cri.* annotations containerd sets.
+func criAnnotations(kind, sandboxID string, sb *runtimeapi.PodSandboxConfig, extra map[string]string) map[string]string {
 	a := map[string]string{
 		AnnotationContainerType:    kind,
 		AnnotationSandboxID:        sandboxID,
@@ -495,7 +494,7 @@ func specCRIAnnotations(kind, sandboxID string, sb *runtimeapi.PodSandboxConfig,
 }
 
 // WithAnnotations adds annotations, replacing existing keys.
-func WithAnnotations(a map[string]string) SpecOpt {
+func WithAnnotations(a map[string]string) Opt {
 	return func(s *specs.Spec) error {
 		if len(a) == 0 {
 			return nil
@@ -512,39 +511,39 @@ func WithAnnotations(a map[string]string) SpecOpt {
 
 // WithCgroupsPath sets linux.cgroupsPath (computed by the caller for the
 // cgroup driver in use).
-func WithCgroupsPath(p string) SpecOpt {
+func WithCgroupsPath(p string) Opt {
 	return func(s *specs.Spec) error {
-		specEnsureLinux(s)
+		ensureLinux(s)
 		s.Linux.CgroupsPath = p
 		return nil
 	}
 }
 
-func specEnsureLinux(s *specs.Spec) {
+func ensureLinux(s *specs.Spec) {
 	if s.Linux == nil {
 		s.Linux = &specs.Linux{}
 	}
 }
 
-func specEnsureResources(s *specs.Spec) {
-	specEnsureLinux(s)
+func ensureResources(s *specs.Spec) {
+	ensureLinux(s)
 	if s.Linux.Resources == nil {
 		s.Linux.Resources = &specs.LinuxResources{}
 	}
 }
 
-func specEnsureProcess(s *specs.Spec) {
+func ensureProcess(s *specs.Spec) {
 	if s.Process == nil {
 		s.Process = &specs.Process{Cwd: "/"}
 	}
 }
 
-func specEnsureCaps(s *specs.Spec) {
-	specEnsureProcess(s)
+func ensureCaps(s *specs.Spec) {
+	ensureProcess(s)
 	if s.Process.Capabilities == nil {
 		s.Process.Capabilities = &specs.LinuxCapabilities{}
 	}
 }
 
-// specIsAbs reports whether p is an absolute container (Linux) path.
-func specIsAbs(p string) bool { return path.IsAbs(p) }
+// isAbs reports whether p is an absolute container (Linux) path.
+func isAbs(p string) bool { return path.IsAbs(p) }

@@ -1,4 +1,4 @@
-package oci
+package spec
 
 import (
 	"fmt"
@@ -11,9 +11,9 @@ import (
 
 // WithNamespace gives the process a namespace of type t: a new one when p
 // is empty, else the one at p. It replaces any earlier entry of that type.
-func WithNamespace(t specs.LinuxNamespaceType, p string) SpecOpt {
+func WithNamespace(t specs.LinuxNamespaceType, p string) Opt {
 	return func(s *specs.Spec) error {
-		specEnsureLinux(s)
+		ensureLinux(s)
 		for i := range s.Linux.Namespaces {
 			if s.Linux.Namespaces[i].Type == t {
 				s.Linux.Namespaces[i].Path = p
@@ -27,7 +27,7 @@ func WithNamespace(t specs.LinuxNamespaceType, p string) SpecOpt {
 
 // WithoutNamespace removes namespace type t: the process stays in the
 // host's (berthd's) namespace of that type.
-func WithoutNamespace(t specs.LinuxNamespaceType) SpecOpt {
+func WithoutNamespace(t specs.LinuxNamespaceType) Opt {
 	return func(s *specs.Spec) error {
 		if s.Linux == nil {
 			return nil
@@ -45,7 +45,7 @@ func WithoutNamespace(t specs.LinuxNamespaceType) SpecOpt {
 
 // WithHostname sets the UTS hostname. Only for a spec that creates its own
 // UTS namespace: runc refuses a hostname when joining one.
-func WithHostname(h string) SpecOpt {
+func WithHostname(h string) Opt {
 	return func(s *specs.Spec) error {
 		if h == "" {
 			return nil
@@ -62,7 +62,7 @@ func WithHostname(h string) SpecOpt {
 	}
 }
 
-// specContainerNamespaces places a container in its pod's namespaces: the
+// containerNamespaces places a container in its pod's namespaces: the
 // pod's pinned net/uts/ipc (or the host's for host network/IPC) and a PID
 // namespace of its own, the pod's shared one, a target container's, or the
 // host's. Network and IPC follow the pod's options, whatever the container's
@@ -70,9 +70,9 @@ func WithHostname(h string) SpecOpt {
 // empty in host-network pods); PID follows the container's, or the host's
 // when the pod is on the host PID namespace. The hostname is never set: the
 // container joins the pod's UTS namespace, where the sandbox set it.
-func specContainerNamespaces(pod, o *runtimeapi.NamespaceOption, ns SandboxNamespaces, target string) (SpecOpt, error) {
+func containerNamespaces(pod, o *runtimeapi.NamespaceOption, ns SandboxNamespaces, target string) (Opt, error) {
 	const field = "linux.security_context.namespace_options"
-	var opts []SpecOpt
+	var opts []Opt
 	switch pod.GetNetwork() {
 	case runtimeapi.NamespaceMode_NODE:
 		// Host network pods also use the host's UTS namespace (hostname).
@@ -124,5 +124,5 @@ func specContainerNamespaces(pod, o *runtimeapi.NamespaceOption, ns SandboxNames
 	if u := o.GetUsernsOptions(); u != nil && u.GetMode() != runtimeapi.NamespaceMode_NODE {
 		return nil, errdefs.Invalid(field + ".userns_options: user namespaces are not supported by berth")
 	}
-	return func(s *specs.Spec) error { return ApplySpecOpts(s, opts...) }, nil
+	return func(s *specs.Spec) error { return Apply(s, opts...) }, nil
 }

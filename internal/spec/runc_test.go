@@ -1,4 +1,4 @@
-package oci
+package spec
 
 import (
 	"bytes"
@@ -18,15 +18,15 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
-// specRuncEnv is a busybox rootfs and a pod's pinned namespaces, made the
+// runcEnv is a busybox rootfs and a pod's pinned namespaces, made the
 // way the sandbox package makes them, for running generated specs with the
 // real runc.
-type specRuncEnv struct {
+type runcEnv struct {
 	runc, root, rootfs, pod string
 	ns                      SandboxNamespaces
 }
 
-func specNewRuncEnv(t *testing.T) *specRuncEnv {
+func newRuncEnv(t *testing.T) *runcEnv {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root")
@@ -43,7 +43,7 @@ func specNewRuncEnv(t *testing.T) *specRuncEnv {
 		t.Skip("busybox not installed")
 	}
 	dir := t.TempDir()
-	e := &specRuncEnv{runc: runc, root: filepath.Join(dir, "runc"), rootfs: filepath.Join(dir, "rootfs"), pod: filepath.Join(dir, "pod")}
+	e := &runcEnv{runc: runc, root: filepath.Join(dir, "runc"), rootfs: filepath.Join(dir, "rootfs"), pod: filepath.Join(dir, "pod")}
 	for _, d := range []string{"bin", "etc", "data", "home/app"} {
 		if err := os.MkdirAll(filepath.Join(e.rootfs, d), 0o755); err != nil {
 			t.Fatal(err)
@@ -96,7 +96,7 @@ func specNewRuncEnv(t *testing.T) *specRuncEnv {
 
 // run writes s into a bundle and runs it in the foreground with runc,
 // returning stdout; the container is deleted afterwards.
-func (e *specRuncEnv) run(t *testing.T, id string, s *specs.Spec) string {
+func (e *runcEnv) run(t *testing.T, id string, s *specs.Spec) string {
 	t.Helper()
 	bundle := filepath.Join(t.TempDir(), id)
 	if err := os.MkdirAll(bundle, 0o755); err != nil {
@@ -127,7 +127,7 @@ func (e *specRuncEnv) run(t *testing.T, id string, s *specs.Spec) string {
 }
 
 func TestGeneratedSpecsRunWithRunc(t *testing.T) {
-	e := specNewRuncEnv(t)
+	e := newRuncEnv(t)
 	all, err := BoundingCapabilities()
 	if err != nil {
 		t.Fatal(err)
@@ -157,7 +157,7 @@ func TestGeneratedSpecsRunWithRunc(t *testing.T) {
 	})
 
 	t.Run("restricted container", func(t *testing.T) {
-		in := specKubeletContainer()
+		in := kubeletContainer()
 		in.ID = id
 		in.RootfsPath = e.rootfs
 		in.Namespaces = e.ns
@@ -199,7 +199,7 @@ func TestGeneratedSpecsRunWithRunc(t *testing.T) {
 	})
 
 	t.Run("localhost seccomp profile", func(t *testing.T) {
-		in := specKubeletContainer()
+		in := kubeletContainer()
 		in.ID = id + "-l"
 		in.RootfsPath = e.rootfs
 		in.Namespaces = e.ns
@@ -224,7 +224,7 @@ func TestGeneratedSpecsRunWithRunc(t *testing.T) {
 	t.Run("pause sandbox", func(t *testing.T) {
 		in := &SandboxInput{
 			ID:          id + "-p",
-			Config:      specKubeletSandbox(),
+			Config:      kubeletSandbox(),
 			RootfsPath:  e.rootfs,
 			Args:        []string{"/bin/sh", "-c", "id -u; grep -E '^(CapEff|NoNewPrivs|Seccomp):' /proc/self/status; echo $$"},
 			Namespaces:  e.ns,

@@ -1,4 +1,4 @@
-package oci
+package spec
 
 import (
 	"bytes"
@@ -16,44 +16,44 @@ import (
 	"github.com/berth-project/berth/internal/errdefs"
 )
 
-var specUpdate = flag.Bool("update", false, "rewrite the golden spec files in testdata")
+var updateGolden = flag.Bool("update", false, "rewrite the golden spec files in testdata")
 
 const (
-	specTestSandboxID   = "78c7168872b7de5187e0168d84ce97c0c6945005f19b09d1803fdc3e496d8747"
-	specTestContainerID = "c89d7637be124309d2d36856df1b64e661acbe4c1f2100fee581feab9c21a3f3"
-	specTestPodUID      = "119a5700db2779af2f1d3b1714ddc0d1"
-	specTestSandboxDir  = "/var/lib/berth/sandboxes/" + specTestSandboxID
+	testSandboxID   = "78c7168872b7de5187e0168d84ce97c0c6945005f19b09d1803fdc3e496d8747"
+	testContainerID = "c89d7637be124309d2d36856df1b64e661acbe4c1f2100fee581feab9c21a3f3"
+	testPodUID      = "119a5700db2779af2f1d3b1714ddc0d1"
+	testSandboxDir  = "/var/lib/berth/sandboxes/" + testSandboxID
 )
 
-// specTestHostConfig is a fixed host: every capability, no AppArmor, a
+// testHostConfig is a fixed host: every capability, no AppArmor, a
 // cgroup v1 host like the test machines.
-func specTestHostConfig() HostConfig {
+func testHostConfig() HostConfig {
 	return HostConfig{
-		AllCapabilities: slices.Clone(specCapNames),
+		AllCapabilities: slices.Clone(capNames),
 		NodeHostname:    "node1",
-		FS: specFakeHost{
+		FS: fakeHost{
 			paths: map[string]bool{
-				"/var/lib/kubelet/pods/" + specTestPodUID + "/etc-hosts":                  true,
-				"/var/lib/kubelet/pods/" + specTestPodUID + "/containers/ticker/e73dd10f": true,
+				"/var/lib/kubelet/pods/" + testPodUID + "/etc-hosts":                  true,
+				"/var/lib/kubelet/pods/" + testPodUID + "/containers/ticker/e73dd10f": true,
 			},
 			devices: map[string][]specs.LinuxDevice{
-				"/dev": {specTestDev("/dev/null", "c", 1, 3), specTestDev("/dev/sda", "b", 8, 0), specTestDev("/dev/kmsg", "c", 1, 11)},
+				"/dev": {testDev("/dev/null", "c", 1, 3), testDev("/dev/sda", "b", 8, 0), testDev("/dev/kmsg", "c", 1, 11)},
 			},
 		},
 	}
 }
 
-// specKubeletSandbox is the sandbox config kubelet sends for the reference
+// kubeletSandbox is the sandbox config kubelet sends for the reference
 // pod: a static BestEffort pod "ticker-vm" with its own network.
-func specKubeletSandbox() *runtimeapi.PodSandboxConfig {
+func kubeletSandbox() *runtimeapi.PodSandboxConfig {
 	return &runtimeapi.PodSandboxConfig{
-		Metadata:     &runtimeapi.PodSandboxMetadata{Name: "ticker-vm", Namespace: "default", Uid: specTestPodUID},
+		Metadata:     &runtimeapi.PodSandboxMetadata{Name: "ticker-vm", Namespace: "default", Uid: testPodUID},
 		Hostname:     "ticker-vm",
-		LogDirectory: "/var/log/pods/default_ticker-vm_" + specTestPodUID,
+		LogDirectory: "/var/log/pods/default_ticker-vm_" + testPodUID,
 		DnsConfig:    &runtimeapi.DNSConfig{Servers: []string{"10.0.0.10"}},
 		Labels:       map[string]string{"io.kubernetes.pod.name": "ticker-vm"},
 		Linux: &runtimeapi.LinuxPodSandboxConfig{
-			CgroupParent: "/kubepods/besteffort/pod" + specTestPodUID,
+			CgroupParent: "/kubepods/besteffort/pod" + testPodUID,
 			SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{
 				NamespaceOptions: &runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_CONTAINER},
 				Seccomp:          &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_RuntimeDefault},
@@ -62,21 +62,21 @@ func specKubeletSandbox() *runtimeapi.PodSandboxConfig {
 	}
 }
 
-// specKubeletContainer is the container config kubelet 1.37 sends for the
+// kubeletContainer is the container config kubelet 1.37 sends for the
 // reference pod's busybox "sh" loop.
-func specKubeletContainer() *ContainerInput {
-	sb := specKubeletSandbox()
+func kubeletContainer() *ContainerInput {
+	sb := kubeletSandbox()
 	return &ContainerInput{
-		ID:        specTestContainerID,
-		SandboxID: specTestSandboxID,
+		ID:        testContainerID,
+		SandboxID: testSandboxID,
 		Sandbox:   sb,
 		Config: &runtimeapi.ContainerConfig{
 			Metadata: &runtimeapi.ContainerMetadata{Name: "ticker"},
 			Image:    &runtimeapi.ImageSpec{Image: "sha256:3f57d9401f8d42f986df300f0c69192fc41da28ccc8d797829467780db3dd741"},
 			Command:  []string{"sh", "-c", "while true; do echo tick; sleep 2; done"},
 			Mounts: []*runtimeapi.Mount{
-				{ContainerPath: "/etc/hosts", HostPath: "/var/lib/kubelet/pods/" + specTestPodUID + "/etc-hosts"},
-				{ContainerPath: "/dev/termination-log", HostPath: "/var/lib/kubelet/pods/" + specTestPodUID + "/containers/ticker/e73dd10f"},
+				{ContainerPath: "/etc/hosts", HostPath: "/var/lib/kubelet/pods/" + testPodUID + "/etc-hosts"},
+				{ContainerPath: "/dev/termination-log", HostPath: "/var/lib/kubelet/pods/" + testPodUID + "/containers/ticker/e73dd10f"},
 			},
 			LogPath: "ticker/0.log",
 			Labels:  map[string]string{"io.kubernetes.container.name": "ticker"},
@@ -106,22 +106,22 @@ func specKubeletContainer() *ContainerInput {
 		RootfsPath: "testdata/rootfs",
 		Namespaces: SandboxNamespaces{
 			Net: "/run/berth/netns/cni-3a41345e-87ef-1518-69d8-4b4e0dcfbeef",
-			IPC: specTestSandboxDir + "/ns/ipc",
-			UTS: specTestSandboxDir + "/ns/uts",
+			IPC: testSandboxDir + "/ns/ipc",
+			UTS: testSandboxDir + "/ns/uts",
 		},
-		HostnamePath: specTestSandboxDir + "/hostname",
-		HostsPath:    specTestSandboxDir + "/hosts",
-		ResolvPath:   specTestSandboxDir + "/resolv.conf",
-		ShmPath:      "/run/berth/sandboxes/" + specTestSandboxID + "/shm",
-		CgroupsPath:  "/kubepods/besteffort/pod" + specTestPodUID + "/" + specTestContainerID,
-		Host:         specTestHostConfig(),
+		HostnamePath: testSandboxDir + "/hostname",
+		HostsPath:    testSandboxDir + "/hosts",
+		ResolvPath:   testSandboxDir + "/resolv.conf",
+		ShmPath:      "/run/berth/sandboxes/" + testSandboxID + "/shm",
+		CgroupsPath:  "/kubepods/besteffort/pod" + testPodUID + "/" + testContainerID,
+		Host:         testHostConfig(),
 	}
 }
 
-// specGolden compares s with testdata/name (rewritten with -update). The
+// checkGolden compares s with testdata/name (rewritten with -update). The
 // default seccomp rules depend on the kernel and architecture, so only
 // their presence is compared.
-func specGolden(t *testing.T, name string, s *specs.Spec) {
+func checkGolden(t *testing.T, name string, s *specs.Spec) {
 	t.Helper()
 	c := *s
 	if s.Linux != nil && s.Linux.Seccomp != nil {
@@ -140,7 +140,7 @@ func specGolden(t *testing.T, name string, s *specs.Spec) {
 	}
 	got = append(got, '\n')
 	file := filepath.Join("testdata", name)
-	if *specUpdate {
+	if *updateGolden {
 		if err := os.WriteFile(file, got, 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -155,7 +155,7 @@ func specGolden(t *testing.T, name string, s *specs.Spec) {
 	}
 }
 
-func specReadReference(t *testing.T, name string) *specs.Spec {
+func readReference(t *testing.T, name string) *specs.Spec {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join("testdata", name))
 	if err != nil {
@@ -169,15 +169,15 @@ func specReadReference(t *testing.T, name string) *specs.Spec {
 }
 
 func TestGoldenBestEffortContainer(t *testing.T) {
-	s, err := GenerateContainerSpec(context.Background(), specKubeletContainer())
+	s, err := GenerateContainerSpec(context.Background(), kubeletContainer())
 	if err != nil {
 		t.Fatal(err)
 	}
-	specGolden(t, "container-besteffort.json", s)
+	checkGolden(t, "container-besteffort.json", s)
 }
 
 func TestGoldenPrivilegedContainer(t *testing.T) {
-	in := specKubeletContainer()
+	in := kubeletContainer()
 	in.Sandbox.Linux.SecurityContext.Privileged = true
 	sc := in.Config.Linux.SecurityContext
 	sc.Privileged = true
@@ -192,33 +192,33 @@ func TestGoldenPrivilegedContainer(t *testing.T) {
 	if !slices.Equal(s.Process.Capabilities.Bounding, in.Host.AllCapabilities) {
 		t.Fatalf("privileged caps %v", s.Process.Capabilities.Bounding)
 	}
-	specGolden(t, "container-privileged.json", s)
+	checkGolden(t, "container-privileged.json", s)
 
 	in.Sandbox.Linux.SecurityContext.Privileged = false
 	_, err = GenerateContainerSpec(context.Background(), in)
-	specWantInvalid(t, err, "privileged")
+	wantInvalid(t, err, "privileged")
 }
 
 func TestGoldenSandbox(t *testing.T) {
 	in := &SandboxInput{
-		ID:         specTestSandboxID,
-		Config:     specKubeletSandbox(),
+		ID:         testSandboxID,
+		Config:     kubeletSandbox(),
 		RootfsPath: "/usr/lib/berth/pause",
 		Namespaces: SandboxNamespaces{
 			Net: "/run/berth/netns/cni-3a41345e-87ef-1518-69d8-4b4e0dcfbeef",
-			IPC: specTestSandboxDir + "/ns/ipc",
-			UTS: specTestSandboxDir + "/ns/uts",
+			IPC: testSandboxDir + "/ns/ipc",
+			UTS: testSandboxDir + "/ns/uts",
 		},
-		CgroupsPath: "/kubepods/besteffort/pod" + specTestPodUID + "/" + specTestSandboxID,
-		Host:        specTestHostConfig(),
+		CgroupsPath: "/kubepods/besteffort/pod" + testPodUID + "/" + testSandboxID,
+		Host:        testHostConfig(),
 	}
 	s, err := GenerateSandboxSpec(in)
 	if err != nil {
 		t.Fatal(err)
 	}
-	specGolden(t, "sandbox-pause.json", s)
+	checkGolden(t, "sandbox-pause.json", s)
 
-	ref := specReadReference(t, "reference-containerd-1.6.20-sandbox.json")
+	ref := readReference(t, "reference-containerd-1.6.20-sandbox.json")
 	if s.Process.User.UID != ref.Process.User.UID || !s.Process.NoNewPrivileges || !s.Root.Readonly || s.Linux.Seccomp == nil {
 		t.Fatalf("pause spec less strict than containerd's: user %+v nnp %v", s.Process.User, s.Process.NoNewPrivileges)
 	}
@@ -243,11 +243,11 @@ func TestGoldenSandbox(t *testing.T) {
 // against the spec containerd 1.6.20 generated for the same pod: same
 // process, and nothing that grants more.
 func TestBestEffortAtLeastAsSafeAsContainerd(t *testing.T) {
-	s, err := GenerateContainerSpec(context.Background(), specKubeletContainer())
+	s, err := GenerateContainerSpec(context.Background(), kubeletContainer())
 	if err != nil {
 		t.Fatal(err)
 	}
-	ref := specReadReference(t, "reference-containerd-1.6.20-container.json")
+	ref := readReference(t, "reference-containerd-1.6.20-container.json")
 
 	if !slices.Equal(s.Process.Args, ref.Process.Args) || !slices.Equal(s.Process.Env, ref.Process.Env) || s.Process.Cwd != ref.Process.Cwd {
 		t.Fatalf("process differs: %q %q %q", s.Process.Args, s.Process.Env, s.Process.Cwd)
@@ -308,7 +308,7 @@ func TestBestEffortAtLeastAsSafeAsContainerd(t *testing.T) {
 	}
 	// Mounts: every destination containerd had, read-only where it was.
 	for _, rm := range ref.Mounts {
-		m := specMountByDest(s, rm.Destination)
+		m := mountByDest(s, rm.Destination)
 		if m == nil {
 			t.Errorf("mount %s missing", rm.Destination)
 			continue
@@ -369,8 +369,8 @@ func equalNSMaps(a, b map[specs.LinuxNamespaceType]bool) bool {
 
 func TestGenerateContainerSpecVariants(t *testing.T) {
 	t.Run("run as user with merge and readonly rootfs", func(t *testing.T) {
-		in := specKubeletContainer()
-		in.RootfsPath = specTestRootfs(t)
+		in := kubeletContainer()
+		in.RootfsPath = testRootfs(t)
 		sc := in.Config.Linux.SecurityContext
 		sc.RunAsUser = &runtimeapi.Int64Value{Value: 1000}
 		sc.SupplementalGroups = []int64{3000}
@@ -398,13 +398,13 @@ func TestGenerateContainerSpecVariants(t *testing.T) {
 			t.Fatalf("caps %v", s.Process.Capabilities.Bounding)
 		}
 		for _, dst := range []string{"/etc/hostname", "/etc/resolv.conf"} {
-			if m := specMountByDest(s, dst); m == nil || !slices.Contains(m.Options, "ro") {
+			if m := mountByDest(s, dst); m == nil || !slices.Contains(m.Options, "ro") {
 				t.Fatalf("%s = %+v, want read-only with a read-only rootfs", dst, m)
 			}
 		}
 	})
 	t.Run("host network, ipc and pid", func(t *testing.T) {
-		in := specKubeletContainer()
+		in := kubeletContainer()
 		in.Sandbox.Hostname = ""
 		host := &runtimeapi.NamespaceOption{Network: runtimeapi.NamespaceMode_NODE, Ipc: runtimeapi.NamespaceMode_NODE, Pid: runtimeapi.NamespaceMode_NODE}
 		in.Sandbox.Linux.SecurityContext.NamespaceOptions = host
@@ -417,7 +417,7 @@ func TestGenerateContainerSpecVariants(t *testing.T) {
 		if len(s.Linux.Namespaces) != 1 || s.Linux.Namespaces[0].Type != specs.MountNamespace {
 			t.Fatalf("namespaces %v", s.Linux.Namespaces)
 		}
-		if m := specMountByDest(s, "/dev/shm"); m == nil || m.Source != "/dev/shm" {
+		if m := mountByDest(s, "/dev/shm"); m == nil || m.Source != "/dev/shm" {
 			t.Fatalf("host IPC /dev/shm = %+v", m)
 		}
 		if !slices.Contains(s.Process.Env, "HOSTNAME=node1") {
@@ -425,7 +425,7 @@ func TestGenerateContainerSpecVariants(t *testing.T) {
 		}
 	})
 	t.Run("shared pid and sysctls and seccomp default", func(t *testing.T) {
-		in := specKubeletContainer()
+		in := kubeletContainer()
 		in.Config.Linux.SecurityContext.NamespaceOptions.Pid = runtimeapi.NamespaceMode_POD
 		in.Config.Linux.SecurityContext.Seccomp = nil
 		in.Host.SeccompDefaultWhenUnset = true
@@ -449,7 +449,7 @@ func TestGenerateContainerSpecVariants(t *testing.T) {
 		}
 	})
 	t.Run("cgroup namespace on cgroup v2", func(t *testing.T) {
-		in := specKubeletContainer()
+		in := kubeletContainer()
 		in.Host.CgroupNamespace = true
 		s, err := GenerateContainerSpec(context.Background(), in)
 		if err != nil {
@@ -491,18 +491,18 @@ func TestGenerateContainerSpecVariants(t *testing.T) {
 			},
 		} {
 			t.Run(name, func(t *testing.T) {
-				in := specKubeletContainer()
+				in := kubeletContainer()
 				mention := mutate(in)
 				_, err := GenerateContainerSpec(context.Background(), in)
-				specWantInvalid(t, err, mention)
+				wantInvalid(t, err, mention)
 			})
 		}
 	})
 }
 
 func TestValidateContainerConfig(t *testing.T) {
-	logDir := "/var/log/pods/default_ticker-vm_" + specTestPodUID
-	if err := ValidateContainerConfig(specKubeletContainer().Config, logDir); err != nil {
+	logDir := "/var/log/pods/default_ticker-vm_" + testPodUID
+	if err := ValidateContainerConfig(kubeletContainer().Config, logDir); err != nil {
 		t.Fatal(err)
 	}
 	for name, tc := range map[string]struct {
@@ -543,14 +543,14 @@ func TestValidateContainerConfig(t *testing.T) {
 		}, "apparmor_profile"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			c := specKubeletContainer().Config
+			c := kubeletContainer().Config
 			tc.mutate(c)
 			err := ValidateContainerConfig(c, logDir)
-			specWantInvalid(t, err, tc.mention)
+			wantInvalid(t, err, tc.mention)
 		})
 	}
 	// "ALL" is fine without knowing the node's bounding set.
-	c := specKubeletContainer().Config
+	c := kubeletContainer().Config
 	c.Linux.SecurityContext.Capabilities = &runtimeapi.Capability{AddCapabilities: []string{"ALL"}}
 	if err := ValidateContainerConfig(c, logDir); err != nil {
 		t.Fatal(err)
