@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"google.golang.org/protobuf/encoding/protojson"
@@ -27,16 +26,10 @@ import (
 
 // Create makes a container in a ready pod, created but not started. A retry
 // of a create whose result was never delivered gets that result.
+//
+// The pod's config is the one it was run with, checked then; the request's
+// copy (podCfg) is not used, so it is not checked again either.
 func (s *Service) Create(ctx context.Context, podID string, cfg *runtimeapi.ContainerConfig, podCfg *runtimeapi.PodSandboxConfig) (id string, err error) {
-	if cfg == nil {
-		return "", errdefs.Invalid("config is required")
-	}
-	if cfg.GetMetadata() == nil || cfg.GetMetadata().GetName() == "" {
-		return "", errdefs.Invalid("config.metadata.name is required")
-	}
-	if cfg.GetImage().GetImage() == "" {
-		return "", errdefs.Invalid("config.image.image is required")
-	}
 	pod, err := s.cfg.Sandboxes.Get(podID)
 	if err != nil {
 		return "", err
@@ -44,10 +37,12 @@ func (s *Service) Create(ctx context.Context, podID string, cfg *runtimeapi.Cont
 	if pod.State != sandbox.Ready {
 		return "", errdefs.Precondition(fmt.Sprintf("pod sandbox %s is not ready (stopped); create a new pod", podID))
 	}
-	if err := spec.ValidateContainerConfig(cfg, pod.LogDirectory); err != nil {
+	stored, err := pod.PodConfig()
+	if err != nil {
 		return "", err
 	}
-	logPath, err := resolveLogPath(pod.LogDirectory, cfg.GetLogPath())
+	host := s.hostConfig(pod.RuntimeHandler)
+	v, err := spec.ValidateContainer(cfg, spec.ValidatedPod(stored), &host)
 	if err != nil {
 		return "", err
 	}
@@ -57,11 +52,6 @@ func (s *Service) Create(ctx context.Context, podID string, cfg *runtimeapi.Cont
 			return "", errdefs.NotFound(fmt.Sprintf("image %q not found: pull it first", cfg.GetImage().GetImage()))
 		}
 		return "", err
-	}
-	if podCfg == nil {
-		if podCfg, err = pod.PodConfig(); err != nil {
-			return "", err
-		}
 	}
 
 	key := Key(podID, cfg.GetMetadata())
@@ -80,7 +70,7 @@ func (s *Service) Create(ctx context.Context, podID string, cfg *runtimeapi.Cont
 			s.Remove(ctx, id)
 		})
 	}()
-	c, err := s.create(ctx, id, key, pod, podCfg, cfg, img, logPath)
+	c, err := s.create(ctx, id, key, pod, v, img)
 	if err != nil {
 		id = ""
 		return "", err
@@ -89,26 +79,8 @@ func (s *Service) Create(ctx context.Context, podID string, cfg *runtimeapi.Cont
 	return id, nil
 }
 
-// resolveLogPath joins the pod's log directory and the container's log path
-// and refuses paths that leave the directory.
-func resolveLogPath(dir, rel string) (string, error) {
-	if rel == "" {
-		return "", nil
-	}
-	if dir == "" {
-		return "", errdefs.Invalid(fmt.Sprintf("config.log_path %q is set but the pod has no log_directory", rel))
-	}
-	if filepath.IsAbs(rel) {
-		return "", errdefs.Invalid(fmt.Sprintf("config.log_path %q must be relative to the pod's log_directory", rel))
-	}
-	p := filepath.Join(dir, rel)
-	if !strings.HasPrefix(p, filepath.Clean(dir)+string(filepath.Separator)) {
-		return "", errdefs.Invalid(fmt.Sprintf("config.log_path %q escapes the pod's log_directory %s", rel, dir))
-	}
-	return p, nil
-}
-
-func (s *Service) create(ctx context.Context, id, key string, pod *sandbox.Sandbox, podCfg *runtimeapi.PodSandboxConfig, cfg *runtimeapi.ContainerConfig, img *image.Image, logPath string) (c *Container, err error) {
+func (s *Service) create(ctx context.Context, id, key string, pod *sandbox.Sandbox, v *spec.Container, img *image.Image) (c *Container, err error) {
+	cfg, logPath := v.Config, v.LogPath
 	rt, err := s.runtime(pod.RuntimeHandler)
 	if err != nil {
 		return nil, err
@@ -137,10 +109,9 @@ func (s *Service) create(ctx context.Context, id, key string, pod *sandbox.Sandb
 		return nil, err
 	}
 	hostnameFile, hostsFile, resolvFile, shm := pod.Files(s.cfg.StateDir)
-	ociSpec, err := spec.GenerateContainerSpec(ctx, &spec.ContainerInput{
+	ociSpec, err := spec.GenerateContainer(ctx, &spec.ContainerInput{
 		ID:                 id,
-		Config:             cfg,
-		Sandbox:            podCfg,
+		Container:          v,
 		SandboxID:          pod.ID,
 		Image:              imageInfo(img, cfg.GetImage().GetImage()),
 		RootfsPath:         s.rootfs(id),
@@ -157,7 +128,7 @@ func (s *Service) create(ctx context.Context, id, key string, pod *sandbox.Sandb
 		return nil, err
 	}
 	if o := cfg.GetLinux().GetSecurityContext().GetSelinuxOptions(); spec.SELinuxRequested(o) {
-		// Spec generation refused them where SELinux is on.
+		// Validation refused them where SELinux is on.
 		s.log.Info("container selinux_options ignored: SELinux is not enabled on this node", "container", id, "name", key,
 			"user", o.GetUser(), "role", o.GetRole(), "type", o.GetType(), "level", o.GetLevel())
 	}
@@ -205,7 +176,7 @@ func (s *Service) create(ctx context.Context, id, key string, pod *sandbox.Sandb
 		Annotations: cfg.GetAnnotations(),
 		LogPath:     logPath,
 		Runtime:     pod.RuntimeHandler,
-		StopSignal:  stopSignal(cfg, img),
+		StopSignal:  stopSignal(v, img),
 		CgroupsPath: cgPath,
 	}
 	if c.Config, err = protojson.Marshal(cfg); err != nil {
@@ -239,10 +210,7 @@ func (s *Service) targetPIDNamespace(podID string, cfg *runtimeapi.ContainerConf
 	if o.GetPid() != runtimeapi.NamespaceMode_TARGET {
 		return "", nil
 	}
-	id := o.GetTargetId()
-	if id == "" {
-		return "", errdefs.Invalid(field + " is required with PID namespace mode TARGET")
-	}
+	id := o.GetTargetId() // set: checked by spec.ValidateContainer
 	t, err := s.Get(id)
 	if err != nil {
 		return "", errdefs.NotFound(fmt.Sprintf("%s: target container %q not found", field, id))

@@ -9,7 +9,6 @@ import (
 	"syscall"
 	"time"
 
-	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/protobuf/encoding/protojson"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
@@ -244,12 +243,11 @@ func (s *Service) UpdateResources(ctx context.Context, id string, res *runtimeap
 	if err != nil {
 		return err
 	}
-	update := &specs.Spec{Linux: &specs.Linux{}}
-	opt := spec.WithResources(res, spec.ResourceOptions{SwapLimit: s.cfg.Host.SwapLimit, Hugetlb: s.cfg.Host.Hugetlb})
-	if err := opt(update); err != nil {
+	update, err := spec.Resources(res, spec.ResourceOptions{SwapLimit: s.cfg.Host.SwapLimit, Hugetlb: s.cfg.Host.Hugetlb})
+	if err != nil {
 		return err
 	}
-	if err := rt.Update(ctx, id, update.Linux.Resources); err != nil {
+	if err := rt.Update(ctx, id, update); err != nil {
 		return err
 	}
 	nc := *c

@@ -11,7 +11,6 @@ import (
 	"syscall"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-project/berth/internal/cgroups"
 	"github.com/berth-project/berth/internal/spec"
@@ -59,7 +58,7 @@ func (s *Service) pauseCgroupsPath(p *Sandbox) (string, error) {
 	return cgroups.ContainerPath(s.cfg.CgroupDriver, p.CgroupParent, p.ID)
 }
 
-func (s *Service) startPause(ctx context.Context, p *Sandbox, cfg *runtimeapi.PodSandboxConfig) (err error) {
+func (s *Service) startPause(ctx context.Context, p *Sandbox, pod *spec.Pod) (err error) {
 	rt, ok := s.cfg.Runtimes[p.RuntimeHandler]
 	if !ok {
 		return fmt.Errorf("runtime handler %q is not configured", p.RuntimeHandler)
@@ -76,9 +75,9 @@ func (s *Service) startPause(ctx context.Context, p *Sandbox, cfg *runtimeapi.Po
 	if err := os.MkdirAll(rootfs, 0o755); err != nil {
 		return err
 	}
-	ps, err := spec.GenerateSandboxSpec(&spec.SandboxInput{
+	ps, err := spec.GenerateSandbox(&spec.SandboxInput{
 		ID:          p.ID,
-		Config:      cfg,
+		Pod:         pod,
 		RootfsPath:  rootfs,
 		Args:        []string{"/pause"},
 		Namespaces:  spec.SandboxNamespaces{Net: p.Namespaces["net"], IPC: p.Namespaces["ipc"], UTS: p.Namespaces["uts"]},

@@ -224,13 +224,12 @@ func Key(md *runtimeapi.PodSandboxMetadata) string {
 // Run creates and starts a pod sandbox and returns its id. A retry of a
 // create whose result was never delivered gets that result.
 func (s *Service) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, handler string) (id string, err error) {
-	if err := Validate(cfg); err != nil {
+	pod, err := spec.ValidatePod(cfg, &s.cfg.Host)
+	if err != nil {
 		return "", err
 	}
 	if o := cfg.GetLinux().GetSecurityContext().GetSelinuxOptions(); spec.SELinuxRequested(o) {
-		if err := spec.CheckSELinux("linux.security_context.selinux_options", o, s.cfg.Host.SELinuxEnabled); err != nil {
-			return "", err
-		}
+		// ValidatePod refused them where SELinux is on.
 		s.log.Info("pod selinux_options ignored: SELinux is not enabled on this node", "name", Key(cfg.GetMetadata()),
 			"user", o.GetUser(), "role", o.GetRole(), "type", o.GetType(), "level", o.GetLevel())
 	}
@@ -259,7 +258,7 @@ func (s *Service) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, han
 		})
 	}()
 	start := time.Now()
-	if err := s.create(ctx, id, key, cfg, handler); err != nil {
+	if err := s.create(ctx, id, key, pod, handler); err != nil {
 		id = ""
 		return "", err
 	}
@@ -267,7 +266,8 @@ func (s *Service) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, han
 	return id, nil
 }
 
-func (s *Service) create(ctx context.Context, id, key string, cfg *runtimeapi.PodSandboxConfig, handler string) (err error) {
+func (s *Service) create(ctx context.Context, id, key string, pod *spec.Pod, handler string) (err error) {
+	cfg := pod.Config
 	nsOpts := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions()
 	p := &Sandbox{
 		ID:             id,
@@ -342,7 +342,7 @@ func (s *Service) create(ctx context.Context, id, key string, cfg *runtimeapi.Po
 		return err
 	}
 	if s.needsPause(p) {
-		if err := s.startPause(ctx, p, cfg); err != nil {
+		if err := s.startPause(ctx, p, pod); err != nil {
 			return err
 		}
 	}

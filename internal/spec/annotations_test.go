@@ -64,7 +64,7 @@ func TestSpecAnnotationsAllowLists(t *testing.T) {
 		AnnotationContainerName:                "forged",
 		"io.kubernetes.cri.sandbox-cpu-period": "1",
 	}
-	newInput := func(host HostConfig) *ContainerInput {
+	newInput := func(host HostConfig) *testContainer {
 		in := kubeletContainer()
 		in.Host.PodAnnotations, in.Host.ContainerAnnotations = host.PodAnnotations, host.ContainerAnnotations
 		in.Config.Annotations = maps.Clone(hostile)
@@ -98,7 +98,7 @@ func TestSpecAnnotationsAllowLists(t *testing.T) {
 	}
 	t.Run("default", func(t *testing.T) {
 		in := newInput(HostConfig{})
-		s, err := GenerateContainerSpec(context.Background(), in)
+		s, err := generate(context.Background(), in)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -112,14 +112,14 @@ func TestSpecAnnotationsAllowLists(t *testing.T) {
 	t.Run("allowed", func(t *testing.T) {
 		host := HostConfig{PodAnnotations: []string{"example.com/*", "shared", "io.kubernetes.cri.*"}, ContainerAnnotations: []string{"example.com/*", "shared", "io.kubernetes.cri.*"}}
 		in := newInput(host)
-		s, err := GenerateContainerSpec(context.Background(), in)
+		s, err := generate(context.Background(), in)
 		if err != nil {
 			t.Fatal(err)
 		}
 		// The container's value wins over the pod's, as in containerd.
 		check(t, s.Annotations, in.SandboxID, ContainerTypeContainer,
 			map[string]string{"example.com/ctr": "c", "example.com/pod": "p", "shared": "from the container"})
-		sb, err := GenerateSandboxSpec(&SandboxInput{ID: "pod1", Config: in.Sandbox, RootfsPath: "/r",
+		sb, err := GenerateSandbox(&SandboxInput{ID: "pod1", Pod: ValidatedPod(in.Sandbox), RootfsPath: "/r",
 			Namespaces: SandboxNamespaces{Net: "/ns/net", IPC: "/ns/ipc", UTS: "/ns/uts"},
 			Host:       HostConfig{PodAnnotations: host.PodAnnotations}})
 		if err != nil {

@@ -38,12 +38,9 @@ func FuzzContainerSpec(f *testing.F) {
 		if proto.Unmarshal(data, cfg) != nil {
 			return
 		}
-		if err := ValidateContainerConfig(cfg, base.Sandbox.GetLogDirectory()); err != nil {
-			return
-		}
 		in := kubeletContainer()
 		in.Config = cfg
-		s, err := GenerateContainerSpec(context.Background(), in)
+		s, err := generate(context.Background(), in)
 		if err != nil {
 			return
 		}

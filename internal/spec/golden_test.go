@@ -62,41 +62,69 @@ func kubeletSandbox() *runtimeapi.PodSandboxConfig {
 	}
 }
 
+// testContainer is a container request with the rest of the input to
+// generate its spec: generate validates the request as CreateContainer does,
+// then generates.
+type testContainer struct {
+	*ContainerInput
+	Config  *runtimeapi.ContainerConfig
+	Sandbox *runtimeapi.PodSandboxConfig
+}
+
+// validate checks the pod and the container as RunPodSandbox and
+// CreateContainer do.
+func (tc *testContainer) validate() (*Container, error) {
+	pod, err := ValidatePod(tc.Sandbox, &tc.Host)
+	if err != nil {
+		return nil, err
+	}
+	return ValidateContainer(tc.Config, pod, &tc.Host)
+}
+
+func generate(ctx context.Context, tc *testContainer) (*specs.Spec, error) {
+	c, err := tc.validate()
+	if err != nil {
+		return nil, err
+	}
+	in := *tc.ContainerInput
+	in.Container = c
+	return GenerateContainer(ctx, &in)
+}
+
 // kubeletContainer is the container config kubelet 1.37 sends for the
 // reference pod's busybox "sh" loop.
-func kubeletContainer() *ContainerInput {
+func kubeletContainer() *testContainer {
 	sb := kubeletSandbox()
-	return &ContainerInput{
-		ID:        testContainerID,
-		SandboxID: testSandboxID,
-		Sandbox:   sb,
-		Config: &runtimeapi.ContainerConfig{
-			Metadata: &runtimeapi.ContainerMetadata{Name: "ticker"},
-			Image:    &runtimeapi.ImageSpec{Image: "sha256:3f57d9401f8d42f986df300f0c69192fc41da28ccc8d797829467780db3dd741"},
-			Command:  []string{"sh", "-c", "while true; do echo tick; sleep 2; done"},
-			Mounts: []*runtimeapi.Mount{
-				{ContainerPath: "/etc/hosts", HostPath: "/var/lib/kubelet/pods/" + testPodUID + "/etc-hosts"},
-				{ContainerPath: "/dev/termination-log", HostPath: "/var/lib/kubelet/pods/" + testPodUID + "/containers/ticker/e73dd10f"},
-			},
-			LogPath: "ticker/0.log",
-			Labels:  map[string]string{"io.kubernetes.container.name": "ticker"},
-			Annotations: map[string]string{
-				"io.kubernetes.container.hash":                     "a1b2c3d4",
-				"io.kubernetes.container.restartCount":             "0",
-				"io.kubernetes.container.terminationMessagePath":   "/dev/termination-log",
-				"io.kubernetes.container.terminationMessagePolicy": "File",
-				"io.kubernetes.pod.terminationGracePeriod":         "30",
-			},
-			Linux: &runtimeapi.LinuxContainerConfig{
-				Resources: &runtimeapi.LinuxContainerResources{CpuPeriod: 100000, CpuShares: 2, OomScoreAdj: 1000},
-				SecurityContext: &runtimeapi.LinuxContainerSecurityContext{
-					NamespaceOptions: &runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_CONTAINER},
-					MaskedPaths:      DefaultMaskedPaths(),
-					ReadonlyPaths:    DefaultReadonlyPaths(),
-					Seccomp:          &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_Unconfined},
-				},
+	cfg := &runtimeapi.ContainerConfig{
+		Metadata: &runtimeapi.ContainerMetadata{Name: "ticker"},
+		Image:    &runtimeapi.ImageSpec{Image: "sha256:3f57d9401f8d42f986df300f0c69192fc41da28ccc8d797829467780db3dd741"},
+		Command:  []string{"sh", "-c", "while true; do echo tick; sleep 2; done"},
+		Mounts: []*runtimeapi.Mount{
+			{ContainerPath: "/etc/hosts", HostPath: "/var/lib/kubelet/pods/" + testPodUID + "/etc-hosts"},
+			{ContainerPath: "/dev/termination-log", HostPath: "/var/lib/kubelet/pods/" + testPodUID + "/containers/ticker/e73dd10f"},
+		},
+		LogPath: "ticker/0.log",
+		Labels:  map[string]string{"io.kubernetes.container.name": "ticker"},
+		Annotations: map[string]string{
+			"io.kubernetes.container.hash":                     "a1b2c3d4",
+			"io.kubernetes.container.restartCount":             "0",
+			"io.kubernetes.container.terminationMessagePath":   "/dev/termination-log",
+			"io.kubernetes.container.terminationMessagePolicy": "File",
+			"io.kubernetes.pod.terminationGracePeriod":         "30",
+		},
+		Linux: &runtimeapi.LinuxContainerConfig{
+			Resources: &runtimeapi.LinuxContainerResources{CpuPeriod: 100000, CpuShares: 2, OomScoreAdj: 1000},
+			SecurityContext: &runtimeapi.LinuxContainerSecurityContext{
+				NamespaceOptions: &runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_CONTAINER},
+				MaskedPaths:      DefaultMaskedPaths(),
+				ReadonlyPaths:    DefaultReadonlyPaths(),
+				Seccomp:          &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_Unconfined},
 			},
 		},
+	}
+	return &testContainer{Sandbox: sb, Config: cfg, ContainerInput: &ContainerInput{
+		ID:        testContainerID,
+		SandboxID: testSandboxID,
 		Image: ImageInfo{
 			Name: "localhost/kbase/busybox:1.0",
 			ID:   "sha256:3f57d9401f8d42f986df300f0c69192fc41da28ccc8d797829467780db3dd741",
@@ -115,7 +143,7 @@ func kubeletContainer() *ContainerInput {
 		ShmPath:      "/run/berth/sandboxes/" + testSandboxID + "/shm",
 		CgroupsPath:  "/kubepods/besteffort/pod" + testPodUID + "/" + testContainerID,
 		Host:         testHostConfig(),
-	}
+	}}
 }
 
 // checkGolden compares s with testdata/name (rewritten with -update). The
@@ -169,7 +197,7 @@ func readReference(t *testing.T, name string) *specs.Spec {
 }
 
 func TestGoldenBestEffortContainer(t *testing.T) {
-	s, err := GenerateContainerSpec(context.Background(), kubeletContainer())
+	s, err := generate(context.Background(), kubeletContainer())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,7 +210,7 @@ func TestGoldenPrivilegedContainer(t *testing.T) {
 	sc := in.Config.Linux.SecurityContext
 	sc.Privileged = true
 	sc.Seccomp = &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_RuntimeDefault}
-	s, err := GenerateContainerSpec(context.Background(), in)
+	s, err := generate(context.Background(), in)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,14 +223,14 @@ func TestGoldenPrivilegedContainer(t *testing.T) {
 	checkGolden(t, "container-privileged.json", s)
 
 	in.Sandbox.Linux.SecurityContext.Privileged = false
-	_, err = GenerateContainerSpec(context.Background(), in)
+	_, err = generate(context.Background(), in)
 	wantInvalid(t, err, "privileged")
 }
 
 func TestGoldenSandbox(t *testing.T) {
 	in := &SandboxInput{
 		ID:         testSandboxID,
-		Config:     kubeletSandbox(),
+		Pod:        ValidatedPod(kubeletSandbox()),
 		RootfsPath: "/usr/lib/berth/pause",
 		Namespaces: SandboxNamespaces{
 			Net: "/run/berth/netns/cni-3a41345e-87ef-1518-69d8-4b4e0dcfbeef",
@@ -212,7 +240,7 @@ func TestGoldenSandbox(t *testing.T) {
 		CgroupsPath: "/kubepods/besteffort/pod" + testPodUID + "/" + testSandboxID,
 		Host:        testHostConfig(),
 	}
-	s, err := GenerateSandboxSpec(in)
+	s, err := GenerateSandbox(in)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -243,7 +271,7 @@ func TestGoldenSandbox(t *testing.T) {
 // against the spec containerd 1.6.20 generated for the same pod: same
 // process, and nothing that grants more.
 func TestBestEffortAtLeastAsSafeAsContainerd(t *testing.T) {
-	s, err := GenerateContainerSpec(context.Background(), kubeletContainer())
+	s, err := generate(context.Background(), kubeletContainer())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -380,7 +408,7 @@ func TestGenerateContainerSpecVariants(t *testing.T) {
 		in.Config.WorkingDir = "/home/app"
 		in.Config.Envs = []*runtimeapi.KeyValue{{Key: "PATH", Value: []byte("/usr/bin")}, {Key: "X", Value: []byte("1")}}
 		in.Config.Tty = true
-		s, err := GenerateContainerSpec(context.Background(), in)
+		s, err := generate(context.Background(), in)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -410,7 +438,7 @@ func TestGenerateContainerSpecVariants(t *testing.T) {
 		in.Sandbox.Linux.SecurityContext.NamespaceOptions = host
 		in.Config.Linux.SecurityContext.NamespaceOptions = host
 		in.Namespaces = SandboxNamespaces{}
-		s, err := GenerateContainerSpec(context.Background(), in)
+		s, err := generate(context.Background(), in)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -433,7 +461,7 @@ func TestGenerateContainerSpecVariants(t *testing.T) {
 		in.Config.Linux.Resources.OomScoreAdj = -997
 		in.Namespaces.PID = "/proc/4242/ns/pid"
 		in.Sandbox.Linux.Sysctls = map[string]string{"net.ipv4.ping_group_range": "0 65535"}
-		s, err := GenerateContainerSpec(context.Background(), in)
+		s, err := generate(context.Background(), in)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -451,7 +479,7 @@ func TestGenerateContainerSpecVariants(t *testing.T) {
 	t.Run("cgroup namespace on cgroup v2", func(t *testing.T) {
 		in := kubeletContainer()
 		in.Host.CgroupNamespace = true
-		s, err := GenerateContainerSpec(context.Background(), in)
+		s, err := generate(context.Background(), in)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -460,32 +488,32 @@ func TestGenerateContainerSpecVariants(t *testing.T) {
 		}
 	})
 	t.Run("errors", func(t *testing.T) {
-		for name, mutate := range map[string]func(*ContainerInput) string{
-			"no command": func(in *ContainerInput) string {
+		for name, mutate := range map[string]func(*testContainer) string{
+			"no command": func(in *testContainer) string {
 				in.Config.Command, in.Image.Cmd = nil, nil
 				return "no command"
 			},
-			"missing host path": func(in *ContainerInput) string {
+			"missing host path": func(in *testContainer) string {
 				in.Config.Mounts = append(in.Config.Mounts, &runtimeapi.Mount{ContainerPath: "/data", HostPath: "/srv/nope"})
 				return "/srv/nope"
 			},
-			"relative working dir": func(in *ContainerInput) string {
+			"relative working dir": func(in *testContainer) string {
 				in.Config.WorkingDir = "app"
 				return "working_dir"
 			},
-			"bad sysctl": func(in *ContainerInput) string {
+			"bad sysctl": func(in *testContainer) string {
 				in.Sandbox.Linux.Sysctls = map[string]string{"kernel.shm_rmid_forced": "1+kernel.core_pattern=x"}
 				return "sysctls"
 			},
-			"apparmor on a host without it": func(in *ContainerInput) string {
+			"apparmor on a host without it": func(in *testContainer) string {
 				in.Config.Linux.SecurityContext.Apparmor = &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_RuntimeDefault}
 				return "AppArmor"
 			},
-			"missing localhost seccomp": func(in *ContainerInput) string {
+			"missing localhost seccomp": func(in *testContainer) string {
 				in.Config.Linux.SecurityContext.Seccomp = &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_Localhost, LocalhostRef: "/var/lib/kubelet/seccomp/x.json"}
 				return "/var/lib/kubelet/seccomp/x.json"
 			},
-			"unknown user": func(in *ContainerInput) string {
+			"unknown user": func(in *testContainer) string {
 				in.Config.Linux.SecurityContext.RunAsUsername = "ghost"
 				return "ghost"
 			},
@@ -493,16 +521,17 @@ func TestGenerateContainerSpecVariants(t *testing.T) {
 			t.Run(name, func(t *testing.T) {
 				in := kubeletContainer()
 				mention := mutate(in)
-				_, err := GenerateContainerSpec(context.Background(), in)
+				_, err := generate(context.Background(), in)
 				wantInvalid(t, err, mention)
 			})
 		}
 	})
 }
 
-func TestValidateContainerConfig(t *testing.T) {
-	logDir := "/var/log/pods/default_ticker-vm_" + testPodUID
-	if err := ValidateContainerConfig(kubeletContainer().Config, logDir); err != nil {
+// TestValidateContainer checks CreateContainer's one validation pass: each
+// bad field is refused as InvalidArgument naming it.
+func TestValidateContainer(t *testing.T) {
+	if _, err := kubeletContainer().validate(); err != nil {
 		t.Fatal(err)
 	}
 	for name, tc := range map[string]struct {
@@ -543,19 +572,18 @@ func TestValidateContainerConfig(t *testing.T) {
 		}, "apparmor_profile"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			c := kubeletContainer().Config
-			tc.mutate(c)
-			err := ValidateContainerConfig(c, logDir)
+			in := kubeletContainer()
+			tc.mutate(in.Config)
+			_, err := in.validate()
 			wantInvalid(t, err, tc.mention)
 		})
 	}
-	// "ALL" is fine without knowing the node's bounding set.
-	c := kubeletContainer().Config
-	c.Linux.SecurityContext.Capabilities = &runtimeapi.Capability{AddCapabilities: []string{"ALL"}}
-	if err := ValidateContainerConfig(c, logDir); err != nil {
+	in := kubeletContainer()
+	in.Config.Linux.SecurityContext.Capabilities = &runtimeapi.Capability{AddCapabilities: []string{"ALL"}}
+	if _, err := in.validate(); err != nil {
 		t.Fatal(err)
 	}
-	if err := ValidateContainerConfig(nil, logDir); !errdefs.IsInvalid(err) {
+	if _, err := ValidateContainer(nil, ValidatedPod(kubeletSandbox()), &in.Host); !errdefs.IsInvalid(err) {
 		t.Fatal(err)
 	}
 }

@@ -53,9 +53,10 @@ type MountOptions struct {
 
 // podFileMounts are the pod's /etc/hostname, /etc/hosts,
 // /etc/resolv.conf and /dev/shm, unless the CRI config mounts something
-// there itself (kubelet mounts its own /etc/hosts).
-func podFileMounts(in *ContainerInput) []*runtimeapi.Mount {
-	cfg := in.Config
+// there itself (kubelet mounts its own /etc/hosts). They are berth's own
+// files: no existence check, they are made with the pod.
+func podFileMounts(in *ContainerInput) []specs.Mount {
+	cfg := in.Container.Config
 	sc := cfg.GetLinux().GetSecurityContext()
 	ro := sc.GetReadonlyRootfs()
 	files := []struct {
@@ -71,17 +72,16 @@ func podFileMounts(in *ContainerInput) []*runtimeapi.Mount {
 		// Host IPC shares the host's System V and POSIX shared memory.
 		files[3].src = "/dev/shm"
 	}
-	var out []*runtimeapi.Mount
+	var out []specs.Mount
 	for _, f := range files {
 		if f.src == "" || inCRIMounts(f.dst, cfg.GetMounts()) {
 			continue
 		}
-		out = append(out, &runtimeapi.Mount{
-			ContainerPath: f.dst,
-			HostPath:      f.src,
-			Readonly:      f.ro,
-			Propagation:   runtimeapi.MountPropagation_PROPAGATION_PRIVATE,
-		})
+		rw := "rw"
+		if f.ro {
+			rw = "ro"
+		}
+		out = append(out, specs.Mount{Destination: f.dst, Type: "bind", Source: f.src, Options: []string{"rbind", "rprivate", rw}})
 	}
 	return out
 }
@@ -95,28 +95,41 @@ func inCRIMounts(dst string, mounts []*runtimeapi.Mount) bool {
 	return false
 }
 
-// WithMounts adds CRI bind mounts. They replace default mounts with the
-// same destination (and, for /dev, every default under it); a later mount
-// for a destination wins over an earlier one. All mounts end up sorted so a
+// bindMounts checks the CRI mounts against the host and turns them into
+// OCI bind mounts, with the rootfs propagation they need ("" for none):
+// rshared for a Bidirectional mount, else rslave for a HostToContainer one.
+func bindMounts(mounts []*runtimeapi.Mount, o MountOptions) ([]specs.Mount, string, error) {
+	var out []specs.Mount
+	var rootfsPropagation string
+	for i, m := range mounts {
+		if m == nil {
+			return nil, "", errdefs.Invalid(fmt.Sprintf("mounts[%d] is empty", i))
+		}
+		sm, err := bindMount(i, m, o)
+		if err != nil {
+			return nil, "", err
+		}
+		switch m.GetPropagation() {
+		case runtimeapi.MountPropagation_PROPAGATION_BIDIRECTIONAL:
+			rootfsPropagation = "rshared"
+		case runtimeapi.MountPropagation_PROPAGATION_HOST_TO_CONTAINER:
+			if rootfsPropagation != "rshared" {
+				rootfsPropagation = "rslave"
+			}
+		}
+		out = append(out, sm)
+	}
+	return out, rootfsPropagation, nil
+}
+
+// WithMounts adds bind mounts. They replace default mounts with the same
+// destination (and, for /dev, every default under it); a later mount for a
+// destination wins over an earlier one. All mounts end up sorted so a
 // parent directory is mounted before what is mounted inside it.
-func WithMounts(mounts []*runtimeapi.Mount, o MountOptions) Opt {
+func WithMounts(mounts []specs.Mount) Opt {
 	return func(s *specs.Spec) error {
 		var added []specs.Mount
-		for i, m := range mounts {
-			sm, err := bindMount(i, m, o)
-			if err != nil {
-				return err
-			}
-			switch m.GetPropagation() {
-			case runtimeapi.MountPropagation_PROPAGATION_BIDIRECTIONAL:
-				ensureLinux(s)
-				s.Linux.RootfsPropagation = "rshared"
-			case runtimeapi.MountPropagation_PROPAGATION_HOST_TO_CONTAINER:
-				ensureLinux(s)
-				if s.Linux.RootfsPropagation != "rshared" {
-					s.Linux.RootfsPropagation = "rslave"
-				}
-			}
+		for _, sm := range mounts {
 			// A later mount with the same destination replaces an earlier one.
 			added = slices.DeleteFunc(added, func(a specs.Mount) bool { return a.Destination == sm.Destination })
 			added = append(added, sm)
@@ -135,6 +148,19 @@ func WithMounts(mounts []*runtimeapi.Mount, o MountOptions) Opt {
 		}
 		s.Mounts = append(kept, added...)
 		sortMounts(s.Mounts)
+		return nil
+	}
+}
+
+// WithRootfsPropagation sets the rootfs mount's propagation ("": the
+// runtime's default) for mounts that propagate (bindMounts).
+func WithRootfsPropagation(p string) Opt {
+	return func(s *specs.Spec) error {
+		if p == "" {
+			return nil
+		}
+		ensureLinux(s)
+		s.Linux.RootfsPropagation = p
 		return nil
 	}
 }

@@ -137,8 +137,6 @@ func TestWithWorkingDir(t *testing.T) {
 			t.Errorf("cwd(%q,%q) = %q, want %q", tc.config, tc.image, s.Process.Cwd, tc.want)
 		}
 	}
-	_, err := applyOpts(t, WithWorkingDir("rel/dir", ""))
-	wantInvalid(t, err, "working_dir")
 }
 
 func TestWithTerminal(t *testing.T) {
@@ -249,7 +247,7 @@ func TestAdditionalGIDs(t *testing.T) {
 			if tc.merge {
 				opts = append(opts, WithAdditionalGIDs(context.Background(), root, userPart(tc.user)))
 			}
-			opts = append(opts, WithSupplementalGroups(tc.supp))
+			opts = append(opts, withCRISupplementalGroups(tc.supp))
 			s, err := applyOpts(t, opts...)
 			if err != nil {
 				t.Fatal(err)
@@ -259,7 +257,7 @@ func TestAdditionalGIDs(t *testing.T) {
 			}
 		})
 	}
-	_, err := applyOpts(t, WithSupplementalGroups([]int64{-1}))
+	_, err := applyOpts(t, withCRISupplementalGroups([]int64{-1}))
 	wantInvalid(t, err, "supplemental_groups")
 }
 
@@ -276,13 +274,21 @@ func TestSpecUserString(t *testing.T) {
 		{&runtimeapi.LinuxContainerSecurityContext{RunAsUser: i(1), RunAsUsername: "app"}, "", "app"},
 		{&runtimeapi.LinuxContainerSecurityContext{RunAsUsername: "app", RunAsGroup: i(5)}, "", "app:5"},
 	} {
-		got, err := userString(tc.sc, tc.image)
-		if err != nil || got != tc.want {
+		u, err := parseUser(tc.sc)
+		if got := u.userString(tc.image); err != nil || got != tc.want {
 			t.Errorf("got %q, %v; want %q", got, err, tc.want)
 		}
 	}
-	_, err := userString(&runtimeapi.LinuxContainerSecurityContext{RunAsGroup: i(5)}, "app")
-	wantInvalid(t, err, "run_as_group")
+	for sc, mention := range map[*runtimeapi.LinuxContainerSecurityContext]string{
+		{RunAsGroup: i(5)}:                   "run_as_group",
+		{RunAsUser: i(-1)}:                   "run_as_user",
+		{RunAsUser: i(1 << 32)}:              "run_as_user",
+		{RunAsUser: i(1), RunAsGroup: i(-1)}: "run_as_group",
+		{RunAsUsername: "a:b"}:               "run_as_username",
+	} {
+		_, err := parseUser(sc)
+		wantInvalid(t, err, mention)
+	}
 }
 
 func mountByDest(s *specs.Spec, dst string) *specs.Mount {
@@ -303,7 +309,7 @@ func TestWithMounts(t *testing.T) {
 		{ContainerPath: "/dev/shm", HostPath: "/shm", Propagation: runtimeapi.MountPropagation_PROPAGATION_BIDIRECTIONAL},
 		{ContainerPath: "/etc/cfg/", HostPath: "/cfg"},
 	}
-	s, err := applyOpts(t, WithMounts(mounts, o))
+	s, err := applyOpts(t, withCRIMounts(mounts, o))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -348,7 +354,7 @@ func TestWithMountsSysUnderCRI(t *testing.T) {
 	// A CRI mount of /sys must come before the default /sys/fs/cgroup, or it
 	// would hide it.
 	host := fakeHost{paths: map[string]bool{"/sys": true}}
-	s, err := applyOpts(t, WithCgroupMount(), WithMounts([]*runtimeapi.Mount{{ContainerPath: "/sys", HostPath: "/sys"}}, MountOptions{Stat: host.Stat}))
+	s, err := applyOpts(t, WithCgroupMount(), withCRIMounts([]*runtimeapi.Mount{{ContainerPath: "/sys", HostPath: "/sys"}}, MountOptions{Stat: host.Stat}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -366,7 +372,7 @@ func TestWithMountsSysUnderCRI(t *testing.T) {
 
 func TestWithMountsDevReplacesDevDefaults(t *testing.T) {
 	host := fakeHost{paths: map[string]bool{"/dev": true}}
-	s, err := applyOpts(t, WithMounts([]*runtimeapi.Mount{{ContainerPath: "/dev", HostPath: "/dev"}}, MountOptions{Stat: host.Stat}))
+	s, err := applyOpts(t, withCRIMounts([]*runtimeapi.Mount{{ContainerPath: "/dev", HostPath: "/dev"}}, MountOptions{Stat: host.Stat}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -396,11 +402,11 @@ func TestWithMountsErrors(t *testing.T) {
 		{"idmap", &runtimeapi.Mount{ContainerPath: "/x", HostPath: "/ok", UidMappings: []*runtimeapi.IDMapping{{Length: 1}}}, false, "id-mapped"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := applyOpts(t, WithMounts([]*runtimeapi.Mount{tc.m}, MountOptions{Stat: host.Stat, RecursiveReadOnlyMounts: tc.rro}))
+			_, err := applyOpts(t, withCRIMounts([]*runtimeapi.Mount{tc.m}, MountOptions{Stat: host.Stat, RecursiveReadOnlyMounts: tc.rro}))
 			wantInvalid(t, err, tc.mention)
 		})
 	}
-	s, err := applyOpts(t, WithMounts([]*runtimeapi.Mount{{ContainerPath: "/x", HostPath: "/ok", Readonly: true, RecursiveReadOnly: true}},
+	s, err := applyOpts(t, withCRIMounts([]*runtimeapi.Mount{{ContainerPath: "/x", HostPath: "/ok", Readonly: true, RecursiveReadOnly: true}},
 		MountOptions{Stat: host.Stat, RecursiveReadOnlyMounts: true}))
 	if err != nil {
 		t.Fatal(err)
@@ -410,7 +416,7 @@ func TestWithMountsErrors(t *testing.T) {
 	}
 	// A stat failure other than "missing" is not the user's fault.
 	failing := MountOptions{Stat: func(string) error { return errors.New("EIO") }}
-	_, err = applyOpts(t, WithMounts([]*runtimeapi.Mount{{ContainerPath: "/x", HostPath: "/ok"}}, failing))
+	_, err = applyOpts(t, withCRIMounts([]*runtimeapi.Mount{{ContainerPath: "/x", HostPath: "/ok"}}, failing))
 	if err == nil || errdefs.IsInvalid(err) {
 		t.Fatalf("want a plain error, got %v", err)
 	}
@@ -418,26 +424,26 @@ func TestWithMountsErrors(t *testing.T) {
 
 func TestSpecPodFileMounts(t *testing.T) {
 	in := &ContainerInput{
-		Config: &runtimeapi.ContainerConfig{
+		Container: &Container{Config: &runtimeapi.ContainerConfig{
 			Mounts: []*runtimeapi.Mount{{ContainerPath: "/etc/hosts", HostPath: "/kubelet/hosts"}},
 			Linux: &runtimeapi.LinuxContainerConfig{SecurityContext: &runtimeapi.LinuxContainerSecurityContext{
 				ReadonlyRootfs:   true,
 				NamespaceOptions: &runtimeapi.NamespaceOption{Ipc: runtimeapi.NamespaceMode_NODE},
 			}},
-		},
+		}},
 		HostsPath: "/pod/hosts", ResolvPath: "/pod/resolv", HostnamePath: "/pod/hostname", ShmPath: "/pod/shm",
 	}
-	got := map[string]*runtimeapi.Mount{}
+	got := map[string]specs.Mount{}
 	for _, m := range podFileMounts(in) {
-		got[m.ContainerPath] = m
+		got[m.Destination] = m
 	}
 	if _, ok := got["/etc/hosts"]; ok {
 		t.Fatal("pod /etc/hosts mounted over kubelet's")
 	}
-	if m := got["/etc/resolv.conf"]; m == nil || !m.Readonly {
+	if m, ok := got["/etc/resolv.conf"]; !ok || !slices.Contains(m.Options, "ro") {
 		t.Fatalf("resolv.conf %+v (want read-only with a read-only rootfs)", m)
 	}
-	if m := got["/dev/shm"]; m == nil || m.HostPath != "/dev/shm" || m.Readonly {
+	if m, ok := got["/dev/shm"]; !ok || m.Source != "/dev/shm" || !slices.Contains(m.Options, "rw") {
 		t.Fatalf("host IPC shm %+v", m)
 	}
 }
@@ -473,7 +479,7 @@ func TestNamespaces(t *testing.T) {
 			if podOpts == nil {
 				podOpts = tc.o
 			}
-			opt, err := containerNamespaces(podOpts, tc.o, tc.ns, "/target/pid")
+			opt, err := criNamespaces(podOpts, tc.o, tc.ns, "/target/pid")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -500,13 +506,13 @@ func TestNamespaces(t *testing.T) {
 		{&runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_POD}, SandboxNamespaces{Net: "/n", IPC: "/i", UTS: "/u"}},
 		{&runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_CONTAINER}, SandboxNamespaces{IPC: "/i", UTS: "/u"}},
 	} {
-		if _, err := containerNamespaces(tc.o, tc.o, tc.ns, ""); !errors.Is(err, errdefs.ErrFailedPrecondition) {
+		if _, err := criNamespaces(tc.o, tc.o, tc.ns, ""); !errors.Is(err, errdefs.ErrFailedPrecondition) {
 			t.Errorf("%v: want FailedPrecondition, got %v", tc.o, err)
 		}
 	}
-	_, err := containerNamespaces(nil, &runtimeapi.NamespaceOption{UsernsOptions: &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_POD}}, pod, "")
+	_, err := criNamespaces(nil, &runtimeapi.NamespaceOption{UsernsOptions: &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_POD}}, pod, "")
 	wantInvalid(t, err, "userns")
-	_, err = containerNamespaces(nil, &runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_TARGET}, pod, "")
+	_, err = criNamespaces(nil, &runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_TARGET}, pod, "")
 	wantInvalid(t, err, "target_id")
 }
 
@@ -528,7 +534,7 @@ func TestWithResources(t *testing.T) {
 		HugepageLimits:     []*runtimeapi.HugepageLimit{{PageSize: "2MB", Limit: 1 << 21}},
 		Unified:            map[string]string{"memory.high": "1000000"},
 	}
-	s, err := applyOpts(t, WithResources(r, ResourceOptions{SwapLimit: true, Hugetlb: true, PidsLimit: 1024}))
+	s, err := applyOpts(t, withCRIResources(r, ResourceOptions{SwapLimit: true, Hugetlb: true, PidsLimit: 1024}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -543,15 +549,15 @@ func TestWithResources(t *testing.T) {
 		t.Fatalf("resources %+v", res)
 	}
 	r.MemorySwapLimitInBytes = 1 << 29
-	s, _ = applyOpts(t, WithResources(r, ResourceOptions{SwapLimit: true}))
+	s, _ = applyOpts(t, withCRIResources(r, ResourceOptions{SwapLimit: true}))
 	if *s.Linux.Resources.Memory.Swap != 1<<29 || s.Linux.Resources.HugepageLimits != nil || s.Linux.Resources.Pids != nil {
 		t.Fatalf("resources %+v", s.Linux.Resources)
 	}
-	s, _ = applyOpts(t, WithResources(r, ResourceOptions{}))
+	s, _ = applyOpts(t, withCRIResources(r, ResourceOptions{}))
 	if s.Linux.Resources.Memory.Swap != nil {
 		t.Fatal("swap set on a host that cannot limit it")
 	}
-	_, err = applyOpts(t, WithResources(&runtimeapi.LinuxContainerResources{CpuShares: -1}, ResourceOptions{}))
+	_, err = applyOpts(t, withCRIResources(&runtimeapi.LinuxContainerResources{CpuShares: -1}, ResourceOptions{}))
 	wantInvalid(t, err, "cpu_shares")
 }
 
@@ -567,7 +573,7 @@ func TestWithOOMScoreAdj(t *testing.T) {
 			t.Errorf("adj %d: got %v, %v; want %d", tc.adj, s.Process.OOMScoreAdj, err, tc.want)
 		}
 	}
-	_, err := applyOpts(t, WithOOMScoreAdj(&runtimeapi.LinuxContainerResources{OomScoreAdj: 1001}, nil))
+	_, err := applyOpts(t, withCRIResources(&runtimeapi.LinuxContainerResources{OomScoreAdj: 1001}, ResourceOptions{}))
 	wantInvalid(t, err, "oom_score_adj")
 }
 
@@ -576,7 +582,7 @@ func TestDevices(t *testing.T) {
 		"/dev/fuse": {testDev("/dev/fuse", "c", 10, 229)},
 		"/dev/dri":  {testDev("/dev/dri/card0", "c", 226, 0), testDev("/dev/dri/renderD128", "c", 226, 128)},
 	}}
-	s, err := applyOpts(t, WithDefaultDeviceRules(), WithCRIDevices([]*runtimeapi.Device{
+	s, err := applyOpts(t, WithDefaultDeviceRules(), withCRIDevices([]*runtimeapi.Device{
 		{ContainerPath: "/dev/fuse", HostPath: "/dev/fuse", Permissions: "rw"},
 		{ContainerPath: "/dev/gpu", HostPath: "/dev/dri", Permissions: "rwm"},
 	}, host.Devices))
@@ -598,9 +604,9 @@ func TestDevices(t *testing.T) {
 	if !last.Allow || last.Access != "rw" || *last.Major != 10 || *last.Minor != 229 {
 		t.Fatalf("fuse rule %+v", last)
 	}
-	_, err = applyOpts(t, WithCRIDevices([]*runtimeapi.Device{{ContainerPath: "/dev/x", HostPath: "/dev/nope", Permissions: "rw"}}, host.Devices))
+	_, err = applyOpts(t, withCRIDevices([]*runtimeapi.Device{{ContainerPath: "/dev/x", HostPath: "/dev/nope", Permissions: "rw"}}, host.Devices))
 	wantInvalid(t, err, "/dev/nope")
-	_, err = applyOpts(t, WithCRIDevices([]*runtimeapi.Device{{ContainerPath: "/dev/fuse", HostPath: "/dev/fuse", Permissions: "rwx"}}, host.Devices))
+	_, err = applyOpts(t, withCRIDevices([]*runtimeapi.Device{{ContainerPath: "/dev/fuse", HostPath: "/dev/fuse", Permissions: "rwx"}}, host.Devices))
 	wantInvalid(t, err, "permissions")
 }
 
@@ -619,7 +625,7 @@ func TestWithCapabilities(t *testing.T) {
 		{"drop ALL", nil, []string{"ALL"}, []string{}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s, err := applyOpts(t, WithCapabilities(defaults, &runtimeapi.Capability{AddCapabilities: tc.add, DropCapabilities: tc.drop}, all))
+			s, err := applyOpts(t, withCRICapabilities(defaults, &runtimeapi.Capability{AddCapabilities: tc.add, DropCapabilities: tc.drop}, all))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -634,15 +640,15 @@ func TestWithCapabilities(t *testing.T) {
 			}
 		})
 	}
-	_, err := applyOpts(t, WithCapabilities(defaults, &runtimeapi.Capability{AddCapabilities: []string{"SYS_MODULE"}}, all))
+	_, err := applyOpts(t, withCRICapabilities(defaults, &runtimeapi.Capability{AddCapabilities: []string{"SYS_MODULE"}}, all))
 	wantInvalid(t, err, "bounding set")
-	_, err = applyOpts(t, WithCapabilities(defaults, &runtimeapi.Capability{AddCapabilities: []string{"FLY"}}, all))
+	_, err = applyOpts(t, withCRICapabilities(defaults, &runtimeapi.Capability{AddCapabilities: []string{"FLY"}}, all))
 	wantInvalid(t, err, "unknown capability")
-	s, err := applyOpts(t, WithCapabilities(defaults, &runtimeapi.Capability{AddAmbientCapabilities: []string{"KILL"}}, all))
+	s, err := applyOpts(t, withCRICapabilities(defaults, &runtimeapi.Capability{AddAmbientCapabilities: []string{"KILL"}}, all))
 	if err != nil || !reflect.DeepEqual(s.Process.Capabilities.Ambient, []string{"CAP_KILL"}) {
 		t.Fatalf("ambient %v, %v", s.Process.Capabilities, err)
 	}
-	_, err = applyOpts(t, WithCapabilities(defaults, &runtimeapi.Capability{AddAmbientCapabilities: []string{"NET_ADMIN"}}, all))
+	_, err = applyOpts(t, withCRICapabilities(defaults, &runtimeapi.Capability{AddAmbientCapabilities: []string{"NET_ADMIN"}}, all))
 	wantInvalid(t, err, "add_ambient_capabilities")
 }
 
@@ -686,8 +692,7 @@ func TestMaskedAndReadonlyPaths(t *testing.T) {
 	if !reflect.DeepEqual(s.Linux.MaskedPaths, []string{"/proc/x"}) || !reflect.DeepEqual(s.Linux.ReadonlyPaths, []string{"/proc/y"}) {
 		t.Fatal("overrides not applied")
 	}
-	_, err := applyOpts(t, WithMaskedPaths([]string{"proc"}))
-	wantInvalid(t, err, "masked_paths")
+	wantInvalid(t, checkAbsList("linux.security_context.masked_paths", []string{"proc"}), "masked_paths")
 }
 
 func TestNoNewPrivsAndReadonlyRootfs(t *testing.T) {
@@ -723,7 +728,7 @@ func TestValidatePodSysctls(t *testing.T) {
 		"kernel.sem":                          "250 32000 100 128",
 		"fs.mqueue.msg_max":                   "20",
 	}
-	if err := ValidatePodSysctls(pod(false, false, ok)); err != nil {
+	if _, err := checkSysctls(pod(false, false, ok)); err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
@@ -741,10 +746,11 @@ func TestValidatePodSysctls(t *testing.T) {
 		{"dotdot", false, false, "net..ipv4", "1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			wantInvalid(t, ValidatePodSysctls(pod(tc.hostNet, tc.hostIPC, map[string]string{tc.k: tc.v})), "sysctls")
+			_, err := checkSysctls(pod(tc.hostNet, tc.hostIPC, map[string]string{tc.k: tc.v}))
+			wantInvalid(t, err, "sysctls")
 		})
 	}
-	s, _ := applyOpts(t, WithSysctls(map[string]string{"net/ipv4/ping_group_range": "0 1"}))
+	s, _ := applyOpts(t, WithSysctls(dottedSysctls(map[string]string{"net/ipv4/ping_group_range": "0 1"})))
 	if s.Linux.Sysctl["net.ipv4.ping_group_range"] != "0 1" {
 		t.Fatalf("sysctl %v", s.Linux.Sysctl)
 	}
@@ -754,22 +760,22 @@ func TestWithSeccomp(t *testing.T) {
 	custom := `{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["read","write"],"action":"SCMP_ACT_ALLOW"}]}`
 	host := fakeHost{profiles: map[string]string{"/profiles/custom.json": custom, "/profiles/bad.json": "{"}}
 	rd := &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_RuntimeDefault}
-	s, err := applyOpts(t, WithSeccomp(rd, false, host.ReadFile))
+	s, err := applyOpts(t, withCRISeccomp(rd, false, host.ReadFile))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if s.Linux.Seccomp == nil || s.Linux.Seccomp.DefaultAction != specs.ActErrno || len(s.Linux.Seccomp.Syscalls) == 0 {
 		t.Fatalf("default profile %+v", s.Linux.Seccomp)
 	}
-	if s, _ := applyOpts(t, WithSeccomp(rd, true, host.ReadFile)); s.Linux.Seccomp != nil {
+	if s, _ := applyOpts(t, withCRISeccomp(rd, true, host.ReadFile)); s.Linux.Seccomp != nil {
 		t.Fatal("privileged container got seccomp")
 	}
 	for _, p := range []*runtimeapi.SecurityProfile{nil, {ProfileType: runtimeapi.SecurityProfile_Unconfined}} {
-		if s, _ := applyOpts(t, WithSeccomp(p, false, host.ReadFile)); s.Linux.Seccomp != nil {
+		if s, _ := applyOpts(t, withCRISeccomp(p, false, host.ReadFile)); s.Linux.Seccomp != nil {
 			t.Fatalf("%v: seccomp set", p)
 		}
 	}
-	s, err = applyOpts(t, WithSeccomp(&runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_Localhost, LocalhostRef: "/profiles/custom.json"}, false, host.ReadFile))
+	s, err = applyOpts(t, withCRISeccomp(&runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_Localhost, LocalhostRef: "/profiles/custom.json"}, false, host.ReadFile))
 	if err != nil || len(s.Linux.Seccomp.Syscalls) != 1 {
 		t.Fatalf("localhost profile %+v, %v", s.Linux.Seccomp, err)
 	}
@@ -782,7 +788,7 @@ func TestWithSeccomp(t *testing.T) {
 		{&runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_Localhost, LocalhostRef: "relative.json"}, "absolute"},
 		{&runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_RuntimeDefault, LocalhostRef: "/x"}, "localhost_ref"},
 	} {
-		_, err := applyOpts(t, WithSeccomp(tc.p, false, host.ReadFile))
+		_, err := applyOpts(t, withCRISeccomp(tc.p, false, host.ReadFile))
 		wantInvalid(t, err, tc.mention)
 	}
 }
@@ -799,12 +805,15 @@ func TestSeccompLegacyAndDefault(t *testing.T) {
 		{"docker/default", false, &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_RuntimeDefault}},
 		{"localhost//p.json", false, &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_Localhost, LocalhostRef: "/p.json"}},
 	} {
-		got, err := seccompProfile(&runtimeapi.LinuxContainerSecurityContext{SeccompProfilePath: tc.legacy}, tc.def)
+		got, err := seccompProfileFrom(nil, tc.legacy)
+		if got == nil && tc.def {
+			got = &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_RuntimeDefault}
+		}
 		if err != nil || got.GetProfileType() != tc.want.GetProfileType() || got.GetLocalhostRef() != tc.want.GetLocalhostRef() || (got == nil) != (tc.want == nil) {
 			t.Errorf("%q: got %v, %v", tc.legacy, got, err)
 		}
 	}
-	_, err := seccompProfile(&runtimeapi.LinuxContainerSecurityContext{SeccompProfilePath: "bogus"}, false)
+	_, err := seccompProfileFrom(nil, "bogus")
 	wantInvalid(t, err, "seccomp_profile_path")
 }
 
@@ -824,30 +833,30 @@ func TestWithAppArmor(t *testing.T) {
 		{"localhost", local, true, "my-profile"},
 		{"unconfined", unconfined, false, ""},
 	} {
-		s, err := applyOpts(t, WithAppArmor(tc.p, tc.privileged, true, "berth-default"))
+		s, err := applyOpts(t, withCRIAppArmor(tc.p, tc.privileged, true, "berth-default"))
 		if err != nil || s.Process.ApparmorProfile != tc.want {
 			t.Errorf("%s: got %q, %v; want %q", tc.name, s.Process.ApparmorProfile, err, tc.want)
 		}
 	}
 	// Without AppArmor on the host: refused unless unconfined or unset.
 	for _, p := range []*runtimeapi.SecurityProfile{rd, local} {
-		_, err := applyOpts(t, WithAppArmor(p, false, false, ""))
+		_, err := applyOpts(t, withCRIAppArmor(p, false, false, ""))
 		wantInvalid(t, err, "AppArmor is not enabled")
 	}
 	for _, p := range []*runtimeapi.SecurityProfile{nil, unconfined} {
-		if s, err := applyOpts(t, WithAppArmor(p, false, false, "")); err != nil || s.Process.ApparmorProfile != "" {
+		if s, err := applyOpts(t, withCRIAppArmor(p, false, false, "")); err != nil || s.Process.ApparmorProfile != "" {
 			t.Fatalf("%v: %v", p, err)
 		}
 	}
 	// AppArmor on but the default profile failed to load: RuntimeDefault
 	// (or unset) is refused rather than run unconfined.
 	for _, p := range []*runtimeapi.SecurityProfile{nil, rd} {
-		_, err := applyOpts(t, WithAppArmor(p, false, true, ""))
+		_, err := applyOpts(t, withCRIAppArmor(p, false, true, ""))
 		if !errors.Is(err, errdefs.ErrFailedPrecondition) || !strings.Contains(err.Error(), "not loaded") {
 			t.Errorf("%v without a loaded default: %v", p, err)
 		}
 	}
-	if s, err := applyOpts(t, WithAppArmor(local, false, true, "")); err != nil || s.Process.ApparmorProfile != "my-profile" {
+	if s, err := applyOpts(t, withCRIAppArmor(local, false, true, "")); err != nil || s.Process.ApparmorProfile != "my-profile" {
 		t.Errorf("localhost without a loaded default: %q %v", s.Process.ApparmorProfile, err)
 	}
 }
@@ -873,11 +882,11 @@ func TestCheckSELinux(t *testing.T) {
 	in := kubeletContainer()
 	in.Config.Linux.SecurityContext.SelinuxOptions = opts
 	in.Host.SELinuxEnabled = true
-	if _, err := GenerateContainerSpec(context.Background(), in); !errors.Is(err, errdefs.ErrFailedPrecondition) {
+	if _, err := generate(context.Background(), in); !errors.Is(err, errdefs.ErrFailedPrecondition) {
 		t.Fatalf("spec with SELinux on: %v", err)
 	}
 	in.Host.SELinuxEnabled = false
-	s, err := GenerateContainerSpec(context.Background(), in)
+	s, err := generate(context.Background(), in)
 	if err != nil || s.Process.SelinuxLabel != "" || s.Linux.MountLabel != "" {
 		t.Fatalf("spec with SELinux off: %v", err)
 	}
@@ -921,4 +930,98 @@ func TestOSHostDevices(t *testing.T) {
 	if err := (OSHost{}).Stat("/nonexistent"); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("stat error %v", err)
 	}
+}
+
+// The helpers below check CRI input as ValidateContainer does and apply the
+// result, so the option tests cover both halves.
+
+func withCRIMounts(mounts []*runtimeapi.Mount, o MountOptions) Opt {
+	return func(s *specs.Spec) error {
+		m, prop, err := bindMounts(mounts, o)
+		if err != nil {
+			return err
+		}
+		return Apply(s, WithMounts(m), WithRootfsPropagation(prop))
+	}
+}
+
+func withCRIDevices(devices []*runtimeapi.Device, lookup DeviceLookup) Opt {
+	return func(s *specs.Spec) error {
+		d, err := resolveDevices(devices, lookup)
+		if err != nil {
+			return err
+		}
+		return WithDevices(d)(s)
+	}
+}
+
+func withCRICapabilities(defaults []string, c *runtimeapi.Capability, all []string) Opt {
+	return func(s *specs.Spec) error {
+		caps, err := resolveCapabilities(defaults, c, all)
+		if err != nil {
+			return err
+		}
+		return WithCapabilities(caps)(s)
+	}
+}
+
+func withCRISupplementalGroups(groups []int64) Opt {
+	return func(s *specs.Spec) error {
+		gids, err := supplementalGroups(groups)
+		if err != nil {
+			return err
+		}
+		return WithSupplementalGroups(gids)(s)
+	}
+}
+
+func withCRISeccomp(p *runtimeapi.SecurityProfile, privileged bool, readFile func(string) ([]byte, error)) Opt {
+	return func(s *specs.Spec) error {
+		if privileged {
+			return WithSeccomp(Seccomp{Type: runtimeapi.SecurityProfile_Unconfined})(s)
+		}
+		sc, err := resolveSeccomp(p, readFile)
+		if err != nil {
+			return err
+		}
+		return WithSeccomp(sc)(s)
+	}
+}
+
+func withCRIAppArmor(p *runtimeapi.SecurityProfile, privileged, enabled bool, defaultProfile string) Opt {
+	return func(s *specs.Spec) error {
+		name, err := resolveAppArmor(p, privileged, enabled, defaultProfile)
+		if err != nil {
+			return err
+		}
+		return WithAppArmor(name)(s)
+	}
+}
+
+func withCRIResources(r *runtimeapi.LinuxContainerResources, o ResourceOptions) Opt {
+	return func(s *specs.Spec) error {
+		if err := checkResources(r); err != nil {
+			return err
+		}
+		return WithResources(r, o)(s)
+	}
+}
+
+// criNamespaces checks namespace options as ValidatePod and
+// ValidateContainer do (pod nil: the container's own) and places the
+// container.
+func criNamespaces(podOpts, o *runtimeapi.NamespaceOption, ns SandboxNamespaces, target string) (Opt, error) {
+	if podOpts == nil {
+		podOpts = o
+	}
+	if err := checkPodNamespaces(podOpts); err != nil {
+		return nil, err
+	}
+	pod := ValidatedPod(&runtimeapi.PodSandboxConfig{Linux: &runtimeapi.LinuxPodSandboxConfig{
+		SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{NamespaceOptions: podOpts}}})
+	pid, err := checkContainerNamespaces(pod, o)
+	if err != nil {
+		return nil, err
+	}
+	return containerNamespaces(pod, pid, ns, target)
 }

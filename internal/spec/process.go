@@ -108,17 +108,13 @@ func mergeEnv(image []string, config []*runtimeapi.KeyValue) []string {
 	return env
 }
 
-// WithWorkingDir uses the config's working dir, else the image's, else "/".
-// A relative config working dir is refused: the runtime would resolve it
-// against an unspecified directory.
+// WithWorkingDir uses the config's working dir (absolute: checked by
+// ValidateContainer), else the image's, else "/".
 func WithWorkingDir(config, image string) Opt {
 	return func(s *specs.Spec) error {
 		ensureProcess(s)
 		switch {
 		case config != "":
-			if !isAbs(config) {
-				return errdefs.Invalid("working_dir " + config + " must be an absolute path")
-			}
 			s.Process.Cwd = path.Clean(config)
 		case image != "":
 			// Docker resolves a relative image WORKDIR against "/".

@@ -50,7 +50,7 @@ func TestMountPropagationChecked(t *testing.T) {
 		{"/shared", bidi, true},
 	} {
 		m := []*runtimeapi.Mount{{ContainerPath: "/data", HostPath: tc.src, Propagation: tc.mode}}
-		_, err := applyOpts(t, WithMounts(m, MountOptions{Propagation: check}))
+		_, err := applyOpts(t, withCRIMounts(m, MountOptions{Propagation: check}))
 		if tc.ok {
 			if err != nil {
 				t.Errorf("%s %s: %v", tc.src, tc.mode, err)
@@ -98,7 +98,7 @@ func TestPrivilegedWithoutHostDevices(t *testing.T) {
 		in.Config.Linux.SecurityContext.Privileged = true
 		in.Host = testHostConfig()
 		in.Host.PrivilegedWithoutHostDevices = without
-		s, err := GenerateContainerSpec(context.Background(), in)
+		s, err := generate(context.Background(), in)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -123,10 +123,10 @@ func TestValidateAbsurdCPU(t *testing.T) {
 	for _, r := range []*runtimeapi.LinuxContainerResources{
 		{CpuPeriod: 10}, {CpuPeriod: 2000000}, {CpuQuota: 10}, {CpuShares: 1 << 20},
 	} {
-		err := validateResources(r)
+		err := checkResources(r)
 		wantInvalid(t, err, "cpu_")
 	}
-	if err := validateResources(&runtimeapi.LinuxContainerResources{CpuPeriod: 100000, CpuQuota: -1, CpuShares: 2}); err != nil {
+	if err := checkResources(&runtimeapi.LinuxContainerResources{CpuPeriod: 100000, CpuQuota: -1, CpuShares: 2}); err != nil {
 		t.Errorf("kubelet's values refused: %v", err)
 	}
 }

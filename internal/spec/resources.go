@@ -21,8 +21,8 @@ type ResourceOptions struct {
 	PidsLimit int64 // > 0: daemon-wide pids limit
 }
 
-// WithResources maps CRI resources to the cgroup settings runc applies.
-// Like containerd, a memory limit without a swap limit also caps swap at the
+// WithResources maps CRI resources, checked by checkResources, to the
+// cgroup settings runc applies. Like containerd, a memory limit without a swap limit also caps swap at the
 // same value (no swapping), when the host can limit swap.
 func WithResources(r *runtimeapi.LinuxContainerResources, o ResourceOptions) Opt {
 	return func(s *specs.Spec) error {
@@ -42,9 +42,6 @@ func WithResources(r *runtimeapi.LinuxContainerResources, o ResourceOptions) Opt
 			res.Memory = &specs.LinuxMemory{}
 		}
 		if p := r.GetCpuPeriod(); p != 0 {
-			if p < 0 {
-				return errdefs.Invalid(fmt.Sprintf("linux.resources.cpu_period %d must not be negative", p))
-			}
 			v := uint64(p)
 			res.CPU.Period = &v
 		}
@@ -52,18 +49,12 @@ func WithResources(r *runtimeapi.LinuxContainerResources, o ResourceOptions) Opt
 			res.CPU.Quota = &q
 		}
 		if sh := r.GetCpuShares(); sh != 0 {
-			if sh < 0 {
-				return errdefs.Invalid(fmt.Sprintf("linux.resources.cpu_shares %d must not be negative", sh))
-			}
 			v := uint64(sh)
 			res.CPU.Shares = &v
 		}
 		res.CPU.Cpus = r.GetCpusetCpus()
 		res.CPU.Mems = r.GetCpusetMems()
 		limit, swap := r.GetMemoryLimitInBytes(), r.GetMemorySwapLimitInBytes()
-		if limit < 0 {
-			return errdefs.Invalid(fmt.Sprintf("linux.resources.memory_limit_in_bytes %d must not be negative", limit))
-		}
 		if limit != 0 {
 			res.Memory.Limit = &limit
 			if swap == 0 && o.SwapLimit {
@@ -88,7 +79,7 @@ func WithResources(r *runtimeapi.LinuxContainerResources, o ResourceOptions) Opt
 	}
 }
 
-// WithOOMScoreAdj sets oom_score_adj from the CRI resources, raised to min
+// WithOOMScoreAdj sets oom_score_adj from the checked CRI resources, raised to min
 // when given: a process without CAP_SYS_RESOURCE cannot set a score below
 // its own, and runc would fail the create.
 func WithOOMScoreAdj(r *runtimeapi.LinuxContainerResources, min *int) Opt {
@@ -97,9 +88,6 @@ func WithOOMScoreAdj(r *runtimeapi.LinuxContainerResources, min *int) Opt {
 			return nil
 		}
 		adj := int(r.GetOomScoreAdj())
-		if adj < -1000 || adj > 1000 {
-			return errdefs.Invalid(fmt.Sprintf("linux.resources.oom_score_adj %d is outside [-1000, 1000]", adj))
-		}
 		if min != nil && adj < *min {
 			adj = *min
 		}
@@ -148,45 +136,123 @@ func WithDefaultDeviceRules() Opt {
 // under a directory (HostFS.Devices).
 type DeviceLookup func(hostPath string) ([]specs.LinuxDevice, error)
 
-// WithCRIDevices adds the CRI config's devices: the node is created in the
-// container at container_path and the device cgroup allows the given
-// permissions. A directory host path adds every device under it.
-func WithCRIDevices(devices []*runtimeapi.Device, lookup DeviceLookup) Opt {
+// Device is a host device node to create in the container, with the
+// device cgroup access it gets.
+type Device struct {
+	Node   specs.LinuxDevice // Path is the path in the container
+	Access string            // a combination of r, w and m
+}
+
+// resolveDevices checks the CRI config's devices and finds them on the
+// host. A directory host path adds every device under it.
+func resolveDevices(devices []*runtimeapi.Device, lookup DeviceLookup) ([]Device, error) {
+	var out []Device
+	for i, d := range devices {
+		field := fmt.Sprintf("devices[%d]", i)
+		perms := d.GetPermissions()
+		if perms == "" || strings.Trim(perms, "rwm") != "" {
+			return nil, errdefs.Invalid(fmt.Sprintf("%s.permissions %q must be a combination of r, w and m", field, perms))
+		}
+		if !isAbs(d.GetContainerPath()) {
+			return nil, errdefs.Invalid(fmt.Sprintf("%s.container_path %q must be an absolute path", field, d.GetContainerPath()))
+		}
+		if !isAbs(d.GetHostPath()) {
+			return nil, errdefs.Invalid(fmt.Sprintf("%s.host_path %q must be an absolute path", field, d.GetHostPath()))
+		}
+		found, err := lookup(d.GetHostPath())
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil, errdefs.Invalid(fmt.Sprintf("%s.host_path %s does not exist", field, d.GetHostPath()))
+			}
+			return nil, fmt.Errorf("%s.host_path %s: %w", field, d.GetHostPath(), err)
+		}
+		if len(found) == 0 {
+			return nil, errdefs.Invalid(fmt.Sprintf("%s.host_path %s is not a device", field, d.GetHostPath()))
+		}
+		hostRoot := path.Clean(d.GetHostPath())
+		for _, dev := range found {
+			rel := strings.TrimPrefix(path.Clean(dev.Path), hostRoot)
+			dev.Path = path.Join(d.GetContainerPath(), rel)
+			out = append(out, Device{Node: dev, Access: perms})
+		}
+	}
+	return out, nil
+}
+
+// WithDevices creates the devices in the container and lets the device
+// cgroup allow them.
+func WithDevices(devices []Device) Opt {
 	return func(s *specs.Spec) error {
 		ensureResources(s)
-		for i, d := range devices {
-			field := fmt.Sprintf("devices[%d]", i)
-			perms := d.GetPermissions()
-			if perms == "" || strings.Trim(perms, "rwm") != "" {
-				return errdefs.Invalid(fmt.Sprintf("%s.permissions %q must be a combination of r, w and m", field, perms))
-			}
-			if !isAbs(d.GetContainerPath()) {
-				return errdefs.Invalid(fmt.Sprintf("%s.container_path %q must be an absolute path", field, d.GetContainerPath()))
-			}
-			if !isAbs(d.GetHostPath()) {
-				return errdefs.Invalid(fmt.Sprintf("%s.host_path %q must be an absolute path", field, d.GetHostPath()))
-			}
-			found, err := lookup(d.GetHostPath())
-			if err != nil {
-				if errors.Is(err, fs.ErrNotExist) {
-					return errdefs.Invalid(fmt.Sprintf("%s.host_path %s does not exist", field, d.GetHostPath()))
-				}
-				return fmt.Errorf("%s.host_path %s: %w", field, d.GetHostPath(), err)
-			}
-			if len(found) == 0 {
-				return errdefs.Invalid(fmt.Sprintf("%s.host_path %s is not a device", field, d.GetHostPath()))
-			}
-			hostRoot := path.Clean(d.GetHostPath())
-			for _, dev := range found {
-				rel := strings.TrimPrefix(path.Clean(dev.Path), hostRoot)
-				dev.Path = path.Join(d.GetContainerPath(), rel)
-				major, minor := dev.Major, dev.Minor
-				s.Linux.Devices = append(s.Linux.Devices, dev)
-				s.Linux.Resources.Devices = append(s.Linux.Resources.Devices, specs.LinuxDeviceCgroup{
-					Allow: true, Type: dev.Type, Major: &major, Minor: &minor, Access: perms,
-				})
-			}
+		for _, d := range devices {
+			major, minor := d.Node.Major, d.Node.Minor
+			s.Linux.Devices = append(s.Linux.Devices, d.Node)
+			s.Linux.Resources.Devices = append(s.Linux.Resources.Devices, specs.LinuxDeviceCgroup{
+				Allow: true, Type: d.Node.Type, Major: &major, Minor: &minor, Access: d.Access,
+			})
 		}
 		return nil
 	}
+}
+
+// checkResources checks CRI resources: ranges the kernel accepts, and
+// names that stay cgroup files.
+func checkResources(r *runtimeapi.LinuxContainerResources) error {
+	if r == nil {
+		return nil
+	}
+	const field = "linux.resources"
+	for _, f := range []struct {
+		name string
+		v    int64
+	}{
+		{"cpu_period", r.GetCpuPeriod()},
+		{"cpu_shares", r.GetCpuShares()},
+		{"memory_limit_in_bytes", r.GetMemoryLimitInBytes()},
+		{"memory_swap_limit_in_bytes", r.GetMemorySwapLimitInBytes()},
+	} {
+		if f.v < 0 {
+			return errdefs.Invalid(fmt.Sprintf("%s.%s %d must not be negative", field, f.name, f.v))
+		}
+	}
+	if q := r.GetCpuQuota(); q < -1 {
+		return errdefs.Invalid(fmt.Sprintf("%s.cpu_quota %d must be -1 (no limit) or more", field, q))
+	}
+	// The kernel's CFS bounds: runc would fail later with a vaguer message.
+	if p := r.GetCpuPeriod(); p != 0 && (p < 1000 || p > 1000000) {
+		return errdefs.Invalid(fmt.Sprintf("%s.cpu_period %d must be between 1000 and 1000000 microseconds", field, p))
+	}
+	if q := r.GetCpuQuota(); q > 0 && q < 1000 {
+		return errdefs.Invalid(fmt.Sprintf("%s.cpu_quota %d must be at least 1000 microseconds", field, q))
+	}
+	if sh := r.GetCpuShares(); sh > 262144 {
+		return errdefs.Invalid(fmt.Sprintf("%s.cpu_shares %d is above the kernel's 262144", field, sh))
+	}
+	if adj := r.GetOomScoreAdj(); adj < -1000 || adj > 1000 {
+		return errdefs.Invalid(fmt.Sprintf("%s.oom_score_adj %d is outside [-1000, 1000]", field, adj))
+	}
+	for i, h := range r.GetHugepageLimits() {
+		if h.GetPageSize() == "" {
+			return errdefs.Invalid(fmt.Sprintf("%s.hugepage_limits[%d].page_size is required", field, i))
+		}
+	}
+	for k := range r.GetUnified() {
+		if k == "" || strings.ContainsAny(k, "/\x00") || strings.Contains(k, "..") {
+			return errdefs.Invalid(fmt.Sprintf("%s.unified: %q is not a cgroup file name", field, k))
+		}
+	}
+	return nil
+}
+
+// Resources checks the CRI resources of an UpdateContainerResources and
+// maps them to the cgroup settings the runtime applies.
+func Resources(r *runtimeapi.LinuxContainerResources, o ResourceOptions) (*specs.LinuxResources, error) {
+	if err := checkResources(r); err != nil {
+		return nil, err
+	}
+	s := &specs.Spec{}
+	if err := WithResources(r, o)(s); err != nil {
+		return nil, err
+	}
+	return s.Linux.Resources, nil
 }

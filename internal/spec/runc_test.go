@@ -182,7 +182,7 @@ func TestGeneratedSpecsRunWithRunc(t *testing.T) {
 		sc.NoNewPrivs = true
 		sc.Seccomp = &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_RuntimeDefault}
 		sc.Capabilities = &runtimeapi.Capability{DropCapabilities: []string{"ALL"}, AddCapabilities: []string{"NET_BIND_SERVICE"}}
-		s, err := GenerateContainerSpec(context.Background(), in)
+		s, err := generate(context.Background(), in)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -212,7 +212,7 @@ func TestGeneratedSpecsRunWithRunc(t *testing.T) {
 		in.Config.Linux.SecurityContext.Seccomp = &runtimeapi.SecurityProfile{
 			ProfileType: runtimeapi.SecurityProfile_Localhost, LocalhostRef: filepath.Join(e.pod, "seccomp/ok.json"),
 		}
-		s, err := GenerateContainerSpec(context.Background(), in)
+		s, err := generate(context.Background(), in)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -224,14 +224,14 @@ func TestGeneratedSpecsRunWithRunc(t *testing.T) {
 	t.Run("pause sandbox", func(t *testing.T) {
 		in := &SandboxInput{
 			ID:          id + "-p",
-			Config:      kubeletSandbox(),
+			Pod:         ValidatedPod(kubeletSandbox()),
 			RootfsPath:  e.rootfs,
 			Args:        []string{"/bin/sh", "-c", "id -u; grep -E '^(CapEff|NoNewPrivs|Seccomp):' /proc/self/status; echo $$"},
 			Namespaces:  e.ns,
 			CgroupsPath: cgroup + "-p",
 			Host:        host,
 		}
-		s, err := GenerateSandboxSpec(in)
+		s, err := GenerateSandbox(in)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"slices"
 	"strings"
 
@@ -42,69 +43,80 @@ func capName(field, c string) (string, error) {
 	return name, nil
 }
 
-// WithCapabilities starts from defaults and applies the CRI adds and drops.
-// "ALL" in add grants every capability in all (the daemon's bounding set);
-// "ALL" in drop removes every one; the named adds and drops then apply on
-// top, so add [ALL] drop [CHOWN] is everything but CHOWN. A capability
+// Capabilities is a process's capability sets after the CRI adds and drops.
+type Capabilities struct {
+	Granted []string // bounding, effective and permitted
+	Ambient []string // also inheritable
+}
+
+// resolveCapabilities starts from defaults and applies the CRI adds and
+// drops. "ALL" in add grants every capability in all (the daemon's bounding
+// set); "ALL" in drop removes every one; the named adds and drops then apply
+// on top, so add [ALL] drop [CHOWN] is everything but CHOWN. A capability
 // outside the daemon's bounding set cannot be granted and is refused.
 // Ambient capabilities are cleared unless asked for (containerd's rule).
-func WithCapabilities(defaults []string, c *runtimeapi.Capability, all []string) Opt {
+func resolveCapabilities(defaults []string, c *runtimeapi.Capability, all []string) (Capabilities, error) {
+	const field = "linux.security_context.capabilities"
+	caps := slices.Clone(defaults)
+	isAll := func(v string) bool { return strings.EqualFold(v, "ALL") }
+	if slices.ContainsFunc(c.GetAddCapabilities(), isAll) {
+		if len(all) == 0 {
+			return Capabilities{}, errors.New("capability \"ALL\" requested but the daemon's bounding set is unknown (HostConfig.AllCapabilities)")
+		}
+		caps = slices.Clone(all)
+	}
+	if slices.ContainsFunc(c.GetDropCapabilities(), isAll) {
+		caps = nil
+	}
+	for _, a := range c.GetAddCapabilities() {
+		if isAll(a) {
+			continue
+		}
+		name, err := capName(field+".add_capabilities", a)
+		if err != nil {
+			return Capabilities{}, err
+		}
+		if all != nil && !slices.Contains(all, name) {
+			return Capabilities{}, errdefs.Invalid(fmt.Sprintf("%s.add_capabilities: %s is not in berthd's bounding set on this node", field, name))
+		}
+		if !slices.Contains(caps, name) {
+			caps = append(caps, name)
+		}
+	}
+	for _, d := range c.GetDropCapabilities() {
+		if isAll(d) {
+			continue
+		}
+		name, err := capName(field+".drop_capabilities", d)
+		if err != nil {
+			return Capabilities{}, err
+		}
+		caps = slices.DeleteFunc(caps, func(x string) bool { return x == name })
+	}
+	var ambient []string
+	for _, a := range c.GetAddAmbientCapabilities() {
+		name, err := capName(field+".add_ambient_capabilities", a)
+		if err != nil {
+			return Capabilities{}, err
+		}
+		if !slices.Contains(caps, name) {
+			return Capabilities{}, errdefs.Invalid(fmt.Sprintf("%s.add_ambient_capabilities: %s must also be granted (add_capabilities or the defaults)", field, name))
+		}
+		ambient = append(ambient, name)
+	}
+	return Capabilities{Granted: caps, Ambient: ambient}, nil
+}
+
+// WithCapabilities sets the process's capabilities.
+func WithCapabilities(c Capabilities) Opt {
 	return func(s *specs.Spec) error {
-		const field = "linux.security_context.capabilities"
-		caps := slices.Clone(defaults)
-		isAll := func(v string) bool { return strings.EqualFold(v, "ALL") }
-		if slices.ContainsFunc(c.GetAddCapabilities(), isAll) {
-			if len(all) == 0 {
-				return errors.New("capability \"ALL\" requested but the daemon's bounding set is unknown (HostConfig.AllCapabilities)")
-			}
-			caps = slices.Clone(all)
-		}
-		if slices.ContainsFunc(c.GetDropCapabilities(), isAll) {
-			caps = nil
-		}
-		for _, a := range c.GetAddCapabilities() {
-			if isAll(a) {
-				continue
-			}
-			name, err := capName(field+".add_capabilities", a)
-			if err != nil {
-				return err
-			}
-			if all != nil && !slices.Contains(all, name) {
-				return errdefs.Invalid(fmt.Sprintf("%s.add_capabilities: %s is not in berthd's bounding set on this node", field, name))
-			}
-			if !slices.Contains(caps, name) {
-				caps = append(caps, name)
-			}
-		}
-		for _, d := range c.GetDropCapabilities() {
-			if isAll(d) {
-				continue
-			}
-			name, err := capName(field+".drop_capabilities", d)
-			if err != nil {
-				return err
-			}
-			caps = slices.DeleteFunc(caps, func(x string) bool { return x == name })
-		}
-		var ambient []string
-		for _, a := range c.GetAddAmbientCapabilities() {
-			name, err := capName(field+".add_ambient_capabilities", a)
-			if err != nil {
-				return err
-			}
-			if !slices.Contains(caps, name) {
-				return errdefs.Invalid(fmt.Sprintf("%s.add_ambient_capabilities: %s must also be granted (add_capabilities or the defaults)", field, name))
-			}
-			ambient = append(ambient, name)
-		}
 		ensureProcess(s)
 		s.Process.Capabilities = &specs.LinuxCapabilities{
-			Bounding:    slices.Clone(caps),
-			Effective:   slices.Clone(caps),
-			Permitted:   slices.Clone(caps),
-			Inheritable: slices.Clone(ambient),
-			Ambient:     ambient,
+			Bounding:    slices.Clone(c.Granted),
+			Effective:   slices.Clone(c.Granted),
+			Permitted:   slices.Clone(c.Granted),
+			Inheritable: slices.Clone(c.Ambient),
+			Ambient:     slices.Clone(c.Ambient),
 		}
 		return nil
 	}
@@ -160,14 +172,12 @@ func WithPrivileged(all []string, devices DeviceLookup) Opt {
 
 // WithMaskedPaths replaces the masked paths when the CRI config lists any.
 // An empty list keeps the defaults: over CRI an empty list cannot be told
-// from an absent one, and masking is the safe reading.
+// from an absent one, and masking is the safe reading. The paths are
+// checked by ValidateContainer.
 func WithMaskedPaths(paths []string) Opt {
 	return func(s *specs.Spec) error {
 		if len(paths) == 0 {
 			return nil
-		}
-		if err := checkAbsList("linux.security_context.masked_paths", paths); err != nil {
-			return err
 		}
 		ensureLinux(s)
 		s.Linux.MaskedPaths = slices.Clone(paths)
@@ -180,9 +190,6 @@ func WithReadonlyPaths(paths []string) Opt {
 	return func(s *specs.Spec) error {
 		if len(paths) == 0 {
 			return nil
-		}
-		if err := checkAbsList("linux.security_context.readonly_paths", paths); err != nil {
-			return err
 		}
 		ensureLinux(s)
 		s.Linux.ReadonlyPaths = slices.Clone(paths)
@@ -220,7 +227,7 @@ func WithReadonlyRootfs(on bool) Opt {
 	}
 }
 
-// WithSysctls sets sysctls; validate them first with ValidatePodSysctls.
+// WithSysctls sets sysctls, checked and in dotted form (Pod.Sysctls).
 func WithSysctls(sysctls map[string]string) Opt {
 	return func(s *specs.Spec) error {
 		if len(sysctls) == 0 {
@@ -230,9 +237,7 @@ func WithSysctls(sysctls map[string]string) Opt {
 		if s.Linux.Sysctl == nil {
 			s.Linux.Sysctl = make(map[string]string, len(sysctls))
 		}
-		for k, v := range sysctls {
-			s.Linux.Sysctl[sysctlKey(k)] = v
-		}
+		maps.Copy(s.Linux.Sysctl, sysctls)
 		return nil
 	}
 }
@@ -246,39 +251,52 @@ func sysctlKey(k string) string {
 	return k
 }
 
-// ValidatePodSysctls accepts only sysctls confined to a namespace the pod
-// owns: IPC ones (kernel.shm*, kernel.msg*, kernel.sem, fs.mqueue.*) unless
-// the pod uses host IPC, and net.* unless it uses host network. Values with
-// '+' or '=' are refused: they could smuggle a second setting into runtimes
-// that parse "key=value" lists (CVE-2022-0811).
-func ValidatePodSysctls(cfg *runtimeapi.PodSandboxConfig) error {
+// checkSysctls accepts only sysctls confined to a namespace the pod owns:
+// IPC ones (kernel.shm*, kernel.msg*, kernel.sem, fs.mqueue.*) unless the
+// pod uses host IPC, and net.* unless it uses host network. Values with '+'
+// or '=' are refused: they could smuggle a second setting into runtimes
+// that parse "key=value" lists (CVE-2022-0811). It returns them in dotted
+// form.
+func checkSysctls(cfg *runtimeapi.PodSandboxConfig) (map[string]string, error) {
 	ns := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions()
 	hostNet := ns.GetNetwork() == runtimeapi.NamespaceMode_NODE
 	hostIPC := ns.GetIpc() == runtimeapi.NamespaceMode_NODE
+	out := dottedSysctls(cfg.GetLinux().GetSysctls())
 	for k, v := range cfg.GetLinux().GetSysctls() {
 		field := fmt.Sprintf("linux.sysctls[%q]", k)
 		if strings.ContainsAny(v, "+=") || strings.ContainsFunc(v, func(r rune) bool { return r < ' ' && r != '\t' }) {
-			return errdefs.Invalid(fmt.Sprintf("%s: value %q must not contain '+', '=' or control characters", field, v))
+			return nil, errdefs.Invalid(fmt.Sprintf("%s: value %q must not contain '+', '=' or control characters", field, v))
 		}
 		key := sysctlKey(k)
 		if key == "" || strings.Contains(key, "..") || strings.ContainsAny(key, "/ \t\n") {
-			return errdefs.Invalid(field + ": malformed sysctl name")
+			return nil, errdefs.Invalid(field + ": malformed sysctl name")
 		}
 		switch {
 		case key == "kernel.sem" || strings.HasPrefix(key, "kernel.shm") ||
 			strings.HasPrefix(key, "kernel.msg") || strings.HasPrefix(key, "fs.mqueue."):
 			if hostIPC {
-				return errdefs.Invalid(field + ": IPC sysctls are not allowed in a pod that uses the host IPC namespace")
+				return nil, errdefs.Invalid(field + ": IPC sysctls are not allowed in a pod that uses the host IPC namespace")
 			}
 		case strings.HasPrefix(key, "net."):
 			if hostNet {
-				return errdefs.Invalid(field + ": net.* sysctls are not allowed in a pod that uses the host network")
+				return nil, errdefs.Invalid(field + ": net.* sysctls are not allowed in a pod that uses the host network")
 			}
 		default:
-			return errdefs.Invalid(field + ": not a namespaced sysctl (allowed: kernel.shm*, kernel.msg*, kernel.sem, fs.mqueue.*, net.*)")
+			return nil, errdefs.Invalid(field + ": not a namespaced sysctl (allowed: kernel.shm*, kernel.msg*, kernel.sem, fs.mqueue.*, net.*)")
 		}
 	}
-	return nil
+	return out, nil
+}
+
+func dottedSysctls(in map[string]string) map[string]string {
+	if len(in) == 0 {
+		return nil
+	}
+	out := make(map[string]string, len(in))
+	for k, v := range in {
+		out[sysctlKey(k)] = v
+	}
+	return out
 }
 
 // profileFromLegacy reads the deprecated string form of a profile:
@@ -306,37 +324,57 @@ func seccompProfileFrom(sp *runtimeapi.SecurityProfile, legacy string) (*runtime
 	return profileFromLegacy("linux.security_context.seccomp_profile_path", legacy)
 }
 
-// seccompProfile is the container's seccomp profile, RuntimeDefault
-// when it names none and the daemon is configured so.
-func seccompProfile(sc *runtimeapi.LinuxContainerSecurityContext, defaultWhenUnset bool) (*runtimeapi.SecurityProfile, error) {
-	p, err := seccompProfileFrom(sc.GetSeccomp(), sc.GetSeccompProfilePath())
-	if err != nil {
-		return nil, err
-	}
-	if p == nil && defaultWhenUnset {
-		p = &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_RuntimeDefault}
-	}
-	return p, nil
+// Seccomp is a checked seccomp choice: no filter, moby's default profile,
+// or a JSON profile file on the node (read at validation). The zero value
+// is the default profile, the safe reading of a choice nobody made.
+type Seccomp struct {
+	Type    runtimeapi.SecurityProfile_ProfileType // Unconfined means no filter
+	Path    string                                 // Localhost: the profile file
+	Profile []byte                                 // Localhost: its content
 }
 
-// WithSeccomp applies a seccomp profile: RuntimeDefault is moby's default
+// resolveSeccomp checks a seccomp profile and, for Localhost, reads it from
+// the node (unless readFile is nil). A nil profile sets no filter.
+func resolveSeccomp(p *runtimeapi.SecurityProfile, readFile func(string) ([]byte, error)) (Seccomp, error) {
+	const field = "linux.security_context.seccomp"
+	if p == nil {
+		return Seccomp{Type: runtimeapi.SecurityProfile_Unconfined}, nil
+	}
+	if p.GetProfileType() != runtimeapi.SecurityProfile_Localhost && p.GetLocalhostRef() != "" {
+		return Seccomp{}, errdefs.Invalid(field + ".localhost_ref is only allowed with profile_type Localhost")
+	}
+	switch p.GetProfileType() {
+	case runtimeapi.SecurityProfile_Unconfined, runtimeapi.SecurityProfile_RuntimeDefault:
+		return Seccomp{Type: p.GetProfileType()}, nil
+	case runtimeapi.SecurityProfile_Localhost:
+		ref := strings.TrimPrefix(p.GetLocalhostRef(), "localhost/")
+		if !isAbs(ref) {
+			return Seccomp{}, errdefs.Invalid(fmt.Sprintf("%s.localhost_ref %q must be an absolute path to a profile on the node", field, p.GetLocalhostRef()))
+		}
+		if readFile == nil {
+			return Seccomp{Type: runtimeapi.SecurityProfile_Localhost, Path: ref}, nil
+		}
+		body, err := readFile(ref)
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return Seccomp{}, errdefs.Invalid(fmt.Sprintf("%s.localhost_ref: seccomp profile %s does not exist on this node", field, ref))
+			}
+			return Seccomp{}, fmt.Errorf("read seccomp profile %s: %w", ref, err)
+		}
+		return Seccomp{Type: runtimeapi.SecurityProfile_Localhost, Path: ref, Profile: body}, nil
+	default:
+		return Seccomp{}, errdefs.Invalid(fmt.Sprintf("%s.profile_type: unknown type %d", field, p.GetProfileType()))
+	}
+}
+
+// WithSeccomp applies a seccomp choice: RuntimeDefault is moby's default
 // profile (filtered by the spec's capabilities, so apply it after them);
-// Localhost is a JSON profile file on the host; Unconfined and nil set none.
-// Privileged containers get none, as with containerd.
-func WithSeccomp(p *runtimeapi.SecurityProfile, privileged bool, readFile func(string) ([]byte, error)) Opt {
+// Localhost is the profile read at validation, filtered the same way.
+func WithSeccomp(p Seccomp) Opt {
 	return func(s *specs.Spec) error {
-		const field = "linux.security_context.seccomp"
 		ensureLinux(s)
 		s.Linux.Seccomp = nil
-		if privileged || p == nil {
-			return nil
-		}
-		if p.GetProfileType() != runtimeapi.SecurityProfile_Localhost && p.GetLocalhostRef() != "" {
-			return errdefs.Invalid(field + ".localhost_ref is only allowed with profile_type Localhost")
-		}
-		switch p.GetProfileType() {
-		case runtimeapi.SecurityProfile_Unconfined:
-			return nil
+		switch p.Type {
 		case runtimeapi.SecurityProfile_RuntimeDefault:
 			ensureCaps(s)
 			prof, err := seccomp.GetDefaultProfile(s)
@@ -344,29 +382,15 @@ func WithSeccomp(p *runtimeapi.SecurityProfile, privileged bool, readFile func(s
 				return fmt.Errorf("build the default seccomp profile: %w", err)
 			}
 			s.Linux.Seccomp = prof
-			return nil
 		case runtimeapi.SecurityProfile_Localhost:
-			ref := strings.TrimPrefix(p.GetLocalhostRef(), "localhost/")
-			if !isAbs(ref) {
-				return errdefs.Invalid(fmt.Sprintf("%s.localhost_ref %q must be an absolute path to a profile on the node", field, p.GetLocalhostRef()))
-			}
-			body, err := readFile(ref)
-			if err != nil {
-				if errors.Is(err, fs.ErrNotExist) {
-					return errdefs.Invalid(fmt.Sprintf("%s.localhost_ref: seccomp profile %s does not exist on this node", field, ref))
-				}
-				return fmt.Errorf("read seccomp profile %s: %w", ref, err)
-			}
 			ensureCaps(s)
-			prof, err := seccomp.LoadProfile(string(body), s)
+			prof, err := seccomp.LoadProfile(string(p.Profile), s)
 			if err != nil {
-				return errdefs.Invalid(fmt.Sprintf("%s.localhost_ref: seccomp profile %s: %v", field, ref, err))
+				return errdefs.Invalid(fmt.Sprintf("linux.security_context.seccomp.localhost_ref: seccomp profile %s: %v", p.Path, err))
 			}
 			s.Linux.Seccomp = prof
-			return nil
-		default:
-			return errdefs.Invalid(fmt.Sprintf("%s.profile_type: unknown type %d", field, p.GetProfileType()))
 		}
+		return nil
 	}
 }
 
@@ -379,47 +403,53 @@ func appArmorProfile(sc *runtimeapi.LinuxContainerSecurityContext) (*runtimeapi.
 	return profileFromLegacy("linux.security_context.apparmor_profile", sc.GetApparmorProfile())
 }
 
-// WithAppArmor applies an AppArmor profile. On a host without AppArmor any
-// profile but Unconfined is refused rather than silently not enforced.
-// RuntimeDefault (also used when none is named) is the daemon's loaded
-// default profile; privileged containers get none unless they name one.
-func WithAppArmor(p *runtimeapi.SecurityProfile, privileged, enabled bool, defaultProfile string) Opt {
+// resolveAppArmor decides the AppArmor profile a container runs under ("":
+// none). On a host without AppArmor any profile but Unconfined is refused
+// rather than silently not enforced. RuntimeDefault (also used when none is
+// named) is the daemon's loaded default profile; privileged containers get
+// none unless they name one.
+func resolveAppArmor(p *runtimeapi.SecurityProfile, privileged, enabled bool, defaultProfile string) (string, error) {
+	const field = "linux.security_context.apparmor"
+	if p != nil && p.GetProfileType() != runtimeapi.SecurityProfile_Localhost && p.GetLocalhostRef() != "" {
+		return "", errdefs.Invalid(field + ".localhost_ref is only allowed with profile_type Localhost")
+	}
+	if !enabled {
+		if p != nil && p.GetProfileType() != runtimeapi.SecurityProfile_Unconfined {
+			return "", errdefs.Invalid(field + ": AppArmor is not enabled on this node")
+		}
+		return "", nil
+	}
+	if p == nil {
+		p = &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_RuntimeDefault}
+	}
+	switch p.GetProfileType() {
+	case runtimeapi.SecurityProfile_Unconfined:
+		return "", nil
+	case runtimeapi.SecurityProfile_RuntimeDefault:
+		if privileged {
+			return "", nil
+		}
+		if defaultProfile == "" {
+			// Running unconfined instead would be a silent downgrade.
+			return "", errdefs.Precondition(field + ": AppArmor is enabled on this node but berth's default profile is not loaded (berthd logs why at start; is apparmor_parser installed?)")
+		}
+		return defaultProfile, nil
+	case runtimeapi.SecurityProfile_Localhost:
+		name := strings.TrimPrefix(p.GetLocalhostRef(), "localhost/")
+		if name == "" {
+			return "", errdefs.Invalid(field + ".localhost_ref: profile name is empty")
+		}
+		return name, nil
+	default:
+		return "", errdefs.Invalid(fmt.Sprintf("%s.profile_type: unknown type %d", field, p.GetProfileType()))
+	}
+}
+
+// WithAppArmor runs the process under the named AppArmor profile ("": none).
+func WithAppArmor(profile string) Opt {
 	return func(s *specs.Spec) error {
-		const field = "linux.security_context.apparmor"
 		ensureProcess(s)
-		s.Process.ApparmorProfile = ""
-		if p != nil && p.GetProfileType() != runtimeapi.SecurityProfile_Localhost && p.GetLocalhostRef() != "" {
-			return errdefs.Invalid(field + ".localhost_ref is only allowed with profile_type Localhost")
-		}
-		if !enabled {
-			if p != nil && p.GetProfileType() != runtimeapi.SecurityProfile_Unconfined {
-				return errdefs.Invalid(field + ": AppArmor is not enabled on this node")
-			}
-			return nil
-		}
-		if p == nil {
-			p = &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_RuntimeDefault}
-		}
-		switch p.GetProfileType() {
-		case runtimeapi.SecurityProfile_Unconfined:
-		case runtimeapi.SecurityProfile_RuntimeDefault:
-			if privileged {
-				break
-			}
-			if defaultProfile == "" {
-				// Running unconfined instead would be a silent downgrade.
-				return errdefs.Precondition(field + ": AppArmor is enabled on this node but berth's default profile is not loaded (berthd logs why at start; is apparmor_parser installed?)")
-			}
-			s.Process.ApparmorProfile = defaultProfile
-		case runtimeapi.SecurityProfile_Localhost:
-			name := strings.TrimPrefix(p.GetLocalhostRef(), "localhost/")
-			if name == "" {
-				return errdefs.Invalid(field + ".localhost_ref: profile name is empty")
-			}
-			s.Process.ApparmorProfile = name
-		default:
-			return errdefs.Invalid(fmt.Sprintf("%s.profile_type: unknown type %d", field, p.GetProfileType()))
-		}
+		s.Process.ApparmorProfile = profile
 		return nil
 	}
 }
@@ -437,11 +467,6 @@ func CheckSELinux(field string, o *runtimeapi.SELinuxOption, enabled bool) error
 	return errdefs.Precondition(fmt.Sprintf("%s: this node enforces SELinux, and berth does not apply SELinux labels; "+
 		"run the pod on a node without SELinux or drop seLinuxOptions (asked for user %q role %q type %q level %q)",
 		field, o.GetUser(), o.GetRole(), o.GetType(), o.GetLevel()))
-}
-
-// WithSELinux is CheckSELinux as a spec option.
-func WithSELinux(field string, o *runtimeapi.SELinuxOption, enabled bool) Opt {
-	return func(*specs.Spec) error { return CheckSELinux(field, o, enabled) }
 }
 
 // SELinuxRequested says whether o asks for any label.

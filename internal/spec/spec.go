@@ -9,7 +9,6 @@ package spec
 
 import (
 	"context"
-	"fmt"
 	"path"
 	"strconv"
 
@@ -161,11 +160,11 @@ func (h *HostConfig) defaultCaps() []string {
 	return DefaultCapabilities()
 }
 
-// ContainerInput is everything GenerateContainerSpec needs for one container.
+// ContainerInput is everything GenerateContainer needs for one container.
 type ContainerInput struct {
-	ID        string
-	Config    *runtimeapi.ContainerConfig
-	Sandbox   *runtimeapi.PodSandboxConfig
+	ID string
+	// Container is the request, checked by ValidateContainer.
+	Container *Container
 	SandboxID string
 	Image     ImageInfo
 	// RootfsPath is the mounted rootfs on the host. It becomes root.path,
@@ -181,11 +180,12 @@ type ContainerInput struct {
 	Host                                         HostConfig
 }
 
-// SandboxInput is what GenerateSandboxSpec needs for a pod's pause process,
+// SandboxInput is what GenerateSandbox needs for a pod's pause process,
 // which exists only to hold a PID namespace shared by the pod.
 type SandboxInput struct {
-	ID         string
-	Config     *runtimeapi.PodSandboxConfig
+	ID string
+	// Pod is the pod's config, checked by ValidatePod.
+	Pod        *Pod
 	RootfsPath string   // directory holding the pause binary
 	Args       []string // default: ["/pause"]
 	// Namespaces: the pause process joins the pinned net, ipc and uts
@@ -278,50 +278,23 @@ func baseSpec(rootfs string, caps []string) *specs.Spec {
 	}
 }
 
-// GenerateContainerSpec builds the OCI spec for a CRI container. Errors a
-// caller can fix (bad config, missing host path, unknown user) are
-// errdefs.ErrInvalidArgument and name the field. ctx bounds the reads of
-// the image's /etc/passwd and /etc/group.
-func GenerateContainerSpec(ctx context.Context, in *ContainerInput) (*specs.Spec, error) {
-	if in == nil || in.Config == nil {
+// GenerateContainer builds the OCI spec for a container from its checked
+// request. What can still fail depends on the image (its USER and
+// /etc/passwd, a command to run) or on the pod's namespaces. ctx bounds the
+// reads of the image's /etc/passwd and /etc/group.
+func GenerateContainer(ctx context.Context, in *ContainerInput) (*specs.Spec, error) {
+	if in == nil || in.Container == nil {
 		return nil, errdefs.Invalid("container config is required")
 	}
-	if in.Sandbox == nil {
-		return nil, errdefs.Invalid("sandbox config is required")
-	}
-	cfg := in.Config
+	c := in.Container
+	cfg, pod := c.Config, c.Pod
 	sc := cfg.GetLinux().GetSecurityContext()
-	privileged := sc.GetPrivileged()
-	if privileged && !in.Sandbox.GetLinux().GetSecurityContext().GetPrivileged() {
-		return nil, errdefs.Invalid("linux.security_context.privileged: a privileged container needs a privileged pod sandbox")
-	}
-	if err := ValidatePodSysctls(in.Sandbox); err != nil {
-		return nil, err
-	}
 	host := &in.Host
-	hostname := in.Sandbox.GetHostname()
+	hostname := pod.Config.GetHostname()
 	if hostname == "" {
 		hostname = host.NodeHostname
 	}
-
-	userstr, err := userString(sc, in.Image.User)
-	if err != nil {
-		return nil, err
-	}
-	// Group membership is looked up by the user part only, as containerd does.
-	memberOf := userPart(userstr)
-
-	seccompProfile, err := seccompProfile(sc, host.SeccompDefaultWhenUnset)
-	if err != nil {
-		return nil, err
-	}
-	apparmorProfile, err := appArmorProfile(sc)
-	if err != nil {
-		return nil, err
-	}
-	podFiles := podFileMounts(in)
-	nsOpts := sc.GetNamespaceOptions()
-
+	userstr := c.User.userString(in.Image.User)
 	opts := []Opt{
 		WithProcessArgs(cfg.GetCommand(), cfg.GetArgs(), in.Image.Entrypoint, in.Image.Cmd),
 		WithDefaultPathEnv(),
@@ -331,30 +304,23 @@ func GenerateContainerSpec(ctx context.Context, in *ContainerInput) (*specs.Spec
 		WithTerminal(cfg.GetTty()),
 		WithUser(ctx, in.RootfsPath, userstr),
 	}
-	switch p := sc.GetSupplementalGroupsPolicy(); p {
-	case runtimeapi.SupplementalGroupsPolicy_Merge:
-		opts = append(opts, WithAdditionalGIDs(ctx, in.RootfsPath, memberOf))
-	case runtimeapi.SupplementalGroupsPolicy_Strict:
-	default:
-		return nil, errdefs.Invalid(fmt.Sprintf("linux.security_context.supplemental_groups_policy: unknown policy %d", p))
+	if c.MergeImageGroups {
+		// Group membership is looked up by the user part only, as containerd does.
+		opts = append(opts, WithAdditionalGIDs(ctx, in.RootfsPath, userPart(userstr)))
 	}
 	opts = append(opts,
-		WithSupplementalGroups(sc.GetSupplementalGroups()),
+		WithSupplementalGroups(c.SupplementalGroups),
 		WithCgroupMount(),
-		// Pod files are berth's own: no existence check, they are made with the pod.
-		WithMounts(podFiles, MountOptions{}),
-		WithMounts(cfg.GetMounts(), MountOptions{
-			Stat:                    host.fs().Stat,
-			RecursiveReadOnlyMounts: host.RecursiveReadOnlyMounts,
-			Propagation:             host.propagation(),
-		}),
-		WithMaskedPaths(sc.GetMaskedPaths()),
-		WithReadonlyPaths(sc.GetReadonlyPaths()),
+		WithMounts(podFileMounts(in)),
+		WithMounts(c.Mounts),
+		WithRootfsPropagation(c.RootfsPropagation),
+		WithMaskedPaths(c.MaskedPaths),
+		WithReadonlyPaths(c.ReadonlyPaths),
 		WithDefaultDeviceRules(),
-		WithCRIDevices(cfg.GetDevices(), host.fs().Devices),
-		WithCapabilities(host.defaultCaps(), sc.GetCapabilities(), host.AllCapabilities),
+		WithDevices(c.Devices),
+		WithCapabilities(c.Capabilities),
 	)
-	if privileged {
+	if c.Privileged {
 		devices := host.fs().Devices
 		if host.PrivilegedWithoutHostDevices {
 			devices = func(string) ([]specs.LinuxDevice, error) { return nil, nil }
@@ -364,34 +330,33 @@ func GenerateContainerSpec(ctx context.Context, in *ContainerInput) (*specs.Spec
 	opts = append(opts,
 		WithNoNewPrivileges(sc.GetNoNewPrivs()),
 		WithReadonlyRootfs(sc.GetReadonlyRootfs()),
-		WithResources(cfg.GetLinux().GetResources(), ResourceOptions{
+		WithResources(c.Resources, ResourceOptions{
 			SwapLimit: host.SwapLimit,
 			Hugetlb:   host.Hugetlb,
 			PidsLimit: host.PidsLimit,
 		}),
-		WithOOMScoreAdj(cfg.GetLinux().GetResources(), host.OOMScoreAdjMin),
+		WithOOMScoreAdj(c.Resources, host.OOMScoreAdjMin),
 		WithCgroupsPath(in.CgroupsPath),
 	)
-	nsOpt, err := containerNamespaces(in.Sandbox.GetLinux().GetSecurityContext().GetNamespaceOptions(), nsOpts, in.Namespaces, in.TargetPIDNamespace)
+	nsOpt, err := containerNamespaces(pod, c.PIDMode, in.Namespaces, in.TargetPIDNamespace)
 	if err != nil {
 		return nil, err
 	}
 	opts = append(opts, nsOpt)
-	if host.CgroupNamespace && !privileged {
+	if host.CgroupNamespace && !c.Privileged {
 		opts = append(opts, WithNamespace(specs.CgroupNamespace, ""))
 	}
 	opts = append(opts,
-		WithSysctls(in.Sandbox.GetLinux().GetSysctls()),
-		WithAppArmor(apparmorProfile, privileged, host.AppArmorEnabled, host.AppArmorDefaultProfile),
-		WithSELinux("linux.security_context.selinux_options", sc.GetSelinuxOptions(), host.SELinuxEnabled),
+		WithSysctls(pod.Sysctls),
+		WithAppArmor(c.AppArmor),
 		// Seccomp last: the default profile allows syscalls by the
 		// capabilities the spec ends up with.
-		WithSeccomp(seccompProfile, privileged, host.fs().ReadFile),
+		WithSeccomp(c.Seccomp),
 		// Pod, then container annotations, as containerd orders them;
 		// berth's own last, so a client cannot forge them.
-		WithAnnotations(FilterAnnotations(host.PodAnnotations, in.Sandbox.GetAnnotations())),
+		WithAnnotations(FilterAnnotations(host.PodAnnotations, pod.Config.GetAnnotations())),
 		WithAnnotations(FilterAnnotations(host.ContainerAnnotations, cfg.GetAnnotations())),
-		WithAnnotations(criAnnotations(ContainerTypeContainer, in.SandboxID, in.Sandbox, map[string]string{
+		WithAnnotations(criAnnotations(ContainerTypeContainer, in.SandboxID, pod.Config, map[string]string{
 			AnnotationContainerName: cfg.GetMetadata().GetName(),
 			AnnotationImageName:     in.Image.Name,
 		})),
@@ -404,34 +369,27 @@ func GenerateContainerSpec(ctx context.Context, in *ContainerInput) (*specs.Spec
 	return s, nil
 }
 
-// GenerateSandboxSpec builds the spec of a pod's pause process. berth runs
+// GenerateSandbox builds the spec of a pod's pause process. berth runs
 // one only for pods that share their PID namespace: it is PID 1 there,
 // reaping zombies. It runs as 65535 with no capabilities, a read-only root,
 // no_new_privileges and the default seccomp profile.
-func GenerateSandboxSpec(in *SandboxInput) (*specs.Spec, error) {
-	if in == nil || in.Config == nil {
+func GenerateSandbox(in *SandboxInput) (*specs.Spec, error) {
+	if in == nil || in.Pod == nil {
 		return nil, errdefs.Invalid("sandbox config is required")
 	}
-	if err := ValidatePodSysctls(in.Config); err != nil {
-		return nil, err
-	}
 	host := &in.Host
-	sc := in.Config.GetLinux().GetSecurityContext()
+	pod := in.Pod
 	args := in.Args
 	if len(args) == 0 {
 		args = []string{"/pause"}
 	}
-	nsOpts := sc.GetNamespaceOptions()
-	// The pause process needs no syscall beyond the default profile, so it
-	// always gets one: the pod's own Localhost profile, else RuntimeDefault
-	// (even for pods that ask for Unconfined, which is meant for their
-	// containers).
-	seccompProfile, err := seccompProfileFrom(sc.GetSeccomp(), sc.GetSeccompProfilePath())
-	if err != nil {
-		return nil, err
-	}
-	if seccompProfile.GetProfileType() != runtimeapi.SecurityProfile_Localhost {
-		seccompProfile = &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_RuntimeDefault}
+	seccompProfile := pod.PauseSeccomp
+	if seccompProfile.Type == runtimeapi.SecurityProfile_Localhost && seccompProfile.Profile == nil {
+		var err error
+		ref := &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_Localhost, LocalhostRef: seccompProfile.Path}
+		if seccompProfile, err = resolveSeccomp(ref, host.fs().ReadFile); err != nil {
+			return nil, err
+		}
 	}
 	adj := -998 // kubelet's sandbox score
 	uid := int64(defaultPauseUID)
@@ -439,7 +397,7 @@ func GenerateSandboxSpec(in *SandboxInput) (*specs.Spec, error) {
 	opts := []Opt{
 		WithProcessArgs(args, nil, nil, nil),
 		WithUser(context.Background(), "", strconv.FormatInt(uid, 10)+":"+strconv.FormatInt(uid, 10)),
-		WithCapabilities(nil, &runtimeapi.Capability{DropCapabilities: []string{"ALL"}}, host.AllCapabilities),
+		WithCapabilities(Capabilities{}),
 		WithNoNewPrivileges(true),
 		WithReadonlyRootfs(true),
 		WithDefaultDeviceRules(),
@@ -448,7 +406,7 @@ func GenerateSandboxSpec(in *SandboxInput) (*specs.Spec, error) {
 		WithCgroupsPath(in.CgroupsPath),
 		WithNamespace(specs.PIDNamespace, ""),
 	}
-	if nsOpts.GetNetwork() != runtimeapi.NamespaceMode_NODE {
+	if pod.Network != runtimeapi.NamespaceMode_NODE {
 		if in.Namespaces.Net == "" {
 			return nil, errdefs.Invalid("sandbox has no network namespace path for a pod with its own network")
 		}
@@ -457,17 +415,17 @@ func GenerateSandboxSpec(in *SandboxInput) (*specs.Spec, error) {
 			opts = append(opts, WithNamespace(specs.UTSNamespace, in.Namespaces.UTS))
 		}
 	}
-	if nsOpts.GetIpc() != runtimeapi.NamespaceMode_NODE {
+	if pod.IPC != runtimeapi.NamespaceMode_NODE {
 		if in.Namespaces.IPC == "" {
 			return nil, errdefs.Invalid("sandbox has no IPC namespace path for a pod with its own IPC")
 		}
 		opts = append(opts, WithNamespace(specs.IPCNamespace, in.Namespaces.IPC))
 	}
 	opts = append(opts,
-		WithSeccomp(seccompProfile, false, host.fs().ReadFile),
-		WithAnnotations(FilterAnnotations(host.PodAnnotations, in.Config.GetAnnotations())),
-		WithAnnotations(criAnnotations(ContainerTypeSandbox, in.ID, in.Config, map[string]string{
-			AnnotationSandboxLogDir: in.Config.GetLogDirectory(),
+		WithSeccomp(seccompProfile),
+		WithAnnotations(FilterAnnotations(host.PodAnnotations, pod.Config.GetAnnotations())),
+		WithAnnotations(criAnnotations(ContainerTypeSandbox, in.ID, pod.Config, map[string]string{
+			AnnotationSandboxLogDir: pod.Config.GetLogDirectory(),
 		})),
 	)
 	s := baseSpec(in.RootfsPath, nil)

@@ -20,29 +20,61 @@ import (
 	"github.com/berth-project/berth/internal/errdefs"
 )
 
-// userString picks the user the way containerd does: run_as_username,
-// else run_as_user (each with run_as_group as ":gid"), else the image USER.
-func userString(sc *runtimeapi.LinuxContainerSecurityContext, imageUser string) (string, error) {
-	var u, g string
-	if sc.GetRunAsUser() != nil {
-		u = strconv.FormatInt(sc.GetRunAsUser().GetValue(), 10)
-	}
-	if sc.GetRunAsUsername() != "" {
-		u = sc.GetRunAsUsername()
-	}
-	if sc.GetRunAsGroup() != nil {
-		g = strconv.FormatInt(sc.GetRunAsGroup().GetValue(), 10)
-	}
-	if u == "" {
-		if g != "" {
-			return "", errdefs.Invalid("linux.security_context.run_as_group " + g + " is set without run_as_user or run_as_username")
+// User is the identity a CRI config asks for: run_as_username, else
+// run_as_user, each with run_as_group. The zero User means the image's USER.
+type User struct {
+	Name string  // run_as_username
+	UID  *uint32 // run_as_user
+	GID  *uint32 // run_as_group
+}
+
+// parseUser checks and reads the user fields of a security context.
+func parseUser(sc *runtimeapi.LinuxContainerSecurityContext) (User, error) {
+	const field = "linux.security_context"
+	var u User
+	if g := sc.GetRunAsGroup(); g != nil {
+		if sc.GetRunAsUser() == nil && sc.GetRunAsUsername() == "" {
+			return User{}, errdefs.Invalid(field + ".run_as_group " + strconv.FormatInt(g.GetValue(), 10) + " is set without run_as_user or run_as_username")
 		}
-		return imageUser, nil
 	}
-	if g != "" {
-		u += ":" + g
+	if r := sc.GetRunAsUser(); r != nil {
+		if r.GetValue() < 0 || r.GetValue() > int64(^uint32(0)) {
+			return User{}, errdefs.Invalid(fmt.Sprintf("%s.run_as_user %d is not a valid uid", field, r.GetValue()))
+		}
+		uid := uint32(r.GetValue())
+		u.UID = &uid
 	}
+	if g := sc.GetRunAsGroup(); g != nil {
+		if g.GetValue() < 0 || g.GetValue() > int64(^uint32(0)) {
+			return User{}, errdefs.Invalid(fmt.Sprintf("%s.run_as_group %d is not a valid gid", field, g.GetValue()))
+		}
+		gid := uint32(g.GetValue())
+		u.GID = &gid
+	}
+	if strings.ContainsAny(sc.GetRunAsUsername(), ":\x00") {
+		return User{}, errdefs.Invalid(fmt.Sprintf("%s.run_as_username %q must not contain ':'", field, sc.GetRunAsUsername()))
+	}
+	u.Name = sc.GetRunAsUsername()
 	return u, nil
+}
+
+// userString picks the user the way containerd does: the config's user
+// (by name, else by uid, with ":gid" when a group is given), else the image
+// USER, in the image spec's "user[:group]" form.
+func (u User) userString(imageUser string) string {
+	var s string
+	switch {
+	case u.Name != "":
+		s = u.Name
+	case u.UID != nil:
+		s = strconv.FormatUint(uint64(*u.UID), 10)
+	default:
+		return imageUser
+	}
+	if u.GID != nil {
+		s += ":" + strconv.FormatUint(uint64(*u.GID), 10)
+	}
+	return s
 }
 
 // userPart is the user half of a user string; "0" when there is none.
@@ -368,20 +400,26 @@ func WithAdditionalGIDs(ctx context.Context, rootfs, userPart string) Opt {
 	}
 }
 
-// WithSupplementalGroups adds the security context's supplemental groups.
-func WithSupplementalGroups(groups []int64) Opt {
+// WithSupplementalGroups adds the security context's supplemental groups
+// (checked by ValidateContainer).
+func WithSupplementalGroups(gids []uint32) Opt {
 	return func(s *specs.Spec) error {
 		ensureProcess(s)
-		gids := make([]uint32, 0, len(groups))
-		for _, g := range groups {
-			if g < 0 || g > int64(^uint32(0)) {
-				return errdefs.Invalid(fmt.Sprintf("linux.security_context.supplemental_groups: %d is not a valid gid", g))
-			}
-			gids = append(gids, uint32(g))
-		}
 		s.Process.User.AdditionalGids = mergeGIDs(s.Process.User.AdditionalGids, gids)
 		return nil
 	}
+}
+
+// supplementalGroups checks the security context's supplemental groups.
+func supplementalGroups(groups []int64) ([]uint32, error) {
+	gids := make([]uint32, 0, len(groups))
+	for _, g := range groups {
+		if g < 0 || g > int64(^uint32(0)) {
+			return nil, errdefs.Invalid(fmt.Sprintf("linux.security_context.supplemental_groups: %d is not a valid gid", g))
+		}
+		gids = append(gids, uint32(g))
+	}
+	return gids, nil
 }
 
 // mergeGIDs returns the sorted union of a and b.
