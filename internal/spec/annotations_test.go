@@ -52,7 +52,7 @@ func TestFilterAnnotations(t *testing.T) {
 	}
 }
 
-func TestSpecAnnotationsAllowLists(t *testing.T) {
+func TestAnnotationsAllowLists(t *testing.T) {
 	hostile := map[string]string{
 		"org.systemd.property.ExecStartPre": "/bin/sh -c x",
 		"run.oci.keep_original_groups":      "1",

@@ -395,7 +395,7 @@ func equalNSMaps(a, b map[specs.LinuxNamespaceType]bool) bool {
 	return true
 }
 
-func TestGenerateContainerSpecVariants(t *testing.T) {
+func TestGenerateContainerVariants(t *testing.T) {
 	t.Run("run as user with merge and readonly rootfs", func(t *testing.T) {
 		in := kubeletContainer()
 		in.RootfsPath = testRootfs(t)

@@ -261,7 +261,7 @@ func TestAdditionalGIDs(t *testing.T) {
 	wantInvalid(t, err, "supplemental_groups")
 }
 
-func TestSpecUserString(t *testing.T) {
+func TestUserString(t *testing.T) {
 	i := func(v int64) *runtimeapi.Int64Value { return &runtimeapi.Int64Value{Value: v} }
 	for _, tc := range []struct {
 		sc    *runtimeapi.LinuxContainerSecurityContext
@@ -422,7 +422,7 @@ func TestWithMountsErrors(t *testing.T) {
 	}
 }
 
-func TestSpecPodFileMounts(t *testing.T) {
+func TestPodFileMounts(t *testing.T) {
 	in := &ContainerInput{
 		Container: &Container{Config: &runtimeapi.ContainerConfig{
 			Mounts: []*runtimeapi.Mount{{ContainerPath: "/etc/hosts", HostPath: "/kubelet/hosts"}},
@@ -706,7 +706,7 @@ func TestNoNewPrivsAndReadonlyRootfs(t *testing.T) {
 	}
 }
 
-func TestValidatePodSysctls(t *testing.T) {
+func TestCheckSysctls(t *testing.T) {
 	pod := func(hostNet, hostIPC bool, sysctls map[string]string) *runtimeapi.PodSandboxConfig {
 		ns := &runtimeapi.NamespaceOption{}
 		if hostNet {
@@ -899,7 +899,7 @@ func TestWithAnnotations(t *testing.T) {
 	}
 }
 
-func TestSpecCapsFromMask(t *testing.T) {
+func TestCapsFromMask(t *testing.T) {
 	got := CapsFromMask(1<<0 | 1<<21 | 1<<40 | 1<<63)
 	if !reflect.DeepEqual(got, []string{"CAP_CHOWN", "CAP_SYS_ADMIN", "CAP_CHECKPOINT_RESTORE"}) {
 		t.Fatalf("caps %v", got)

@@ -10,7 +10,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
-func TestSpecParsePropagation(t *testing.T) {
+func TestParsePropagation(t *testing.T) {
 	for opt, want := range map[string]MountPropagation{
 		"":                  {MountPoint: "/m"},
 		"shared:12":         {MountPoint: "/m", Shared: true},
