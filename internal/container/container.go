@@ -18,8 +18,8 @@ import (
 	"github.com/berth-project/berth/internal/events"
 	"github.com/berth-project/berth/internal/image"
 	"github.com/berth-project/berth/internal/names"
-	"github.com/berth-project/berth/internal/oci"
 	"github.com/berth-project/berth/internal/sandbox"
+	"github.com/berth-project/berth/internal/spec"
 	"github.com/berth-project/berth/internal/store"
 )
 
@@ -102,7 +102,7 @@ type Config struct {
 	Images    *image.Service
 	// Host is the node's facts for spec generation, built once at start;
 	// each handler adds its own (hostConfig).
-	Host oci.HostConfig
+	Host spec.HostConfig
 	// CgroupDriver is cgroupfs or systemd; it shapes linux.cgroupsPath.
 	CgroupDriver string
 	Logger       *slog.Logger

@@ -7,14 +7,13 @@ import (
 	"syscall"
 	"time"
 
-	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/protobuf/encoding/protojson"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-project/berth/internal/errdefs"
 	"github.com/berth-project/berth/internal/events"
-	"github.com/berth-project/berth/internal/oci"
 	"github.com/berth-project/berth/internal/runtime"
+	"github.com/berth-project/berth/internal/spec"
 	"github.com/berth-project/berth/internal/store"
 )
 
@@ -244,12 +243,11 @@ func (s *Service) UpdateResources(ctx context.Context, id string, res *runtimeap
 	if err != nil {
 		return err
 	}
-	spec := &specs.Spec{Linux: &specs.Linux{}}
-	opt := oci.WithResources(res, oci.ResourceOptions{SwapLimit: s.cfg.Host.SwapLimit, Hugetlb: s.cfg.Host.Hugetlb})
-	if err := opt(spec); err != nil {
+	update, err := spec.Resources(res, spec.ResourceOptions{SwapLimit: s.cfg.Host.SwapLimit, Hugetlb: s.cfg.Host.Hugetlb})
+	if err != nil {
 		return err
 	}
-	if err := rt.Update(ctx, id, spec.Linux.Resources); err != nil {
+	if err := rt.Update(ctx, id, update); err != nil {
 		return err
 	}
 	nc := *c

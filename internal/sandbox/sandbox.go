@@ -22,8 +22,8 @@ import (
 	"github.com/berth-project/berth/internal/cgroups"
 	"github.com/berth-project/berth/internal/errdefs"
 	"github.com/berth-project/berth/internal/names"
-	"github.com/berth-project/berth/internal/oci"
 	"github.com/berth-project/berth/internal/runtime"
+	"github.com/berth-project/berth/internal/spec"
 	"github.com/berth-project/berth/internal/store"
 )
 
@@ -121,11 +121,11 @@ type Config struct {
 	Store               *store.Store
 	StateDir            string
 	DefaultCgroupParent string
-	Runtimes            Runtimes       // the runtime handlers: names, pause processes
-	Host                oci.HostConfig // the node's; each handler adds its own (hostConfig)
-	PauseBinary         string         // berth-pause, for pods sharing a PID namespace
-	CgroupDriver        string         // cgroupfs or systemd, for the pause process's cgroup
-	Network             Network        // nil: pods get loopback only
+	Runtimes            Runtimes        // the runtime handlers: names, pause processes
+	Host                spec.HostConfig // the node's; each handler adds its own (hostConfig)
+	PauseBinary         string          // berth-pause, for pods sharing a PID namespace
+	CgroupDriver        string          // cgroupfs or systemd, for the pause process's cgroup
+	Network             Network         // nil: pods get loopback only
 	Logger              *slog.Logger
 }
 
@@ -224,13 +224,12 @@ func Key(md *runtimeapi.PodSandboxMetadata) string {
 // Run creates and starts a pod sandbox and returns its id. A retry of a
 // create whose result was never delivered gets that result.
 func (s *Service) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, handler string) (id string, err error) {
-	if err := Validate(cfg); err != nil {
+	pod, err := spec.ValidatePod(cfg, &s.cfg.Host)
+	if err != nil {
 		return "", err
 	}
-	if o := cfg.GetLinux().GetSecurityContext().GetSelinuxOptions(); oci.SELinuxRequested(o) {
-		if err := oci.CheckSELinux("linux.security_context.selinux_options", o, s.cfg.Host.SELinuxEnabled); err != nil {
-			return "", err
-		}
+	if o := cfg.GetLinux().GetSecurityContext().GetSelinuxOptions(); spec.SELinuxRequested(o) {
+		// ValidatePod refused them where SELinux is on.
 		s.log.Info("pod selinux_options ignored: SELinux is not enabled on this node", "name", Key(cfg.GetMetadata()),
 			"user", o.GetUser(), "role", o.GetRole(), "type", o.GetType(), "level", o.GetLevel())
 	}
@@ -258,7 +257,7 @@ func (s *Service) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, han
 		})
 	}()
 	start := time.Now()
-	if err := s.create(ctx, id, key, cfg, handler); err != nil {
+	if err := s.create(ctx, id, key, pod, handler); err != nil {
 		id = ""
 		return "", err
 	}
@@ -266,7 +265,8 @@ func (s *Service) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, han
 	return id, nil
 }
 
-func (s *Service) create(ctx context.Context, id, key string, cfg *runtimeapi.PodSandboxConfig, handler string) (err error) {
+func (s *Service) create(ctx context.Context, id, key string, pod *spec.Pod, handler string) (err error) {
+	cfg := pod.Config
 	nsOpts := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions()
 	p := &Sandbox{
 		ID:             id,
@@ -341,7 +341,7 @@ func (s *Service) create(ctx context.Context, id, key string, cfg *runtimeapi.Po
 		return err
 	}
 	if s.needsPause(p) {
-		if err := s.startPause(ctx, p, cfg); err != nil {
+		if err := s.startPause(ctx, p, pod); err != nil {
 			return err
 		}
 	}
