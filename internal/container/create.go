@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-project/berth/internal/cgroups"
@@ -58,9 +58,7 @@ func (s *Service) Create(ctx context.Context, podID string, cfg *runtimeapi.Cont
 		return "", err
 	}
 	if podCfg == nil {
-		if podCfg, err = pod.PodConfig(); err != nil {
-			return "", err
-		}
+		podCfg = pod.Config
 	}
 
 	key := Key(podID, cfg.GetMetadata())
@@ -190,38 +188,24 @@ func (s *Service) create(ctx context.Context, id, key string, pod *sandbox.Sandb
 	c = &Container{
 		ID:          id,
 		PodID:       pod.ID,
-		Key:         key,
-		Name:        cfg.GetMetadata().GetName(),
-		Attempt:     cfg.GetMetadata().GetAttempt(),
-		State:       Created,
 		CreatedAt:   time.Now().UnixNano(),
-		Pid:         proc.Pid,
-		Image:       cfg.GetImage().GetImage(),
 		ImageID:     img.ID,
 		ImageRef:    img.ID,
 		Layers:      img.ChainIDs,
-		Labels:      cfg.GetLabels(),
-		Annotations: cfg.GetAnnotations(),
 		LogPath:     logPath,
 		Runtime:     pod.RuntimeHandler,
-		StopSignal:  stopSignal(cfg, img),
 		CgroupsPath: cgPath,
+		StopSignal:  stopSignal(cfg, img),
+		Config:      proto.Clone(cfg).(*runtimeapi.ContainerConfig),
+		User:        containerUser(spec),
+		State:       Created,
+		Pid:         proc.Pid,
+		exec:        newExecTemplate(spec),
 	}
-	if c.Config, err = protojson.Marshal(cfg); err != nil {
-		return nil, err
-	}
-	if r := cfg.GetLinux().GetResources(); r != nil {
-		if c.Resources, err = protojson.Marshal(r); err != nil {
-			return nil, err
-		}
-	}
-	if user := containerUser(spec); user != nil {
-		if c.User, err = protojson.Marshal(user); err != nil {
-			return nil, err
-		}
-	}
+	c.Resources = c.Config.GetLinux().GetResources()
+	c.fillFromConfig()
 	s.exitChan(id)
-	if err := s.publish(c); err != nil {
+	if err := s.publishNew(c); err != nil {
 		return nil, err
 	}
 	s.emit(events.ContainerCreated, c)

@@ -14,7 +14,6 @@ import (
 	"github.com/berth-project/berth/internal/names"
 	"github.com/berth-project/berth/internal/oci"
 	"github.com/berth-project/berth/internal/snapshot"
-	"github.com/berth-project/berth/internal/store"
 )
 
 // New loads container records and reconciles them with the host: exits that
@@ -44,25 +43,44 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 			return nil, err
 		}
 	}
-	err := store.Load(cfg.Store, store.Containers, func(id string, c *Container) error {
+	start := time.Now()
+	var err error
+	if s.records, err = openTable(cfg.Store, cfg); err != nil {
+		return nil, err
+	}
+	rows, err := s.records.Load(func(id string, m *recordMeta, st *recordStatus) error {
+		c, err := fromRecord(id, m, st)
+		if err != nil {
+			return err
+		}
 		s.containers[id] = c
-		for _, l := range c.Layers {
-			s.layerUse[l]++
-		}
-		s.names.Restore(c.Key, id)
-		ch := make(chan struct{})
-		if c.State == Exited {
-			close(ch)
-		}
-		s.exited[id] = ch
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("load container records: %w", err)
 	}
+	for _, c := range s.containers {
+		for _, l := range c.Layers {
+			s.layerUse[l]++
+		}
+		s.names.Restore(c.Key, c.ID)
+		ch := make(chan struct{})
+		if c.State == Exited {
+			close(ch)
+		}
+		s.exited[c.ID] = ch
+	}
+	if s.quarantined, err = s.records.QuarantinedIDs(); err != nil {
+		return nil, fmt.Errorf("load container records: %w", err)
+	}
+	if n := len(s.quarantined); n > 0 {
+		s.log.Warn("container records in quarantine: their containers, if any, are left alone", "count", n)
+	}
+	loaded := time.Since(start)
 	if err := s.reconcile(ctx); err != nil {
 		return nil, err
 	}
+	s.log.Info("containers recovered", "count", len(rows), "load", loaded, "took", time.Since(start))
 	return s, nil
 }
 
@@ -146,12 +164,16 @@ func (s *Service) markLost(c *Container, msg string) {
 
 func (s *Service) removeOrphans(ctx context.Context) error {
 	known := func(id string) bool {
+		if s.quarantined[id] {
+			// Its record is unreadable, not absent: leave it to the operator.
+			return true
+		}
 		_, err := s.Get(id)
 		if err != nil {
 			// A pod's pause process runs under the pod's id.
 			_, err = s.cfg.Sandboxes.Get(id)
 		}
-		return err == nil
+		return err == nil || s.cfg.Sandboxes.Quarantined(id)
 	}
 	orphans := map[string]bool{}
 	for _, dir := range []string{filepath.Join(s.cfg.StateDir, "containers"), filepath.Join(s.cfg.Root, "containers")} {
