@@ -91,6 +91,20 @@ func (s *Service) reconcile(ctx context.Context) error {
 	if left := waitRuntimeCommands(s.cfg.Runtimes); len(left) > 0 {
 		s.log.Warn("runtime commands of the previous berthd still run; reconciling anyway", "pids", left, "waited", settleTimeout)
 	}
+	// One list per runtime rather than one state call per container: a
+	// restart with many containers must not fork the runtime for each.
+	lists := map[string]map[string]oci.State{}
+	for name, rt := range s.cfg.Runtimes {
+		states, err := rt.List(ctx)
+		if err != nil {
+			s.log.Warn("listing runtime containers", "runtime", rt.Name, "err", err)
+			continue
+		}
+		lists[name] = make(map[string]oci.State, len(states))
+		for _, st := range states {
+			lists[name][st.ID] = st
+		}
+	}
 	for _, c := range s.List() {
 		if c.State == Exited {
 			continue
@@ -104,7 +118,14 @@ func (s *Service) reconcile(ctx context.Context) error {
 			s.markLost(c, err.Error())
 			continue
 		}
-		st, err := rt.State(ctx, c.ID)
+		var st *oci.State
+		if listed, ok := lists[c.Runtime][c.ID]; ok {
+			st = &listed
+		} else {
+			// Not listed (or no list): ask about this one, as a list
+			// skips containers whose state it cannot load.
+			st, err = rt.State(ctx, c.ID)
+		}
 		switch {
 		case errdefs.IsNotFound(err):
 			s.markLost(c, "the OCI runtime no longer knows this container (host rebooted?)")
@@ -124,7 +145,7 @@ func (s *Service) reconcile(ctx context.Context) error {
 			}
 		}
 	}
-	return s.removeOrphans(ctx)
+	return s.removeOrphans(ctx, lists)
 }
 
 // markStarted records a start the runtime did but the record missed. The
@@ -162,7 +183,7 @@ func (s *Service) markLost(c *Container, msg string) {
 	s.log.Warn("container lost", "container", c.ID, "reason", msg)
 }
 
-func (s *Service) removeOrphans(ctx context.Context) error {
+func (s *Service) removeOrphans(ctx context.Context, lists map[string]map[string]oci.State) error {
 	known := func(id string) bool {
 		if s.quarantined[id] {
 			// Its record is unreadable, not absent: leave it to the operator.
@@ -187,15 +208,10 @@ func (s *Service) removeOrphans(ctx context.Context) error {
 			}
 		}
 	}
-	for _, rt := range s.cfg.Runtimes {
-		states, err := rt.List(ctx)
-		if err != nil {
-			s.log.Warn("listing runtime containers", "runtime", rt.Name, "err", err)
-			continue
-		}
-		for _, st := range states {
-			if !known(st.ID) {
-				orphans[st.ID] = true
+	for _, states := range lists {
+		for id := range states {
+			if !known(id) {
+				orphans[id] = true
 			}
 		}
 	}
