@@ -9,7 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-project/berth/internal/cgroups"
@@ -36,16 +36,12 @@ func (s *Service) Create(ctx context.Context, podID string, cfg *runtimeapi.Cont
 	if pod.State != sandbox.Ready {
 		return "", errdefs.Precondition(fmt.Sprintf("pod sandbox %s is not ready (stopped); create a new pod", podID))
 	}
-	stored, err := pod.PodConfig()
-	if err != nil {
-		return "", err
-	}
 	rt, err := s.runtime(pod.RuntimeHandler)
 	if err != nil {
 		return "", err
 	}
 	host := s.hostConfig(rt)
-	v, err := spec.ValidateContainer(cfg, spec.ValidatedPod(stored), &host)
+	v, err := spec.ValidateContainer(cfg, spec.ValidatedPod(pod.Config), &host)
 	if err != nil {
 		return "", err
 	}
@@ -164,38 +160,24 @@ func (s *Service) create(ctx context.Context, id, key string, pod *sandbox.Sandb
 	c = &Container{
 		ID:          id,
 		PodID:       pod.ID,
-		Key:         key,
-		Name:        cfg.GetMetadata().GetName(),
-		Attempt:     cfg.GetMetadata().GetAttempt(),
-		State:       Created,
 		CreatedAt:   time.Now().UnixNano(),
-		Pid:         proc.Pid,
-		Image:       cfg.GetImage().GetImage(),
 		ImageID:     img.ID,
 		ImageRef:    img.ID,
 		Layers:      img.ChainIDs,
-		Labels:      cfg.GetLabels(),
-		Annotations: cfg.GetAnnotations(),
 		LogPath:     logPath,
 		Runtime:     pod.RuntimeHandler,
 		StopSignal:  stopSignal(v, img),
 		CgroupsPath: cgPath,
+		Config:      proto.Clone(cfg).(*runtimeapi.ContainerConfig),
+		User:        containerUser(ociSpec),
+		State:       Created,
+		Pid:         proc.Pid,
+		exec:        newExecTemplate(ociSpec),
 	}
-	if c.Config, err = protojson.Marshal(cfg); err != nil {
-		return nil, err
-	}
-	if r := cfg.GetLinux().GetResources(); r != nil {
-		if c.Resources, err = protojson.Marshal(r); err != nil {
-			return nil, err
-		}
-	}
-	if user := containerUser(ociSpec); user != nil {
-		if c.User, err = protojson.Marshal(user); err != nil {
-			return nil, err
-		}
-	}
+	c.Resources = c.Config.GetLinux().GetResources()
+	c.fillFromConfig()
 	s.exitChan(id)
-	if err := s.publish(c); err != nil {
+	if err := s.publishNew(c); err != nil {
 		return nil, err
 	}
 	s.emit(events.ContainerCreated, c)

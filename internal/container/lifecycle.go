@@ -7,14 +7,13 @@ import (
 	"syscall"
 	"time"
 
-	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-project/berth/internal/errdefs"
 	"github.com/berth-project/berth/internal/events"
 	"github.com/berth-project/berth/internal/runtime"
 	"github.com/berth-project/berth/internal/spec"
-	"github.com/berth-project/berth/internal/store"
 )
 
 // startTimeout bounds the runtime's start, which does not end with the
@@ -136,7 +135,7 @@ func (s *Service) Remove(ctx context.Context, id string) error {
 	// expired context would leave the runtime's state behind a removed
 	// record. The runtime's own default timeout still bounds it.
 	s.cleanup(context.WithoutCancel(ctx), id, rt, true, c.CgroupsPath)
-	if err := s.cfg.Store.Delete(store.Containers, id); err != nil {
+	if err := s.records.Delete(id); err != nil {
 		return err
 	}
 	s.forget(c)
@@ -251,9 +250,7 @@ func (s *Service) UpdateResources(ctx context.Context, id string, res *runtimeap
 		return err
 	}
 	nc := *c
-	if nc.Resources, err = protojson.Marshal(res); err != nil {
-		return err
-	}
+	nc.Resources = proto.Clone(res).(*runtimeapi.LinuxContainerResources)
 	return s.publish(&nc)
 }
 
