@@ -11,21 +11,21 @@ import (
 	"github.com/berth-project/berth/internal/apparmor"
 	"github.com/berth-project/berth/internal/config"
 	"github.com/berth-project/berth/internal/host"
-	"github.com/berth-project/berth/internal/oci"
+	"github.com/berth-project/berth/internal/spec"
 )
 
 // hostConfig gathers, once at start, the host facts every container spec
 // depends on. What differs between runtime handlers (recursive read-only
 // mounts, host devices for privileged containers, annotation allow-lists)
 // each handler adds (internal/runtime).
-func hostConfig(cfg *config.Config, log *slog.Logger) (oci.HostConfig, error) {
+func hostConfig(cfg *config.Config, log *slog.Logger) (spec.HostConfig, error) {
 	capMask, err := host.BoundingCapabilities()
 	if err != nil {
-		return oci.HostConfig{}, fmt.Errorf("read berthd's capability bounding set: %w", err)
+		return spec.HostConfig{}, fmt.Errorf("read berthd's capability bounding set: %w", err)
 	}
-	caps := oci.SpecCapsFromMask(capMask)
+	caps := spec.CapsFromMask(capMask)
 	v2 := host.CgroupV2()
-	h := oci.HostConfig{
+	h := spec.HostConfig{
 		AllCapabilities: caps,
 		AppArmorEnabled: apparmor.Enabled(),
 		SELinuxEnabled:  host.SELinuxEnabled(),
@@ -72,7 +72,7 @@ func warnBroadAnnotationPatterns(cfg *config.Config, log *slog.Logger) {
 			patterns []string
 		}{{"pod_annotations", rt.PodAnnotations}, {"container_annotations", rt.ContainerAnnotations}} {
 			for i, p := range l.patterns {
-				if why := oci.BroadAnnotationPattern(p); why != "" {
+				if why := spec.BroadAnnotationPattern(p); why != "" {
 					log.Warn("annotation allow-list pattern lets any CRI client set runtime annotations; list the prefixes you need instead",
 						"key", fmt.Sprintf("runtimes.%s.%s[%d]", name, l.key, i), "pattern", p, "why", why)
 				}

@@ -185,7 +185,7 @@ func checkAddress(addr string, emptyOK bool) error {
 	return nil
 }
 
-// validAnnotationPattern accepts the globs oci.FilterAnnotations matches
+// validAnnotationPattern accepts the globs spec.FilterAnnotations matches
 // with (path.Match).
 func validAnnotationPattern(p string) bool {
 	if p == "" {

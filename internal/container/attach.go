@@ -29,10 +29,7 @@ func (s *Service) Attach(ctx context.Context, id string, o AttachOptions) error 
 	if c.State != Running {
 		return errdefs.Precondition(fmt.Sprintf("container %s is %s, not running; attach needs a running container", id, c.State))
 	}
-	cfg, err := c.ContainerConfig()
-	if err != nil {
-		return err
-	}
+	cfg := c.Config
 	rt, err := s.runtime(c.Runtime)
 	if err != nil {
 		return err
@@ -73,9 +70,5 @@ func (s *Service) HasStdin(id string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	cfg, err := c.ContainerConfig()
-	if err != nil {
-		return false, err
-	}
-	return cfg.GetStdin(), nil
+	return c.Config.GetStdin(), nil
 }

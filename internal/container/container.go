@@ -4,22 +4,21 @@
 package container
 
 import (
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"path/filepath"
 	"sort"
 	"sync"
 
-	"google.golang.org/protobuf/encoding/protojson"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-project/berth/internal/errdefs"
 	"github.com/berth-project/berth/internal/events"
 	"github.com/berth-project/berth/internal/image"
 	"github.com/berth-project/berth/internal/names"
-	"github.com/berth-project/berth/internal/oci"
+	"github.com/berth-project/berth/internal/runtime"
 	"github.com/berth-project/berth/internal/sandbox"
+	"github.com/berth-project/berth/internal/spec"
 	"github.com/berth-project/berth/internal/store"
 )
 
@@ -40,62 +39,6 @@ const (
 	ReasonOOMKilled = "OOMKilled"
 )
 
-// Container is the persistent record of a container; immutable once
-// published (copy on write).
-type Container struct {
-	ID          string            `json:"id"`
-	PodID       string            `json:"podID"`
-	Key         string            `json:"key"`
-	Name        string            `json:"name"`
-	Attempt     uint32            `json:"attempt"`
-	State       State             `json:"state"`
-	CreatedAt   int64             `json:"createdAt"`
-	StartedAt   int64             `json:"startedAt,omitempty"`
-	FinishedAt  int64             `json:"finishedAt,omitempty"`
-	ExitCode    int32             `json:"exitCode"`
-	Reason      string            `json:"reason,omitempty"`
-	Message     string            `json:"message,omitempty"`
-	Pid         int               `json:"pid,omitempty"`
-	Image       string            `json:"image"`    // as the client asked for it
-	ImageID     string            `json:"imageID"`  // sha256:<config digest>
-	ImageRef    string            `json:"imageRef"` // what status reports as image_ref
-	Layers      []string          `json:"layers"`   // chain IDs the rootfs uses
-	Labels      map[string]string `json:"labels,omitempty"`
-	Annotations map[string]string `json:"annotations,omitempty"`
-	LogPath     string            `json:"logPath,omitempty"` // absolute
-	Runtime     string            `json:"runtime"`
-	CgroupsPath string            `json:"cgroupsPath,omitempty"`
-	StopSignal  string            `json:"stopSignal,omitempty"`
-	User        json.RawMessage   `json:"user,omitempty"` // protojson ContainerUser
-	Config      json.RawMessage   `json:"config"`         // protojson ContainerConfig
-	Resources   json.RawMessage   `json:"resources,omitempty"`
-
-	// RuntimeDeleted: the runtime's state was deleted after the exit, so
-	// removal has no runtime call left to make.
-	RuntimeDeleted bool `json:"runtimeDeleted,omitempty"`
-}
-
-// ContainerConfig decodes the stored CRI config.
-func (c *Container) ContainerConfig() (*runtimeapi.ContainerConfig, error) {
-	cfg := &runtimeapi.ContainerConfig{}
-	if err := protojson.Unmarshal(c.Config, cfg); err != nil {
-		return nil, fmt.Errorf("decode container %s config: %w", c.ID, err)
-	}
-	return cfg, nil
-}
-
-// LinuxResources decodes the resources last applied.
-func (c *Container) LinuxResources() *runtimeapi.LinuxContainerResources {
-	if len(c.Resources) == 0 {
-		return nil
-	}
-	r := &runtimeapi.LinuxContainerResources{}
-	if protojson.Unmarshal(c.Resources, r) != nil {
-		return nil
-	}
-	return r
-}
-
 // Config configures the service.
 type Config struct {
 	Store     *store.Store
@@ -106,7 +49,7 @@ type Config struct {
 	Images    *image.Service
 	// Host is the node's facts for spec generation, built once at start;
 	// each handler adds its own (hostConfig).
-	Host oci.HostConfig
+	Host spec.HostConfig
 	// CgroupDriver is cgroupfs or systemd; it shapes linux.cgroupsPath.
 	CgroupDriver string
 	Logger       *slog.Logger
@@ -115,9 +58,16 @@ type Config struct {
 
 // Service owns all containers.
 type Service struct {
-	cfg   Config
-	log   *slog.Logger
-	names *names.Registry
+	cfg     Config
+	log     *slog.Logger
+	names   *names.Registry
+	records *table
+	// quarantined are ids whose records could not be read at start: what
+	// is on the host under them is left alone, not removed as an orphan.
+	quarantined map[string]bool
+	// startLists are the runtimes' container lists taken at start, kept
+	// for RemoveOrphans (by handler name, then id).
+	startLists map[string]map[string]runtime.State
 
 	mu         sync.RWMutex
 	containers map[string]*Container
@@ -172,10 +122,41 @@ func (s *Service) podContainers(podID string) []*Container {
 	return out
 }
 
-func (s *Service) publish(c *Container) error {
-	if err := s.cfg.Store.Put(store.Containers, c.ID, c); err != nil {
+// publishNew records a new container, its metadata and first status, and
+// makes it visible.
+func (s *Service) publishNew(c *Container) error {
+	m, err := c.meta()
+	if err != nil {
 		return err
 	}
+	st, err := c.status()
+	if err != nil {
+		return err
+	}
+	if err := s.records.Create(c.ID, m, st); err != nil {
+		return err
+	}
+	s.show(c)
+	return nil
+}
+
+// publish records a new state of a known container (its status only:
+// metadata never changes) and makes it visible. A container removed
+// meanwhile stays removed (store.ErrNoRecord).
+func (s *Service) publish(c *Container) error {
+	st, err := c.status()
+	if err != nil {
+		return err
+	}
+	if err := s.records.PutStatus(c.ID, st); err != nil {
+		return err
+	}
+	s.show(c)
+	return nil
+}
+
+// show makes c the visible version of its container.
+func (s *Service) show(c *Container) {
 	s.mu.Lock()
 	if _, existed := s.containers[c.ID]; !existed {
 		for _, l := range c.Layers {
@@ -184,7 +165,6 @@ func (s *Service) publish(c *Container) error {
 	}
 	s.containers[c.ID] = c
 	s.mu.Unlock()
-	return nil
 }
 
 func (s *Service) forget(c *Container) {

@@ -1,19 +1,16 @@
 package container
 
 import (
-	"strconv"
-
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	"golang.org/x/sys/unix"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-project/berth/internal/image"
-	"github.com/berth-project/berth/internal/oci"
 	"github.com/berth-project/berth/internal/runtime"
+	"github.com/berth-project/berth/internal/spec"
 )
 
-func imageInfo(img *image.Image, requested string) oci.ImageInfo {
-	return oci.ImageInfo{
+func imageInfo(img *image.Image, requested string) spec.ImageInfo {
+	return spec.ImageInfo{
 		Name:       requested,
 		ID:         img.ID,
 		Entrypoint: img.Config.Config.Entrypoint,
@@ -26,14 +23,11 @@ func imageInfo(img *image.Image, requested string) oci.ImageInfo {
 }
 
 // stopSignal is the signal StopContainer sends first: the CRI config's
-// stop_signal (validated), else the image's StopSignal, else (at stop)
-// SIGTERM. It is kept by name, as Docker and containerd keep it.
-func stopSignal(cfg *runtimeapi.ContainerConfig, img *image.Image) string {
-	if sig, err := runtime.SignalFromCRI(cfg.GetStopSignal()); err == nil {
-		if name := unix.SignalName(sig); name != "" {
-			return name
-		}
-		return strconv.Itoa(int(sig)) // real-time signals have no name here
+// stop_signal, else the image's StopSignal, else (at stop) SIGTERM. It is
+// kept by name, as Docker and containerd keep it.
+func stopSignal(v *spec.Container, img *image.Image) string {
+	if v.StopSignal != "" {
+		return v.StopSignal
 	}
 	return img.Config.Config.StopSignal
 }

@@ -7,6 +7,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-project/berth/internal/image"
+	"github.com/berth-project/berth/internal/spec"
 )
 
 // The CRI config's stop_signal wins over the image's; SIGTERM is the
@@ -27,7 +28,13 @@ func TestStopSignalPrecedence(t *testing.T) {
 		{runtimeapi.Signal_SIGNAL_SIGRTMINPLUS1, "", "35", runtimeapi.Signal_SIGNAL_SIGRTMINPLUS1},
 		{runtimeapi.Signal_SIGNAL_RUNTIME_DEFAULT, "NOPE", "NOPE", runtimeapi.Signal_SIGNAL_SIGTERM},
 	} {
-		got := stopSignal(&runtimeapi.ContainerConfig{StopSignal: tc.cri}, img(tc.image))
+		v, err := spec.ValidateContainer(&runtimeapi.ContainerConfig{
+			Metadata: &runtimeapi.ContainerMetadata{Name: "c"}, Image: &runtimeapi.ImageSpec{Image: "i"}, StopSignal: tc.cri,
+		}, spec.ValidatedPod(&runtimeapi.PodSandboxConfig{}), &spec.HostConfig{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := stopSignal(v, img(tc.image))
 		if got != tc.record {
 			t.Errorf("cri %s, image %q: recorded %q, want %q", tc.cri, tc.image, got, tc.record)
 		}

@@ -7,10 +7,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
-	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-project/berth/internal/cgroups"
@@ -18,24 +17,18 @@ import (
 	"github.com/berth-project/berth/internal/events"
 	"github.com/berth-project/berth/internal/image"
 	"github.com/berth-project/berth/internal/names"
-	"github.com/berth-project/berth/internal/oci"
 	"github.com/berth-project/berth/internal/runtime"
 	"github.com/berth-project/berth/internal/sandbox"
 	"github.com/berth-project/berth/internal/snapshot"
+	"github.com/berth-project/berth/internal/spec"
 )
 
 // Create makes a container in a ready pod, created but not started. A retry
 // of a create whose result was never delivered gets that result.
+//
+// The pod's config is the one it was run with, checked then; the request's
+// copy (podCfg) is not used, so it is not checked again either.
 func (s *Service) Create(ctx context.Context, podID string, cfg *runtimeapi.ContainerConfig, podCfg *runtimeapi.PodSandboxConfig) (id string, err error) {
-	if cfg == nil {
-		return "", errdefs.Invalid("config is required")
-	}
-	if cfg.GetMetadata() == nil || cfg.GetMetadata().GetName() == "" {
-		return "", errdefs.Invalid("config.metadata.name is required")
-	}
-	if cfg.GetImage().GetImage() == "" {
-		return "", errdefs.Invalid("config.image.image is required")
-	}
 	pod, err := s.cfg.Sandboxes.Get(podID)
 	if err != nil {
 		return "", err
@@ -43,10 +36,12 @@ func (s *Service) Create(ctx context.Context, podID string, cfg *runtimeapi.Cont
 	if pod.State != sandbox.Ready {
 		return "", errdefs.Precondition(fmt.Sprintf("pod sandbox %s is not ready (stopped); create a new pod", podID))
 	}
-	if err := oci.ValidateContainerConfig(cfg, pod.LogDirectory); err != nil {
+	rt, err := s.runtime(pod.RuntimeHandler)
+	if err != nil {
 		return "", err
 	}
-	logPath, err := resolveLogPath(pod.LogDirectory, cfg.GetLogPath())
+	host := s.hostConfig(rt)
+	v, err := spec.ValidateContainer(cfg, spec.ValidatedPod(pod.Config), &host)
 	if err != nil {
 		return "", err
 	}
@@ -60,11 +55,6 @@ func (s *Service) Create(ctx context.Context, podID string, cfg *runtimeapi.Cont
 		return "", err
 	}
 	defer lease.Release()
-	if podCfg == nil {
-		if podCfg, err = pod.PodConfig(); err != nil {
-			return "", err
-		}
-	}
 
 	key := Key(podID, cfg.GetMetadata())
 	ticket, prior, err := s.names.Acquire(ctx, key)
@@ -82,7 +72,7 @@ func (s *Service) Create(ctx context.Context, podID string, cfg *runtimeapi.Cont
 			s.Remove(ctx, id)
 		})
 	}()
-	c, err := s.create(ctx, id, key, pod, podCfg, cfg, img, logPath)
+	c, err := s.create(ctx, id, key, pod, v, img)
 	if err != nil {
 		id = ""
 		return "", err
@@ -91,26 +81,8 @@ func (s *Service) Create(ctx context.Context, podID string, cfg *runtimeapi.Cont
 	return id, nil
 }
 
-// resolveLogPath joins the pod's log directory and the container's log path
-// and refuses paths that leave the directory.
-func resolveLogPath(dir, rel string) (string, error) {
-	if rel == "" {
-		return "", nil
-	}
-	if dir == "" {
-		return "", errdefs.Invalid(fmt.Sprintf("config.log_path %q is set but the pod has no log_directory", rel))
-	}
-	if filepath.IsAbs(rel) {
-		return "", errdefs.Invalid(fmt.Sprintf("config.log_path %q must be relative to the pod's log_directory", rel))
-	}
-	p := filepath.Join(dir, rel)
-	if !strings.HasPrefix(p, filepath.Clean(dir)+string(filepath.Separator)) {
-		return "", errdefs.Invalid(fmt.Sprintf("config.log_path %q escapes the pod's log_directory %s", rel, dir))
-	}
-	return p, nil
-}
-
-func (s *Service) create(ctx context.Context, id, key string, pod *sandbox.Sandbox, podCfg *runtimeapi.PodSandboxConfig, cfg *runtimeapi.ContainerConfig, img *image.Image, logPath string) (c *Container, err error) {
+func (s *Service) create(ctx context.Context, id, key string, pod *sandbox.Sandbox, v *spec.Container, img *image.Image) (c *Container, err error) {
+	cfg, logPath := v.Config, v.LogPath
 	rt, err := s.runtime(pod.RuntimeHandler)
 	if err != nil {
 		return nil, err
@@ -139,14 +111,13 @@ func (s *Service) create(ctx context.Context, id, key string, pod *sandbox.Sandb
 		return nil, err
 	}
 	hostnameFile, hostsFile, resolvFile, shm := pod.Files(s.cfg.StateDir)
-	spec, err := oci.GenerateContainerSpec(ctx, &oci.ContainerInput{
+	ociSpec, err := spec.GenerateContainer(ctx, &spec.ContainerInput{
 		ID:                 id,
-		Config:             cfg,
-		Sandbox:            podCfg,
+		Container:          v,
 		SandboxID:          pod.ID,
 		Image:              imageInfo(img, cfg.GetImage().GetImage()),
 		RootfsPath:         s.rootfs(id),
-		Namespaces:         oci.SandboxNamespaces{Net: pod.Namespaces["net"], IPC: pod.Namespaces["ipc"], UTS: pod.Namespaces["uts"], PID: pod.Namespaces["pid"]},
+		Namespaces:         spec.SandboxNamespaces{Net: pod.Namespaces["net"], IPC: pod.Namespaces["ipc"], UTS: pod.Namespaces["uts"], PID: pod.Namespaces["pid"]},
 		TargetPIDNamespace: targetNS,
 		HostsPath:          hostsFile,
 		ResolvPath:         resolvFile,
@@ -158,12 +129,12 @@ func (s *Service) create(ctx context.Context, id, key string, pod *sandbox.Sandb
 	if err != nil {
 		return nil, err
 	}
-	if o := cfg.GetLinux().GetSecurityContext().GetSelinuxOptions(); oci.SELinuxRequested(o) {
-		// Spec generation refused them where SELinux is on.
+	if o := cfg.GetLinux().GetSecurityContext().GetSelinuxOptions(); spec.SELinuxRequested(o) {
+		// Validation refused them where SELinux is on.
 		s.log.Info("container selinux_options ignored: SELinux is not enabled on this node", "container", id, "name", key,
 			"user", o.GetUser(), "role", o.GetRole(), "type", o.GetType(), "level", o.GetLevel())
 	}
-	if err := writeSpec(filepath.Join(bundle, "config.json"), spec); err != nil {
+	if err := writeSpec(filepath.Join(bundle, "config.json"), ociSpec); err != nil {
 		return nil, err
 	}
 	if logPath != "" {
@@ -189,38 +160,24 @@ func (s *Service) create(ctx context.Context, id, key string, pod *sandbox.Sandb
 	c = &Container{
 		ID:          id,
 		PodID:       pod.ID,
-		Key:         key,
-		Name:        cfg.GetMetadata().GetName(),
-		Attempt:     cfg.GetMetadata().GetAttempt(),
-		State:       Created,
 		CreatedAt:   time.Now().UnixNano(),
-		Pid:         proc.Pid,
-		Image:       cfg.GetImage().GetImage(),
 		ImageID:     img.ID,
 		ImageRef:    img.ID,
 		Layers:      img.ChainIDs,
-		Labels:      cfg.GetLabels(),
-		Annotations: cfg.GetAnnotations(),
 		LogPath:     logPath,
 		Runtime:     pod.RuntimeHandler,
-		StopSignal:  stopSignal(cfg, img),
+		StopSignal:  stopSignal(v, img),
 		CgroupsPath: cgPath,
+		Config:      proto.Clone(cfg).(*runtimeapi.ContainerConfig),
+		User:        containerUser(ociSpec),
+		State:       Created,
+		Pid:         proc.Pid,
+		exec:        newExecTemplate(ociSpec),
 	}
-	if c.Config, err = protojson.Marshal(cfg); err != nil {
-		return nil, err
-	}
-	if r := cfg.GetLinux().GetResources(); r != nil {
-		if c.Resources, err = protojson.Marshal(r); err != nil {
-			return nil, err
-		}
-	}
-	if user := containerUser(spec); user != nil {
-		if c.User, err = protojson.Marshal(user); err != nil {
-			return nil, err
-		}
-	}
+	c.Resources = c.Config.GetLinux().GetResources()
+	c.fillFromConfig()
 	s.exitChan(id)
-	if err := s.publish(c); err != nil {
+	if err := s.publishNew(c); err != nil {
 		return nil, err
 	}
 	s.emit(events.ContainerCreated, c)
@@ -237,10 +194,7 @@ func (s *Service) targetPIDNamespace(podID string, cfg *runtimeapi.ContainerConf
 	if o.GetPid() != runtimeapi.NamespaceMode_TARGET {
 		return "", nil
 	}
-	id := o.GetTargetId()
-	if id == "" {
-		return "", errdefs.Invalid(field + " is required with PID namespace mode TARGET")
-	}
+	id := o.GetTargetId() // set: checked by spec.ValidateContainer
 	t, err := s.Get(id)
 	if err != nil {
 		return "", errdefs.NotFound(fmt.Sprintf("%s: target container %q not found", field, id))

@@ -5,11 +5,9 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -128,18 +126,11 @@ func (s *Service) execProcess(id string, cmd []string, tty bool) (runtime.Handle
 	if err != nil {
 		return nil, nil, err
 	}
-	data, err := os.ReadFile(filepath.Join(s.bundleDir(id), "config.json"))
+	tmpl, err := c.exec.process(s.bundleDir(id))
 	if err != nil {
-		return nil, nil, fmt.Errorf("exec in container %s: reading its OCI spec: %w", id, err)
+		return nil, nil, fmt.Errorf("exec in container %s: %w", id, err)
 	}
-	var spec specs.Spec
-	if err := json.Unmarshal(data, &spec); err != nil {
-		return nil, nil, fmt.Errorf("exec in container %s: decoding its OCI spec: %w", id, err)
-	}
-	if spec.Process == nil {
-		return nil, nil, fmt.Errorf("exec in container %s: its OCI spec has no process", id)
-	}
-	proc := *spec.Process
+	proc := *tmpl
 	proc.Args = cmd
 	proc.Terminal = tty
 	proc.ConsoleSize = nil

@@ -7,15 +7,13 @@ import (
 	"syscall"
 	"time"
 
-	specs "github.com/opencontainers/runtime-spec/specs-go"
-	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-project/berth/internal/errdefs"
 	"github.com/berth-project/berth/internal/events"
-	"github.com/berth-project/berth/internal/oci"
 	"github.com/berth-project/berth/internal/runtime"
-	"github.com/berth-project/berth/internal/store"
+	"github.com/berth-project/berth/internal/spec"
 )
 
 // startTimeout bounds the runtime's start, which does not end with the
@@ -143,7 +141,7 @@ func (s *Service) Remove(ctx context.Context, id string) error {
 	// record. The runtime's own default timeout still bounds it. The
 	// record says whether the exit handling deleted it already.
 	s.cleanup(context.WithoutCancel(ctx), id, rt, !c.RuntimeDeleted, c.CgroupsPath)
-	if err := s.cfg.Store.Delete(store.Containers, id); err != nil {
+	if err := s.records.Delete(id); err != nil {
 		return err
 	}
 	s.forget(c)
@@ -258,18 +256,15 @@ func (s *Service) UpdateResources(ctx context.Context, id string, res *runtimeap
 	if err != nil {
 		return err
 	}
-	spec := &specs.Spec{Linux: &specs.Linux{}}
-	opt := oci.WithResources(res, oci.ResourceOptions{SwapLimit: s.cfg.Host.SwapLimit, Hugetlb: s.cfg.Host.Hugetlb})
-	if err := opt(spec); err != nil {
+	update, err := spec.Resources(res, spec.ResourceOptions{SwapLimit: s.cfg.Host.SwapLimit, Hugetlb: s.cfg.Host.Hugetlb})
+	if err != nil {
 		return err
 	}
-	if err := rt.Update(ctx, id, spec.Linux.Resources); err != nil {
+	if err := rt.Update(ctx, id, update); err != nil {
 		return err
 	}
 	nc := *c
-	if nc.Resources, err = protojson.Marshal(res); err != nil {
-		return err
-	}
+	nc.Resources = proto.Clone(res).(*runtimeapi.LinuxContainerResources)
 	return s.publish(&nc)
 }
 

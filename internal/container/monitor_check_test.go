@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"testing"
 
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
 	"github.com/berth-project/berth/internal/errdefs"
 	"github.com/berth-project/berth/internal/runtime"
 	"github.com/berth-project/berth/internal/store"
@@ -55,7 +57,7 @@ func TestSettleOrphaned(t *testing.T) {
 	if err := os.MkdirAll(s.bundleDir("c1"), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.publish(&Container{ID: "c1", State: Running, Runtime: "fake", StartedAt: 1}); err != nil {
+	if err := s.publishNew(&Container{ID: "c1", State: Running, Runtime: "fake", StartedAt: 1, Config: &runtimeapi.ContainerConfig{}}); err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
@@ -89,8 +91,8 @@ func TestSettleOrphaned(t *testing.T) {
 	default:
 		t.Errorf("exit channel not closed")
 	}
-	var stored Container
-	if ok, err := st.Get(store.Containers, "c1", &stored); !ok || err != nil || stored.State != Exited {
-		t.Errorf("stored record: %v %v %+v", ok, err, stored)
+	rows, err := s.records.Load(nil)
+	if err != nil || len(rows) != 1 || rows[0].Status.State != Exited {
+		t.Errorf("stored records: %v %+v", err, rows)
 	}
 }

@@ -13,7 +13,6 @@ import (
 	"github.com/berth-project/berth/internal/names"
 	"github.com/berth-project/berth/internal/runtime"
 	"github.com/berth-project/berth/internal/snapshot"
-	"github.com/berth-project/berth/internal/store"
 )
 
 // New loads container records and reconciles them with the host: exits that
@@ -44,25 +43,44 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 			return nil, err
 		}
 	}
-	err := store.Load(cfg.Store, store.Containers, func(id string, c *Container) error {
+	start := time.Now()
+	var err error
+	if s.records, err = openTable(cfg.Store, cfg); err != nil {
+		return nil, err
+	}
+	rows, err := s.records.Load(func(id string, m *recordMeta, st *recordStatus) error {
+		c, err := fromRecord(id, m, st)
+		if err != nil {
+			return err
+		}
 		s.containers[id] = c
-		for _, l := range c.Layers {
-			s.layerUse[l]++
-		}
-		s.names.Restore(c.Key, id)
-		ch := make(chan struct{})
-		if c.State == Exited {
-			close(ch)
-		}
-		s.exited[id] = ch
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("load container records: %w", err)
 	}
+	for _, c := range s.containers {
+		for _, l := range c.Layers {
+			s.layerUse[l]++
+		}
+		s.names.Restore(c.Key, c.ID)
+		ch := make(chan struct{})
+		if c.State == Exited {
+			close(ch)
+		}
+		s.exited[c.ID] = ch
+	}
+	if s.quarantined, err = s.records.QuarantinedIDs(); err != nil {
+		return nil, fmt.Errorf("load container records: %w", err)
+	}
+	if n := len(s.quarantined); n > 0 {
+		s.log.Warn("container records in quarantine: their containers, if any, are left alone", "count", n)
+	}
+	loaded := time.Since(start)
 	if err := s.reconcile(ctx); err != nil {
 		return nil, err
 	}
+	s.log.Info("containers recovered", "count", len(rows), "load", loaded, "took", time.Since(start))
 	return s, nil
 }
 
@@ -73,6 +91,9 @@ func (s *Service) reconcile(ctx context.Context) error {
 	if left := waitRuntimeCommands(s.cfg.Runtimes.Handlers()); len(left) > 0 {
 		s.log.Warn("runtime commands of the previous berthd still run; reconciling anyway", "pids", left, "waited", settleTimeout)
 	}
+	// One list per runtime rather than one state call per container: a
+	// restart with many containers must not fork the runtime for each.
+	lists := s.listRuntimes(ctx)
 	for _, c := range s.List() {
 		if c.State == Exited {
 			continue
@@ -82,11 +103,14 @@ func (s *Service) reconcile(ctx context.Context) error {
 			s.markLost(c, err.Error())
 			continue
 		}
-		if _, ok, _ := rt.ReadExit(c.ID, s.bundleDir(c.ID)); ok {
-			s.handleExit(c.ID)
-			continue
+		var st *runtime.State
+		if listed, ok := lists[c.Runtime][c.ID]; ok {
+			st = &listed
+		} else {
+			// Not listed (or no list): ask about this one, as a list
+			// skips containers whose state it cannot load.
+			st, err = rt.State(ctx, c.ID)
 		}
-		st, err := rt.State(ctx, c.ID)
 		switch {
 		case errdefs.IsNotFound(err):
 			s.markLost(c, "the OCI runtime no longer knows this container (host rebooted?)")
@@ -106,7 +130,29 @@ func (s *Service) reconcile(ctx context.Context) error {
 			}
 		}
 	}
+	// Kept for RemoveOrphans, which runs next, once the other owners of
+	// runtime state are loaded.
+	s.startLists = lists
 	return nil
+}
+
+// listRuntimes lists each runtime handler's containers, by handler name
+// and id; a handler whose list fails is left out.
+func (s *Service) listRuntimes(ctx context.Context) map[string]map[string]runtime.State {
+	lists := map[string]map[string]runtime.State{}
+	for _, rt := range s.cfg.Runtimes.Handlers() {
+		states, err := rt.List(ctx)
+		if err != nil {
+			s.log.Warn("listing runtime containers", "runtime", rt.Name(), "err", err)
+			continue
+		}
+		name := rt.Name()
+		lists[name] = make(map[string]runtime.State, len(states))
+		for _, st := range states {
+			lists[name][st.ID] = st
+		}
+	}
+	return lists
 }
 
 // markStarted records a start the runtime did but the record missed. The
@@ -147,9 +193,19 @@ func (s *Service) markLost(c *Container, msg string) {
 // RemoveOrphans removes container dirs and runtime state that no container
 // record owns and that ownedElsewhere does not claim (other runtime state,
 // such as pods' pause processes, is not this service's to judge): what a
-// crash in the middle of a create left.
+// crash in the middle of a create left. It uses the runtimes' lists taken
+// at start (New), listing again when called later.
 func (s *Service) RemoveOrphans(ctx context.Context, ownedElsewhere func(id string) bool) error {
+	lists := s.startLists
+	s.startLists = nil
+	if lists == nil {
+		lists = s.listRuntimes(ctx)
+	}
 	known := func(id string) bool {
+		if s.quarantined[id] {
+			// Its record is unreadable, not absent: leave it to the operator.
+			return true
+		}
 		if _, err := s.Get(id); err == nil {
 			return true
 		}
@@ -167,15 +223,10 @@ func (s *Service) RemoveOrphans(ctx context.Context, ownedElsewhere func(id stri
 			}
 		}
 	}
-	for _, rt := range s.cfg.Runtimes.Handlers() {
-		states, err := rt.List(ctx)
-		if err != nil {
-			s.log.Warn("listing runtime containers", "runtime", rt.Name(), "err", err)
-			continue
-		}
-		for _, st := range states {
-			if !known(st.ID) {
-				orphans[st.ID] = true
+	for _, states := range lists {
+		for id := range states {
+			if !known(id) {
+				orphans[id] = true
 			}
 		}
 	}

@@ -3,8 +3,8 @@ package container
 import (
 	"context"
 
-	"github.com/berth-project/berth/internal/oci"
 	"github.com/berth-project/berth/internal/runtime"
+	"github.com/berth-project/berth/internal/spec"
 )
 
 // Runtimes is what the service needs of the runtime handlers
@@ -24,7 +24,7 @@ func (s *Service) runtime(name string) (runtime.Handler, error) {
 
 // hostConfig is the host facts for containers of a runtime handler: the
 // node's, with what the handler changes.
-func (s *Service) hostConfig(h runtime.Handler) oci.HostConfig {
+func (s *Service) hostConfig(h runtime.Handler) spec.HostConfig {
 	host := s.cfg.Host
 	host.RecursiveReadOnlyMounts = h.Features().RecursiveReadOnlyMounts
 	set := h.SpecSettings()

@@ -79,18 +79,10 @@ func (s *Server) containerEvent(ev events.Event) (*runtimeapi.ContainerEventResp
 				c = self
 			}
 		}
-		st, err := containerStatus(c)
-		if err != nil {
-			return nil, err
-		}
-		resp.ContainersStatuses = append(resp.ContainersStatuses, st)
+		resp.ContainersStatuses = append(resp.ContainersStatuses, containerStatus(c))
 	}
 	if !seen && self != nil && ev.Kind != events.ContainerDeleted {
-		st, err := containerStatus(self)
-		if err != nil {
-			return nil, err
-		}
-		resp.ContainersStatuses = append(resp.ContainersStatuses, st)
+		resp.ContainersStatuses = append(resp.ContainersStatuses, containerStatus(self))
 	}
 	return resp, nil
 }

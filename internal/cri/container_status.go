@@ -20,13 +20,15 @@ func (s *Server) ContainerStatus(ctx context.Context, r *runtimeapi.ContainerSta
 	if err != nil {
 		return nil, err
 	}
-	st, err := containerStatus(c)
-	if err != nil {
-		return nil, err
-	}
-	resp := &runtimeapi.ContainerStatusResponse{Status: st}
+	resp := &runtimeapi.ContainerStatusResponse{Status: containerStatus(c)}
 	if r.GetVerbose() {
-		info := map[string]any{"pid": c.Pid, "sandboxID": c.PodID, "runtimeHandler": c.Runtime, "config": json.RawMessage(c.Config)}
+		// Encoded here, not kept: verbose status is for people, not for
+		// kubelet's polling.
+		cfg, err := protojson.Marshal(c.Config)
+		if err != nil {
+			return nil, err
+		}
+		info := map[string]any{"pid": c.Pid, "sandboxID": c.PodID, "runtimeHandler": c.Runtime, "config": json.RawMessage(cfg)}
 		data, err := json.Marshal(info)
 		if err != nil {
 			return nil, err
@@ -63,11 +65,9 @@ func containerSummary(c *container.Container) *runtimeapi.Container {
 	}
 }
 
-func containerStatus(c *container.Container) (*runtimeapi.ContainerStatus, error) {
-	cfg, err := c.ContainerConfig()
-	if err != nil {
-		return nil, err
-	}
+// containerStatus is built from what the record holds decoded: no CRI blob
+// is decoded per call.
+func containerStatus(c *container.Container) *runtimeapi.ContainerStatus {
 	st := &runtimeapi.ContainerStatus{
 		Id:          c.ID,
 		Metadata:    &runtimeapi.ContainerMetadata{Name: c.Name, Attempt: c.Attempt},
@@ -83,18 +83,13 @@ func containerStatus(c *container.Container) (*runtimeapi.ContainerStatus, error
 		Message:     c.Message,
 		Labels:      c.Labels,
 		Annotations: c.Annotations,
-		Mounts:      cfg.GetMounts(),
+		Mounts:      c.Config.GetMounts(),
 		LogPath:     c.LogPath,
 		StopSignal:  c.CRIStopSignal(),
 	}
-	if r := c.LinuxResources(); r != nil {
-		st.Resources = &runtimeapi.ContainerResources{Linux: r}
+	if c.Resources != nil {
+		st.Resources = &runtimeapi.ContainerResources{Linux: c.Resources}
 	}
-	if len(c.User) > 0 {
-		u := &runtimeapi.ContainerUser{}
-		if protojson.Unmarshal(c.User, u) == nil {
-			st.User = u
-		}
-	}
-	return st, nil
+	st.User = c.User
+	return st
 }

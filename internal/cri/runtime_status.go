@@ -6,8 +6,8 @@ import (
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
-	"github.com/berth-project/berth/internal/oci"
 	"github.com/berth-project/berth/internal/runtime"
+	"github.com/berth-project/berth/internal/spec"
 )
 
 // RuntimeHandlers is what Status needs of the runtime handlers
@@ -78,7 +78,7 @@ type Security struct {
 }
 
 // SecurityStatus summarises the host facts for Status.
-func SecurityStatus(h oci.HostConfig) Security {
+func SecurityStatus(h spec.HostConfig) Security {
 	sec := Security{AppArmor: "disabled", SELinux: "disabled", AppArmorDefaultProfile: h.AppArmorDefaultProfile}
 	if h.AppArmorEnabled {
 		sec.AppArmor = "enabled"

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"time"
 
+	"google.golang.org/protobuf/encoding/protojson"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-project/berth/internal/container"
@@ -25,12 +26,16 @@ func (s *Server) PodSandboxStatus(ctx context.Context, r *runtimeapi.PodSandboxS
 	if err != nil {
 		return nil, err
 	}
-	resp, err := podSandboxStatusResponse(p, s.Containers.List(), now)
-	if err != nil {
-		return nil, err
-	}
+	resp := podSandboxStatusResponse(p, s.Containers.List(), now)
 	if r.GetVerbose() {
-		rec, err := json.Marshal(p)
+		cfg, err := protojson.Marshal(p.Config)
+		if err != nil {
+			return nil, err
+		}
+		rec, err := json.Marshal(struct {
+			*sandbox.Sandbox
+			Config json.RawMessage `json:"config"`
+		}{p, cfg})
 		if err != nil {
 			return nil, err
 		}
@@ -42,19 +47,15 @@ func (s *Server) PodSandboxStatus(ctx context.Context, r *runtimeapi.PodSandboxS
 // podSandboxStatusResponse is p's status with the statuses of its
 // containers (all of them, exited ones too, as kubelet's relist would find
 // them), recorded at the time at (Unix nanoseconds).
-func podSandboxStatusResponse(p *sandbox.Sandbox, all []*container.Container, at int64) (*runtimeapi.PodSandboxStatusResponse, error) {
+func podSandboxStatusResponse(p *sandbox.Sandbox, all []*container.Container, at int64) *runtimeapi.PodSandboxStatusResponse {
 	resp := &runtimeapi.PodSandboxStatusResponse{Status: podStatus(p), Timestamp: at}
 	for _, c := range all {
 		if c.PodID != p.ID {
 			continue
 		}
-		st, err := containerStatus(c)
-		if err != nil {
-			return nil, err
-		}
-		resp.ContainersStatuses = append(resp.ContainersStatuses, st)
+		resp.ContainersStatuses = append(resp.ContainersStatuses, containerStatus(c))
 	}
-	return resp, nil
+	return resp
 }
 
 func podState(p *sandbox.Sandbox) runtimeapi.PodSandboxState {

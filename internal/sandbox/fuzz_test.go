@@ -6,10 +6,12 @@ import (
 
 	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berth-project/berth/internal/spec"
 )
 
 // FuzzPodSandboxConfig decodes a CRI PodSandboxConfig from arbitrary
-// bytes: Validate never panics, and a valid config's pod files carry only
+// bytes: spec.ValidatePod never panics, and a valid config's pod files carry only
 // the lines berth writes (no value injects a line into resolv.conf or
 // /etc/hosts).
 func FuzzPodSandboxConfig(f *testing.F) {
@@ -32,7 +34,7 @@ func FuzzPodSandboxConfig(f *testing.F) {
 		if proto.Unmarshal(data, cfg) != nil {
 			return
 		}
-		if Validate(cfg) != nil {
+		if _, err := spec.ValidatePod(cfg, &spec.HostConfig{}); err != nil {
 			return
 		}
 		files, err := makePodFiles(cfg, false)

@@ -9,11 +9,10 @@ import (
 	"path/filepath"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-project/berth/internal/cgroups"
-	"github.com/berth-project/berth/internal/oci"
 	"github.com/berth-project/berth/internal/runtime"
+	"github.com/berth-project/berth/internal/spec"
 )
 
 // The pause process exists only for pods that share one PID namespace
@@ -24,11 +23,12 @@ import (
 // others, so containers join it by path.
 
 // OwnsRuntimeID says whether id names runtime state of this service: a
-// pod's pause process runs under the pod's id. The pod layer asks it before
-// removing runtime state no container owns as a crash's leftover.
+// pod's pause process runs under the pod's id (a pod whose record is in
+// quarantine counts: what it holds is left alone). The pod layer asks it
+// before removing runtime state no container owns as a crash's leftover.
 func (s *Service) OwnsRuntimeID(id string) bool {
 	_, err := s.Get(id)
-	return err == nil
+	return err == nil || s.Quarantined(id)
 }
 
 func (s *Service) pauseBundle(p *Sandbox) string {
@@ -37,7 +37,7 @@ func (s *Service) pauseBundle(p *Sandbox) string {
 
 // hostConfig is the host facts for a pod of runtime handler h: the node's,
 // with what the handler changes.
-func (s *Service) hostConfig(h runtime.Handler) oci.HostConfig {
+func (s *Service) hostConfig(h runtime.Handler) spec.HostConfig {
 	host := s.cfg.Host
 	host.RecursiveReadOnlyMounts = h.Features().RecursiveReadOnlyMounts
 	set := h.SpecSettings()
@@ -76,7 +76,7 @@ func (s *Service) pauseCgroupsPath(p *Sandbox) (string, error) {
 	return cgroups.ContainerPath(s.cfg.CgroupDriver, p.CgroupParent, p.ID)
 }
 
-func (s *Service) startPause(ctx context.Context, p *Sandbox, cfg *runtimeapi.PodSandboxConfig) (err error) {
+func (s *Service) startPause(ctx context.Context, p *Sandbox, pod *spec.Pod) (err error) {
 	rt, err := s.cfg.Runtimes.Handler(p.RuntimeHandler)
 	if err != nil {
 		return err
@@ -93,23 +93,23 @@ func (s *Service) startPause(ctx context.Context, p *Sandbox, cfg *runtimeapi.Po
 	if err := os.MkdirAll(rootfs, 0o755); err != nil {
 		return err
 	}
-	spec, err := oci.GenerateSandboxSpec(&oci.SandboxInput{
+	ps, err := spec.GenerateSandbox(&spec.SandboxInput{
 		ID:          p.ID,
-		Config:      cfg,
+		Pod:         pod,
 		RootfsPath:  rootfs,
 		Args:        []string{"/pause"},
-		Namespaces:  oci.SandboxNamespaces{Net: p.Namespaces["net"], IPC: p.Namespaces["ipc"], UTS: p.Namespaces["uts"]},
+		Namespaces:  spec.SandboxNamespaces{Net: p.Namespaces["net"], IPC: p.Namespaces["ipc"], UTS: p.Namespaces["uts"]},
 		CgroupsPath: cgPath,
 		Host:        s.hostConfig(rt),
 	})
 	if err != nil {
 		return err
 	}
-	spec.Mounts = append(spec.Mounts, specs.Mount{
+	ps.Mounts = append(ps.Mounts, specs.Mount{
 		Destination: "/pause", Type: "bind", Source: s.cfg.PauseBinary,
 		Options: []string{"rbind", "ro", "nosuid", "nodev"},
 	})
-	data, err := json.Marshal(spec)
+	data, err := json.Marshal(ps)
 	if err != nil {
 		return err
 	}

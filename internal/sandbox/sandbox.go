@@ -6,7 +6,6 @@ package sandbox
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,14 +15,14 @@ import (
 	"sync"
 	"time"
 
-	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-project/berth/internal/cgroups"
 	"github.com/berth-project/berth/internal/errdefs"
 	"github.com/berth-project/berth/internal/names"
-	"github.com/berth-project/berth/internal/oci"
 	"github.com/berth-project/berth/internal/runtime"
+	"github.com/berth-project/berth/internal/spec"
 	"github.com/berth-project/berth/internal/store"
 )
 
@@ -35,53 +34,12 @@ const (
 	NotReady State = "notready"
 )
 
-// Sandbox is the persistent record of a pod. Records are immutable once
-// published: updates replace the whole value (copy on write), so readers
-// never lock.
-type Sandbox struct {
-	ID             string            `json:"id"`
-	Key            string            `json:"key"` // name reservation key
-	Name           string            `json:"name"`
-	UID            string            `json:"uid"`
-	Namespace      string            `json:"namespace"`
-	Attempt        uint32            `json:"attempt"`
-	State          State             `json:"state"`
-	CreatedAt      int64             `json:"createdAt"` // unix nanoseconds
-	Labels         map[string]string `json:"labels,omitempty"`
-	Annotations    map[string]string `json:"annotations,omitempty"`
-	RuntimeHandler string            `json:"runtimeHandler"`
-	Hostname       string            `json:"hostname"`
-	LogDirectory   string            `json:"logDirectory,omitempty"`
-	CgroupParent   string            `json:"cgroupParent"`
-	Namespaces     map[string]string `json:"namespaces,omitempty"` // "net"/"ipc"/"uts" -> pinned file
-	HostNetwork    bool              `json:"hostNetwork,omitempty"`
-	HostIPC        bool              `json:"hostIPC,omitempty"`
-	HostPID        bool              `json:"hostPID,omitempty"`
-	PIDMode        string            `json:"pidMode,omitempty"` // CRI NamespaceMode name for pid
-	// BoundedFiles: the pod's hostname, hosts and resolv.conf are in
-	// files/, a size-limited tmpfs (pods made by older berthds have them
-	// in the pod dir itself).
-	BoundedFiles  bool            `json:"boundedFiles,omitempty"`
-	IP            string          `json:"ip,omitempty"`
-	AdditionalIPs []string        `json:"additionalIPs,omitempty"`
-	Config        json.RawMessage `json:"config"` // protojson PodSandboxConfig
-}
-
 // SharedPID says the pod's containers share one PID namespace, held by a
 // pause process.
 func (s *Sandbox) SharedPID() bool { return s.PIDMode == runtimeapi.NamespaceMode_POD.String() }
 
 // Dir is the pod's directory under the state dir.
 func (s *Sandbox) Dir(stateDir string) string { return filepath.Join(stateDir, "sandboxes", s.ID) }
-
-// PodConfig decodes the stored CRI config.
-func (s *Sandbox) PodConfig() (*runtimeapi.PodSandboxConfig, error) {
-	cfg := &runtimeapi.PodSandboxConfig{}
-	if err := protojson.Unmarshal(s.Config, cfg); err != nil {
-		return nil, fmt.Errorf("decode pod %s config: %w", s.ID, err)
-	}
-	return cfg, nil
-}
 
 // Files returns the host paths of the pod files containers bind mount.
 func (s *Sandbox) Files(stateDir string) (hostname, hosts, resolv, shm string) {
@@ -114,11 +72,11 @@ type Config struct {
 	Store               *store.Store
 	StateDir            string
 	DefaultCgroupParent string
-	Runtimes            Runtimes       // the runtime handlers: names, pause processes
-	Host                oci.HostConfig // the node's; each handler adds its own (hostConfig)
-	PauseBinary         string         // berth-pause, for pods sharing a PID namespace
-	CgroupDriver        string         // cgroupfs or systemd, for the pause process's cgroup
-	Network             Network        // nil: pods get loopback only
+	Runtimes            Runtimes        // the runtime handlers: names, pause processes
+	Host                spec.HostConfig // the node's; each handler adds its own (hostConfig)
+	PauseBinary         string          // berth-pause, for pods sharing a PID namespace
+	CgroupDriver        string          // cgroupfs or systemd, for the pause process's cgroup
+	Network             Network         // nil: pods get loopback only
 	Logger              *slog.Logger
 }
 
@@ -131,9 +89,13 @@ type Runtimes interface {
 
 // Service owns all pods.
 type Service struct {
-	cfg   Config
-	log   *slog.Logger
-	names *names.Registry
+	cfg     Config
+	log     *slog.Logger
+	names   *names.Registry
+	records *table
+	// quarantined are ids whose records could not be read at start: what
+	// is on the host under them is left alone, not removed as an orphan.
+	quarantined map[string]bool
 
 	mu   sync.RWMutex
 	pods map[string]*Sandbox
@@ -195,8 +157,29 @@ func (s *Service) List() []*Sandbox {
 	return out
 }
 
+// Quarantined says whether id's record was set aside as unreadable at start.
+func (s *Service) Quarantined(id string) bool { return s.quarantined[id] }
+
+// publishNew records a new pod, its metadata and first status, and makes
+// it visible.
+func (s *Service) publishNew(p *Sandbox) error {
+	m, err := p.meta()
+	if err != nil {
+		return err
+	}
+	if err := s.records.Create(p.ID, m, p.status()); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.pods[p.ID] = p
+	s.mu.Unlock()
+	return nil
+}
+
+// publish records a new state of a known pod (its status only: metadata
+// never changes) and makes it visible.
 func (s *Service) publish(p *Sandbox) error {
-	if err := s.cfg.Store.Put(store.Sandboxes, p.ID, p); err != nil {
+	if err := s.records.PutStatus(p.ID, p.status()); err != nil {
 		return err
 	}
 	s.mu.Lock()
@@ -213,13 +196,12 @@ func Key(md *runtimeapi.PodSandboxMetadata) string {
 // Run creates and starts a pod sandbox and returns its id. A retry of a
 // create whose result was never delivered gets that result.
 func (s *Service) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, handler string) (id string, err error) {
-	if err := Validate(cfg); err != nil {
+	pod, err := spec.ValidatePod(cfg, &s.cfg.Host)
+	if err != nil {
 		return "", err
 	}
-	if o := cfg.GetLinux().GetSecurityContext().GetSelinuxOptions(); oci.SELinuxRequested(o) {
-		if err := oci.CheckSELinux("linux.security_context.selinux_options", o, s.cfg.Host.SELinuxEnabled); err != nil {
-			return "", err
-		}
+	if o := cfg.GetLinux().GetSecurityContext().GetSelinuxOptions(); spec.SELinuxRequested(o) {
+		// ValidatePod refused them where SELinux is on.
 		s.log.Info("pod selinux_options ignored: SELinux is not enabled on this node", "name", Key(cfg.GetMetadata()),
 			"user", o.GetUser(), "role", o.GetRole(), "type", o.GetType(), "level", o.GetLevel())
 	}
@@ -247,7 +229,7 @@ func (s *Service) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, han
 		})
 	}()
 	start := time.Now()
-	if err := s.create(ctx, id, key, cfg, handler); err != nil {
+	if err := s.create(ctx, id, key, pod, handler); err != nil {
 		id = ""
 		return "", err
 	}
@@ -255,37 +237,23 @@ func (s *Service) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, han
 	return id, nil
 }
 
-func (s *Service) create(ctx context.Context, id, key string, cfg *runtimeapi.PodSandboxConfig, handler string) (err error) {
-	nsOpts := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions()
+func (s *Service) create(ctx context.Context, id, key string, pod *spec.Pod, handler string) (err error) {
+	cfg := pod.Config
 	p := &Sandbox{
 		ID:             id,
-		Key:            key,
-		Name:           cfg.GetMetadata().GetName(),
-		UID:            cfg.GetMetadata().GetUid(),
-		Namespace:      cfg.GetMetadata().GetNamespace(),
-		Attempt:        cfg.GetMetadata().GetAttempt(),
 		State:          Ready,
 		CreatedAt:      time.Now().UnixNano(),
-		Labels:         cfg.GetLabels(),
-		Annotations:    cfg.GetAnnotations(),
 		RuntimeHandler: handler,
-		Hostname:       cfg.GetHostname(),
-		LogDirectory:   cfg.GetLogDirectory(),
 		CgroupParent:   cfg.GetLinux().GetCgroupParent(),
-		HostNetwork:    nsOpts.GetNetwork() == runtimeapi.NamespaceMode_NODE,
-		HostIPC:        nsOpts.GetIpc() == runtimeapi.NamespaceMode_NODE,
-		HostPID:        nsOpts.GetPid() == runtimeapi.NamespaceMode_NODE,
-		PIDMode:        nsOpts.GetPid().String(),
+		Config:         proto.Clone(cfg).(*runtimeapi.PodSandboxConfig),
 	}
+	p.fillFromConfig()
 	if p.CgroupParent == "" {
 		p.CgroupParent = s.cfg.DefaultCgroupParent
 	}
 	// Refuse a parent the cgroup driver cannot use now, not at the first container.
 	if _, err := cgroups.ContainerPath(s.cfg.CgroupDriver, p.CgroupParent, id); err != nil {
 		return fmt.Errorf("linux.cgroup_parent with the %s cgroup driver: %w", s.cfg.CgroupDriver, err)
-	}
-	if p.Config, err = protojson.Marshal(cfg); err != nil {
-		return fmt.Errorf("encode pod config: %w", err)
 	}
 	dir := p.Dir(s.cfg.StateDir)
 	if err := os.Mkdir(dir, 0o700); err != nil {
@@ -330,7 +298,7 @@ func (s *Service) create(ctx context.Context, id, key string, cfg *runtimeapi.Po
 		return err
 	}
 	if s.needsPause(p) {
-		if err := s.startPause(ctx, p, cfg); err != nil {
+		if err := s.startPause(ctx, p, pod); err != nil {
 			return err
 		}
 	}
@@ -361,7 +329,7 @@ func (s *Service) create(ctx context.Context, id, key string, cfg *runtimeapi.Po
 			return fmt.Errorf("create log_directory %s: %w", dirLog, err)
 		}
 	}
-	return s.publish(p)
+	return s.publishNew(p)
 }
 
 // teardown releases everything a pod holds on the host. It is safe to repeat.
@@ -448,7 +416,7 @@ func (s *Service) Remove(ctx context.Context, id string) error {
 	if err := s.teardown(p); err != nil {
 		return err
 	}
-	if err := s.cfg.Store.Delete(store.Sandboxes, id); err != nil {
+	if err := s.records.Delete(id); err != nil {
 		return err
 	}
 	s.mu.Lock()
@@ -464,28 +432,48 @@ func (s *Service) Remove(ctx context.Context, id string) error {
 // namespaces vanished (a reboot emptied the state dir) are not ready, and
 // pod dirs without a record (a crash in the middle of a create) are removed.
 func (s *Service) recover() error {
-	err := store.Load(s.cfg.Store, store.Sandboxes, func(id string, p *Sandbox) error {
-		if p.State == Ready {
-			for _, path := range p.Namespaces {
-				if !isMountPoint(path) {
-					s.log.Warn("pod namespaces are gone; marking pod not ready", "pod", id)
-					s.finishStop(p)
-					p.State = NotReady
-					p.Namespaces = nil
-					if err := s.cfg.Store.Put(store.Sandboxes, id, p); err != nil {
-						return err
-					}
-					break
-				}
-			}
+	start := time.Now()
+	var err error
+	if s.records, err = openTable(s.cfg.Store, s.cfg); err != nil {
+		return err
+	}
+	rows, err := s.records.Load(func(id string, m *recordMeta, st *recordStatus) error {
+		p, err := fromRecord(id, m, st)
+		if err == nil {
+			s.pods[id] = p
 		}
-		s.pods[id] = p
-		s.names.Restore(p.Key, id)
-		return nil
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("load pod records: %w", err)
 	}
+	if s.quarantined, err = s.records.QuarantinedIDs(); err != nil {
+		return fmt.Errorf("load pod records: %w", err)
+	}
+	if n := len(s.quarantined); n > 0 {
+		s.log.Warn("pod records in quarantine: their pods, if any, are left alone", "count", n)
+	}
+	for _, r := range rows {
+		p := s.pods[r.ID]
+		s.names.Restore(p.Key, p.ID)
+		if p.State != Ready {
+			continue
+		}
+		for _, path := range p.Namespaces {
+			if !isMountPoint(path) {
+				s.log.Warn("pod namespaces are gone; marking pod not ready", "pod", p.ID)
+				s.finishStop(p)
+				np := *p
+				np.State = NotReady
+				np.Namespaces = nil
+				if err := s.publish(&np); err != nil {
+					return err
+				}
+				break
+			}
+		}
+	}
+	defer func() { s.log.Info("pods recovered", "count", len(rows), "took", time.Since(start)) }()
 	entries, err := os.ReadDir(filepath.Join(s.cfg.StateDir, "sandboxes"))
 	if err != nil {
 		return err
@@ -503,7 +491,7 @@ func (s *Service) recover() error {
 		}
 	}
 	for _, e := range entries {
-		if _, ok := s.pods[e.Name()]; ok {
+		if _, ok := s.pods[e.Name()]; ok || s.quarantined[e.Name()] {
 			continue
 		}
 		s.log.Warn("removing half-created pod left by a crash", "pod", e.Name())

@@ -1,13 +1,18 @@
 // Package store keeps berth's persistent records (sandboxes, containers,
 // images) in one bbolt file, so that a restart of berthd loses nothing.
-// Values are JSON; callers own their record types and keep in-memory indexes
-// for the hot list paths, writing through to the store.
+// Sandboxes and containers are typed tables (table.go): versioned metadata
+// written once plus a small status. Images are plain JSON values per id
+// (Put, Get, Load). Callers own their record types and keep in-memory
+// indexes for the hot list paths, writing through to the store. A record
+// that cannot be read is set aside in a quarantine bucket and logged, never
+// fatal to a load.
 package store
 
 import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -16,13 +21,10 @@ import (
 // Bucket names one kind of record.
 type Bucket string
 
-const (
-	Sandboxes  Bucket = "sandboxes"
-	Containers Bucket = "containers"
-	Images     Bucket = "images"
-)
+// Images is the bucket of image records.
+const Images Bucket = "images"
 
-var buckets = []Bucket{Sandboxes, Containers, Images}
+var buckets = []Bucket{Images, quarantine}
 
 // Store is the bbolt-backed record store. It is safe for concurrent use.
 type Store struct {
@@ -103,13 +105,54 @@ func (s *Store) ForEach(b Bucket, fn func(id string, data []byte) error) error {
 	})
 }
 
-// Load decodes every record of bucket b into a fresh T and calls fn.
+// Load decodes every record of bucket b into a fresh T and calls fn. A
+// record that does not decode is moved to the quarantine bucket and logged.
 func Load[T any](s *Store, b Bucket, fn func(id string, v *T) error) error {
-	return s.ForEach(b, func(id string, data []byte) error {
+	var bad []QuarantineEntry
+	err := s.ForEach(b, func(id string, data []byte) error {
 		v := new(T)
 		if err := json.Unmarshal(data, v); err != nil {
-			return fmt.Errorf("decode %s record %s: %w", b, id, err)
+			bad = append(bad, QuarantineEntry{Table: string(b), ID: id, Reason: err.Error(), At: time.Now().UTC(), Value: append([]byte(nil), data...)})
+			return nil
 		}
 		return fn(id, v)
+	})
+	if err != nil || len(bad) == 0 {
+		return err
+	}
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		for _, q := range bad {
+			data, err := json.Marshal(q)
+			if err != nil {
+				return err
+			}
+			if err := tx.Bucket([]byte(quarantine)).Put([]byte(q.Table+"/"+q.ID), data); err != nil {
+				return err
+			}
+			if err := tx.Bucket([]byte(b)).Delete([]byte(q.ID)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("set aside unreadable %s records: %w", b, err)
+	}
+	for _, q := range bad {
+		slog.Error("record cannot be read; set aside in the quarantine bucket", "table", q.Table, "id", q.ID,
+			"reason", q.Reason, "key", quarantine+"/"+q.Table+"/"+q.ID)
+	}
+	return nil
+}
+
+// PutRaw stores data as is under key in bucket, creating the bucket: for
+// tests that need records as another berthd version wrote them.
+func PutRaw(s *Store, bucket, key string, data []byte) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists([]byte(bucket))
+		if err != nil {
+			return err
+		}
+		return b.Put([]byte(key), data)
 	})
 }

@@ -17,23 +17,23 @@ func TestPutGetDeleteLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Put(Sandboxes, "a", rec{"a", 1}); err != nil {
+	if err := s.Put(Images, "a", rec{"a", 1}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Put(Sandboxes, "b", rec{"b", 2}); err != nil {
+	if err := s.Put(Images, "b", rec{"b", 2}); err != nil {
 		t.Fatal(err)
 	}
 	var got rec
-	if ok, err := s.Get(Sandboxes, "a", &got); !ok || err != nil || got != (rec{"a", 1}) {
+	if ok, err := s.Get(Images, "a", &got); !ok || err != nil || got != (rec{"a", 1}) {
 		t.Fatalf("Get a = %v, %v, %v", got, ok, err)
 	}
-	if ok, err := s.Get(Containers, "a", &got); ok || err != nil {
+	if ok, err := s.Get(quarantine, "a", &got); ok || err != nil {
 		t.Fatalf("record leaked across buckets: %v, %v", ok, err)
 	}
-	if err := s.Delete(Sandboxes, "a"); err != nil {
+	if err := s.Delete(Images, "a"); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Delete(Sandboxes, "missing"); err != nil {
+	if err := s.Delete(Images, "missing"); err != nil {
 		t.Fatalf("deleting a missing record: %v", err)
 	}
 	// Records survive a close and reopen, as they must across restarts.
@@ -45,7 +45,7 @@ func TestPutGetDeleteLoad(t *testing.T) {
 	}
 	defer s.Close()
 	var loaded []rec
-	if err := Load(s, Sandboxes, func(id string, r *rec) error { loaded = append(loaded, *r); return nil }); err != nil {
+	if err := Load(s, Images, func(id string, r *rec) error { loaded = append(loaded, *r); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if len(loaded) != 1 || loaded[0] != (rec{"b", 2}) {
@@ -67,7 +67,7 @@ func TestSecondOpenSaysLocked(t *testing.T) {
 	}
 }
 
-func TestLoadReportsCorruptRecord(t *testing.T) {
+func TestLoadSetsAsideCorruptRecord(t *testing.T) {
 	s, err := Open(filepath.Join(t.TempDir(), "berth.db"))
 	if err != nil {
 		t.Fatal(err)
@@ -76,8 +76,21 @@ func TestLoadReportsCorruptRecord(t *testing.T) {
 	if err := s.Put(Images, "x", "not an object"); err != nil {
 		t.Fatal(err)
 	}
-	err = Load(s, Images, func(string, *rec) error { return nil })
-	if err == nil || !strings.Contains(err.Error(), "images record x") {
-		t.Fatalf("Load of a corrupt record: %v, want an error naming it", err)
+	if err := s.Put(Images, "y", rec{"y", 1}); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	if err := Load(s, Images, func(id string, r *rec) error { got = append(got, id); return nil }); err != nil {
+		t.Fatalf("Load with a corrupt record: %v, want it set aside", err)
+	}
+	if len(got) != 1 || got[0] != "y" {
+		t.Fatalf("loaded %v, want only y", got)
+	}
+	var q QuarantineEntry
+	if ok, err := s.Get(quarantine, "images/x", &q); !ok || err != nil || q.ID != "x" || string(q.Value) != `"not an object"` || q.Reason == "" {
+		t.Fatalf("quarantine entry: %v %v %+v", ok, err, q)
+	}
+	if ok, _ := s.Get(Images, "x", new(any)); ok {
+		t.Fatalf("corrupt record still in the images bucket")
 	}
 }

@@ -1,4 +1,4 @@
-package oci
+package spec
 
 import (
 	"errors"
@@ -14,10 +14,10 @@ import (
 	"github.com/berth-project/berth/internal/errdefs"
 )
 
-// specDefaultMounts are containerd's default mounts minus /run (its CRI
+// defaultMounts are containerd's default mounts minus /run (its CRI
 // plugin removes it too). /dev/shm is replaced by the pod's shm when the
 // pod has one.
-func specDefaultMounts() []specs.Mount {
+func defaultMounts() []specs.Mount {
 	return []specs.Mount{
 		{Destination: "/proc", Type: "proc", Source: "proc", Options: []string{"nosuid", "noexec", "nodev"}},
 		{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
@@ -30,7 +30,7 @@ func specDefaultMounts() []specs.Mount {
 
 // WithCgroupMount adds the read-only cgroup filesystem at /sys/fs/cgroup,
 // as containerd does for containers (not for the sandbox).
-func WithCgroupMount() SpecOpt {
+func WithCgroupMount() Opt {
 	return func(s *specs.Spec) error {
 		s.Mounts = append(s.Mounts, specs.Mount{
 			Destination: "/sys/fs/cgroup", Type: "cgroup", Source: "cgroup",
@@ -51,11 +51,12 @@ type MountOptions struct {
 	Propagation func(path string) (MountPropagation, error)
 }
 
-// specPodFileMounts are the pod's /etc/hostname, /etc/hosts,
+// podFileMounts are the pod's /etc/hostname, /etc/hosts,
 // /etc/resolv.conf and /dev/shm, unless the CRI config mounts something
-// there itself (kubelet mounts its own /etc/hosts).
-func specPodFileMounts(in *ContainerInput) []*runtimeapi.Mount {
-	cfg := in.Config
+// there itself (kubelet mounts its own /etc/hosts). They are berth's own
+// files: no existence check, they are made with the pod.
+func podFileMounts(in *ContainerInput) []specs.Mount {
+	cfg := in.Container.Config
 	sc := cfg.GetLinux().GetSecurityContext()
 	ro := sc.GetReadonlyRootfs()
 	files := []struct {
@@ -71,22 +72,21 @@ func specPodFileMounts(in *ContainerInput) []*runtimeapi.Mount {
 		// Host IPC shares the host's System V and POSIX shared memory.
 		files[3].src = "/dev/shm"
 	}
-	var out []*runtimeapi.Mount
+	var out []specs.Mount
 	for _, f := range files {
-		if f.src == "" || specInCRIMounts(f.dst, cfg.GetMounts()) {
+		if f.src == "" || inCRIMounts(f.dst, cfg.GetMounts()) {
 			continue
 		}
-		out = append(out, &runtimeapi.Mount{
-			ContainerPath: f.dst,
-			HostPath:      f.src,
-			Readonly:      f.ro,
-			Propagation:   runtimeapi.MountPropagation_PROPAGATION_PRIVATE,
-		})
+		rw := "rw"
+		if f.ro {
+			rw = "ro"
+		}
+		out = append(out, specs.Mount{Destination: f.dst, Type: "bind", Source: f.src, Options: []string{"rbind", "rprivate", rw}})
 	}
 	return out
 }
 
-func specInCRIMounts(dst string, mounts []*runtimeapi.Mount) bool {
+func inCRIMounts(dst string, mounts []*runtimeapi.Mount) bool {
 	for _, m := range mounts {
 		if path.Clean(m.GetContainerPath()) == dst {
 			return true
@@ -95,28 +95,41 @@ func specInCRIMounts(dst string, mounts []*runtimeapi.Mount) bool {
 	return false
 }
 
-// WithMounts adds CRI bind mounts. They replace default mounts with the
-// same destination (and, for /dev, every default under it); a later mount
-// for a destination wins over an earlier one. All mounts end up sorted so a
+// bindMounts checks the CRI mounts against the host and turns them into
+// OCI bind mounts, with the rootfs propagation they need ("" for none):
+// rshared for a Bidirectional mount, else rslave for a HostToContainer one.
+func bindMounts(mounts []*runtimeapi.Mount, o MountOptions) ([]specs.Mount, string, error) {
+	var out []specs.Mount
+	var rootfsPropagation string
+	for i, m := range mounts {
+		if m == nil {
+			return nil, "", errdefs.Invalid(fmt.Sprintf("mounts[%d] is empty", i))
+		}
+		sm, err := bindMount(i, m, o)
+		if err != nil {
+			return nil, "", err
+		}
+		switch m.GetPropagation() {
+		case runtimeapi.MountPropagation_PROPAGATION_BIDIRECTIONAL:
+			rootfsPropagation = "rshared"
+		case runtimeapi.MountPropagation_PROPAGATION_HOST_TO_CONTAINER:
+			if rootfsPropagation != "rshared" {
+				rootfsPropagation = "rslave"
+			}
+		}
+		out = append(out, sm)
+	}
+	return out, rootfsPropagation, nil
+}
+
+// WithMounts adds bind mounts. They replace default mounts with the same
+// destination (and, for /dev, every default under it); a later mount for a
+// destination wins over an earlier one. All mounts end up sorted so a
 // parent directory is mounted before what is mounted inside it.
-func WithMounts(mounts []*runtimeapi.Mount, o MountOptions) SpecOpt {
+func WithMounts(mounts []specs.Mount) Opt {
 	return func(s *specs.Spec) error {
 		var added []specs.Mount
-		for i, m := range mounts {
-			sm, err := specBindMount(i, m, o)
-			if err != nil {
-				return err
-			}
-			switch m.GetPropagation() {
-			case runtimeapi.MountPropagation_PROPAGATION_BIDIRECTIONAL:
-				specEnsureLinux(s)
-				s.Linux.RootfsPropagation = "rshared"
-			case runtimeapi.MountPropagation_PROPAGATION_HOST_TO_CONTAINER:
-				specEnsureLinux(s)
-				if s.Linux.RootfsPropagation != "rshared" {
-					s.Linux.RootfsPropagation = "rslave"
-				}
-			}
+		for _, sm := range mounts {
 			// A later mount with the same destination replaces an earlier one.
 			added = slices.DeleteFunc(added, func(a specs.Mount) bool { return a.Destination == sm.Destination })
 			added = append(added, sm)
@@ -134,16 +147,29 @@ func WithMounts(mounts []*runtimeapi.Mount, o MountOptions) SpecOpt {
 			kept = append(kept, m)
 		}
 		s.Mounts = append(kept, added...)
-		specSortMounts(s.Mounts)
+		sortMounts(s.Mounts)
 		return nil
 	}
 }
 
-// specBindMount turns one CRI mount into an OCI bind mount.
-func specBindMount(i int, m *runtimeapi.Mount, o MountOptions) (specs.Mount, error) {
+// WithRootfsPropagation sets the rootfs mount's propagation ("": the
+// runtime's default) for mounts that propagate (bindMounts).
+func WithRootfsPropagation(p string) Opt {
+	return func(s *specs.Spec) error {
+		if p == "" {
+			return nil
+		}
+		ensureLinux(s)
+		s.Linux.RootfsPropagation = p
+		return nil
+	}
+}
+
+// bindMount turns one CRI mount into an OCI bind mount.
+func bindMount(i int, m *runtimeapi.Mount, o MountOptions) (specs.Mount, error) {
 	field := fmt.Sprintf("mounts[%d]", i)
 	dst, src := m.GetContainerPath(), m.GetHostPath()
-	if !specIsAbs(dst) {
+	if !isAbs(dst) {
 		return specs.Mount{}, errdefs.Invalid(fmt.Sprintf("%s.container_path %q must be an absolute path", field, dst))
 	}
 	if m.GetImage().GetImage() != "" {
@@ -152,7 +178,7 @@ func specBindMount(i int, m *runtimeapi.Mount, o MountOptions) (specs.Mount, err
 	if len(m.GetUidMappings()) > 0 || len(m.GetGidMappings()) > 0 {
 		return specs.Mount{}, errdefs.Invalid(fmt.Sprintf("%s: id-mapped mounts are not supported", field))
 	}
-	if !specIsAbs(src) {
+	if !isAbs(src) {
 		return specs.Mount{}, errdefs.Invalid(fmt.Sprintf("%s.host_path %q must be an absolute path", field, src))
 	}
 	if o.Stat != nil {
@@ -163,7 +189,7 @@ func specBindMount(i int, m *runtimeapi.Mount, o MountOptions) (specs.Mount, err
 			return specs.Mount{}, fmt.Errorf("%s.host_path %s: %w", field, src, err)
 		}
 	}
-	if err := specCheckPropagation(field, m, o.Propagation); err != nil {
+	if err := checkPropagation(field, m, o.Propagation); err != nil {
 		return specs.Mount{}, err
 	}
 	opts := []string{"rbind"}
@@ -197,15 +223,15 @@ func specBindMount(i int, m *runtimeapi.Mount, o MountOptions) (specs.Mount, err
 	return specs.Mount{Destination: path.Clean(dst), Type: "bind", Source: src, Options: opts}, nil
 }
 
-// specSortMounts orders mounts by path depth, keeping the given order among
+// sortMounts orders mounts by path depth, keeping the given order among
 // equals, so that /a is mounted before /a/b and shadows nothing mounted later.
-func specSortMounts(m []specs.Mount) {
+func sortMounts(m []specs.Mount) {
 	slices.SortStableFunc(m, func(a, b specs.Mount) int {
-		return specMountDepth(a.Destination) - specMountDepth(b.Destination)
+		return mountDepth(a.Destination) - mountDepth(b.Destination)
 	})
 }
 
-func specMountDepth(p string) int {
+func mountDepth(p string) int {
 	p = path.Clean(p)
 	if p == "/" {
 		return 0

@@ -1,4 +1,4 @@
-package oci
+package spec
 
 import (
 	"context"
@@ -10,7 +10,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
-func TestSpecParsePropagation(t *testing.T) {
+func TestParsePropagation(t *testing.T) {
 	for opt, want := range map[string]MountPropagation{
 		"":                  {MountPoint: "/m"},
 		"shared:12":         {MountPoint: "/m", Shared: true},
@@ -18,7 +18,7 @@ func TestSpecParsePropagation(t *testing.T) {
 		"shared:4 master:3": {MountPoint: "/m", Shared: true, Slave: true},
 		"unbindable":        {MountPoint: "/m"},
 	} {
-		if got := specParsePropagation("/m", opt); got != want {
+		if got := parsePropagation("/m", opt); got != want {
 			t.Errorf("%q: %+v, want %+v", opt, got, want)
 		}
 	}
@@ -50,14 +50,14 @@ func TestMountPropagationChecked(t *testing.T) {
 		{"/shared", bidi, true},
 	} {
 		m := []*runtimeapi.Mount{{ContainerPath: "/data", HostPath: tc.src, Propagation: tc.mode}}
-		_, err := specApply(t, WithMounts(m, MountOptions{Propagation: check}))
+		_, err := applyOpts(t, withCRIMounts(m, MountOptions{Propagation: check}))
 		if tc.ok {
 			if err != nil {
 				t.Errorf("%s %s: %v", tc.src, tc.mode, err)
 			}
 			continue
 		}
-		specWantInvalid(t, err, "propagation")
+		wantInvalid(t, err, "propagation")
 	}
 }
 
@@ -93,12 +93,12 @@ func TestOSHostPropagation(t *testing.T) {
 
 func TestPrivilegedWithoutHostDevices(t *testing.T) {
 	for _, without := range []bool{false, true} {
-		in := specKubeletContainer()
+		in := kubeletContainer()
 		in.Sandbox.Linux.SecurityContext = &runtimeapi.LinuxSandboxSecurityContext{Privileged: true}
 		in.Config.Linux.SecurityContext.Privileged = true
-		in.Host = specTestHostConfig()
+		in.Host = testHostConfig()
 		in.Host.PrivilegedWithoutHostDevices = without
-		s, err := GenerateContainerSpec(context.Background(), in)
+		s, err := generate(context.Background(), in)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -113,7 +113,7 @@ func TestPrivilegedWithoutHostDevices(t *testing.T) {
 		if has("/dev/sda") == without {
 			t.Errorf("privileged_without_host_devices=%v: devices %v", without, s.Linux.Devices)
 		}
-		if len(s.Process.Capabilities.Bounding) != len(specCapNames) {
+		if len(s.Process.Capabilities.Bounding) != len(capNames) {
 			t.Errorf("privileged without host devices still gets every capability: %v", s.Process.Capabilities.Bounding)
 		}
 	}
@@ -123,10 +123,10 @@ func TestValidateAbsurdCPU(t *testing.T) {
 	for _, r := range []*runtimeapi.LinuxContainerResources{
 		{CpuPeriod: 10}, {CpuPeriod: 2000000}, {CpuQuota: 10}, {CpuShares: 1 << 20},
 	} {
-		err := specValidateResources(r)
-		specWantInvalid(t, err, "cpu_")
+		err := checkResources(r)
+		wantInvalid(t, err, "cpu_")
 	}
-	if err := specValidateResources(&runtimeapi.LinuxContainerResources{CpuPeriod: 100000, CpuQuota: -1, CpuShares: 2}); err != nil {
+	if err := checkResources(&runtimeapi.LinuxContainerResources{CpuPeriod: 100000, CpuQuota: -1, CpuShares: 2}); err != nil {
 		t.Errorf("kubelet's values refused: %v", err)
 	}
 }

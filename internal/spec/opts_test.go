@@ -1,4 +1,4 @@
-package oci
+package spec
 
 import (
 	"context"
@@ -18,48 +18,48 @@ import (
 	"github.com/berth-project/berth/internal/host"
 )
 
-// specFakeHost is a HostFS over in-memory maps.
-type specFakeHost struct {
+// fakeHost is a HostFS over in-memory maps.
+type fakeHost struct {
 	paths    map[string]bool
 	devices  map[string][]specs.LinuxDevice
 	profiles map[string]string
 }
 
-func (h specFakeHost) Stat(p string) error {
+func (h fakeHost) Stat(p string) error {
 	if h.paths[p] {
 		return nil
 	}
 	return &fs.PathError{Op: "stat", Path: p, Err: fs.ErrNotExist}
 }
 
-func (h specFakeHost) Devices(p string) ([]specs.LinuxDevice, error) {
+func (h fakeHost) Devices(p string) ([]specs.LinuxDevice, error) {
 	if d, ok := h.devices[p]; ok {
 		return d, nil
 	}
 	return nil, &fs.PathError{Op: "stat", Path: p, Err: fs.ErrNotExist}
 }
 
-func (h specFakeHost) ReadFile(p string) ([]byte, error) {
+func (h fakeHost) ReadFile(p string) ([]byte, error) {
 	if b, ok := h.profiles[p]; ok {
 		return []byte(b), nil
 	}
 	return nil, &fs.PathError{Op: "open", Path: p, Err: fs.ErrNotExist}
 }
 
-func specTestDev(p, typ string, major, minor int64) specs.LinuxDevice {
+func testDev(p, typ string, major, minor int64) specs.LinuxDevice {
 	mode := fs.FileMode(0o666)
 	var zero uint32
 	return specs.LinuxDevice{Path: p, Type: typ, Major: major, Minor: minor, FileMode: &mode, UID: &zero, GID: &zero}
 }
 
-// specApply runs opts on a fresh base spec.
-func specApply(t *testing.T, opts ...SpecOpt) (*specs.Spec, error) {
+// applyOpts runs opts on a fresh base spec.
+func applyOpts(t *testing.T, opts ...Opt) (*specs.Spec, error) {
 	t.Helper()
-	s := specBase("/rootfs", DefaultCapabilities())
-	return s, ApplySpecOpts(s, opts...)
+	s := baseSpec("/rootfs", DefaultCapabilities())
+	return s, Apply(s, opts...)
 }
 
-func specWantInvalid(t *testing.T, err error, mention string) {
+func wantInvalid(t *testing.T, err error, mention string) {
 	t.Helper()
 	if err == nil {
 		t.Fatalf("want InvalidArgument mentioning %q, got nil", mention)
@@ -86,7 +86,7 @@ func TestWithProcessArgs(t *testing.T) {
 		{"args only, no entrypoint", nil, []string{"echo", "hi"}, nil, []string{"sh"}, []string{"echo", "hi"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s, err := specApply(t, WithProcessArgs(tc.command, tc.args, tc.entry, tc.cmd))
+			s, err := applyOpts(t, WithProcessArgs(tc.command, tc.args, tc.entry, tc.cmd))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -95,16 +95,16 @@ func TestWithProcessArgs(t *testing.T) {
 			}
 		})
 	}
-	_, err := specApply(t, WithProcessArgs(nil, nil, []string{""}, nil))
-	specWantInvalid(t, err, "no command specified")
+	_, err := applyOpts(t, WithProcessArgs(nil, nil, []string{""}, nil))
+	wantInvalid(t, err, "no command specified")
 }
 
 func TestWithEnv(t *testing.T) {
 	cfgEnv := []*runtimeapi.KeyValue{{Key: "A", Value: []byte("config")}, {Key: "EMPTY", Value: nil}}
-	s, err := specApply(t,
+	s, err := applyOpts(t,
 		WithDefaultPathEnv(),
 		WithEnv([]string{"HOSTNAME=pod"}),
-		WithEnv(specMergeEnv([]string{"PATH=/bin", "A=image", "B=image"}, cfgEnv)),
+		WithEnv(mergeEnv([]string{"PATH=/bin", "A=image", "B=image"}, cfgEnv)),
 	)
 	if err != nil {
 		t.Fatal(err)
@@ -113,11 +113,11 @@ func TestWithEnv(t *testing.T) {
 	if !reflect.DeepEqual(s.Process.Env, want) {
 		t.Fatalf("env = %q, want %q", s.Process.Env, want)
 	}
-	s, _ = specApply(t, WithDefaultPathEnv(), WithEnv([]string{"X=1"}))
-	if !reflect.DeepEqual(s.Process.Env, []string{SpecDefaultPath, "X=1"}) {
+	s, _ = applyOpts(t, WithDefaultPathEnv(), WithEnv([]string{"X=1"}))
+	if !reflect.DeepEqual(s.Process.Env, []string{DefaultPath, "X=1"}) {
 		t.Fatalf("default PATH missing: %q", s.Process.Env)
 	}
-	if got := specReplaceOrAppendEnv([]string{"A=1", "B=2"}, []string{"A", "C=3"}); !reflect.DeepEqual(got, []string{"B=2", "C=3"}) {
+	if got := replaceOrAppendEnv([]string{"A=1", "B=2"}, []string{"A", "C=3"}); !reflect.DeepEqual(got, []string{"B=2", "C=3"}) {
 		t.Fatalf("unset: %q", got)
 	}
 }
@@ -130,7 +130,7 @@ func TestWithWorkingDir(t *testing.T) {
 		{"", "", "/"},
 		{"/a/../b/", "", "/b"},
 	} {
-		s, err := specApply(t, WithWorkingDir(tc.config, tc.image))
+		s, err := applyOpts(t, WithWorkingDir(tc.config, tc.image))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -138,19 +138,17 @@ func TestWithWorkingDir(t *testing.T) {
 			t.Errorf("cwd(%q,%q) = %q, want %q", tc.config, tc.image, s.Process.Cwd, tc.want)
 		}
 	}
-	_, err := specApply(t, WithWorkingDir("rel/dir", ""))
-	specWantInvalid(t, err, "working_dir")
 }
 
 func TestWithTerminal(t *testing.T) {
-	s, _ := specApply(t, WithTerminal(true))
+	s, _ := applyOpts(t, WithTerminal(true))
 	if !s.Process.Terminal {
 		t.Fatal("terminal not set")
 	}
 }
 
-// specTestRootfs writes an image /etc/passwd and /etc/group.
-func specTestRootfs(t *testing.T) string {
+// testRootfs writes an image /etc/passwd and /etc/group.
+func testRootfs(t *testing.T) string {
 	t.Helper()
 	root := t.TempDir()
 	if err := os.MkdirAll(filepath.Join(root, "etc"), 0o755); err != nil {
@@ -167,7 +165,7 @@ func specTestRootfs(t *testing.T) string {
 }
 
 func TestWithUser(t *testing.T) {
-	root := specTestRootfs(t)
+	root := testRootfs(t)
 	for _, tc := range []struct {
 		user     string
 		uid, gid uint32
@@ -181,7 +179,7 @@ func TestWithUser(t *testing.T) {
 		{"1000:wheel", 1000, 10}, // uid:group
 		{"5:7", 5, 7},
 	} {
-		s, err := specApply(t, WithUser(context.Background(), root, tc.user))
+		s, err := applyOpts(t, WithUser(context.Background(), root, tc.user))
 		if err != nil {
 			t.Fatalf("%q: %v", tc.user, err)
 		}
@@ -191,11 +189,11 @@ func TestWithUser(t *testing.T) {
 		}
 	}
 	for _, bad := range []string{"nosuch", "app:nogroup", "a:b:c", ":5"} {
-		_, err := specApply(t, WithUser(context.Background(), root, bad))
-		specWantInvalid(t, err, "")
+		_, err := applyOpts(t, WithUser(context.Background(), root, bad))
+		wantInvalid(t, err, "")
 	}
 	// Numeric users need no rootfs at all.
-	if _, err := specApply(t, WithUser(context.Background(), "", "7:8")); err != nil {
+	if _, err := applyOpts(t, WithUser(context.Background(), "", "7:8")); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -214,7 +212,7 @@ func TestWithUserCannotEscapeRootfs(t *testing.T) {
 	if err := os.Symlink(filepath.Join(outside, "passwd"), filepath.Join(root, "etc/passwd")); err != nil {
 		t.Fatal(err)
 	}
-	_, err := specApply(t, WithUser(context.Background(), root, "hostonly"))
+	_, err := applyOpts(t, WithUser(context.Background(), root, "hostonly"))
 	if err == nil {
 		t.Fatal("resolved a user through a symlink out of the rootfs")
 	}
@@ -226,13 +224,13 @@ func TestWithUserCannotEscapeRootfs(t *testing.T) {
 	if err := os.Symlink(rel, filepath.Join(root, "etc/passwd")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := specApply(t, WithUser(context.Background(), root, "hostonly")); err == nil {
+	if _, err := applyOpts(t, WithUser(context.Background(), root, "hostonly")); err == nil {
 		t.Fatal("resolved a user through a relative symlink out of the rootfs")
 	}
 }
 
 func TestAdditionalGIDs(t *testing.T) {
-	root := specTestRootfs(t)
+	root := testRootfs(t)
 	for _, tc := range []struct {
 		name  string
 		user  string
@@ -246,12 +244,12 @@ func TestAdditionalGIDs(t *testing.T) {
 		{"unknown uid has no memberships", "4242", true, nil, []uint32{0}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			opts := []SpecOpt{WithUser(context.Background(), root, tc.user)}
+			opts := []Opt{WithUser(context.Background(), root, tc.user)}
 			if tc.merge {
-				opts = append(opts, WithAdditionalGIDs(context.Background(), root, specUserPart(tc.user)))
+				opts = append(opts, WithAdditionalGIDs(context.Background(), root, userPart(tc.user)))
 			}
-			opts = append(opts, WithSupplementalGroups(tc.supp))
-			s, err := specApply(t, opts...)
+			opts = append(opts, withCRISupplementalGroups(tc.supp))
+			s, err := applyOpts(t, opts...)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -260,11 +258,11 @@ func TestAdditionalGIDs(t *testing.T) {
 			}
 		})
 	}
-	_, err := specApply(t, WithSupplementalGroups([]int64{-1}))
-	specWantInvalid(t, err, "supplemental_groups")
+	_, err := applyOpts(t, withCRISupplementalGroups([]int64{-1}))
+	wantInvalid(t, err, "supplemental_groups")
 }
 
-func TestSpecUserString(t *testing.T) {
+func TestUserString(t *testing.T) {
 	i := func(v int64) *runtimeapi.Int64Value { return &runtimeapi.Int64Value{Value: v} }
 	for _, tc := range []struct {
 		sc    *runtimeapi.LinuxContainerSecurityContext
@@ -277,16 +275,24 @@ func TestSpecUserString(t *testing.T) {
 		{&runtimeapi.LinuxContainerSecurityContext{RunAsUser: i(1), RunAsUsername: "app"}, "", "app"},
 		{&runtimeapi.LinuxContainerSecurityContext{RunAsUsername: "app", RunAsGroup: i(5)}, "", "app:5"},
 	} {
-		got, err := specUserString(tc.sc, tc.image)
-		if err != nil || got != tc.want {
+		u, err := parseUser(tc.sc)
+		if got := u.userString(tc.image); err != nil || got != tc.want {
 			t.Errorf("got %q, %v; want %q", got, err, tc.want)
 		}
 	}
-	_, err := specUserString(&runtimeapi.LinuxContainerSecurityContext{RunAsGroup: i(5)}, "app")
-	specWantInvalid(t, err, "run_as_group")
+	for sc, mention := range map[*runtimeapi.LinuxContainerSecurityContext]string{
+		{RunAsGroup: i(5)}:                   "run_as_group",
+		{RunAsUser: i(-1)}:                   "run_as_user",
+		{RunAsUser: i(1 << 32)}:              "run_as_user",
+		{RunAsUser: i(1), RunAsGroup: i(-1)}: "run_as_group",
+		{RunAsUsername: "a:b"}:               "run_as_username",
+	} {
+		_, err := parseUser(sc)
+		wantInvalid(t, err, mention)
+	}
 }
 
-func specMountByDest(s *specs.Spec, dst string) *specs.Mount {
+func mountByDest(s *specs.Spec, dst string) *specs.Mount {
 	for i := range s.Mounts {
 		if s.Mounts[i].Destination == dst {
 			return &s.Mounts[i]
@@ -296,7 +302,7 @@ func specMountByDest(s *specs.Spec, dst string) *specs.Mount {
 }
 
 func TestWithMounts(t *testing.T) {
-	host := specFakeHost{paths: map[string]bool{"/data": true, "/shm": true, "/cfg": true, "/sub": true}}
+	host := fakeHost{paths: map[string]bool{"/data": true, "/shm": true, "/cfg": true, "/sub": true}}
 	o := MountOptions{Stat: host.Stat}
 	mounts := []*runtimeapi.Mount{
 		{ContainerPath: "/data/sub", HostPath: "/sub", Propagation: runtimeapi.MountPropagation_PROPAGATION_HOST_TO_CONTAINER},
@@ -304,17 +310,17 @@ func TestWithMounts(t *testing.T) {
 		{ContainerPath: "/dev/shm", HostPath: "/shm", Propagation: runtimeapi.MountPropagation_PROPAGATION_BIDIRECTIONAL},
 		{ContainerPath: "/etc/cfg/", HostPath: "/cfg"},
 	}
-	s, err := specApply(t, WithMounts(mounts, o))
+	s, err := applyOpts(t, withCRIMounts(mounts, o))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m := specMountByDest(s, "/data"); m == nil || !reflect.DeepEqual(m.Options, []string{"rbind", "rprivate", "ro"}) || m.Type != "bind" {
+	if m := mountByDest(s, "/data"); m == nil || !reflect.DeepEqual(m.Options, []string{"rbind", "rprivate", "ro"}) || m.Type != "bind" {
 		t.Fatalf("/data mount = %+v", m)
 	}
-	if m := specMountByDest(s, "/data/sub"); m == nil || !slices.Contains(m.Options, "rslave") || !slices.Contains(m.Options, "rw") {
+	if m := mountByDest(s, "/data/sub"); m == nil || !slices.Contains(m.Options, "rslave") || !slices.Contains(m.Options, "rw") {
 		t.Fatalf("/data/sub mount = %+v", m)
 	}
-	if m := specMountByDest(s, "/etc/cfg"); m == nil {
+	if m := mountByDest(s, "/etc/cfg"); m == nil {
 		t.Fatal("container path not cleaned")
 	}
 	// The CRI /dev/shm replaces the default tmpfs one.
@@ -348,8 +354,8 @@ func TestWithMounts(t *testing.T) {
 func TestWithMountsSysUnderCRI(t *testing.T) {
 	// A CRI mount of /sys must come before the default /sys/fs/cgroup, or it
 	// would hide it.
-	host := specFakeHost{paths: map[string]bool{"/sys": true}}
-	s, err := specApply(t, WithCgroupMount(), WithMounts([]*runtimeapi.Mount{{ContainerPath: "/sys", HostPath: "/sys"}}, MountOptions{Stat: host.Stat}))
+	host := fakeHost{paths: map[string]bool{"/sys": true}}
+	s, err := applyOpts(t, WithCgroupMount(), withCRIMounts([]*runtimeapi.Mount{{ContainerPath: "/sys", HostPath: "/sys"}}, MountOptions{Stat: host.Stat}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -360,14 +366,14 @@ func TestWithMountsSysUnderCRI(t *testing.T) {
 	if slices.Index(order, "/sys") > slices.Index(order, "/sys/fs/cgroup") {
 		t.Fatalf("order %v", order)
 	}
-	if specMountByDest(s, "/sys").Type != "bind" {
+	if mountByDest(s, "/sys").Type != "bind" {
 		t.Fatal("CRI /sys did not replace the sysfs default")
 	}
 }
 
 func TestWithMountsDevReplacesDevDefaults(t *testing.T) {
-	host := specFakeHost{paths: map[string]bool{"/dev": true}}
-	s, err := specApply(t, WithMounts([]*runtimeapi.Mount{{ContainerPath: "/dev", HostPath: "/dev"}}, MountOptions{Stat: host.Stat}))
+	host := fakeHost{paths: map[string]bool{"/dev": true}}
+	s, err := applyOpts(t, withCRIMounts([]*runtimeapi.Mount{{ContainerPath: "/dev", HostPath: "/dev"}}, MountOptions{Stat: host.Stat}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -379,7 +385,7 @@ func TestWithMountsDevReplacesDevDefaults(t *testing.T) {
 }
 
 func TestWithMountsErrors(t *testing.T) {
-	host := specFakeHost{paths: map[string]bool{"/ok": true}}
+	host := fakeHost{paths: map[string]bool{"/ok": true}}
 	for _, tc := range []struct {
 		name    string
 		m       *runtimeapi.Mount
@@ -397,48 +403,48 @@ func TestWithMountsErrors(t *testing.T) {
 		{"idmap", &runtimeapi.Mount{ContainerPath: "/x", HostPath: "/ok", UidMappings: []*runtimeapi.IDMapping{{Length: 1}}}, false, "id-mapped"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := specApply(t, WithMounts([]*runtimeapi.Mount{tc.m}, MountOptions{Stat: host.Stat, RecursiveReadOnlyMounts: tc.rro}))
-			specWantInvalid(t, err, tc.mention)
+			_, err := applyOpts(t, withCRIMounts([]*runtimeapi.Mount{tc.m}, MountOptions{Stat: host.Stat, RecursiveReadOnlyMounts: tc.rro}))
+			wantInvalid(t, err, tc.mention)
 		})
 	}
-	s, err := specApply(t, WithMounts([]*runtimeapi.Mount{{ContainerPath: "/x", HostPath: "/ok", Readonly: true, RecursiveReadOnly: true}},
+	s, err := applyOpts(t, withCRIMounts([]*runtimeapi.Mount{{ContainerPath: "/x", HostPath: "/ok", Readonly: true, RecursiveReadOnly: true}},
 		MountOptions{Stat: host.Stat, RecursiveReadOnlyMounts: true}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m := specMountByDest(s, "/x"); !reflect.DeepEqual(m.Options, []string{"rbind", "rprivate", "rro"}) {
+	if m := mountByDest(s, "/x"); !reflect.DeepEqual(m.Options, []string{"rbind", "rprivate", "rro"}) {
 		t.Fatalf("rro options %v", m.Options)
 	}
 	// A stat failure other than "missing" is not the user's fault.
 	failing := MountOptions{Stat: func(string) error { return errors.New("EIO") }}
-	_, err = specApply(t, WithMounts([]*runtimeapi.Mount{{ContainerPath: "/x", HostPath: "/ok"}}, failing))
+	_, err = applyOpts(t, withCRIMounts([]*runtimeapi.Mount{{ContainerPath: "/x", HostPath: "/ok"}}, failing))
 	if err == nil || errdefs.IsInvalid(err) {
 		t.Fatalf("want a plain error, got %v", err)
 	}
 }
 
-func TestSpecPodFileMounts(t *testing.T) {
+func TestPodFileMounts(t *testing.T) {
 	in := &ContainerInput{
-		Config: &runtimeapi.ContainerConfig{
+		Container: &Container{Config: &runtimeapi.ContainerConfig{
 			Mounts: []*runtimeapi.Mount{{ContainerPath: "/etc/hosts", HostPath: "/kubelet/hosts"}},
 			Linux: &runtimeapi.LinuxContainerConfig{SecurityContext: &runtimeapi.LinuxContainerSecurityContext{
 				ReadonlyRootfs:   true,
 				NamespaceOptions: &runtimeapi.NamespaceOption{Ipc: runtimeapi.NamespaceMode_NODE},
 			}},
-		},
+		}},
 		HostsPath: "/pod/hosts", ResolvPath: "/pod/resolv", HostnamePath: "/pod/hostname", ShmPath: "/pod/shm",
 	}
-	got := map[string]*runtimeapi.Mount{}
-	for _, m := range specPodFileMounts(in) {
-		got[m.ContainerPath] = m
+	got := map[string]specs.Mount{}
+	for _, m := range podFileMounts(in) {
+		got[m.Destination] = m
 	}
 	if _, ok := got["/etc/hosts"]; ok {
 		t.Fatal("pod /etc/hosts mounted over kubelet's")
 	}
-	if m := got["/etc/resolv.conf"]; m == nil || !m.Readonly {
+	if m, ok := got["/etc/resolv.conf"]; !ok || !slices.Contains(m.Options, "ro") {
 		t.Fatalf("resolv.conf %+v (want read-only with a read-only rootfs)", m)
 	}
-	if m := got["/dev/shm"]; m == nil || m.HostPath != "/dev/shm" || m.Readonly {
+	if m, ok := got["/dev/shm"]; !ok || m.Source != "/dev/shm" || !slices.Contains(m.Options, "rw") {
 		t.Fatalf("host IPC shm %+v", m)
 	}
 }
@@ -474,11 +480,11 @@ func TestNamespaces(t *testing.T) {
 			if podOpts == nil {
 				podOpts = tc.o
 			}
-			opt, err := specContainerNamespaces(podOpts, tc.o, tc.ns, "/target/pid")
+			opt, err := criNamespaces(podOpts, tc.o, tc.ns, "/target/pid")
 			if err != nil {
 				t.Fatal(err)
 			}
-			s, err := specApply(t, opt)
+			s, err := applyOpts(t, opt)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -501,22 +507,22 @@ func TestNamespaces(t *testing.T) {
 		{&runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_POD}, SandboxNamespaces{Net: "/n", IPC: "/i", UTS: "/u"}},
 		{&runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_CONTAINER}, SandboxNamespaces{IPC: "/i", UTS: "/u"}},
 	} {
-		if _, err := specContainerNamespaces(tc.o, tc.o, tc.ns, ""); !errors.Is(err, errdefs.ErrFailedPrecondition) {
+		if _, err := criNamespaces(tc.o, tc.o, tc.ns, ""); !errors.Is(err, errdefs.ErrFailedPrecondition) {
 			t.Errorf("%v: want FailedPrecondition, got %v", tc.o, err)
 		}
 	}
-	_, err := specContainerNamespaces(nil, &runtimeapi.NamespaceOption{UsernsOptions: &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_POD}}, pod, "")
-	specWantInvalid(t, err, "userns")
-	_, err = specContainerNamespaces(nil, &runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_TARGET}, pod, "")
-	specWantInvalid(t, err, "target_id")
+	_, err := criNamespaces(nil, &runtimeapi.NamespaceOption{UsernsOptions: &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_POD}}, pod, "")
+	wantInvalid(t, err, "userns")
+	_, err = criNamespaces(nil, &runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_TARGET}, pod, "")
+	wantInvalid(t, err, "target_id")
 }
 
 func TestWithHostname(t *testing.T) {
-	s, err := specApply(t, WithNamespace(specs.UTSNamespace, ""), WithHostname("pod"))
+	s, err := applyOpts(t, WithNamespace(specs.UTSNamespace, ""), WithHostname("pod"))
 	if err != nil || s.Hostname != "pod" {
 		t.Fatalf("hostname %q, %v", s.Hostname, err)
 	}
-	if _, err := specApply(t, WithNamespace(specs.UTSNamespace, "/ns/uts"), WithHostname("pod")); err == nil {
+	if _, err := applyOpts(t, WithNamespace(specs.UTSNamespace, "/ns/uts"), WithHostname("pod")); err == nil {
 		t.Fatal("hostname accepted while joining a UTS namespace")
 	}
 }
@@ -529,7 +535,7 @@ func TestWithResources(t *testing.T) {
 		HugepageLimits:     []*runtimeapi.HugepageLimit{{PageSize: "2MB", Limit: 1 << 21}},
 		Unified:            map[string]string{"memory.high": "1000000"},
 	}
-	s, err := specApply(t, WithResources(r, ResourceOptions{SwapLimit: true, Hugetlb: true, PidsLimit: 1024}))
+	s, err := applyOpts(t, withCRIResources(r, ResourceOptions{SwapLimit: true, Hugetlb: true, PidsLimit: 1024}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -544,16 +550,16 @@ func TestWithResources(t *testing.T) {
 		t.Fatalf("resources %+v", res)
 	}
 	r.MemorySwapLimitInBytes = 1 << 29
-	s, _ = specApply(t, WithResources(r, ResourceOptions{SwapLimit: true}))
+	s, _ = applyOpts(t, withCRIResources(r, ResourceOptions{SwapLimit: true}))
 	if *s.Linux.Resources.Memory.Swap != 1<<29 || s.Linux.Resources.HugepageLimits != nil || s.Linux.Resources.Pids != nil {
 		t.Fatalf("resources %+v", s.Linux.Resources)
 	}
-	s, _ = specApply(t, WithResources(r, ResourceOptions{}))
+	s, _ = applyOpts(t, withCRIResources(r, ResourceOptions{}))
 	if s.Linux.Resources.Memory.Swap != nil {
 		t.Fatal("swap set on a host that cannot limit it")
 	}
-	_, err = specApply(t, WithResources(&runtimeapi.LinuxContainerResources{CpuShares: -1}, ResourceOptions{}))
-	specWantInvalid(t, err, "cpu_shares")
+	_, err = applyOpts(t, withCRIResources(&runtimeapi.LinuxContainerResources{CpuShares: -1}, ResourceOptions{}))
+	wantInvalid(t, err, "cpu_shares")
 }
 
 func TestWithOOMScoreAdj(t *testing.T) {
@@ -563,21 +569,21 @@ func TestWithOOMScoreAdj(t *testing.T) {
 		min  *int
 		want int
 	}{{1000, nil, 1000}, {-997, nil, -997}, {-997, &min, -500}, {200, &min, 200}} {
-		s, err := specApply(t, WithOOMScoreAdj(&runtimeapi.LinuxContainerResources{OomScoreAdj: tc.adj}, tc.min))
+		s, err := applyOpts(t, WithOOMScoreAdj(&runtimeapi.LinuxContainerResources{OomScoreAdj: tc.adj}, tc.min))
 		if err != nil || *s.Process.OOMScoreAdj != tc.want {
 			t.Errorf("adj %d: got %v, %v; want %d", tc.adj, s.Process.OOMScoreAdj, err, tc.want)
 		}
 	}
-	_, err := specApply(t, WithOOMScoreAdj(&runtimeapi.LinuxContainerResources{OomScoreAdj: 1001}, nil))
-	specWantInvalid(t, err, "oom_score_adj")
+	_, err := applyOpts(t, withCRIResources(&runtimeapi.LinuxContainerResources{OomScoreAdj: 1001}, ResourceOptions{}))
+	wantInvalid(t, err, "oom_score_adj")
 }
 
 func TestDevices(t *testing.T) {
-	host := specFakeHost{devices: map[string][]specs.LinuxDevice{
-		"/dev/fuse": {specTestDev("/dev/fuse", "c", 10, 229)},
-		"/dev/dri":  {specTestDev("/dev/dri/card0", "c", 226, 0), specTestDev("/dev/dri/renderD128", "c", 226, 128)},
+	host := fakeHost{devices: map[string][]specs.LinuxDevice{
+		"/dev/fuse": {testDev("/dev/fuse", "c", 10, 229)},
+		"/dev/dri":  {testDev("/dev/dri/card0", "c", 226, 0), testDev("/dev/dri/renderD128", "c", 226, 128)},
 	}}
-	s, err := specApply(t, WithDefaultDeviceRules(), WithCRIDevices([]*runtimeapi.Device{
+	s, err := applyOpts(t, WithDefaultDeviceRules(), withCRIDevices([]*runtimeapi.Device{
 		{ContainerPath: "/dev/fuse", HostPath: "/dev/fuse", Permissions: "rw"},
 		{ContainerPath: "/dev/gpu", HostPath: "/dev/dri", Permissions: "rwm"},
 	}, host.Devices))
@@ -599,10 +605,10 @@ func TestDevices(t *testing.T) {
 	if !last.Allow || last.Access != "rw" || *last.Major != 10 || *last.Minor != 229 {
 		t.Fatalf("fuse rule %+v", last)
 	}
-	_, err = specApply(t, WithCRIDevices([]*runtimeapi.Device{{ContainerPath: "/dev/x", HostPath: "/dev/nope", Permissions: "rw"}}, host.Devices))
-	specWantInvalid(t, err, "/dev/nope")
-	_, err = specApply(t, WithCRIDevices([]*runtimeapi.Device{{ContainerPath: "/dev/fuse", HostPath: "/dev/fuse", Permissions: "rwx"}}, host.Devices))
-	specWantInvalid(t, err, "permissions")
+	_, err = applyOpts(t, withCRIDevices([]*runtimeapi.Device{{ContainerPath: "/dev/x", HostPath: "/dev/nope", Permissions: "rw"}}, host.Devices))
+	wantInvalid(t, err, "/dev/nope")
+	_, err = applyOpts(t, withCRIDevices([]*runtimeapi.Device{{ContainerPath: "/dev/fuse", HostPath: "/dev/fuse", Permissions: "rwx"}}, host.Devices))
+	wantInvalid(t, err, "permissions")
 }
 
 func TestWithCapabilities(t *testing.T) {
@@ -620,7 +626,7 @@ func TestWithCapabilities(t *testing.T) {
 		{"drop ALL", nil, []string{"ALL"}, []string{}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s, err := specApply(t, WithCapabilities(defaults, &runtimeapi.Capability{AddCapabilities: tc.add, DropCapabilities: tc.drop}, all))
+			s, err := applyOpts(t, withCRICapabilities(defaults, &runtimeapi.Capability{AddCapabilities: tc.add, DropCapabilities: tc.drop}, all))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -635,22 +641,22 @@ func TestWithCapabilities(t *testing.T) {
 			}
 		})
 	}
-	_, err := specApply(t, WithCapabilities(defaults, &runtimeapi.Capability{AddCapabilities: []string{"SYS_MODULE"}}, all))
-	specWantInvalid(t, err, "bounding set")
-	_, err = specApply(t, WithCapabilities(defaults, &runtimeapi.Capability{AddCapabilities: []string{"FLY"}}, all))
-	specWantInvalid(t, err, "unknown capability")
-	s, err := specApply(t, WithCapabilities(defaults, &runtimeapi.Capability{AddAmbientCapabilities: []string{"KILL"}}, all))
+	_, err := applyOpts(t, withCRICapabilities(defaults, &runtimeapi.Capability{AddCapabilities: []string{"SYS_MODULE"}}, all))
+	wantInvalid(t, err, "bounding set")
+	_, err = applyOpts(t, withCRICapabilities(defaults, &runtimeapi.Capability{AddCapabilities: []string{"FLY"}}, all))
+	wantInvalid(t, err, "unknown capability")
+	s, err := applyOpts(t, withCRICapabilities(defaults, &runtimeapi.Capability{AddAmbientCapabilities: []string{"KILL"}}, all))
 	if err != nil || !reflect.DeepEqual(s.Process.Capabilities.Ambient, []string{"CAP_KILL"}) {
 		t.Fatalf("ambient %v, %v", s.Process.Capabilities, err)
 	}
-	_, err = specApply(t, WithCapabilities(defaults, &runtimeapi.Capability{AddAmbientCapabilities: []string{"NET_ADMIN"}}, all))
-	specWantInvalid(t, err, "add_ambient_capabilities")
+	_, err = applyOpts(t, withCRICapabilities(defaults, &runtimeapi.Capability{AddAmbientCapabilities: []string{"NET_ADMIN"}}, all))
+	wantInvalid(t, err, "add_ambient_capabilities")
 }
 
 func TestWithPrivileged(t *testing.T) {
 	all := []string{"CAP_CHOWN", "CAP_SYS_ADMIN"}
-	host := specFakeHost{devices: map[string][]specs.LinuxDevice{"/dev": {specTestDev("/dev/null", "c", 1, 3), specTestDev("/dev/sda", "b", 8, 0)}}}
-	s, err := specApply(t, WithCgroupMount(), WithPrivileged(all, host.Devices))
+	host := fakeHost{devices: map[string][]specs.LinuxDevice{"/dev": {testDev("/dev/null", "c", 1, 3), testDev("/dev/sda", "b", 8, 0)}}}
+	s, err := applyOpts(t, WithCgroupMount(), WithPrivileged(all, host.Devices))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -661,7 +667,7 @@ func TestWithPrivileged(t *testing.T) {
 		t.Fatal("masked/readonly paths kept")
 	}
 	for _, dst := range []string{"/sys", "/sys/fs/cgroup"} {
-		m := specMountByDest(s, dst)
+		m := mountByDest(s, dst)
 		if slices.Contains(m.Options, "ro") || !slices.Contains(m.Options, "rw") {
 			t.Fatalf("%s options %v", dst, m.Options)
 		}
@@ -670,39 +676,38 @@ func TestWithPrivileged(t *testing.T) {
 		t.Fatalf("devices %v rules %v", s.Linux.Devices, s.Linux.Resources.Devices)
 	}
 	// Defaults of other specs are not modified through shared slices.
-	if m := specDefaultMounts()[5]; !slices.Contains(m.Options, "ro") {
+	if m := defaultMounts()[5]; !slices.Contains(m.Options, "ro") {
 		t.Fatal("default sysfs options modified")
 	}
-	if _, err := specApply(t, WithPrivileged(nil, host.Devices)); err == nil {
+	if _, err := applyOpts(t, WithPrivileged(nil, host.Devices)); err == nil {
 		t.Fatal("privileged without a bounding set accepted")
 	}
 }
 
 func TestMaskedAndReadonlyPaths(t *testing.T) {
-	s, _ := specApply(t, WithMaskedPaths(nil), WithReadonlyPaths(nil))
+	s, _ := applyOpts(t, WithMaskedPaths(nil), WithReadonlyPaths(nil))
 	if !reflect.DeepEqual(s.Linux.MaskedPaths, DefaultMaskedPaths()) || !reflect.DeepEqual(s.Linux.ReadonlyPaths, DefaultReadonlyPaths()) {
 		t.Fatal("defaults not kept")
 	}
-	s, _ = specApply(t, WithMaskedPaths([]string{"/proc/x"}), WithReadonlyPaths([]string{"/proc/y"}))
+	s, _ = applyOpts(t, WithMaskedPaths([]string{"/proc/x"}), WithReadonlyPaths([]string{"/proc/y"}))
 	if !reflect.DeepEqual(s.Linux.MaskedPaths, []string{"/proc/x"}) || !reflect.DeepEqual(s.Linux.ReadonlyPaths, []string{"/proc/y"}) {
 		t.Fatal("overrides not applied")
 	}
-	_, err := specApply(t, WithMaskedPaths([]string{"proc"}))
-	specWantInvalid(t, err, "masked_paths")
+	wantInvalid(t, checkAbsList("linux.security_context.masked_paths", []string{"proc"}), "masked_paths")
 }
 
 func TestNoNewPrivsAndReadonlyRootfs(t *testing.T) {
-	s, _ := specApply(t, WithNoNewPrivileges(true), WithNoNewPrivileges(false), WithReadonlyRootfs(true))
+	s, _ := applyOpts(t, WithNoNewPrivileges(true), WithNoNewPrivileges(false), WithReadonlyRootfs(true))
 	if !s.Process.NoNewPrivileges || !s.Root.Readonly {
 		t.Fatal("flags not set or cleared by a later option")
 	}
-	s, _ = specApply(t, WithNoNewPrivileges(false), WithReadonlyRootfs(false))
+	s, _ = applyOpts(t, WithNoNewPrivileges(false), WithReadonlyRootfs(false))
 	if s.Process.NoNewPrivileges || s.Root.Readonly {
 		t.Fatal("flags set by default")
 	}
 }
 
-func TestValidatePodSysctls(t *testing.T) {
+func TestCheckSysctls(t *testing.T) {
 	pod := func(hostNet, hostIPC bool, sysctls map[string]string) *runtimeapi.PodSandboxConfig {
 		ns := &runtimeapi.NamespaceOption{}
 		if hostNet {
@@ -724,7 +729,7 @@ func TestValidatePodSysctls(t *testing.T) {
 		"kernel.sem":                          "250 32000 100 128",
 		"fs.mqueue.msg_max":                   "20",
 	}
-	if err := ValidatePodSysctls(pod(false, false, ok)); err != nil {
+	if _, err := checkSysctls(pod(false, false, ok)); err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
@@ -742,10 +747,11 @@ func TestValidatePodSysctls(t *testing.T) {
 		{"dotdot", false, false, "net..ipv4", "1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			specWantInvalid(t, ValidatePodSysctls(pod(tc.hostNet, tc.hostIPC, map[string]string{tc.k: tc.v})), "sysctls")
+			_, err := checkSysctls(pod(tc.hostNet, tc.hostIPC, map[string]string{tc.k: tc.v}))
+			wantInvalid(t, err, "sysctls")
 		})
 	}
-	s, _ := specApply(t, WithSysctls(map[string]string{"net/ipv4/ping_group_range": "0 1"}))
+	s, _ := applyOpts(t, WithSysctls(dottedSysctls(map[string]string{"net/ipv4/ping_group_range": "0 1"})))
 	if s.Linux.Sysctl["net.ipv4.ping_group_range"] != "0 1" {
 		t.Fatalf("sysctl %v", s.Linux.Sysctl)
 	}
@@ -753,24 +759,24 @@ func TestValidatePodSysctls(t *testing.T) {
 
 func TestWithSeccomp(t *testing.T) {
 	custom := `{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["read","write"],"action":"SCMP_ACT_ALLOW"}]}`
-	host := specFakeHost{profiles: map[string]string{"/profiles/custom.json": custom, "/profiles/bad.json": "{"}}
+	host := fakeHost{profiles: map[string]string{"/profiles/custom.json": custom, "/profiles/bad.json": "{"}}
 	rd := &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_RuntimeDefault}
-	s, err := specApply(t, WithSeccomp(rd, false, host.ReadFile))
+	s, err := applyOpts(t, withCRISeccomp(rd, false, host.ReadFile))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if s.Linux.Seccomp == nil || s.Linux.Seccomp.DefaultAction != specs.ActErrno || len(s.Linux.Seccomp.Syscalls) == 0 {
 		t.Fatalf("default profile %+v", s.Linux.Seccomp)
 	}
-	if s, _ := specApply(t, WithSeccomp(rd, true, host.ReadFile)); s.Linux.Seccomp != nil {
+	if s, _ := applyOpts(t, withCRISeccomp(rd, true, host.ReadFile)); s.Linux.Seccomp != nil {
 		t.Fatal("privileged container got seccomp")
 	}
 	for _, p := range []*runtimeapi.SecurityProfile{nil, {ProfileType: runtimeapi.SecurityProfile_Unconfined}} {
-		if s, _ := specApply(t, WithSeccomp(p, false, host.ReadFile)); s.Linux.Seccomp != nil {
+		if s, _ := applyOpts(t, withCRISeccomp(p, false, host.ReadFile)); s.Linux.Seccomp != nil {
 			t.Fatalf("%v: seccomp set", p)
 		}
 	}
-	s, err = specApply(t, WithSeccomp(&runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_Localhost, LocalhostRef: "/profiles/custom.json"}, false, host.ReadFile))
+	s, err = applyOpts(t, withCRISeccomp(&runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_Localhost, LocalhostRef: "/profiles/custom.json"}, false, host.ReadFile))
 	if err != nil || len(s.Linux.Seccomp.Syscalls) != 1 {
 		t.Fatalf("localhost profile %+v, %v", s.Linux.Seccomp, err)
 	}
@@ -783,8 +789,8 @@ func TestWithSeccomp(t *testing.T) {
 		{&runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_Localhost, LocalhostRef: "relative.json"}, "absolute"},
 		{&runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_RuntimeDefault, LocalhostRef: "/x"}, "localhost_ref"},
 	} {
-		_, err := specApply(t, WithSeccomp(tc.p, false, host.ReadFile))
-		specWantInvalid(t, err, tc.mention)
+		_, err := applyOpts(t, withCRISeccomp(tc.p, false, host.ReadFile))
+		wantInvalid(t, err, tc.mention)
 	}
 }
 
@@ -800,13 +806,16 @@ func TestSeccompLegacyAndDefault(t *testing.T) {
 		{"docker/default", false, &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_RuntimeDefault}},
 		{"localhost//p.json", false, &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_Localhost, LocalhostRef: "/p.json"}},
 	} {
-		got, err := specSeccompProfile(&runtimeapi.LinuxContainerSecurityContext{SeccompProfilePath: tc.legacy}, tc.def)
+		got, err := seccompProfileFrom(nil, tc.legacy)
+		if got == nil && tc.def {
+			got = &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_RuntimeDefault}
+		}
 		if err != nil || got.GetProfileType() != tc.want.GetProfileType() || got.GetLocalhostRef() != tc.want.GetLocalhostRef() || (got == nil) != (tc.want == nil) {
 			t.Errorf("%q: got %v, %v", tc.legacy, got, err)
 		}
 	}
-	_, err := specSeccompProfile(&runtimeapi.LinuxContainerSecurityContext{SeccompProfilePath: "bogus"}, false)
-	specWantInvalid(t, err, "seccomp_profile_path")
+	_, err := seccompProfileFrom(nil, "bogus")
+	wantInvalid(t, err, "seccomp_profile_path")
 }
 
 func TestWithAppArmor(t *testing.T) {
@@ -825,30 +834,30 @@ func TestWithAppArmor(t *testing.T) {
 		{"localhost", local, true, "my-profile"},
 		{"unconfined", unconfined, false, ""},
 	} {
-		s, err := specApply(t, WithAppArmor(tc.p, tc.privileged, true, "berth-default"))
+		s, err := applyOpts(t, withCRIAppArmor(tc.p, tc.privileged, true, "berth-default"))
 		if err != nil || s.Process.ApparmorProfile != tc.want {
 			t.Errorf("%s: got %q, %v; want %q", tc.name, s.Process.ApparmorProfile, err, tc.want)
 		}
 	}
 	// Without AppArmor on the host: refused unless unconfined or unset.
 	for _, p := range []*runtimeapi.SecurityProfile{rd, local} {
-		_, err := specApply(t, WithAppArmor(p, false, false, ""))
-		specWantInvalid(t, err, "AppArmor is not enabled")
+		_, err := applyOpts(t, withCRIAppArmor(p, false, false, ""))
+		wantInvalid(t, err, "AppArmor is not enabled")
 	}
 	for _, p := range []*runtimeapi.SecurityProfile{nil, unconfined} {
-		if s, err := specApply(t, WithAppArmor(p, false, false, "")); err != nil || s.Process.ApparmorProfile != "" {
+		if s, err := applyOpts(t, withCRIAppArmor(p, false, false, "")); err != nil || s.Process.ApparmorProfile != "" {
 			t.Fatalf("%v: %v", p, err)
 		}
 	}
 	// AppArmor on but the default profile failed to load: RuntimeDefault
 	// (or unset) is refused rather than run unconfined.
 	for _, p := range []*runtimeapi.SecurityProfile{nil, rd} {
-		_, err := specApply(t, WithAppArmor(p, false, true, ""))
+		_, err := applyOpts(t, withCRIAppArmor(p, false, true, ""))
 		if !errors.Is(err, errdefs.ErrFailedPrecondition) || !strings.Contains(err.Error(), "not loaded") {
 			t.Errorf("%v without a loaded default: %v", p, err)
 		}
 	}
-	if s, err := specApply(t, WithAppArmor(local, false, true, "")); err != nil || s.Process.ApparmorProfile != "my-profile" {
+	if s, err := applyOpts(t, withCRIAppArmor(local, false, true, "")); err != nil || s.Process.ApparmorProfile != "my-profile" {
 		t.Errorf("localhost without a loaded default: %q %v", s.Process.ApparmorProfile, err)
 	}
 }
@@ -871,33 +880,33 @@ func TestCheckSELinux(t *testing.T) {
 		}
 	}
 	// Through the container spec.
-	in := specKubeletContainer()
+	in := kubeletContainer()
 	in.Config.Linux.SecurityContext.SelinuxOptions = opts
 	in.Host.SELinuxEnabled = true
-	if _, err := GenerateContainerSpec(context.Background(), in); !errors.Is(err, errdefs.ErrFailedPrecondition) {
+	if _, err := generate(context.Background(), in); !errors.Is(err, errdefs.ErrFailedPrecondition) {
 		t.Fatalf("spec with SELinux on: %v", err)
 	}
 	in.Host.SELinuxEnabled = false
-	s, err := GenerateContainerSpec(context.Background(), in)
+	s, err := generate(context.Background(), in)
 	if err != nil || s.Process.SelinuxLabel != "" || s.Linux.MountLabel != "" {
 		t.Fatalf("spec with SELinux off: %v", err)
 	}
 }
 
 func TestWithAnnotations(t *testing.T) {
-	s, _ := specApply(t, WithAnnotations(map[string]string{"a": "1", AnnotationContainerType: "forged"}), WithAnnotations(map[string]string{AnnotationContainerType: ContainerTypeContainer}))
+	s, _ := applyOpts(t, WithAnnotations(map[string]string{"a": "1", AnnotationContainerType: "forged"}), WithAnnotations(map[string]string{AnnotationContainerType: ContainerTypeContainer}))
 	if s.Annotations["a"] != "1" || s.Annotations[AnnotationContainerType] != ContainerTypeContainer {
 		t.Fatalf("annotations %v", s.Annotations)
 	}
 }
 
-func TestSpecCapsFromMask(t *testing.T) {
-	got := SpecCapsFromMask(1<<0 | 1<<21 | 1<<40 | 1<<63)
+func TestCapsFromMask(t *testing.T) {
+	got := CapsFromMask(1<<0 | 1<<21 | 1<<40 | 1<<63)
 	if !reflect.DeepEqual(got, []string{"CAP_CHOWN", "CAP_SYS_ADMIN", "CAP_CHECKPOINT_RESTORE"}) {
 		t.Fatalf("caps %v", got)
 	}
 	mask, err := host.BoundingCapabilities()
-	if caps := SpecCapsFromMask(mask); err != nil || len(caps) == 0 {
+	if caps := CapsFromMask(mask); err != nil || len(caps) == 0 {
 		t.Fatalf("bounding caps %v, %v", caps, err)
 	}
 }
@@ -922,4 +931,98 @@ func TestOSHostDevices(t *testing.T) {
 	if err := (OSHost{}).Stat("/nonexistent"); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("stat error %v", err)
 	}
+}
+
+// The helpers below check CRI input as ValidateContainer does and apply the
+// result, so the option tests cover both halves.
+
+func withCRIMounts(mounts []*runtimeapi.Mount, o MountOptions) Opt {
+	return func(s *specs.Spec) error {
+		m, prop, err := bindMounts(mounts, o)
+		if err != nil {
+			return err
+		}
+		return Apply(s, WithMounts(m), WithRootfsPropagation(prop))
+	}
+}
+
+func withCRIDevices(devices []*runtimeapi.Device, lookup DeviceLookup) Opt {
+	return func(s *specs.Spec) error {
+		d, err := resolveDevices(devices, lookup)
+		if err != nil {
+			return err
+		}
+		return WithDevices(d)(s)
+	}
+}
+
+func withCRICapabilities(defaults []string, c *runtimeapi.Capability, all []string) Opt {
+	return func(s *specs.Spec) error {
+		caps, err := resolveCapabilities(defaults, c, all)
+		if err != nil {
+			return err
+		}
+		return WithCapabilities(caps)(s)
+	}
+}
+
+func withCRISupplementalGroups(groups []int64) Opt {
+	return func(s *specs.Spec) error {
+		gids, err := supplementalGroups(groups)
+		if err != nil {
+			return err
+		}
+		return WithSupplementalGroups(gids)(s)
+	}
+}
+
+func withCRISeccomp(p *runtimeapi.SecurityProfile, privileged bool, readFile func(string) ([]byte, error)) Opt {
+	return func(s *specs.Spec) error {
+		if privileged {
+			return WithSeccomp(Seccomp{Type: runtimeapi.SecurityProfile_Unconfined})(s)
+		}
+		sc, err := resolveSeccomp(p, readFile)
+		if err != nil {
+			return err
+		}
+		return WithSeccomp(sc)(s)
+	}
+}
+
+func withCRIAppArmor(p *runtimeapi.SecurityProfile, privileged, enabled bool, defaultProfile string) Opt {
+	return func(s *specs.Spec) error {
+		name, err := resolveAppArmor(p, privileged, enabled, defaultProfile)
+		if err != nil {
+			return err
+		}
+		return WithAppArmor(name)(s)
+	}
+}
+
+func withCRIResources(r *runtimeapi.LinuxContainerResources, o ResourceOptions) Opt {
+	return func(s *specs.Spec) error {
+		if err := checkResources(r); err != nil {
+			return err
+		}
+		return WithResources(r, o)(s)
+	}
+}
+
+// criNamespaces checks namespace options as ValidatePod and
+// ValidateContainer do (pod nil: the container's own) and places the
+// container.
+func criNamespaces(podOpts, o *runtimeapi.NamespaceOption, ns SandboxNamespaces, target string) (Opt, error) {
+	if podOpts == nil {
+		podOpts = o
+	}
+	if err := checkPodNamespaces(podOpts); err != nil {
+		return nil, err
+	}
+	pod := ValidatedPod(&runtimeapi.PodSandboxConfig{Linux: &runtimeapi.LinuxPodSandboxConfig{
+		SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{NamespaceOptions: podOpts}}})
+	pid, err := checkContainerNamespaces(pod, o)
+	if err != nil {
+		return nil, err
+	}
+	return containerNamespaces(pod, pid, ns, target)
 }

@@ -1,4 +1,4 @@
-package oci
+package spec
 
 import (
 	"context"
@@ -17,7 +17,7 @@ import (
 // host: no panic, and a generated spec keeps its invariants (rootfs as
 // given, absolute mount destinations, a process to run).
 func FuzzContainerSpec(f *testing.F) {
-	base := specKubeletContainer()
+	base := kubeletContainer()
 	seed, err := proto.Marshal(base.Config)
 	if err != nil {
 		f.Fatal(err)
@@ -27,7 +27,7 @@ func FuzzContainerSpec(f *testing.F) {
 	priv.Linux.SecurityContext.Privileged = true
 	priv.Linux.SecurityContext.Capabilities = &runtimeapi.Capability{AddCapabilities: []string{"ALL"}, DropCapabilities: []string{"net_raw"}}
 	priv.Linux.SecurityContext.RunAsUsername = "nobody"
-	priv.Mounts = append(priv.Mounts, &runtimeapi.Mount{ContainerPath: "/../../x", HostPath: "/var/lib/kubelet/pods/" + specTestPodUID + "/etc-hosts", Readonly: true, Propagation: runtimeapi.MountPropagation_PROPAGATION_BIDIRECTIONAL})
+	priv.Mounts = append(priv.Mounts, &runtimeapi.Mount{ContainerPath: "/../../x", HostPath: "/var/lib/kubelet/pods/" + testPodUID + "/etc-hosts", Readonly: true, Propagation: runtimeapi.MountPropagation_PROPAGATION_BIDIRECTIONAL})
 	priv.Devices = []*runtimeapi.Device{{ContainerPath: "/dev/x", HostPath: "/dev/sda", Permissions: "rwm"}}
 	if b, err := proto.Marshal(priv); err == nil {
 		f.Add(b)
@@ -38,12 +38,9 @@ func FuzzContainerSpec(f *testing.F) {
 		if proto.Unmarshal(data, cfg) != nil {
 			return
 		}
-		if err := ValidateContainerConfig(cfg, base.Sandbox.GetLogDirectory()); err != nil {
-			return
-		}
-		in := specKubeletContainer()
+		in := kubeletContainer()
 		in.Config = cfg
-		s, err := GenerateContainerSpec(context.Background(), in)
+		s, err := generate(context.Background(), in)
 		if err != nil {
 			return
 		}
@@ -82,7 +79,7 @@ func FuzzUserResolution(f *testing.F) {
 		if err := os.WriteFile(filepath.Join(root, "etc", "group"), group, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		s, err := specApply(t, WithUser(context.Background(), root, userstr), WithAdditionalGIDs(context.Background(), root, specUserPart(userstr)))
+		s, err := applyOpts(t, WithUser(context.Background(), root, userstr), WithAdditionalGIDs(context.Background(), root, userPart(userstr)))
 		if err != nil {
 			return
 		}

@@ -1,4 +1,4 @@
-package oci
+package spec
 
 import (
 	"errors"
@@ -32,7 +32,7 @@ func (OSHost) Devices(path string) ([]specs.LinuxDevice, error) {
 		return nil, &fs.PathError{Op: "stat", Path: path, Err: err}
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
-		d, ok := specDeviceFromStat(path, &st)
+		d, ok := deviceFromStat(path, &st)
 		if !ok {
 			return nil, fmt.Errorf("%s is not a device node", path)
 		}
@@ -66,7 +66,7 @@ func (OSHost) Devices(path string) ([]specs.LinuxDevice, error) {
 			}
 			return &fs.PathError{Op: "lstat", Path: p, Err: err}
 		}
-		if d, ok := specDeviceFromStat(p, &st); ok {
+		if d, ok := deviceFromStat(p, &st); ok {
 			out = append(out, d)
 		}
 		return nil
@@ -74,7 +74,7 @@ func (OSHost) Devices(path string) ([]specs.LinuxDevice, error) {
 	return out, err
 }
 
-func specDeviceFromStat(path string, st *unix.Stat_t) (specs.LinuxDevice, bool) {
+func deviceFromStat(path string, st *unix.Stat_t) (specs.LinuxDevice, bool) {
 	var typ string
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFCHR:
@@ -98,11 +98,11 @@ func specDeviceFromStat(path string, st *unix.Stat_t) (specs.LinuxDevice, bool) 
 	}, true
 }
 
-// SpecCapsFromMask names the capabilities set in a kernel capability mask;
+// CapsFromMask names the capabilities set in a kernel capability mask;
 // bits Linux has no name for here are skipped.
-func SpecCapsFromMask(mask uint64) []string {
+func CapsFromMask(mask uint64) []string {
 	var caps []string
-	for i, name := range specCapNames {
+	for i, name := range capNames {
 		if mask&(1<<uint(i)) != 0 {
 			caps = append(caps, name)
 		}

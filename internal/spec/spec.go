@@ -1,16 +1,14 @@
-// Package oci builds OCI runtime specs from CRI configs and drives the OCI
-// runtime binary (runc, runsc...) that runs them.
+// Package spec builds OCI runtime specs from CRI configs.
 //
 // Spec generation is a pure function of its input: every piece is a small
-// SpecOpt applied in order to a default spec, so each rule can be tested on
+// Opt applied in order to a default spec, so each rule can be tested on
 // its own. The only host access goes through HostFS (stat of mount sources,
 // device nodes, seccomp profile files) and the container rootfs (for
 // /etc/passwd and /etc/group, read confined to the rootfs).
-package oci
+package spec
 
 import (
 	"context"
-	"fmt"
 	"path"
 	"strconv"
 
@@ -20,12 +18,12 @@ import (
 	"github.com/berth-project/berth/internal/errdefs"
 )
 
-// SpecOpt changes one aspect of a spec. Options are applied in order; a later
+// Opt changes one aspect of a spec. Options are applied in order; a later
 // option sees what earlier ones did.
-type SpecOpt func(*specs.Spec) error
+type Opt func(*specs.Spec) error
 
-// ApplySpecOpts applies opts to s in order and stops at the first error.
-func ApplySpecOpts(s *specs.Spec, opts ...SpecOpt) error {
+// Apply applies opts to s in order and stops at the first error.
+func Apply(s *specs.Spec, opts ...Opt) error {
 	for _, o := range opts {
 		if err := o(s); err != nil {
 			return err
@@ -38,20 +36,20 @@ func ApplySpecOpts(s *specs.Spec, opts ...SpecOpt) error {
 // plugin uses, so that tools (NRI plugins, runsc, kata) that read them work
 // unchanged.
 const (
-	AnnotationContainerType      = "io.kubernetes.cri.container-type"
-	AnnotationSandboxID          = "io.kubernetes.cri.sandbox-id"
-	AnnotationSandboxName        = "io.kubernetes.cri.sandbox-name"
-	AnnotationSandboxNamespace   = "io.kubernetes.cri.sandbox-namespace"
-	AnnotationSandboxUID         = "io.kubernetes.cri.sandbox-uid"
-	AnnotationSandboxLogDir      = "io.kubernetes.cri.sandbox-log-directory"
-	AnnotationContainerName      = "io.kubernetes.cri.container-name"
-	AnnotationImageName          = "io.kubernetes.cri.image-name"
-	ContainerTypeContainer       = "container"
-	ContainerTypeSandbox         = "sandbox"
-	specCRIAnnotationPrefix      = "io.kubernetes.cri."
-	specDefaultSandboxCPUShares  = 2
-	specDefaultPauseUID          = 65535
-	specDefaultRootfsPathInSpecs = "rootfs"
+	AnnotationContainerType    = "io.kubernetes.cri.container-type"
+	AnnotationSandboxID        = "io.kubernetes.cri.sandbox-id"
+	AnnotationSandboxName      = "io.kubernetes.cri.sandbox-name"
+	AnnotationSandboxNamespace = "io.kubernetes.cri.sandbox-namespace"
+	AnnotationSandboxUID       = "io.kubernetes.cri.sandbox-uid"
+	AnnotationSandboxLogDir    = "io.kubernetes.cri.sandbox-log-directory"
+	AnnotationContainerName    = "io.kubernetes.cri.container-name"
+	AnnotationImageName        = "io.kubernetes.cri.image-name"
+	ContainerTypeContainer     = "container"
+	ContainerTypeSandbox       = "sandbox"
+	criAnnotationPrefix        = "io.kubernetes.cri."
+	defaultSandboxCPUShares    = 2
+	defaultPauseUID            = 65535
+	defaultRootfsPathInSpecs   = "rootfs"
 )
 
 // ImageInfo is what spec generation needs from the image: its config
@@ -162,11 +160,11 @@ func (h *HostConfig) defaultCaps() []string {
 	return DefaultCapabilities()
 }
 
-// ContainerInput is everything GenerateContainerSpec needs for one container.
+// ContainerInput is everything GenerateContainer needs for one container.
 type ContainerInput struct {
-	ID        string
-	Config    *runtimeapi.ContainerConfig
-	Sandbox   *runtimeapi.PodSandboxConfig
+	ID string
+	// Container is the request, checked by ValidateContainer.
+	Container *Container
 	SandboxID string
 	Image     ImageInfo
 	// RootfsPath is the mounted rootfs on the host. It becomes root.path,
@@ -182,11 +180,12 @@ type ContainerInput struct {
 	Host                                         HostConfig
 }
 
-// SandboxInput is what GenerateSandboxSpec needs for a pod's pause process,
+// SandboxInput is what GenerateSandbox needs for a pod's pause process,
 // which exists only to hold a PID namespace shared by the pod.
 type SandboxInput struct {
-	ID         string
-	Config     *runtimeapi.PodSandboxConfig
+	ID string
+	// Pod is the pod's config, checked by ValidatePod.
+	Pod        *Pod
 	RootfsPath string   // directory holding the pause binary
 	Args       []string // default: ["/pause"]
 	// Namespaces: the pause process joins the pinned net, ipc and uts
@@ -250,11 +249,11 @@ func DefaultReadonlyPaths() []string {
 	}
 }
 
-// specBase is the starting point every spec is built from: no process args,
+// baseSpec is the starting point every spec is built from: no process args,
 // root user, default caps, deny-all devices, new mount namespace.
-func specBase(rootfs string, caps []string) *specs.Spec {
+func baseSpec(rootfs string, caps []string) *specs.Spec {
 	if rootfs == "" {
-		rootfs = specDefaultRootfsPathInSpecs
+		rootfs = defaultRootfsPathInSpecs
 	}
 	return &specs.Spec{
 		Version: specs.Version,
@@ -267,95 +266,61 @@ func specBase(rootfs string, caps []string) *specs.Spec {
 				Permitted: append([]string(nil), caps...),
 			},
 		},
-		Mounts: specDefaultMounts(),
+		Mounts: defaultMounts(),
 		Linux: &specs.Linux{
 			MaskedPaths:   DefaultMaskedPaths(),
 			ReadonlyPaths: DefaultReadonlyPaths(),
 			Resources: &specs.LinuxResources{
-				Devices: specDenyAllDevices(),
+				Devices: denyAllDevices(),
 			},
 			Namespaces: []specs.LinuxNamespace{{Type: specs.MountNamespace}},
 		},
 	}
 }
 
-// GenerateContainerSpec builds the OCI spec for a CRI container. Errors a
-// caller can fix (bad config, missing host path, unknown user) are
-// errdefs.ErrInvalidArgument and name the field. ctx bounds the reads of
-// the image's /etc/passwd and /etc/group.
-func GenerateContainerSpec(ctx context.Context, in *ContainerInput) (*specs.Spec, error) {
-	if in == nil || in.Config == nil {
+// GenerateContainer builds the OCI spec for a container from its checked
+// request. What can still fail depends on the image (its USER and
+// /etc/passwd, a command to run) or on the pod's namespaces. ctx bounds the
+// reads of the image's /etc/passwd and /etc/group.
+func GenerateContainer(ctx context.Context, in *ContainerInput) (*specs.Spec, error) {
+	if in == nil || in.Container == nil {
 		return nil, errdefs.Invalid("container config is required")
 	}
-	if in.Sandbox == nil {
-		return nil, errdefs.Invalid("sandbox config is required")
-	}
-	cfg := in.Config
+	c := in.Container
+	cfg, pod := c.Config, c.Pod
 	sc := cfg.GetLinux().GetSecurityContext()
-	privileged := sc.GetPrivileged()
-	if privileged && !in.Sandbox.GetLinux().GetSecurityContext().GetPrivileged() {
-		return nil, errdefs.Invalid("linux.security_context.privileged: a privileged container needs a privileged pod sandbox")
-	}
-	if err := ValidatePodSysctls(in.Sandbox); err != nil {
-		return nil, err
-	}
 	host := &in.Host
-	hostname := in.Sandbox.GetHostname()
+	hostname := pod.Config.GetHostname()
 	if hostname == "" {
 		hostname = host.NodeHostname
 	}
-
-	userstr, err := specUserString(sc, in.Image.User)
-	if err != nil {
-		return nil, err
-	}
-	// Group membership is looked up by the user part only, as containerd does.
-	memberOf := specUserPart(userstr)
-
-	seccompProfile, err := specSeccompProfile(sc, host.SeccompDefaultWhenUnset)
-	if err != nil {
-		return nil, err
-	}
-	apparmorProfile, err := specAppArmorProfile(sc)
-	if err != nil {
-		return nil, err
-	}
-	podFiles := specPodFileMounts(in)
-	nsOpts := sc.GetNamespaceOptions()
-
-	opts := []SpecOpt{
+	userstr := c.User.userString(in.Image.User)
+	opts := []Opt{
 		WithProcessArgs(cfg.GetCommand(), cfg.GetArgs(), in.Image.Entrypoint, in.Image.Cmd),
 		WithDefaultPathEnv(),
 		WithEnv([]string{"HOSTNAME=" + hostname}),
-		WithEnv(specMergeEnv(in.Image.Env, cfg.GetEnvs())),
+		WithEnv(mergeEnv(in.Image.Env, cfg.GetEnvs())),
 		WithWorkingDir(cfg.GetWorkingDir(), in.Image.WorkingDir),
 		WithTerminal(cfg.GetTty()),
 		WithUser(ctx, in.RootfsPath, userstr),
 	}
-	switch p := sc.GetSupplementalGroupsPolicy(); p {
-	case runtimeapi.SupplementalGroupsPolicy_Merge:
-		opts = append(opts, WithAdditionalGIDs(ctx, in.RootfsPath, memberOf))
-	case runtimeapi.SupplementalGroupsPolicy_Strict:
-	default:
-		return nil, errdefs.Invalid(fmt.Sprintf("linux.security_context.supplemental_groups_policy: unknown policy %d", p))
+	if c.MergeImageGroups {
+		// Group membership is looked up by the user part only, as containerd does.
+		opts = append(opts, WithAdditionalGIDs(ctx, in.RootfsPath, userPart(userstr)))
 	}
 	opts = append(opts,
-		WithSupplementalGroups(sc.GetSupplementalGroups()),
+		WithSupplementalGroups(c.SupplementalGroups),
 		WithCgroupMount(),
-		// Pod files are berth's own: no existence check, they are made with the pod.
-		WithMounts(podFiles, MountOptions{}),
-		WithMounts(cfg.GetMounts(), MountOptions{
-			Stat:                    host.fs().Stat,
-			RecursiveReadOnlyMounts: host.RecursiveReadOnlyMounts,
-			Propagation:             host.propagation(),
-		}),
-		WithMaskedPaths(sc.GetMaskedPaths()),
-		WithReadonlyPaths(sc.GetReadonlyPaths()),
+		WithMounts(podFileMounts(in)),
+		WithMounts(c.Mounts),
+		WithRootfsPropagation(c.RootfsPropagation),
+		WithMaskedPaths(c.MaskedPaths),
+		WithReadonlyPaths(c.ReadonlyPaths),
 		WithDefaultDeviceRules(),
-		WithCRIDevices(cfg.GetDevices(), host.fs().Devices),
-		WithCapabilities(host.defaultCaps(), sc.GetCapabilities(), host.AllCapabilities),
+		WithDevices(c.Devices),
+		WithCapabilities(c.Capabilities),
 	)
-	if privileged {
+	if c.Privileged {
 		devices := host.fs().Devices
 		if host.PrivilegedWithoutHostDevices {
 			devices = func(string) ([]specs.LinuxDevice, error) { return nil, nil }
@@ -365,91 +330,83 @@ func GenerateContainerSpec(ctx context.Context, in *ContainerInput) (*specs.Spec
 	opts = append(opts,
 		WithNoNewPrivileges(sc.GetNoNewPrivs()),
 		WithReadonlyRootfs(sc.GetReadonlyRootfs()),
-		WithResources(cfg.GetLinux().GetResources(), ResourceOptions{
+		WithResources(c.Resources, ResourceOptions{
 			SwapLimit: host.SwapLimit,
 			Hugetlb:   host.Hugetlb,
 			PidsLimit: host.PidsLimit,
 		}),
-		WithOOMScoreAdj(cfg.GetLinux().GetResources(), host.OOMScoreAdjMin),
+		WithOOMScoreAdj(c.Resources, host.OOMScoreAdjMin),
 		WithCgroupsPath(in.CgroupsPath),
 	)
-	nsOpt, err := specContainerNamespaces(in.Sandbox.GetLinux().GetSecurityContext().GetNamespaceOptions(), nsOpts, in.Namespaces, in.TargetPIDNamespace)
+	nsOpt, err := containerNamespaces(pod, c.PIDMode, in.Namespaces, in.TargetPIDNamespace)
 	if err != nil {
 		return nil, err
 	}
 	opts = append(opts, nsOpt)
-	if host.CgroupNamespace && !privileged {
+	if host.CgroupNamespace && !c.Privileged {
 		opts = append(opts, WithNamespace(specs.CgroupNamespace, ""))
 	}
 	opts = append(opts,
-		WithSysctls(in.Sandbox.GetLinux().GetSysctls()),
-		WithAppArmor(apparmorProfile, privileged, host.AppArmorEnabled, host.AppArmorDefaultProfile),
-		WithSELinux("linux.security_context.selinux_options", sc.GetSelinuxOptions(), host.SELinuxEnabled),
+		WithSysctls(pod.Sysctls),
+		WithAppArmor(c.AppArmor),
 		// Seccomp last: the default profile allows syscalls by the
 		// capabilities the spec ends up with.
-		WithSeccomp(seccompProfile, privileged, host.fs().ReadFile),
+		WithSeccomp(c.Seccomp),
 		// Pod, then container annotations, as containerd orders them;
 		// berth's own last, so a client cannot forge them.
-		WithAnnotations(FilterAnnotations(host.PodAnnotations, in.Sandbox.GetAnnotations())),
+		WithAnnotations(FilterAnnotations(host.PodAnnotations, pod.Config.GetAnnotations())),
 		WithAnnotations(FilterAnnotations(host.ContainerAnnotations, cfg.GetAnnotations())),
-		WithAnnotations(specCRIAnnotations(ContainerTypeContainer, in.SandboxID, in.Sandbox, map[string]string{
+		WithAnnotations(criAnnotations(ContainerTypeContainer, in.SandboxID, pod.Config, map[string]string{
 			AnnotationContainerName: cfg.GetMetadata().GetName(),
 			AnnotationImageName:     in.Image.Name,
 		})),
 	)
 
-	s := specBase(in.RootfsPath, host.defaultCaps())
-	if err := ApplySpecOpts(s, opts...); err != nil {
+	s := baseSpec(in.RootfsPath, host.defaultCaps())
+	if err := Apply(s, opts...); err != nil {
 		return nil, err
 	}
 	return s, nil
 }
 
-// GenerateSandboxSpec builds the spec of a pod's pause process. berth runs
+// GenerateSandbox builds the spec of a pod's pause process. berth runs
 // one only for pods that share their PID namespace: it is PID 1 there,
 // reaping zombies. It runs as 65535 with no capabilities, a read-only root,
 // no_new_privileges and the default seccomp profile.
-func GenerateSandboxSpec(in *SandboxInput) (*specs.Spec, error) {
-	if in == nil || in.Config == nil {
+func GenerateSandbox(in *SandboxInput) (*specs.Spec, error) {
+	if in == nil || in.Pod == nil {
 		return nil, errdefs.Invalid("sandbox config is required")
 	}
-	if err := ValidatePodSysctls(in.Config); err != nil {
-		return nil, err
-	}
 	host := &in.Host
-	sc := in.Config.GetLinux().GetSecurityContext()
+	pod := in.Pod
 	args := in.Args
 	if len(args) == 0 {
 		args = []string{"/pause"}
 	}
-	nsOpts := sc.GetNamespaceOptions()
-	// The pause process needs no syscall beyond the default profile, so it
-	// always gets one: the pod's own Localhost profile, else RuntimeDefault
-	// (even for pods that ask for Unconfined, which is meant for their
-	// containers).
-	seccompProfile, err := specSeccompProfileFrom(sc.GetSeccomp(), sc.GetSeccompProfilePath())
-	if err != nil {
-		return nil, err
-	}
-	if seccompProfile.GetProfileType() != runtimeapi.SecurityProfile_Localhost {
-		seccompProfile = &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_RuntimeDefault}
+	seccompProfile := pod.PauseSeccomp
+	if seccompProfile.Type == runtimeapi.SecurityProfile_Localhost && seccompProfile.Profile == nil {
+		var err error
+		ref := &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_Localhost, LocalhostRef: seccompProfile.Path}
+		if seccompProfile, err = resolveSeccomp(ref, host.fs().ReadFile); err != nil {
+			return nil, err
+		}
 	}
 	adj := -998 // kubelet's sandbox score
-	uid := int64(specDefaultPauseUID)
+	uid := int64(defaultPauseUID)
 
-	opts := []SpecOpt{
+	opts := []Opt{
 		WithProcessArgs(args, nil, nil, nil),
 		WithUser(context.Background(), "", strconv.FormatInt(uid, 10)+":"+strconv.FormatInt(uid, 10)),
-		WithCapabilities(nil, &runtimeapi.Capability{DropCapabilities: []string{"ALL"}}, host.AllCapabilities),
+		WithCapabilities(Capabilities{}),
 		WithNoNewPrivileges(true),
 		WithReadonlyRootfs(true),
 		WithDefaultDeviceRules(),
-		WithResources(&runtimeapi.LinuxContainerResources{CpuShares: specDefaultSandboxCPUShares}, ResourceOptions{}),
+		WithResources(&runtimeapi.LinuxContainerResources{CpuShares: defaultSandboxCPUShares}, ResourceOptions{}),
 		WithOOMScoreAdj(&runtimeapi.LinuxContainerResources{OomScoreAdj: int64(adj)}, host.OOMScoreAdjMin),
 		WithCgroupsPath(in.CgroupsPath),
 		WithNamespace(specs.PIDNamespace, ""),
 	}
-	if nsOpts.GetNetwork() != runtimeapi.NamespaceMode_NODE {
+	if pod.Network != runtimeapi.NamespaceMode_NODE {
 		if in.Namespaces.Net == "" {
 			return nil, errdefs.Invalid("sandbox has no network namespace path for a pod with its own network")
 		}
@@ -458,29 +415,29 @@ func GenerateSandboxSpec(in *SandboxInput) (*specs.Spec, error) {
 			opts = append(opts, WithNamespace(specs.UTSNamespace, in.Namespaces.UTS))
 		}
 	}
-	if nsOpts.GetIpc() != runtimeapi.NamespaceMode_NODE {
+	if pod.IPC != runtimeapi.NamespaceMode_NODE {
 		if in.Namespaces.IPC == "" {
 			return nil, errdefs.Invalid("sandbox has no IPC namespace path for a pod with its own IPC")
 		}
 		opts = append(opts, WithNamespace(specs.IPCNamespace, in.Namespaces.IPC))
 	}
 	opts = append(opts,
-		WithSeccomp(seccompProfile, false, host.fs().ReadFile),
-		WithAnnotations(FilterAnnotations(host.PodAnnotations, in.Config.GetAnnotations())),
-		WithAnnotations(specCRIAnnotations(ContainerTypeSandbox, in.ID, in.Config, map[string]string{
-			AnnotationSandboxLogDir: in.Config.GetLogDirectory(),
+		WithSeccomp(seccompProfile),
+		WithAnnotations(FilterAnnotations(host.PodAnnotations, pod.Config.GetAnnotations())),
+		WithAnnotations(criAnnotations(ContainerTypeSandbox, in.ID, pod.Config, map[string]string{
+			AnnotationSandboxLogDir: pod.Config.GetLogDirectory(),
 		})),
 	)
-	s := specBase(in.RootfsPath, nil)
+	s := baseSpec(in.RootfsPath, nil)
 	s.Process.Capabilities = &specs.LinuxCapabilities{}
-	if err := ApplySpecOpts(s, opts...); err != nil {
+	if err := Apply(s, opts...); err != nil {
 		return nil, err
 	}
 	return s, nil
 }
 
-// specCRIAnnotations are the io.kubernetes.cri.* annotations containerd sets.
-func specCRIAnnotations(kind, sandboxID string, sb *runtimeapi.PodSandboxConfig, extra map[string]string) map[string]string {
+// criAnnotations are the io.kubernetes.cri.* annotations containerd sets.
+func criAnnotations(kind, sandboxID string, sb *runtimeapi.PodSandboxConfig, extra map[string]string) map[string]string {
 	a := map[string]string{
 		AnnotationContainerType:    kind,
 		AnnotationSandboxID:        sandboxID,
@@ -495,7 +452,7 @@ func specCRIAnnotations(kind, sandboxID string, sb *runtimeapi.PodSandboxConfig,
 }
 
 // WithAnnotations adds annotations, replacing existing keys.
-func WithAnnotations(a map[string]string) SpecOpt {
+func WithAnnotations(a map[string]string) Opt {
 	return func(s *specs.Spec) error {
 		if len(a) == 0 {
 			return nil
@@ -512,39 +469,39 @@ func WithAnnotations(a map[string]string) SpecOpt {
 
 // WithCgroupsPath sets linux.cgroupsPath (computed by the caller for the
 // cgroup driver in use).
-func WithCgroupsPath(p string) SpecOpt {
+func WithCgroupsPath(p string) Opt {
 	return func(s *specs.Spec) error {
-		specEnsureLinux(s)
+		ensureLinux(s)
 		s.Linux.CgroupsPath = p
 		return nil
 	}
 }
 
-func specEnsureLinux(s *specs.Spec) {
+func ensureLinux(s *specs.Spec) {
 	if s.Linux == nil {
 		s.Linux = &specs.Linux{}
 	}
 }
 
-func specEnsureResources(s *specs.Spec) {
-	specEnsureLinux(s)
+func ensureResources(s *specs.Spec) {
+	ensureLinux(s)
 	if s.Linux.Resources == nil {
 		s.Linux.Resources = &specs.LinuxResources{}
 	}
 }
 
-func specEnsureProcess(s *specs.Spec) {
+func ensureProcess(s *specs.Spec) {
 	if s.Process == nil {
 		s.Process = &specs.Process{Cwd: "/"}
 	}
 }
 
-func specEnsureCaps(s *specs.Spec) {
-	specEnsureProcess(s)
+func ensureCaps(s *specs.Spec) {
+	ensureProcess(s)
 	if s.Process.Capabilities == nil {
 		s.Process.Capabilities = &specs.LinuxCapabilities{}
 	}
 }
 
-// specIsAbs reports whether p is an absolute container (Linux) path.
-func specIsAbs(p string) bool { return path.IsAbs(p) }
+// isAbs reports whether p is an absolute container (Linux) path.
+func isAbs(p string) bool { return path.IsAbs(p) }

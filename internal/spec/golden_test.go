@@ -1,4 +1,4 @@
-package oci
+package spec
 
 import (
 	"bytes"
@@ -16,44 +16,44 @@ import (
 	"github.com/berth-project/berth/internal/errdefs"
 )
 
-var specUpdate = flag.Bool("update", false, "rewrite the golden spec files in testdata")
+var updateGolden = flag.Bool("update", false, "rewrite the golden spec files in testdata")
 
 const (
-	specTestSandboxID   = "78c7168872b7de5187e0168d84ce97c0c6945005f19b09d1803fdc3e496d8747"
-	specTestContainerID = "c89d7637be124309d2d36856df1b64e661acbe4c1f2100fee581feab9c21a3f3"
-	specTestPodUID      = "119a5700db2779af2f1d3b1714ddc0d1"
-	specTestSandboxDir  = "/var/lib/berth/sandboxes/" + specTestSandboxID
+	testSandboxID   = "78c7168872b7de5187e0168d84ce97c0c6945005f19b09d1803fdc3e496d8747"
+	testContainerID = "c89d7637be124309d2d36856df1b64e661acbe4c1f2100fee581feab9c21a3f3"
+	testPodUID      = "119a5700db2779af2f1d3b1714ddc0d1"
+	testSandboxDir  = "/var/lib/berth/sandboxes/" + testSandboxID
 )
 
-// specTestHostConfig is a fixed host: every capability, no AppArmor, a
+// testHostConfig is a fixed host: every capability, no AppArmor, a
 // cgroup v1 host like the test machines.
-func specTestHostConfig() HostConfig {
+func testHostConfig() HostConfig {
 	return HostConfig{
-		AllCapabilities: slices.Clone(specCapNames),
+		AllCapabilities: slices.Clone(capNames),
 		NodeHostname:    "node1",
-		FS: specFakeHost{
+		FS: fakeHost{
 			paths: map[string]bool{
-				"/var/lib/kubelet/pods/" + specTestPodUID + "/etc-hosts":                  true,
-				"/var/lib/kubelet/pods/" + specTestPodUID + "/containers/ticker/e73dd10f": true,
+				"/var/lib/kubelet/pods/" + testPodUID + "/etc-hosts":                  true,
+				"/var/lib/kubelet/pods/" + testPodUID + "/containers/ticker/e73dd10f": true,
 			},
 			devices: map[string][]specs.LinuxDevice{
-				"/dev": {specTestDev("/dev/null", "c", 1, 3), specTestDev("/dev/sda", "b", 8, 0), specTestDev("/dev/kmsg", "c", 1, 11)},
+				"/dev": {testDev("/dev/null", "c", 1, 3), testDev("/dev/sda", "b", 8, 0), testDev("/dev/kmsg", "c", 1, 11)},
 			},
 		},
 	}
 }
 
-// specKubeletSandbox is the sandbox config kubelet sends for the reference
+// kubeletSandbox is the sandbox config kubelet sends for the reference
 // pod: a static BestEffort pod "ticker-vm" with its own network.
-func specKubeletSandbox() *runtimeapi.PodSandboxConfig {
+func kubeletSandbox() *runtimeapi.PodSandboxConfig {
 	return &runtimeapi.PodSandboxConfig{
-		Metadata:     &runtimeapi.PodSandboxMetadata{Name: "ticker-vm", Namespace: "default", Uid: specTestPodUID},
+		Metadata:     &runtimeapi.PodSandboxMetadata{Name: "ticker-vm", Namespace: "default", Uid: testPodUID},
 		Hostname:     "ticker-vm",
-		LogDirectory: "/var/log/pods/default_ticker-vm_" + specTestPodUID,
+		LogDirectory: "/var/log/pods/default_ticker-vm_" + testPodUID,
 		DnsConfig:    &runtimeapi.DNSConfig{Servers: []string{"10.0.0.10"}},
 		Labels:       map[string]string{"io.kubernetes.pod.name": "ticker-vm"},
 		Linux: &runtimeapi.LinuxPodSandboxConfig{
-			CgroupParent: "/kubepods/besteffort/pod" + specTestPodUID,
+			CgroupParent: "/kubepods/besteffort/pod" + testPodUID,
 			SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{
 				NamespaceOptions: &runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_CONTAINER},
 				Seccomp:          &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_RuntimeDefault},
@@ -62,41 +62,69 @@ func specKubeletSandbox() *runtimeapi.PodSandboxConfig {
 	}
 }
 
-// specKubeletContainer is the container config kubelet 1.37 sends for the
+// testContainer is a container request with the rest of the input to
+// generate its spec: generate validates the request as CreateContainer does,
+// then generates.
+type testContainer struct {
+	*ContainerInput
+	Config  *runtimeapi.ContainerConfig
+	Sandbox *runtimeapi.PodSandboxConfig
+}
+
+// validate checks the pod and the container as RunPodSandbox and
+// CreateContainer do.
+func (tc *testContainer) validate() (*Container, error) {
+	pod, err := ValidatePod(tc.Sandbox, &tc.Host)
+	if err != nil {
+		return nil, err
+	}
+	return ValidateContainer(tc.Config, pod, &tc.Host)
+}
+
+func generate(ctx context.Context, tc *testContainer) (*specs.Spec, error) {
+	c, err := tc.validate()
+	if err != nil {
+		return nil, err
+	}
+	in := *tc.ContainerInput
+	in.Container = c
+	return GenerateContainer(ctx, &in)
+}
+
+// kubeletContainer is the container config kubelet 1.37 sends for the
 // reference pod's busybox "sh" loop.
-func specKubeletContainer() *ContainerInput {
-	sb := specKubeletSandbox()
-	return &ContainerInput{
-		ID:        specTestContainerID,
-		SandboxID: specTestSandboxID,
-		Sandbox:   sb,
-		Config: &runtimeapi.ContainerConfig{
-			Metadata: &runtimeapi.ContainerMetadata{Name: "ticker"},
-			Image:    &runtimeapi.ImageSpec{Image: "sha256:3f57d9401f8d42f986df300f0c69192fc41da28ccc8d797829467780db3dd741"},
-			Command:  []string{"sh", "-c", "while true; do echo tick; sleep 2; done"},
-			Mounts: []*runtimeapi.Mount{
-				{ContainerPath: "/etc/hosts", HostPath: "/var/lib/kubelet/pods/" + specTestPodUID + "/etc-hosts"},
-				{ContainerPath: "/dev/termination-log", HostPath: "/var/lib/kubelet/pods/" + specTestPodUID + "/containers/ticker/e73dd10f"},
-			},
-			LogPath: "ticker/0.log",
-			Labels:  map[string]string{"io.kubernetes.container.name": "ticker"},
-			Annotations: map[string]string{
-				"io.kubernetes.container.hash":                     "a1b2c3d4",
-				"io.kubernetes.container.restartCount":             "0",
-				"io.kubernetes.container.terminationMessagePath":   "/dev/termination-log",
-				"io.kubernetes.container.terminationMessagePolicy": "File",
-				"io.kubernetes.pod.terminationGracePeriod":         "30",
-			},
-			Linux: &runtimeapi.LinuxContainerConfig{
-				Resources: &runtimeapi.LinuxContainerResources{CpuPeriod: 100000, CpuShares: 2, OomScoreAdj: 1000},
-				SecurityContext: &runtimeapi.LinuxContainerSecurityContext{
-					NamespaceOptions: &runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_CONTAINER},
-					MaskedPaths:      DefaultMaskedPaths(),
-					ReadonlyPaths:    DefaultReadonlyPaths(),
-					Seccomp:          &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_Unconfined},
-				},
+func kubeletContainer() *testContainer {
+	sb := kubeletSandbox()
+	cfg := &runtimeapi.ContainerConfig{
+		Metadata: &runtimeapi.ContainerMetadata{Name: "ticker"},
+		Image:    &runtimeapi.ImageSpec{Image: "sha256:3f57d9401f8d42f986df300f0c69192fc41da28ccc8d797829467780db3dd741"},
+		Command:  []string{"sh", "-c", "while true; do echo tick; sleep 2; done"},
+		Mounts: []*runtimeapi.Mount{
+			{ContainerPath: "/etc/hosts", HostPath: "/var/lib/kubelet/pods/" + testPodUID + "/etc-hosts"},
+			{ContainerPath: "/dev/termination-log", HostPath: "/var/lib/kubelet/pods/" + testPodUID + "/containers/ticker/e73dd10f"},
+		},
+		LogPath: "ticker/0.log",
+		Labels:  map[string]string{"io.kubernetes.container.name": "ticker"},
+		Annotations: map[string]string{
+			"io.kubernetes.container.hash":                     "a1b2c3d4",
+			"io.kubernetes.container.restartCount":             "0",
+			"io.kubernetes.container.terminationMessagePath":   "/dev/termination-log",
+			"io.kubernetes.container.terminationMessagePolicy": "File",
+			"io.kubernetes.pod.terminationGracePeriod":         "30",
+		},
+		Linux: &runtimeapi.LinuxContainerConfig{
+			Resources: &runtimeapi.LinuxContainerResources{CpuPeriod: 100000, CpuShares: 2, OomScoreAdj: 1000},
+			SecurityContext: &runtimeapi.LinuxContainerSecurityContext{
+				NamespaceOptions: &runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_CONTAINER},
+				MaskedPaths:      DefaultMaskedPaths(),
+				ReadonlyPaths:    DefaultReadonlyPaths(),
+				Seccomp:          &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_Unconfined},
 			},
 		},
+	}
+	return &testContainer{Sandbox: sb, Config: cfg, ContainerInput: &ContainerInput{
+		ID:        testContainerID,
+		SandboxID: testSandboxID,
 		Image: ImageInfo{
 			Name: "localhost/kbase/busybox:1.0",
 			ID:   "sha256:3f57d9401f8d42f986df300f0c69192fc41da28ccc8d797829467780db3dd741",
@@ -106,22 +134,22 @@ func specKubeletContainer() *ContainerInput {
 		RootfsPath: "testdata/rootfs",
 		Namespaces: SandboxNamespaces{
 			Net: "/run/berth/netns/cni-3a41345e-87ef-1518-69d8-4b4e0dcfbeef",
-			IPC: specTestSandboxDir + "/ns/ipc",
-			UTS: specTestSandboxDir + "/ns/uts",
+			IPC: testSandboxDir + "/ns/ipc",
+			UTS: testSandboxDir + "/ns/uts",
 		},
-		HostnamePath: specTestSandboxDir + "/hostname",
-		HostsPath:    specTestSandboxDir + "/hosts",
-		ResolvPath:   specTestSandboxDir + "/resolv.conf",
-		ShmPath:      "/run/berth/sandboxes/" + specTestSandboxID + "/shm",
-		CgroupsPath:  "/kubepods/besteffort/pod" + specTestPodUID + "/" + specTestContainerID,
-		Host:         specTestHostConfig(),
-	}
+		HostnamePath: testSandboxDir + "/hostname",
+		HostsPath:    testSandboxDir + "/hosts",
+		ResolvPath:   testSandboxDir + "/resolv.conf",
+		ShmPath:      "/run/berth/sandboxes/" + testSandboxID + "/shm",
+		CgroupsPath:  "/kubepods/besteffort/pod" + testPodUID + "/" + testContainerID,
+		Host:         testHostConfig(),
+	}}
 }
 
-// specGolden compares s with testdata/name (rewritten with -update). The
+// checkGolden compares s with testdata/name (rewritten with -update). The
 // default seccomp rules depend on the kernel and architecture, so only
 // their presence is compared.
-func specGolden(t *testing.T, name string, s *specs.Spec) {
+func checkGolden(t *testing.T, name string, s *specs.Spec) {
 	t.Helper()
 	c := *s
 	if s.Linux != nil && s.Linux.Seccomp != nil {
@@ -140,7 +168,7 @@ func specGolden(t *testing.T, name string, s *specs.Spec) {
 	}
 	got = append(got, '\n')
 	file := filepath.Join("testdata", name)
-	if *specUpdate {
+	if *updateGolden {
 		if err := os.WriteFile(file, got, 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -155,7 +183,7 @@ func specGolden(t *testing.T, name string, s *specs.Spec) {
 	}
 }
 
-func specReadReference(t *testing.T, name string) *specs.Spec {
+func readReference(t *testing.T, name string) *specs.Spec {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join("testdata", name))
 	if err != nil {
@@ -169,20 +197,20 @@ func specReadReference(t *testing.T, name string) *specs.Spec {
 }
 
 func TestGoldenBestEffortContainer(t *testing.T) {
-	s, err := GenerateContainerSpec(context.Background(), specKubeletContainer())
+	s, err := generate(context.Background(), kubeletContainer())
 	if err != nil {
 		t.Fatal(err)
 	}
-	specGolden(t, "container-besteffort.json", s)
+	checkGolden(t, "container-besteffort.json", s)
 }
 
 func TestGoldenPrivilegedContainer(t *testing.T) {
-	in := specKubeletContainer()
+	in := kubeletContainer()
 	in.Sandbox.Linux.SecurityContext.Privileged = true
 	sc := in.Config.Linux.SecurityContext
 	sc.Privileged = true
 	sc.Seccomp = &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_RuntimeDefault}
-	s, err := GenerateContainerSpec(context.Background(), in)
+	s, err := generate(context.Background(), in)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -192,33 +220,33 @@ func TestGoldenPrivilegedContainer(t *testing.T) {
 	if !slices.Equal(s.Process.Capabilities.Bounding, in.Host.AllCapabilities) {
 		t.Fatalf("privileged caps %v", s.Process.Capabilities.Bounding)
 	}
-	specGolden(t, "container-privileged.json", s)
+	checkGolden(t, "container-privileged.json", s)
 
 	in.Sandbox.Linux.SecurityContext.Privileged = false
-	_, err = GenerateContainerSpec(context.Background(), in)
-	specWantInvalid(t, err, "privileged")
+	_, err = generate(context.Background(), in)
+	wantInvalid(t, err, "privileged")
 }
 
 func TestGoldenSandbox(t *testing.T) {
 	in := &SandboxInput{
-		ID:         specTestSandboxID,
-		Config:     specKubeletSandbox(),
+		ID:         testSandboxID,
+		Pod:        ValidatedPod(kubeletSandbox()),
 		RootfsPath: "/usr/lib/berth/pause",
 		Namespaces: SandboxNamespaces{
 			Net: "/run/berth/netns/cni-3a41345e-87ef-1518-69d8-4b4e0dcfbeef",
-			IPC: specTestSandboxDir + "/ns/ipc",
-			UTS: specTestSandboxDir + "/ns/uts",
+			IPC: testSandboxDir + "/ns/ipc",
+			UTS: testSandboxDir + "/ns/uts",
 		},
-		CgroupsPath: "/kubepods/besteffort/pod" + specTestPodUID + "/" + specTestSandboxID,
-		Host:        specTestHostConfig(),
+		CgroupsPath: "/kubepods/besteffort/pod" + testPodUID + "/" + testSandboxID,
+		Host:        testHostConfig(),
 	}
-	s, err := GenerateSandboxSpec(in)
+	s, err := GenerateSandbox(in)
 	if err != nil {
 		t.Fatal(err)
 	}
-	specGolden(t, "sandbox-pause.json", s)
+	checkGolden(t, "sandbox-pause.json", s)
 
-	ref := specReadReference(t, "reference-containerd-1.6.20-sandbox.json")
+	ref := readReference(t, "reference-containerd-1.6.20-sandbox.json")
 	if s.Process.User.UID != ref.Process.User.UID || !s.Process.NoNewPrivileges || !s.Root.Readonly || s.Linux.Seccomp == nil {
 		t.Fatalf("pause spec less strict than containerd's: user %+v nnp %v", s.Process.User, s.Process.NoNewPrivileges)
 	}
@@ -243,11 +271,11 @@ func TestGoldenSandbox(t *testing.T) {
 // against the spec containerd 1.6.20 generated for the same pod: same
 // process, and nothing that grants more.
 func TestBestEffortAtLeastAsSafeAsContainerd(t *testing.T) {
-	s, err := GenerateContainerSpec(context.Background(), specKubeletContainer())
+	s, err := generate(context.Background(), kubeletContainer())
 	if err != nil {
 		t.Fatal(err)
 	}
-	ref := specReadReference(t, "reference-containerd-1.6.20-container.json")
+	ref := readReference(t, "reference-containerd-1.6.20-container.json")
 
 	if !slices.Equal(s.Process.Args, ref.Process.Args) || !slices.Equal(s.Process.Env, ref.Process.Env) || s.Process.Cwd != ref.Process.Cwd {
 		t.Fatalf("process differs: %q %q %q", s.Process.Args, s.Process.Env, s.Process.Cwd)
@@ -308,7 +336,7 @@ func TestBestEffortAtLeastAsSafeAsContainerd(t *testing.T) {
 	}
 	// Mounts: every destination containerd had, read-only where it was.
 	for _, rm := range ref.Mounts {
-		m := specMountByDest(s, rm.Destination)
+		m := mountByDest(s, rm.Destination)
 		if m == nil {
 			t.Errorf("mount %s missing", rm.Destination)
 			continue
@@ -367,10 +395,10 @@ func equalNSMaps(a, b map[specs.LinuxNamespaceType]bool) bool {
 	return true
 }
 
-func TestGenerateContainerSpecVariants(t *testing.T) {
+func TestGenerateContainerVariants(t *testing.T) {
 	t.Run("run as user with merge and readonly rootfs", func(t *testing.T) {
-		in := specKubeletContainer()
-		in.RootfsPath = specTestRootfs(t)
+		in := kubeletContainer()
+		in.RootfsPath = testRootfs(t)
 		sc := in.Config.Linux.SecurityContext
 		sc.RunAsUser = &runtimeapi.Int64Value{Value: 1000}
 		sc.SupplementalGroups = []int64{3000}
@@ -380,7 +408,7 @@ func TestGenerateContainerSpecVariants(t *testing.T) {
 		in.Config.WorkingDir = "/home/app"
 		in.Config.Envs = []*runtimeapi.KeyValue{{Key: "PATH", Value: []byte("/usr/bin")}, {Key: "X", Value: []byte("1")}}
 		in.Config.Tty = true
-		s, err := GenerateContainerSpec(context.Background(), in)
+		s, err := generate(context.Background(), in)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -398,26 +426,26 @@ func TestGenerateContainerSpecVariants(t *testing.T) {
 			t.Fatalf("caps %v", s.Process.Capabilities.Bounding)
 		}
 		for _, dst := range []string{"/etc/hostname", "/etc/resolv.conf"} {
-			if m := specMountByDest(s, dst); m == nil || !slices.Contains(m.Options, "ro") {
+			if m := mountByDest(s, dst); m == nil || !slices.Contains(m.Options, "ro") {
 				t.Fatalf("%s = %+v, want read-only with a read-only rootfs", dst, m)
 			}
 		}
 	})
 	t.Run("host network, ipc and pid", func(t *testing.T) {
-		in := specKubeletContainer()
+		in := kubeletContainer()
 		in.Sandbox.Hostname = ""
 		host := &runtimeapi.NamespaceOption{Network: runtimeapi.NamespaceMode_NODE, Ipc: runtimeapi.NamespaceMode_NODE, Pid: runtimeapi.NamespaceMode_NODE}
 		in.Sandbox.Linux.SecurityContext.NamespaceOptions = host
 		in.Config.Linux.SecurityContext.NamespaceOptions = host
 		in.Namespaces = SandboxNamespaces{}
-		s, err := GenerateContainerSpec(context.Background(), in)
+		s, err := generate(context.Background(), in)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if len(s.Linux.Namespaces) != 1 || s.Linux.Namespaces[0].Type != specs.MountNamespace {
 			t.Fatalf("namespaces %v", s.Linux.Namespaces)
 		}
-		if m := specMountByDest(s, "/dev/shm"); m == nil || m.Source != "/dev/shm" {
+		if m := mountByDest(s, "/dev/shm"); m == nil || m.Source != "/dev/shm" {
 			t.Fatalf("host IPC /dev/shm = %+v", m)
 		}
 		if !slices.Contains(s.Process.Env, "HOSTNAME=node1") {
@@ -425,7 +453,7 @@ func TestGenerateContainerSpecVariants(t *testing.T) {
 		}
 	})
 	t.Run("shared pid and sysctls and seccomp default", func(t *testing.T) {
-		in := specKubeletContainer()
+		in := kubeletContainer()
 		in.Config.Linux.SecurityContext.NamespaceOptions.Pid = runtimeapi.NamespaceMode_POD
 		in.Config.Linux.SecurityContext.Seccomp = nil
 		in.Host.SeccompDefaultWhenUnset = true
@@ -433,7 +461,7 @@ func TestGenerateContainerSpecVariants(t *testing.T) {
 		in.Config.Linux.Resources.OomScoreAdj = -997
 		in.Namespaces.PID = "/proc/4242/ns/pid"
 		in.Sandbox.Linux.Sysctls = map[string]string{"net.ipv4.ping_group_range": "0 65535"}
-		s, err := GenerateContainerSpec(context.Background(), in)
+		s, err := generate(context.Background(), in)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -449,9 +477,9 @@ func TestGenerateContainerSpecVariants(t *testing.T) {
 		}
 	})
 	t.Run("cgroup namespace on cgroup v2", func(t *testing.T) {
-		in := specKubeletContainer()
+		in := kubeletContainer()
 		in.Host.CgroupNamespace = true
-		s, err := GenerateContainerSpec(context.Background(), in)
+		s, err := generate(context.Background(), in)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -460,49 +488,50 @@ func TestGenerateContainerSpecVariants(t *testing.T) {
 		}
 	})
 	t.Run("errors", func(t *testing.T) {
-		for name, mutate := range map[string]func(*ContainerInput) string{
-			"no command": func(in *ContainerInput) string {
+		for name, mutate := range map[string]func(*testContainer) string{
+			"no command": func(in *testContainer) string {
 				in.Config.Command, in.Image.Cmd = nil, nil
 				return "no command"
 			},
-			"missing host path": func(in *ContainerInput) string {
+			"missing host path": func(in *testContainer) string {
 				in.Config.Mounts = append(in.Config.Mounts, &runtimeapi.Mount{ContainerPath: "/data", HostPath: "/srv/nope"})
 				return "/srv/nope"
 			},
-			"relative working dir": func(in *ContainerInput) string {
+			"relative working dir": func(in *testContainer) string {
 				in.Config.WorkingDir = "app"
 				return "working_dir"
 			},
-			"bad sysctl": func(in *ContainerInput) string {
+			"bad sysctl": func(in *testContainer) string {
 				in.Sandbox.Linux.Sysctls = map[string]string{"kernel.shm_rmid_forced": "1+kernel.core_pattern=x"}
 				return "sysctls"
 			},
-			"apparmor on a host without it": func(in *ContainerInput) string {
+			"apparmor on a host without it": func(in *testContainer) string {
 				in.Config.Linux.SecurityContext.Apparmor = &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_RuntimeDefault}
 				return "AppArmor"
 			},
-			"missing localhost seccomp": func(in *ContainerInput) string {
+			"missing localhost seccomp": func(in *testContainer) string {
 				in.Config.Linux.SecurityContext.Seccomp = &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_Localhost, LocalhostRef: "/var/lib/kubelet/seccomp/x.json"}
 				return "/var/lib/kubelet/seccomp/x.json"
 			},
-			"unknown user": func(in *ContainerInput) string {
+			"unknown user": func(in *testContainer) string {
 				in.Config.Linux.SecurityContext.RunAsUsername = "ghost"
 				return "ghost"
 			},
 		} {
 			t.Run(name, func(t *testing.T) {
-				in := specKubeletContainer()
+				in := kubeletContainer()
 				mention := mutate(in)
-				_, err := GenerateContainerSpec(context.Background(), in)
-				specWantInvalid(t, err, mention)
+				_, err := generate(context.Background(), in)
+				wantInvalid(t, err, mention)
 			})
 		}
 	})
 }
 
-func TestValidateContainerConfig(t *testing.T) {
-	logDir := "/var/log/pods/default_ticker-vm_" + specTestPodUID
-	if err := ValidateContainerConfig(specKubeletContainer().Config, logDir); err != nil {
+// TestValidateContainer checks CreateContainer's one validation pass: each
+// bad field is refused as InvalidArgument naming it.
+func TestValidateContainer(t *testing.T) {
+	if _, err := kubeletContainer().validate(); err != nil {
 		t.Fatal(err)
 	}
 	for name, tc := range map[string]struct {
@@ -543,19 +572,18 @@ func TestValidateContainerConfig(t *testing.T) {
 		}, "apparmor_profile"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			c := specKubeletContainer().Config
-			tc.mutate(c)
-			err := ValidateContainerConfig(c, logDir)
-			specWantInvalid(t, err, tc.mention)
+			in := kubeletContainer()
+			tc.mutate(in.Config)
+			_, err := in.validate()
+			wantInvalid(t, err, tc.mention)
 		})
 	}
-	// "ALL" is fine without knowing the node's bounding set.
-	c := specKubeletContainer().Config
-	c.Linux.SecurityContext.Capabilities = &runtimeapi.Capability{AddCapabilities: []string{"ALL"}}
-	if err := ValidateContainerConfig(c, logDir); err != nil {
+	in := kubeletContainer()
+	in.Config.Linux.SecurityContext.Capabilities = &runtimeapi.Capability{AddCapabilities: []string{"ALL"}}
+	if _, err := in.validate(); err != nil {
 		t.Fatal(err)
 	}
-	if err := ValidateContainerConfig(nil, logDir); !errdefs.IsInvalid(err) {
+	if _, err := ValidateContainer(nil, ValidatedPod(kubeletSandbox()), &in.Host); !errdefs.IsInvalid(err) {
 		t.Fatal(err)
 	}
 }

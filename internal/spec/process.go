@@ -1,4 +1,4 @@
-package oci
+package spec
 
 import (
 	"path"
@@ -10,14 +10,14 @@ import (
 	"github.com/berth-project/berth/internal/errdefs"
 )
 
-// SpecDefaultPath is PATH for processes whose image and config set none.
-const SpecDefaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+// DefaultPath is PATH for processes whose image and config set none.
+const DefaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 // WithProcessArgs merges the CRI command/args with the image entrypoint/cmd
 // the way Docker and containerd do: a command replaces the entrypoint and
 // drops the image cmd; args alone replace the cmd; neither runs
 // entrypoint+cmd. An image entrypoint of [""] means "no entrypoint".
-func WithProcessArgs(command, args, entrypoint, cmd []string) SpecOpt {
+func WithProcessArgs(command, args, entrypoint, cmd []string) Opt {
 	return func(s *specs.Spec) error {
 		command := append([]string(nil), command...)
 		args := append([]string(nil), args...)
@@ -32,38 +32,38 @@ func WithProcessArgs(command, args, entrypoint, cmd []string) SpecOpt {
 		if len(command) == 0 && len(args) == 0 {
 			return errdefs.Invalid("no command specified: set command or args, or use an image with an entrypoint or cmd")
 		}
-		specEnsureProcess(s)
+		ensureProcess(s)
 		s.Process.Args = append(command, args...)
 		return nil
 	}
 }
 
-// WithDefaultPathEnv adds SpecDefaultPath unless PATH is already set; later
+// WithDefaultPathEnv adds DefaultPath unless PATH is already set; later
 // WithEnv calls replace it in place.
-func WithDefaultPathEnv() SpecOpt {
+func WithDefaultPathEnv() Opt {
 	return func(s *specs.Spec) error {
-		specEnsureProcess(s)
+		ensureProcess(s)
 		for _, e := range s.Process.Env {
 			if strings.HasPrefix(e, "PATH=") {
 				return nil
 			}
 		}
-		s.Process.Env = append(s.Process.Env, SpecDefaultPath)
+		s.Process.Env = append(s.Process.Env, DefaultPath)
 		return nil
 	}
 }
 
 // WithEnv sets KEY=VALUE entries, replacing an existing KEY in place and
 // appending new ones. An entry without "=" unsets KEY.
-func WithEnv(env []string) SpecOpt {
+func WithEnv(env []string) Opt {
 	return func(s *specs.Spec) error {
-		specEnsureProcess(s)
-		s.Process.Env = specReplaceOrAppendEnv(s.Process.Env, env)
+		ensureProcess(s)
+		s.Process.Env = replaceOrAppendEnv(s.Process.Env, env)
 		return nil
 	}
 }
 
-func specReplaceOrAppendEnv(base, overrides []string) []string {
+func replaceOrAppendEnv(base, overrides []string) []string {
 	out := append([]string(nil), base...)
 	index := make(map[string]int, len(out))
 	for i, e := range out {
@@ -99,8 +99,8 @@ func specReplaceOrAppendEnv(base, overrides []string) []string {
 	return kept
 }
 
-// specMergeEnv lists image env first so config env overrides it by key.
-func specMergeEnv(image []string, config []*runtimeapi.KeyValue) []string {
+// mergeEnv lists image env first so config env overrides it by key.
+func mergeEnv(image []string, config []*runtimeapi.KeyValue) []string {
 	env := append([]string(nil), image...)
 	for _, kv := range config {
 		env = append(env, kv.GetKey()+"="+string(kv.GetValue()))
@@ -108,17 +108,13 @@ func specMergeEnv(image []string, config []*runtimeapi.KeyValue) []string {
 	return env
 }
 
-// WithWorkingDir uses the config's working dir, else the image's, else "/".
-// A relative config working dir is refused: the runtime would resolve it
-// against an unspecified directory.
-func WithWorkingDir(config, image string) SpecOpt {
+// WithWorkingDir uses the config's working dir (absolute: checked by
+// ValidateContainer), else the image's, else "/".
+func WithWorkingDir(config, image string) Opt {
 	return func(s *specs.Spec) error {
-		specEnsureProcess(s)
+		ensureProcess(s)
 		switch {
 		case config != "":
-			if !specIsAbs(config) {
-				return errdefs.Invalid("working_dir " + config + " must be an absolute path")
-			}
 			s.Process.Cwd = path.Clean(config)
 		case image != "":
 			// Docker resolves a relative image WORKDIR against "/".
@@ -131,9 +127,9 @@ func WithWorkingDir(config, image string) SpecOpt {
 }
 
 // WithTerminal gives the process a terminal (CRI tty).
-func WithTerminal(tty bool) SpecOpt {
+func WithTerminal(tty bool) Opt {
 	return func(s *specs.Spec) error {
-		specEnsureProcess(s)
+		ensureProcess(s)
 		s.Process.Terminal = tty
 		return nil
 	}

@@ -1,4 +1,4 @@
-package oci
+package spec
 
 import (
 	"context"
@@ -52,7 +52,7 @@ func TestFilterAnnotations(t *testing.T) {
 	}
 }
 
-func TestSpecAnnotationsAllowLists(t *testing.T) {
+func TestAnnotationsAllowLists(t *testing.T) {
 	hostile := map[string]string{
 		"org.systemd.property.ExecStartPre": "/bin/sh -c x",
 		"run.oci.keep_original_groups":      "1",
@@ -64,8 +64,8 @@ func TestSpecAnnotationsAllowLists(t *testing.T) {
 		AnnotationContainerName:                "forged",
 		"io.kubernetes.cri.sandbox-cpu-period": "1",
 	}
-	newInput := func(host HostConfig) *ContainerInput {
-		in := specKubeletContainer()
+	newInput := func(host HostConfig) *testContainer {
+		in := kubeletContainer()
 		in.Host.PodAnnotations, in.Host.ContainerAnnotations = host.PodAnnotations, host.ContainerAnnotations
 		in.Config.Annotations = maps.Clone(hostile)
 		in.Config.Annotations["example.com/ctr"] = "c"
@@ -98,7 +98,7 @@ func TestSpecAnnotationsAllowLists(t *testing.T) {
 	}
 	t.Run("default", func(t *testing.T) {
 		in := newInput(HostConfig{})
-		s, err := GenerateContainerSpec(context.Background(), in)
+		s, err := generate(context.Background(), in)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -112,14 +112,14 @@ func TestSpecAnnotationsAllowLists(t *testing.T) {
 	t.Run("allowed", func(t *testing.T) {
 		host := HostConfig{PodAnnotations: []string{"example.com/*", "shared", "io.kubernetes.cri.*"}, ContainerAnnotations: []string{"example.com/*", "shared", "io.kubernetes.cri.*"}}
 		in := newInput(host)
-		s, err := GenerateContainerSpec(context.Background(), in)
+		s, err := generate(context.Background(), in)
 		if err != nil {
 			t.Fatal(err)
 		}
 		// The container's value wins over the pod's, as in containerd.
 		check(t, s.Annotations, in.SandboxID, ContainerTypeContainer,
 			map[string]string{"example.com/ctr": "c", "example.com/pod": "p", "shared": "from the container"})
-		sb, err := GenerateSandboxSpec(&SandboxInput{ID: "pod1", Config: in.Sandbox, RootfsPath: "/r",
+		sb, err := GenerateSandbox(&SandboxInput{ID: "pod1", Pod: ValidatedPod(in.Sandbox), RootfsPath: "/r",
 			Namespaces: SandboxNamespaces{Net: "/ns/net", IPC: "/ns/ipc", UTS: "/ns/uts"},
 			Host:       HostConfig{PodAnnotations: host.PodAnnotations}})
 		if err != nil {

@@ -1,4 +1,4 @@
-package oci
+package spec
 
 import (
 	"bytes"
@@ -21,15 +21,15 @@ import (
 	berthhost "github.com/berth-project/berth/internal/host"
 )
 
-// specRuncEnv is a busybox rootfs and a pod's pinned namespaces, made the
+// runcEnv is a busybox rootfs and a pod's pinned namespaces, made the
 // way the sandbox package makes them, for running generated specs with the
 // real runc.
-type specRuncEnv struct {
+type runcEnv struct {
 	runc, root, rootfs, pod string
 	ns                      SandboxNamespaces
 }
 
-func specNewRuncEnv(t *testing.T) *specRuncEnv {
+func newRuncEnv(t *testing.T) *runcEnv {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root")
@@ -46,7 +46,7 @@ func specNewRuncEnv(t *testing.T) *specRuncEnv {
 		t.Skip("busybox not installed")
 	}
 	dir := t.TempDir()
-	e := &specRuncEnv{runc: runc, root: filepath.Join(dir, "runc"), rootfs: filepath.Join(dir, "rootfs"), pod: filepath.Join(dir, "pod")}
+	e := &runcEnv{runc: runc, root: filepath.Join(dir, "runc"), rootfs: filepath.Join(dir, "rootfs"), pod: filepath.Join(dir, "pod")}
 	for _, d := range []string{"bin", "etc", "data", "home/app"} {
 		if err := os.MkdirAll(filepath.Join(e.rootfs, d), 0o755); err != nil {
 			t.Fatal(err)
@@ -99,7 +99,7 @@ func specNewRuncEnv(t *testing.T) *specRuncEnv {
 
 // run writes s into a bundle and runs it in the foreground with runc,
 // returning stdout; the container is deleted afterwards.
-func (e *specRuncEnv) run(t *testing.T, id string, s *specs.Spec) string {
+func (e *runcEnv) run(t *testing.T, id string, s *specs.Spec) string {
 	t.Helper()
 	bundle := filepath.Join(t.TempDir(), id)
 	if err := os.MkdirAll(bundle, 0o755); err != nil {
@@ -130,12 +130,12 @@ func (e *specRuncEnv) run(t *testing.T, id string, s *specs.Spec) string {
 }
 
 func TestGeneratedSpecsRunWithRunc(t *testing.T) {
-	e := specNewRuncEnv(t)
+	e := newRuncEnv(t)
 	mask, err := berthhost.BoundingCapabilities()
 	if err != nil {
 		t.Fatal(err)
 	}
-	all := SpecCapsFromMask(mask)
+	all := CapsFromMask(mask)
 	host := HostConfig{AllCapabilities: all, NodeHostname: "node1"}
 	// Like berthd on these hosts: no CAP_SYS_RESOURCE, so scores below our
 	// own are clamped (kubelet asks -998 for the sandbox).
@@ -161,7 +161,7 @@ func TestGeneratedSpecsRunWithRunc(t *testing.T) {
 	})
 
 	t.Run("restricted container", func(t *testing.T) {
-		in := specKubeletContainer()
+		in := kubeletContainer()
 		in.ID = id
 		in.RootfsPath = e.rootfs
 		in.Namespaces = e.ns
@@ -186,7 +186,7 @@ func TestGeneratedSpecsRunWithRunc(t *testing.T) {
 		sc.NoNewPrivs = true
 		sc.Seccomp = &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_RuntimeDefault}
 		sc.Capabilities = &runtimeapi.Capability{DropCapabilities: []string{"ALL"}, AddCapabilities: []string{"NET_BIND_SERVICE"}}
-		s, err := GenerateContainerSpec(context.Background(), in)
+		s, err := generate(context.Background(), in)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -203,7 +203,7 @@ func TestGeneratedSpecsRunWithRunc(t *testing.T) {
 	})
 
 	t.Run("localhost seccomp profile", func(t *testing.T) {
-		in := specKubeletContainer()
+		in := kubeletContainer()
 		in.ID = id + "-l"
 		in.RootfsPath = e.rootfs
 		in.Namespaces = e.ns
@@ -216,7 +216,7 @@ func TestGeneratedSpecsRunWithRunc(t *testing.T) {
 		in.Config.Linux.SecurityContext.Seccomp = &runtimeapi.SecurityProfile{
 			ProfileType: runtimeapi.SecurityProfile_Localhost, LocalhostRef: filepath.Join(e.pod, "seccomp/ok.json"),
 		}
-		s, err := GenerateContainerSpec(context.Background(), in)
+		s, err := generate(context.Background(), in)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -228,14 +228,14 @@ func TestGeneratedSpecsRunWithRunc(t *testing.T) {
 	t.Run("pause sandbox", func(t *testing.T) {
 		in := &SandboxInput{
 			ID:          id + "-p",
-			Config:      specKubeletSandbox(),
+			Pod:         ValidatedPod(kubeletSandbox()),
 			RootfsPath:  e.rootfs,
 			Args:        []string{"/bin/sh", "-c", "id -u; grep -E '^(CapEff|NoNewPrivs|Seccomp):' /proc/self/status; echo $$"},
 			Namespaces:  e.ns,
 			CgroupsPath: cgroup + "-p",
 			Host:        host,
 		}
-		s, err := GenerateSandboxSpec(in)
+		s, err := GenerateSandbox(in)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,4 +1,4 @@
-package oci
+package spec
 
 import (
 	"path"
@@ -23,7 +23,7 @@ func FilterAnnotations(allowed []string, annotations map[string]string) map[stri
 	}
 	out := map[string]string{}
 	for k, v := range annotations {
-		if strings.HasPrefix(k, specCRIAnnotationPrefix) {
+		if strings.HasPrefix(k, criAnnotationPrefix) {
 			continue
 		}
 		for _, p := range allowed {

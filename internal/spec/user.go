@@ -1,4 +1,4 @@
-package oci
+package spec
 
 import (
 	"bytes"
@@ -20,33 +20,65 @@ import (
 	"github.com/berth-project/berth/internal/errdefs"
 )
 
-// specUserString picks the user the way containerd does: run_as_username,
-// else run_as_user (each with run_as_group as ":gid"), else the image USER.
-func specUserString(sc *runtimeapi.LinuxContainerSecurityContext, imageUser string) (string, error) {
-	var u, g string
-	if sc.GetRunAsUser() != nil {
-		u = strconv.FormatInt(sc.GetRunAsUser().GetValue(), 10)
-	}
-	if sc.GetRunAsUsername() != "" {
-		u = sc.GetRunAsUsername()
-	}
-	if sc.GetRunAsGroup() != nil {
-		g = strconv.FormatInt(sc.GetRunAsGroup().GetValue(), 10)
-	}
-	if u == "" {
-		if g != "" {
-			return "", errdefs.Invalid("linux.security_context.run_as_group " + g + " is set without run_as_user or run_as_username")
+// User is the identity a CRI config asks for: run_as_username, else
+// run_as_user, each with run_as_group. The zero User means the image's USER.
+type User struct {
+	Name string  // run_as_username
+	UID  *uint32 // run_as_user
+	GID  *uint32 // run_as_group
+}
+
+// parseUser checks and reads the user fields of a security context.
+func parseUser(sc *runtimeapi.LinuxContainerSecurityContext) (User, error) {
+	const field = "linux.security_context"
+	var u User
+	if g := sc.GetRunAsGroup(); g != nil {
+		if sc.GetRunAsUser() == nil && sc.GetRunAsUsername() == "" {
+			return User{}, errdefs.Invalid(field + ".run_as_group " + strconv.FormatInt(g.GetValue(), 10) + " is set without run_as_user or run_as_username")
 		}
-		return imageUser, nil
 	}
-	if g != "" {
-		u += ":" + g
+	if r := sc.GetRunAsUser(); r != nil {
+		if r.GetValue() < 0 || r.GetValue() > int64(^uint32(0)) {
+			return User{}, errdefs.Invalid(fmt.Sprintf("%s.run_as_user %d is not a valid uid", field, r.GetValue()))
+		}
+		uid := uint32(r.GetValue())
+		u.UID = &uid
 	}
+	if g := sc.GetRunAsGroup(); g != nil {
+		if g.GetValue() < 0 || g.GetValue() > int64(^uint32(0)) {
+			return User{}, errdefs.Invalid(fmt.Sprintf("%s.run_as_group %d is not a valid gid", field, g.GetValue()))
+		}
+		gid := uint32(g.GetValue())
+		u.GID = &gid
+	}
+	if strings.ContainsAny(sc.GetRunAsUsername(), ":\x00") {
+		return User{}, errdefs.Invalid(fmt.Sprintf("%s.run_as_username %q must not contain ':'", field, sc.GetRunAsUsername()))
+	}
+	u.Name = sc.GetRunAsUsername()
 	return u, nil
 }
 
-// specUserPart is the user half of a user string; "0" when there is none.
-func specUserPart(userstr string) string {
+// userString picks the user the way containerd does: the config's user
+// (by name, else by uid, with ":gid" when a group is given), else the image
+// USER, in the image spec's "user[:group]" form.
+func (u User) userString(imageUser string) string {
+	var s string
+	switch {
+	case u.Name != "":
+		s = u.Name
+	case u.UID != nil:
+		s = strconv.FormatUint(uint64(*u.UID), 10)
+	default:
+		return imageUser
+	}
+	if u.GID != nil {
+		s += ":" + strconv.FormatUint(uint64(*u.GID), 10)
+	}
+	return s
+}
+
+// userPart is the user half of a user string; "0" when there is none.
+func userPart(userstr string) string {
 	u, _, _ := strings.Cut(userstr, ":")
 	if u == "" {
 		return "0"
@@ -54,8 +86,8 @@ func specUserPart(userstr string) string {
 	return u
 }
 
-// specParseID parses a numeric uid/gid; ok is false for names.
-func specParseID(s string) (uint32, bool) {
+// parseID parses a numeric uid/gid; ok is false for names.
+func parseID(s string) (uint32, bool) {
 	v, err := strconv.ParseUint(s, 10, 32)
 	if err != nil {
 		return 0, false
@@ -63,20 +95,20 @@ func specParseID(s string) (uint32, bool) {
 	return uint32(v), true
 }
 
-// specMaxUserDBSize bounds what berth reads of an image's /etc/passwd or
+// maxUserDBSize bounds what berth reads of an image's /etc/passwd or
 // /etc/group. Real ones are a few KiB; a big one only costs berthd memory.
-const specMaxUserDBSize = 4 << 20
+const maxUserDBSize = 4 << 20
 
-// specReadInRootfs reads the image file name (relative to the rootfs) for
+// readInRootfs reads the image file name (relative to the rootfs) for
 // user resolution. The image is hostile input, so:
 //   - the path is resolved as if the rootfs were "/" (RESOLVE_IN_ROOT):
 //     symlinks and ".." cannot leave it, no magic links, no other mounts;
 //   - the file is first opened O_PATH and must be a regular file: opening
 //     a FIFO for reading blocks until a writer comes, and opening a device
 //     runs its driver (/dev/urandom never ends);
-//   - it is reopened non-blocking and read up to specMaxUserDBSize bytes,
+//   - it is reopened non-blocking and read up to maxUserDBSize bytes,
 //     checking ctx between chunks so the request's deadline holds.
-func specReadInRootfs(ctx context.Context, rootfs, name string) ([]byte, error) {
+func readInRootfs(ctx context.Context, rootfs, name string) ([]byte, error) {
 	if rootfs == "" {
 		return nil, fs.ErrNotExist
 	}
@@ -84,13 +116,13 @@ func specReadInRootfs(ctx context.Context, rootfs, name string) ([]byte, error) 
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("reading %s: %w", what, err)
 	}
-	f, err := specOpenRegularInRoot(rootfs, name, what)
+	f, err := openRegularInRoot(rootfs, name, what)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	if fi, err := f.Stat(); err == nil && fi.Size() > specMaxUserDBSize {
-		return nil, specTooBig(what)
+	if fi, err := f.Stat(); err == nil && fi.Size() > maxUserDBSize {
+		return nil, tooBig(what)
 	}
 	var buf bytes.Buffer
 	chunk := make([]byte, 64<<10)
@@ -100,8 +132,8 @@ func specReadInRootfs(ctx context.Context, rootfs, name string) ([]byte, error) 
 		}
 		n, err := f.Read(chunk)
 		buf.Write(chunk[:n])
-		if buf.Len() > specMaxUserDBSize {
-			return nil, specTooBig(what) // it grew while read
+		if buf.Len() > maxUserDBSize {
+			return nil, tooBig(what) // it grew while read
 		}
 		if errors.Is(err, io.EOF) {
 			return buf.Bytes(), nil
@@ -112,13 +144,13 @@ func specReadInRootfs(ctx context.Context, rootfs, name string) ([]byte, error) 
 	}
 }
 
-func specTooBig(what string) error {
-	return errdefs.Invalid(fmt.Sprintf("%s is larger than %d MiB; berth does not read it to resolve users", what, specMaxUserDBSize>>20))
+func tooBig(what string) error {
+	return errdefs.Invalid(fmt.Sprintf("%s is larger than %d MiB; berth does not read it to resolve users", what, maxUserDBSize>>20))
 }
 
-// specOpenRegularInRoot opens rootfs/name for reading, confined to rootfs,
-// only if it is a regular file (see specReadInRootfs).
-func specOpenRegularInRoot(rootfs, name, what string) (*os.File, error) {
+// openRegularInRoot opens rootfs/name for reading, confined to rootfs,
+// only if it is a regular file (see readInRootfs).
+func openRegularInRoot(rootfs, name, what string) (*os.File, error) {
 	dir, err := unix.Open(rootfs, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, &fs.PathError{Op: "open", Path: rootfs, Err: err}
@@ -131,13 +163,13 @@ func specOpenRegularInRoot(rootfs, name, what string) (*os.File, error) {
 	if errors.Is(err, unix.ENOSYS) {
 		// No openat2 (Linux < 5.6, or a seccomp filter around berthd):
 		// os.Root still confines the path, without the O_PATH step.
-		return specOpenRegularInRootCompat(rootfs, name, what)
+		return openRegularInRootCompat(rootfs, name, what)
 	}
 	if err != nil {
 		return nil, &fs.PathError{Op: "open", Path: what, Err: err}
 	}
 	defer unix.Close(fd)
-	if err := specCheckRegular(fd, what); err != nil {
+	if err := checkRegular(fd, what); err != nil {
 		return nil, err
 	}
 	// Reopening the O_PATH fd through /proc opens that very inode.
@@ -148,7 +180,7 @@ func specOpenRegularInRoot(rootfs, name, what string) (*os.File, error) {
 	return os.NewFile(uintptr(rfd), what), nil
 }
 
-func specOpenRegularInRootCompat(rootfs, name, what string) (*os.File, error) {
+func openRegularInRootCompat(rootfs, name, what string) (*os.File, error) {
 	root, err := os.OpenRoot(rootfs)
 	if err != nil {
 		return nil, err
@@ -159,33 +191,33 @@ func specOpenRegularInRootCompat(rootfs, name, what string) (*os.File, error) {
 		return nil, err
 	}
 	if !fi.Mode().IsRegular() {
-		return nil, specNotRegular(what, fi.Mode())
+		return nil, notRegular(what, fi.Mode())
 	}
 	f, err := root.OpenFile(name, os.O_RDONLY|unix.O_NONBLOCK|unix.O_NOCTTY, 0)
 	if err != nil {
 		return nil, err
 	}
-	if err := specCheckRegular(int(f.Fd()), what); err != nil {
+	if err := checkRegular(int(f.Fd()), what); err != nil {
 		f.Close()
 		return nil, err
 	}
 	return f, nil
 }
 
-func specCheckRegular(fd int, what string) error {
+func checkRegular(fd int, what string) error {
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
 		return &fs.PathError{Op: "stat", Path: what, Err: err}
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFREG {
-		return specNotRegular(what, specFileType(st.Mode))
+		return notRegular(what, fileType(st.Mode))
 	}
 	return nil
 }
 
-// specFileType maps a stat mode's file type to fs.FileMode bits, for
+// fileType maps a stat mode's file type to fs.FileMode bits, for
 // messages.
-func specFileType(mode uint32) fs.FileMode {
+func fileType(mode uint32) fs.FileMode {
 	switch mode & unix.S_IFMT {
 	case unix.S_IFIFO:
 		return fs.ModeNamedPipe
@@ -203,7 +235,7 @@ func specFileType(mode uint32) fs.FileMode {
 	return fs.ModeIrregular
 }
 
-func specNotRegular(what string, mode fs.FileMode) error {
+func notRegular(what string, mode fs.FileMode) error {
 	kind := "special file"
 	switch {
 	case mode&fs.ModeNamedPipe != 0:
@@ -220,8 +252,8 @@ func specNotRegular(what string, mode fs.FileMode) error {
 	return errdefs.Invalid(fmt.Sprintf("%s is a %s, not a regular file; berth does not read it to resolve users", what, kind))
 }
 
-func specPasswd(ctx context.Context, rootfs string, filter func(user.User) bool) ([]user.User, error) {
-	data, err := specReadInRootfs(ctx, rootfs, "etc/passwd")
+func readPasswd(ctx context.Context, rootfs string, filter func(user.User) bool) ([]user.User, error) {
+	data, err := readInRootfs(ctx, rootfs, "etc/passwd")
 	if err != nil {
 		return nil, err
 	}
@@ -232,8 +264,8 @@ func specPasswd(ctx context.Context, rootfs string, filter func(user.User) bool)
 	return users, nil
 }
 
-func specGroups(ctx context.Context, rootfs string, filter func(user.Group) bool) ([]user.Group, error) {
-	data, err := specReadInRootfs(ctx, rootfs, "etc/group")
+func readGroups(ctx context.Context, rootfs string, filter func(user.Group) bool) ([]user.Group, error) {
+	data, err := readInRootfs(ctx, rootfs, "etc/group")
 	if err != nil {
 		return nil, err
 	}
@@ -244,9 +276,9 @@ func specGroups(ctx context.Context, rootfs string, filter func(user.Group) bool
 	return groups, nil
 }
 
-// specLookupUserName resolves a user name in the image.
-func specLookupUserName(ctx context.Context, rootfs, name string) (user.User, error) {
-	users, err := specPasswd(ctx, rootfs, func(u user.User) bool { return u.Name == name })
+// lookupUserName resolves a user name in the image.
+func lookupUserName(ctx context.Context, rootfs, name string) (user.User, error) {
+	users, err := readPasswd(ctx, rootfs, func(u user.User) bool { return u.Name == name })
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return user.User{}, err
 	}
@@ -256,9 +288,9 @@ func specLookupUserName(ctx context.Context, rootfs, name string) (user.User, er
 	return users[0], nil
 }
 
-// specLookupGroupName resolves a group name in the image.
-func specLookupGroupName(ctx context.Context, rootfs, name string) (uint32, error) {
-	groups, err := specGroups(ctx, rootfs, func(g user.Group) bool { return g.Name == name })
+// lookupGroupName resolves a group name in the image.
+func lookupGroupName(ctx context.Context, rootfs, name string) (uint32, error) {
+	groups, err := readGroups(ctx, rootfs, func(g user.Group) bool { return g.Name == name })
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return 0, err
 	}
@@ -273,10 +305,10 @@ func specLookupGroupName(ctx context.Context, rootfs, name string) (uint32, erro
 // resolved in the rootfs; a bare uid takes its primary gid from
 // /etc/passwd when listed there, else 0. The primary gid is also put in
 // additionalGids, as containerd does.
-func WithUser(ctx context.Context, rootfs, userstr string) SpecOpt {
+func WithUser(ctx context.Context, rootfs, userstr string) Opt {
 	return func(s *specs.Spec) error {
-		specEnsureProcess(s)
-		uid, gid, err := specResolveUser(ctx, rootfs, userstr)
+		ensureProcess(s)
+		uid, gid, err := resolveUser(ctx, rootfs, userstr)
 		if err != nil {
 			return err
 		}
@@ -285,15 +317,15 @@ func WithUser(ctx context.Context, rootfs, userstr string) SpecOpt {
 	}
 }
 
-func specResolveUser(ctx context.Context, rootfs, userstr string) (uid, gid uint32, err error) {
+func resolveUser(ctx context.Context, rootfs, userstr string) (uid, gid uint32, err error) {
 	if userstr == "" {
 		return 0, 0, nil
 	}
 	parts := strings.Split(userstr, ":")
 	switch len(parts) {
 	case 1:
-		if id, ok := specParseID(parts[0]); ok {
-			users, err := specPasswd(ctx, rootfs, func(u user.User) bool { return u.Uid == int(id) })
+		if id, ok := parseID(parts[0]); ok {
+			users, err := readPasswd(ctx, rootfs, func(u user.User) bool { return u.Uid == int(id) })
 			if err != nil && !errors.Is(err, fs.ErrNotExist) {
 				return 0, 0, err
 			}
@@ -302,7 +334,7 @@ func specResolveUser(ctx context.Context, rootfs, userstr string) (uid, gid uint
 			}
 			return id, uint32(users[0].Gid), nil
 		}
-		u, err := specLookupUserName(ctx, rootfs, parts[0])
+		u, err := lookupUserName(ctx, rootfs, parts[0])
 		if err != nil {
 			return 0, 0, err
 		}
@@ -311,18 +343,18 @@ func specResolveUser(ctx context.Context, rootfs, userstr string) (uid, gid uint
 		if parts[0] == "" || parts[1] == "" {
 			return 0, 0, errdefs.Invalid(fmt.Sprintf("user %q: user and group must both be set", userstr))
 		}
-		if id, ok := specParseID(parts[0]); ok {
+		if id, ok := parseID(parts[0]); ok {
 			uid = id
 		} else {
-			u, err := specLookupUserName(ctx, rootfs, parts[0])
+			u, err := lookupUserName(ctx, rootfs, parts[0])
 			if err != nil {
 				return 0, 0, err
 			}
 			uid = uint32(u.Uid)
 		}
-		if id, ok := specParseID(parts[1]); ok {
+		if id, ok := parseID(parts[1]); ok {
 			gid = id
-		} else if gid, err = specLookupGroupName(ctx, rootfs, parts[1]); err != nil {
+		} else if gid, err = lookupGroupName(ctx, rootfs, parts[1]); err != nil {
 			return 0, 0, err
 		}
 		return uid, gid, nil
@@ -334,12 +366,12 @@ func specResolveUser(ctx context.Context, rootfs, userstr string) (uid, gid uint
 // WithAdditionalGIDs adds the groups of the image's /etc/group that list
 // the user as a member (supplemental_groups_policy Merge). A uid not in
 // /etc/passwd has no name, so no memberships.
-func WithAdditionalGIDs(ctx context.Context, rootfs, userPart string) SpecOpt {
+func WithAdditionalGIDs(ctx context.Context, rootfs, userPart string) Opt {
 	return func(s *specs.Spec) error {
-		specEnsureProcess(s)
+		ensureProcess(s)
 		name := userPart
-		if id, ok := specParseID(userPart); ok {
-			users, err := specPasswd(ctx, rootfs, func(u user.User) bool { return u.Uid == int(id) })
+		if id, ok := parseID(userPart); ok {
+			users, err := readPasswd(ctx, rootfs, func(u user.User) bool { return u.Uid == int(id) })
 			if err != nil && !errors.Is(err, fs.ErrNotExist) {
 				return err
 			}
@@ -348,7 +380,7 @@ func WithAdditionalGIDs(ctx context.Context, rootfs, userPart string) SpecOpt {
 			}
 			name = users[0].Name
 		}
-		groups, err := specGroups(ctx, rootfs, func(g user.Group) bool {
+		groups, err := readGroups(ctx, rootfs, func(g user.Group) bool {
 			// Only supplementary memberships; a group named like the user
 			// is its primary group (containerd's rule).
 			return g.Name != name && slices.Contains(g.List, name)
@@ -363,29 +395,35 @@ func WithAdditionalGIDs(ctx context.Context, rootfs, userPart string) SpecOpt {
 		for _, g := range groups {
 			gids = append(gids, uint32(g.Gid))
 		}
-		s.Process.User.AdditionalGids = specMergeGIDs(s.Process.User.AdditionalGids, gids)
+		s.Process.User.AdditionalGids = mergeGIDs(s.Process.User.AdditionalGids, gids)
 		return nil
 	}
 }
 
-// WithSupplementalGroups adds the security context's supplemental groups.
-func WithSupplementalGroups(groups []int64) SpecOpt {
+// WithSupplementalGroups adds the security context's supplemental groups
+// (checked by ValidateContainer).
+func WithSupplementalGroups(gids []uint32) Opt {
 	return func(s *specs.Spec) error {
-		specEnsureProcess(s)
-		gids := make([]uint32, 0, len(groups))
-		for _, g := range groups {
-			if g < 0 || g > int64(^uint32(0)) {
-				return errdefs.Invalid(fmt.Sprintf("linux.security_context.supplemental_groups: %d is not a valid gid", g))
-			}
-			gids = append(gids, uint32(g))
-		}
-		s.Process.User.AdditionalGids = specMergeGIDs(s.Process.User.AdditionalGids, gids)
+		ensureProcess(s)
+		s.Process.User.AdditionalGids = mergeGIDs(s.Process.User.AdditionalGids, gids)
 		return nil
 	}
 }
 
-// specMergeGIDs returns the sorted union of a and b.
-func specMergeGIDs(a, b []uint32) []uint32 {
+// supplementalGroups checks the security context's supplemental groups.
+func supplementalGroups(groups []int64) ([]uint32, error) {
+	gids := make([]uint32, 0, len(groups))
+	for _, g := range groups {
+		if g < 0 || g > int64(^uint32(0)) {
+			return nil, errdefs.Invalid(fmt.Sprintf("linux.security_context.supplemental_groups: %d is not a valid gid", g))
+		}
+		gids = append(gids, uint32(g))
+	}
+	return gids, nil
+}
+
+// mergeGIDs returns the sorted union of a and b.
+func mergeGIDs(a, b []uint32) []uint32 {
 	out := append(append([]uint32(nil), a...), b...)
 	slices.Sort(out)
 	return slices.Compact(out)

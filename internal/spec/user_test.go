@@ -1,4 +1,4 @@
-package oci
+package spec
 
 import (
 	"context"
@@ -12,9 +12,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// specHostileRootfs is a rootfs with a good /usr/lib/passwd and whatever
+// hostileRootfs is a rootfs with a good /usr/lib/passwd and whatever
 // setup puts at /etc/passwd.
-func specHostileRootfs(t *testing.T, setup func(root, passwd string) error) string {
+func hostileRootfs(t *testing.T, setup func(root, passwd string) error) string {
 	t.Helper()
 	root := t.TempDir()
 	for _, d := range []string{"etc", "usr/lib", "dev"} {
@@ -34,9 +34,9 @@ func specHostileRootfs(t *testing.T, setup func(root, passwd string) error) stri
 	return root
 }
 
-// specResolvePromptly resolves user in root and fails t if that takes more
+// resolvePromptly resolves user in root and fails t if that takes more
 // than a few seconds (a FIFO used to block it for ever).
-func specResolvePromptly(t *testing.T, ctx context.Context, root, user string) (uint32, uint32, error) {
+func resolvePromptly(t *testing.T, ctx context.Context, root, user string) (uint32, uint32, error) {
 	t.Helper()
 	type result struct {
 		uid, gid uint32
@@ -44,7 +44,7 @@ func specResolvePromptly(t *testing.T, ctx context.Context, root, user string) (
 	}
 	ch := make(chan result, 1)
 	go func() {
-		uid, gid, err := specResolveUser(ctx, root, user)
+		uid, gid, err := resolveUser(ctx, root, user)
 		ch <- result{uid, gid, err}
 	}()
 	select {
@@ -76,7 +76,7 @@ func TestUserDBHostileFiles(t *testing.T) {
 			if err := os.WriteFile(p, []byte("app:x:1000:1001::/:/bin/sh\n"), 0o644); err != nil {
 				return err
 			}
-			return os.Truncate(p, specMaxUserDBSize+1)
+			return os.Truncate(p, maxUserDBSize+1)
 		}, "app", "larger than 4 MiB"},
 		// The host's /dev/urandom through a link that climbs out: ".."
 		// stops at the rootfs, where there is no such file.
@@ -91,32 +91,32 @@ func TestUserDBHostileFiles(t *testing.T) {
 		{"relative link inside the image", func(_, p string) error { return os.Symlink("../usr/lib/passwd", p) }, "app", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			root := specHostileRootfs(t, tc.setup)
-			uid, gid, err := specResolvePromptly(t, ctx, root, tc.user)
+			root := hostileRootfs(t, tc.setup)
+			uid, gid, err := resolvePromptly(t, ctx, root, tc.user)
 			if tc.wantErr == "" {
 				if err != nil || uid != 1000 || gid != 1001 {
 					t.Fatalf("got %d:%d, %v; want 1000:1001", uid, gid, err)
 				}
 				return
 			}
-			specWantInvalid(t, err, tc.wantErr)
+			wantInvalid(t, err, tc.wantErr)
 			// Supplementary groups read /etc/group the same way.
 			if tc.name == "fifo" {
 				if err := os.Rename(filepath.Join(root, "etc/passwd"), filepath.Join(root, "etc/group")); err != nil {
 					t.Fatal(err)
 				}
-				_, err := specApply(t, WithAdditionalGIDs(ctx, root, "app"))
-				specWantInvalid(t, err, "/etc/group is a FIFO")
+				_, err := applyOpts(t, WithAdditionalGIDs(ctx, root, "app"))
+				wantInvalid(t, err, "/etc/group is a FIFO")
 			}
 		})
 	}
 }
 
 func TestUserDBCompatOpenRefusesSpecialFiles(t *testing.T) {
-	root := specHostileRootfs(t, func(_, p string) error { return unix.Mkfifo(p, 0o644) })
+	root := hostileRootfs(t, func(_, p string) error { return unix.Mkfifo(p, 0o644) })
 	done := make(chan error, 1)
 	go func() {
-		f, err := specOpenRegularInRootCompat(root, "etc/passwd", "the image's /etc/passwd")
+		f, err := openRegularInRootCompat(root, "etc/passwd", "the image's /etc/passwd")
 		if f != nil {
 			f.Close()
 		}
@@ -124,26 +124,26 @@ func TestUserDBCompatOpenRefusesSpecialFiles(t *testing.T) {
 	}()
 	select {
 	case err := <-done:
-		specWantInvalid(t, err, "is a FIFO")
+		wantInvalid(t, err, "is a FIFO")
 	case <-time.After(5 * time.Second):
 		t.Fatal("the os.Root fallback blocked on a FIFO")
 	}
 }
 
 func TestUserDBObeysContext(t *testing.T) {
-	root := specTestRootfs(t)
+	root := testRootfs(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	_, _, err := specResolvePromptly(t, ctx, root, "app")
+	_, _, err := resolvePromptly(t, ctx, root, "app")
 	if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "/etc/passwd") {
 		t.Fatalf("got %v, want context.Canceled while reading /etc/passwd", err)
 	}
 	// A bare uid looks up its primary group, so the deadline holds there too.
-	if _, _, err := specResolvePromptly(t, ctx, root, "1000"); !errors.Is(err, context.Canceled) {
+	if _, _, err := resolvePromptly(t, ctx, root, "1000"); !errors.Is(err, context.Canceled) {
 		t.Fatalf("bare uid: got %v, want context.Canceled", err)
 	}
 	// uid:gid needs no file at all.
-	if _, _, err := specResolvePromptly(t, ctx, root, "1000:1000"); err != nil {
+	if _, _, err := resolvePromptly(t, ctx, root, "1000:1000"); err != nil {
 		t.Fatalf("uid:gid: %v", err)
 	}
 }

@@ -1,4 +1,4 @@
-package oci
+package spec
 
 import (
 	"fmt"
@@ -11,9 +11,9 @@ import (
 
 // WithNamespace gives the process a namespace of type t: a new one when p
 // is empty, else the one at p. It replaces any earlier entry of that type.
-func WithNamespace(t specs.LinuxNamespaceType, p string) SpecOpt {
+func WithNamespace(t specs.LinuxNamespaceType, p string) Opt {
 	return func(s *specs.Spec) error {
-		specEnsureLinux(s)
+		ensureLinux(s)
 		for i := range s.Linux.Namespaces {
 			if s.Linux.Namespaces[i].Type == t {
 				s.Linux.Namespaces[i].Path = p
@@ -27,7 +27,7 @@ func WithNamespace(t specs.LinuxNamespaceType, p string) SpecOpt {
 
 // WithoutNamespace removes namespace type t: the process stays in the
 // host's (berthd's) namespace of that type.
-func WithoutNamespace(t specs.LinuxNamespaceType) SpecOpt {
+func WithoutNamespace(t specs.LinuxNamespaceType) Opt {
 	return func(s *specs.Spec) error {
 		if s.Linux == nil {
 			return nil
@@ -45,7 +45,7 @@ func WithoutNamespace(t specs.LinuxNamespaceType) SpecOpt {
 
 // WithHostname sets the UTS hostname. Only for a spec that creates its own
 // UTS namespace: runc refuses a hostname when joining one.
-func WithHostname(h string) SpecOpt {
+func WithHostname(h string) Opt {
 	return func(s *specs.Spec) error {
 		if h == "" {
 			return nil
@@ -62,22 +62,62 @@ func WithHostname(h string) SpecOpt {
 	}
 }
 
-// specContainerNamespaces places a container in its pod's namespaces: the
+// checkContainerNamespaces checks a container's namespace options and
+// returns the PID namespace mode it gets: its own, or the host's when the
+// pod is on the host PID namespace.
+func checkContainerNamespaces(pod *Pod, o *runtimeapi.NamespaceOption) (runtimeapi.NamespaceMode, error) {
+	const field = "linux.security_context.namespace_options"
+	if o.GetPid() == runtimeapi.NamespaceMode_TARGET && o.GetTargetId() == "" {
+		return 0, errdefs.Invalid(field + ".target_id is required with PID namespace mode TARGET")
+	}
+	pid := o.GetPid()
+	if pod.PID == runtimeapi.NamespaceMode_NODE {
+		pid = runtimeapi.NamespaceMode_NODE
+	}
+	switch pid {
+	case runtimeapi.NamespaceMode_CONTAINER, runtimeapi.NamespaceMode_POD, runtimeapi.NamespaceMode_NODE, runtimeapi.NamespaceMode_TARGET:
+	default:
+		return 0, errdefs.Invalid(fmt.Sprintf("%s.pid: unknown mode %d", field, o.GetPid()))
+	}
+	if u := o.GetUsernsOptions(); u != nil && u.GetMode() != runtimeapi.NamespaceMode_NODE {
+		return 0, errdefs.Invalid(field + ".userns_options: user namespaces are not supported by berth")
+	}
+	return pid, nil
+}
+
+// checkPodNamespaces checks the namespace modes a pod can have: network
+// and IPC are the pod's own or the host's.
+func checkPodNamespaces(o *runtimeapi.NamespaceOption) error {
+	const field = "linux.security_context.namespace_options"
+	switch o.GetNetwork() {
+	case runtimeapi.NamespaceMode_NODE, runtimeapi.NamespaceMode_POD:
+	default:
+		return errdefs.Invalid(fmt.Sprintf("pod %s.network: mode %s is not supported (POD or NODE)", field, o.GetNetwork()))
+	}
+	switch o.GetIpc() {
+	case runtimeapi.NamespaceMode_NODE, runtimeapi.NamespaceMode_POD:
+	default:
+		return errdefs.Invalid(fmt.Sprintf("pod %s.ipc: mode %s is not supported (POD or NODE)", field, o.GetIpc()))
+	}
+	return nil
+}
+
+// containerNamespaces places a container in its pod's namespaces: the
 // pod's pinned net/uts/ipc (or the host's for host network/IPC) and a PID
 // namespace of its own, the pod's shared one, a target container's, or the
 // host's. Network and IPC follow the pod's options, whatever the container's
 // say (as containerd does: clients such as critest leave the container's
 // empty in host-network pods); PID follows the container's, or the host's
 // when the pod is on the host PID namespace. The hostname is never set: the
-// container joins the pod's UTS namespace, where the sandbox set it.
-func specContainerNamespaces(pod, o *runtimeapi.NamespaceOption, ns SandboxNamespaces, target string) (SpecOpt, error) {
-	const field = "linux.security_context.namespace_options"
-	var opts []SpecOpt
-	switch pod.GetNetwork() {
-	case runtimeapi.NamespaceMode_NODE:
+// container joins the pod's UTS namespace, where the sandbox set it. The
+// modes were checked by ValidatePod and ValidateContainer; what can still
+// fail is a namespace the pod does not have.
+func containerNamespaces(pod *Pod, pid runtimeapi.NamespaceMode, ns SandboxNamespaces, target string) (Opt, error) {
+	var opts []Opt
+	if pod.Network == runtimeapi.NamespaceMode_NODE {
 		// Host network pods also use the host's UTS namespace (hostname).
 		opts = append(opts, WithoutNamespace(specs.NetworkNamespace), WithoutNamespace(specs.UTSNamespace))
-	case runtimeapi.NamespaceMode_POD:
+	} else {
 		if ns.Net == "" {
 			return nil, errdefs.Precondition("the pod sandbox has no network namespace to join")
 		}
@@ -85,27 +125,16 @@ func specContainerNamespaces(pod, o *runtimeapi.NamespaceOption, ns SandboxNames
 			return nil, errdefs.Precondition("the pod sandbox has no UTS namespace to join")
 		}
 		opts = append(opts, WithNamespace(specs.NetworkNamespace, ns.Net), WithNamespace(specs.UTSNamespace, ns.UTS))
-	default:
-		return nil, errdefs.Invalid(fmt.Sprintf("pod %s.network: mode %s is not supported (POD or NODE)", field, pod.GetNetwork()))
 	}
-	switch pod.GetIpc() {
-	case runtimeapi.NamespaceMode_NODE:
+	if pod.IPC == runtimeapi.NamespaceMode_NODE {
 		opts = append(opts, WithoutNamespace(specs.IPCNamespace))
-	case runtimeapi.NamespaceMode_POD:
+	} else {
 		if ns.IPC == "" {
 			return nil, errdefs.Precondition("the pod sandbox has no IPC namespace to join")
 		}
 		opts = append(opts, WithNamespace(specs.IPCNamespace, ns.IPC))
-	default:
-		return nil, errdefs.Invalid(fmt.Sprintf("pod %s.ipc: mode %s is not supported (POD or NODE)", field, pod.GetIpc()))
-	}
-	pid := o.GetPid()
-	if pod.GetPid() == runtimeapi.NamespaceMode_NODE {
-		pid = runtimeapi.NamespaceMode_NODE
 	}
 	switch pid {
-	case runtimeapi.NamespaceMode_CONTAINER:
-		opts = append(opts, WithNamespace(specs.PIDNamespace, ""))
 	case runtimeapi.NamespaceMode_POD:
 		if ns.PID == "" {
 			return nil, errdefs.Precondition("the pod sandbox has no shared PID namespace to join")
@@ -114,15 +143,12 @@ func specContainerNamespaces(pod, o *runtimeapi.NamespaceOption, ns SandboxNames
 	case runtimeapi.NamespaceMode_NODE:
 		opts = append(opts, WithoutNamespace(specs.PIDNamespace))
 	case runtimeapi.NamespaceMode_TARGET:
-		if o.GetTargetId() == "" || target == "" {
-			return nil, errdefs.Invalid(field + ".target_id: PID mode TARGET needs a running target container")
+		if target == "" {
+			return nil, errdefs.Invalid("linux.security_context.namespace_options.target_id: PID mode TARGET needs a running target container")
 		}
 		opts = append(opts, WithNamespace(specs.PIDNamespace, target))
-	default:
-		return nil, errdefs.Invalid(fmt.Sprintf("%s.pid: unknown mode %d", field, o.GetPid()))
+	default: // CONTAINER
+		opts = append(opts, WithNamespace(specs.PIDNamespace, ""))
 	}
-	if u := o.GetUsernsOptions(); u != nil && u.GetMode() != runtimeapi.NamespaceMode_NODE {
-		return nil, errdefs.Invalid(field + ".userns_options: user namespaces are not supported by berth")
-	}
-	return func(s *specs.Spec) error { return ApplySpecOpts(s, opts...) }, nil
+	return func(s *specs.Spec) error { return Apply(s, opts...) }, nil
 }

@@ -1,4 +1,4 @@
-package oci
+package spec
 
 import (
 	"fmt"
@@ -46,11 +46,11 @@ func (OSHost) Propagation(path string) (MountPropagation, error) {
 	if best == nil {
 		return MountPropagation{}, fmt.Errorf("no mount holds %s", real)
 	}
-	return specParsePropagation(best.Mountpoint, best.Optional), nil
+	return parsePropagation(best.Mountpoint, best.Optional), nil
 }
 
-// specParsePropagation reads mountinfo's optional fields ("shared:1 master:2").
-func specParsePropagation(mountPoint, optional string) MountPropagation {
+// parsePropagation reads mountinfo's optional fields ("shared:1 master:2").
+func parsePropagation(mountPoint, optional string) MountPropagation {
 	p := MountPropagation{MountPoint: mountPoint}
 	for _, f := range strings.Fields(optional) {
 		switch {
@@ -63,11 +63,11 @@ func specParsePropagation(mountPoint, optional string) MountPropagation {
 	return p
 }
 
-// specCheckPropagation refuses a propagation the host mount cannot give:
+// checkPropagation refuses a propagation the host mount cannot give:
 // mounts propagate from the host into the container only when the source
 // mount is shared or a slave, and back to the host only when it is shared
 // (what kubelet's mount propagation doc and containerd require).
-func specCheckPropagation(field string, m *runtimeapi.Mount, check func(string) (MountPropagation, error)) error {
+func checkPropagation(field string, m *runtimeapi.Mount, check func(string) (MountPropagation, error)) error {
 	mode := m.GetPropagation()
 	if check == nil || mode == runtimeapi.MountPropagation_PROPAGATION_PRIVATE {
 		return nil
