@@ -135,6 +135,11 @@ func (s *Service) StopContainer(ctx context.Context, id string, timeout time.Dur
 	return s.containers.Stop(ctx, id, timeout)
 }
 
+// UpdateContainerResources applies new resource limits to a container.
+func (s *Service) UpdateContainerResources(ctx context.Context, id string, res *runtimeapi.LinuxContainerResources) error {
+	return s.containers.UpdateResources(ctx, id, res)
+}
+
 // RemoveContainer removes a container, forcibly if it still runs.
 func (s *Service) RemoveContainer(ctx context.Context, id string) error {
 	return s.containers.Remove(ctx, id)
