@@ -103,6 +103,10 @@ func (s *Service) reconcile(ctx context.Context) error {
 			s.markLost(c, err.Error())
 			continue
 		}
+		if _, ok, _ := rt.ReadExit(c.ID, s.bundleDir(c.ID)); ok {
+			s.handleExit(c.ID)
+			continue
+		}
 		var st *runtime.State
 		if listed, ok := lists[c.Runtime][c.ID]; ok {
 			st = &listed
