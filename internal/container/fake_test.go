@@ -43,6 +43,8 @@ type fakeHandler struct {
 	// start); the context passed to Start still ends it.
 	startGate chan struct{}
 	exitc     chan string // exits for WatchExits
+	// afterCreate, when set, runs after each successful Create.
+	afterCreate func()
 }
 
 func newFakeHandler() *fakeHandler {
@@ -133,6 +135,9 @@ func (h *fakeHandler) Create(ctx context.Context, o runtime.CreateOptions) (runt
 	h.status[o.ID] = runtime.StatusCreated
 	h.monitor[o.ID] = true
 	h.pid++
+	if h.afterCreate != nil {
+		h.afterCreate()
+	}
 	return runtime.Process{Pid: 1000 + h.pid, ConmonPid: 2000 + h.pid}, nil
 }
 

@@ -615,3 +615,58 @@ func TestAttachNotRunning(t *testing.T) {
 		t.Errorf("attach to an unknown container: %v, want NotFound", err)
 	}
 }
+
+// TestTargetPIDNamespace: kubectl debug --target joins a running container
+// of the same pod, and nothing else.
+func TestTargetPIDNamespace(t *testing.T) {
+	h := newHarness(t)
+	created := h.create("created")
+	h.pods.pods["pod2"] = &sandbox.Sandbox{ID: "pod2", State: sandbox.Ready, RuntimeHandler: "fake"}
+	target := func(id string) *runtimeapi.ContainerConfig {
+		cfg := containerConfig("debug")
+		cfg.Linux.SecurityContext.NamespaceOptions = &runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_TARGET, TargetId: id}
+		return cfg
+	}
+	for _, tc := range []struct {
+		name string
+		pod  string
+		cfg  *runtimeapi.ContainerConfig
+		want func(error) bool
+	}{
+		{"no target id", testPod, target(""), errdefs.IsInvalid},
+		{"unknown target", testPod, target("nosuch"), errdefs.IsNotFound},
+		{"target not running", testPod, target(created), isPrecondition},
+		{"target in another pod", "pod2", target(created), errdefs.IsInvalid},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := h.s.targetPIDNamespace(tc.pod, tc.cfg); !tc.want(err) {
+				t.Errorf("err = %v", err)
+			}
+		})
+	}
+	if ns, err := h.s.targetPIDNamespace(testPod, containerConfig("x")); ns != "" || err != nil {
+		t.Errorf("container with its own PID namespace: %q, %v", ns, err)
+	}
+}
+
+// TestCreateRetryGetsUndelivered: a create whose caller went away after
+// the runtime made the container is handed to the caller's retry, instead
+// of the retry failing on the name.
+func TestCreateRetryGetsUndelivered(t *testing.T) {
+	h := newHarness(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	h.rt.afterCreate = cancel
+	first, err := h.s.Create(ctx, testPod, containerConfig("app"), podConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.rt.afterCreate = nil
+	again, err := h.s.Create(context.Background(), testPod, containerConfig("app"), podConfig())
+	if err != nil {
+		t.Fatalf("retry: %v", err)
+	}
+	if again != first || len(h.s.List()) != 1 || len(h.rt.Calls("create")) != 1 {
+		t.Errorf("retry got %q (first %q); %d containers, %d runtime creates; want the first, once",
+			again, first, len(h.s.List()), len(h.rt.Calls("create")))
+	}
+}

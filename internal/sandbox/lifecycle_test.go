@@ -328,3 +328,43 @@ func TestRecover(t *testing.T) {
 	}
 	h.assertNothingHeld()
 }
+
+// TestRunPodSandboxHandler: under a handler that runs a pod as one sandbox
+// (gVisor) every pod gets a pause container, started without a PID pin.
+func TestRunPodSandboxHandler(t *testing.T) {
+	h := newHarness(t)
+	h.rt.podSandbox = true
+	id := h.run("web", false)
+	if got := h.rt.Calls(""); !slices.Equal(got, []string{"create " + id, "start " + id}) {
+		t.Errorf("runtime calls %q, want create and start", got)
+	}
+	if p := h.get(id); p.Namespaces["pid"] != "" {
+		t.Errorf("pid namespace pinned for a pod with its own: %q", p.Namespaces["pid"])
+	}
+	if err := h.s.Remove(context.Background(), id); err != nil {
+		t.Fatal(err)
+	}
+	h.assertNothingHeld()
+}
+
+// TestStopPauseFails: a pause process the runtime cannot delete keeps the
+// pod ready; the retry finishes the stop.
+func TestStopPauseFails(t *testing.T) {
+	ctx := context.Background()
+	h := newHarness(t)
+	id := h.run("web", true)
+	h.rt.failOn("delete", errors.New("runc delete: device busy"))
+	if err := h.s.Stop(ctx, id); err == nil {
+		t.Fatal("stop succeeded while the pause process could not be deleted")
+	}
+	if p := h.get(id); p.State != Ready {
+		t.Errorf("state %v after a failed stop", p.State)
+	}
+	h.rt.failOn("delete", nil)
+	if err := h.s.Stop(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if h.rt.live() != 0 || h.mounts.count() != 0 {
+		t.Errorf("after the retried stop: pause processes %d, mounts %d", h.rt.live(), h.mounts.count())
+	}
+}
