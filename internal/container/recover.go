@@ -12,7 +12,6 @@ import (
 	"github.com/berth-project/berth/internal/events"
 	"github.com/berth-project/berth/internal/names"
 	"github.com/berth-project/berth/internal/runtime"
-	"github.com/berth-project/berth/internal/snapshot"
 )
 
 // New loads container records and reconciles them with the host: exits that
@@ -22,6 +21,9 @@ import (
 func New(ctx context.Context, cfg Config) (*Service, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.rootfs == nil {
+		cfg.rootfs = overlayRootfs{}
 	}
 	s := &Service{
 		cfg:        cfg,
@@ -114,6 +116,10 @@ func (s *Service) reconcile(ctx context.Context) error {
 			s.markLost(c, err.Error())
 			continue
 		}
+		if _, ok, _ := rt.ReadExit(c.ID, s.bundleDir(c.ID)); ok {
+			s.handleExit(c.ID)
+			continue
+		}
 		var st *runtime.State
 		if listed, ok := lists[c.Runtime][c.ID]; ok {
 			st = &listed
@@ -136,7 +142,7 @@ func (s *Service) reconcile(ctx context.Context) error {
 			// fails and kubelet sees CREATED forever.
 			s.markStarted(c)
 		default:
-			if !snapshot.IsMounted(s.rootfs(c.ID)) {
+			if !s.cfg.rootfs.IsMounted(s.rootfs(c.ID)) {
 				s.log.Warn("running container's rootfs is not mounted", "container", c.ID)
 			}
 		}
