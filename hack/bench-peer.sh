@@ -22,12 +22,16 @@
 #                       (default ~/.cache/berth/containerd-$CONTAINERD_VERSION/bin;
 #                       built there when missing)
 #   BENCH_ONLY          berth or containerd: measure only that one
+#   BENCH_LOG_DIR       keep the daemons' and the registry's logs there
+#   BERTH_LOG_LEVEL     berthd's log level (info; debug logs each step's time)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/usr/local/go/bin:$PATH"
 CONTAINERD_VERSION="${CONTAINERD_VERSION:-v2.4.2}"
 CONTAINERD_BIN="${CONTAINERD_BIN:-$HOME/.cache/berth/containerd-$CONTAINERD_VERSION/bin}"
 BENCH_ONLY="${BENCH_ONLY:-}"
+BENCH_LOG_DIR="${BENCH_LOG_DIR:-}"
+BERTH_LOG_LEVEL="${BERTH_LOG_LEVEL:-info}"
 RUNC="$(command -v runc)"
 CNI_BIN=/usr/lib/cni # Debian's containernetworking-plugins
 
@@ -52,6 +56,10 @@ teardown() {
 	local rc=$?
 	set +e
 	note "teardown"
+	if [[ -n $BENCH_LOG_DIR ]]; then
+		mkdir -p "$BENCH_LOG_DIR" && cp "$work"/*.log "$BENCH_LOG_DIR"/ 2>/dev/null
+		cp "$work/registry/log" "$BENCH_LOG_DIR/registry.log" 2>/dev/null
+	fi
 	# Daemons first (SIGTERM, then SIGKILL after 20 s), by PID.
 	for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
 		local pid=${pids[i]}
@@ -174,7 +182,7 @@ if [[ $BENCH_ONLY != containerd ]]; then
 	b="$work/berth"
 	cni_conflist "$b/net.d" bench-berth "bb-$(basename "$work" | tail -c 7)" "$(free_subnet 10.201)"
 	cat >"$b.toml" <<CONF
-log_level = "info"
+log_level = "$BERTH_LOG_LEVEL"
 [network]
 conf_dir = "$b/net.d"
 bin_dirs = ["$CNI_BIN"]

@@ -155,7 +155,7 @@ func (r *Report) WriteTable(out io.Writer) {
 	mem("  of RSS: file-backed", busy, func(m Memory) float64 { return m.File })
 	row("helpers' PSS per container", func(t *TargetResult) (float64, bool) {
 		return t.Helpers.perContainer(), t.Helpers != nil
-	}, mib)
+	}, func(x float64) string { return fmt.Sprintf("%.2f MiB", x) })
 	tw.Flush()
 	for _, t := range r.Targets {
 		if h := t.Helpers; h != nil {
