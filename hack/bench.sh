@@ -5,6 +5,8 @@
 #
 #   hack/bench.sh            all of them (about 5 minutes)
 #   hack/bench.sh PodStart   only benchmarks matching a regexp
+#
+# berth beside containerd, through the same client: hack/bench-peer.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/usr/local/go/bin:$PATH"

@@ -18,6 +18,7 @@ import (
 	"github.com/berth-project/berth/internal/names"
 	"github.com/berth-project/berth/internal/runtime"
 	"github.com/berth-project/berth/internal/sandbox"
+	"github.com/berth-project/berth/internal/snapshot"
 	"github.com/berth-project/berth/internal/spec"
 	"github.com/berth-project/berth/internal/store"
 )
@@ -45,8 +46,8 @@ type Config struct {
 	Root      string   // persistent dir: writable layers under <Root>/containers
 	StateDir  string   // bundles under <StateDir>/containers, exits under <StateDir>/exits
 	Runtimes  Runtimes // the runtime handlers
-	Sandboxes *sandbox.Service
-	Images    *image.Service
+	Sandboxes Sandboxes
+	Images    Images
 	// Host is the node's facts for spec generation, built once at start;
 	// each handler adds its own (hostConfig).
 	Host spec.HostConfig
@@ -54,7 +55,46 @@ type Config struct {
 	CgroupDriver string
 	Logger       *slog.Logger
 	Events       *events.Bus // lifecycle events; nil: none
+
+	rootfs rootfs // nil: overlay snapshots (tests fake it)
 }
+
+// Sandboxes is what the service needs of the pods (sandbox.Service):
+// the pod a container is made in, and whether an id is a pod's (its pause
+// process runs under the pod's id).
+type Sandboxes interface {
+	Get(id string) (*sandbox.Sandbox, error)
+	// Quarantined says whether id is a pod whose record was set aside as
+	// unreadable at start (its leftovers are not orphans).
+	Quarantined(id string) bool
+}
+
+// Images is what the service needs of the image store (image.Service).
+type Images interface {
+	Get(ref string) (*image.Image, error)
+	// LeaseImage resolves ref and keeps its layers from removal until the
+	// lease is released.
+	LeaseImage(ref string) (*image.Image, *image.Lease, error)
+	LayerDirs(img *image.Image) []string
+}
+
+// rootfs makes and removes container root filesystems; the snapshot
+// package's overlay mounts, behind an interface so lifecycle tests need no
+// mounts.
+type rootfs interface {
+	Prepare(dir, target string, lowers []string) error
+	Remove(dir, target string) error
+	IsMounted(path string) bool
+}
+
+// overlayRootfs is rootfs with the snapshot package.
+type overlayRootfs struct{}
+
+func (overlayRootfs) Prepare(dir, target string, lowers []string) error {
+	return snapshot.Prepare(dir, target, lowers)
+}
+func (overlayRootfs) Remove(dir, target string) error { return snapshot.Remove(dir, target) }
+func (overlayRootfs) IsMounted(path string) bool      { return snapshot.IsMounted(path) }
 
 // Service owns all containers.
 type Service struct {

@@ -19,7 +19,6 @@ import (
 	"github.com/berth-project/berth/internal/names"
 	"github.com/berth-project/berth/internal/runtime"
 	"github.com/berth-project/berth/internal/sandbox"
-	"github.com/berth-project/berth/internal/snapshot"
 	"github.com/berth-project/berth/internal/spec"
 )
 
@@ -102,7 +101,7 @@ func (s *Service) create(ctx context.Context, id, key string, pod *sandbox.Sandb
 		}
 	}()
 	layers := s.cfg.Images.LayerDirs(img)
-	if err := snapshot.Prepare(s.snapshotDir(id), s.rootfs(id), layers); err != nil {
+	if err := s.cfg.rootfs.Prepare(s.snapshotDir(id), s.rootfs(id), layers); err != nil {
 		return nil, err
 	}
 
@@ -232,7 +231,7 @@ func (s *Service) cleanup(ctx context.Context, id string, rt runtime.Handler, cr
 			killPid(pid)
 		}
 	}
-	if err := snapshot.Remove(s.snapshotDir(id), s.rootfs(id)); err != nil {
+	if err := s.cfg.rootfs.Remove(s.snapshotDir(id), s.rootfs(id)); err != nil {
 		errs = append(errs, err)
 	}
 	if err := os.RemoveAll(s.bundleDir(id)); err != nil {

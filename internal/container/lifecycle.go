@@ -86,7 +86,7 @@ func (s *Service) Stop(ctx context.Context, id string, timeout time.Duration) er
 		timeout = 0
 	}
 	if timeout > 0 {
-		sig := runtime.StopSignal(c.StopSignal)
+		sig := spec.StopSignal(c.StopSignal)
 		if err := rt.Kill(ctx, id, sig, false); err != nil && !errdefs.IsNotFound(err) {
 			s.log.Debug("stop signal not delivered", "container", id, "err", err)
 		}

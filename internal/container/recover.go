@@ -12,7 +12,6 @@ import (
 	"github.com/berth-project/berth/internal/events"
 	"github.com/berth-project/berth/internal/names"
 	"github.com/berth-project/berth/internal/runtime"
-	"github.com/berth-project/berth/internal/snapshot"
 )
 
 // New loads container records and reconciles them with the host: exits that
@@ -23,6 +22,9 @@ import (
 func New(ctx context.Context, cfg Config) (*Service, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.rootfs == nil {
+		cfg.rootfs = overlayRootfs{}
 	}
 	s := &Service{
 		cfg:        cfg,
@@ -129,7 +131,7 @@ func (s *Service) reconcile(ctx context.Context) error {
 			// fails and kubelet sees CREATED forever.
 			s.markStarted(c)
 		default:
-			if !snapshot.IsMounted(s.rootfs(c.ID)) {
+			if !s.cfg.rootfs.IsMounted(s.rootfs(c.ID)) {
 				s.log.Warn("running container's rootfs is not mounted", "container", c.ID)
 			}
 		}

@@ -10,6 +10,38 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// mounts is the host side of a pod: the bind mounts that pin its
+// namespaces and the tmpfs mounts that hold its files. An interface so that
+// lifecycle tests run without mounts; hostMounts is the real one.
+type mounts interface {
+	pinNamespaces(dir, hostname string, kinds []nsKind) (map[string]string, error)
+	unpinNamespaces(paths map[string]string) error
+	bindNamespace(source, target string) error
+	unmountAndRemove(path string) error
+	mountShm(target string) error
+	unmountShm(target string) error
+	mountPodFiles(target string, content int) error
+	unmountPodFiles(target string) error
+	isMountPoint(path string) bool
+}
+
+// hostMounts is mounts on the host.
+type hostMounts struct{}
+
+func (hostMounts) pinNamespaces(dir, hostname string, kinds []nsKind) (map[string]string, error) {
+	return pinNamespaces(dir, hostname, kinds)
+}
+func (hostMounts) unpinNamespaces(paths map[string]string) error { return unpinNamespaces(paths) }
+func (hostMounts) bindNamespace(source, target string) error     { return bindNamespace(source, target) }
+func (hostMounts) unmountAndRemove(path string) error            { return unmountAndRemove(path) }
+func (hostMounts) mountShm(target string) error                  { return mountShm(target) }
+func (hostMounts) unmountShm(target string) error                { return unmountShm(target) }
+func (hostMounts) mountPodFiles(target string, content int) error {
+	return mountPodFiles(target, content)
+}
+func (hostMounts) unmountPodFiles(target string) error { return unmountPodFiles(target) }
+func (hostMounts) isMountPoint(path string) bool       { return isMountPoint(path) }
+
 // nsKind is one namespace a pod can own.
 type nsKind struct {
 	name string // file name under /proc/<tid>/ns and in the pod dir

@@ -138,11 +138,11 @@ func (s *Service) startPause(ctx context.Context, p *Sandbox, pod *spec.Pod) (er
 		return err
 	}
 	pidns := filepath.Join(p.Dir(s.cfg.StateDir), "pidns")
-	if err := bindNamespace(fmt.Sprintf("/proc/%d/ns/pid", st.Pid), pidns); err != nil {
+	if err := s.cfg.mounts.bindNamespace(fmt.Sprintf("/proc/%d/ns/pid", st.Pid), pidns); err != nil {
 		return err
 	}
 	if err := rt.Start(ctx, p.ID, ""); err != nil {
-		unmountAndRemove(pidns)
+		s.cfg.mounts.unmountAndRemove(pidns)
 		return fmt.Errorf("start pause process: %w", err)
 	}
 	p.Namespaces["pid"] = pidns

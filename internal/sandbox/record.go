@@ -70,24 +70,13 @@ type recordStatus struct {
 	Namespaces map[string]string `json:"namespaces,omitempty"`
 }
 
-// recordV0 is a record of a berthd from before records were versioned.
-type recordV0 struct {
-	recordMeta
-	recordStatus
-}
-
 type table = store.Table[recordMeta, recordStatus]
 
 func openTable(st *store.Store, cfg Config) (*table, error) {
 	return store.NewTable(st, store.TableOptions[recordMeta, recordStatus]{
 		Name: "sandboxes", Version: recordVersion, Logger: cfg.Logger,
-		Legacy: func(data []byte) (*recordMeta, *recordStatus, error) {
-			var r recordV0
-			if err := json.Unmarshal(data, &r); err != nil {
-				return nil, nil, err
-			}
-			return &r.recordMeta, &r.recordStatus, nil
-		},
+		// Records from before versioning held both parts in one object.
+		Legacy: store.LegacyFlat[recordMeta, recordStatus],
 	})
 }
 

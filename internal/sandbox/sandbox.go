@@ -60,8 +60,9 @@ const podFilesDir = "files"
 
 // Network attaches pods to the pod network (CNI). Setup runs after the
 // pod's network namespace is pinned and returns the pod's IPs, primary
-// first; Teardown must succeed when the namespace is already gone and when
-// repeated. Host-network pods never reach it.
+// first, and undoes what it did when it fails; Teardown must succeed when
+// the namespace is already gone and when repeated. Host-network pods never
+// reach it.
 type Network interface {
 	Setup(ctx context.Context, p *Sandbox, cfg *runtimeapi.PodSandboxConfig) (ips []string, err error)
 	Teardown(ctx context.Context, p *Sandbox) error
@@ -78,6 +79,8 @@ type Config struct {
 	CgroupDriver        string          // cgroupfs or systemd, for the pause process's cgroup
 	Network             Network         // nil: pods get loopback only
 	Logger              *slog.Logger
+
+	mounts mounts // nil: the host's (tests fake it)
 }
 
 // Runtimes is what the service needs of the runtime handlers
@@ -107,6 +110,9 @@ type Service struct {
 func New(cfg Config) (*Service, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.mounts == nil {
+		cfg.mounts = hostMounts{}
 	}
 	s := &Service{cfg: cfg, log: cfg.Logger, names: names.New("pod"), pods: map[string]*Sandbox{}}
 	// Pod dirs hold the pod's files and namespaces: root-only, also when
@@ -271,7 +277,7 @@ func (s *Service) create(ctx context.Context, id, key string, pod *spec.Pod, han
 	if err != nil {
 		return err
 	}
-	if err := mountPodFiles(filepath.Join(dir, podFilesDir), len(files.hostname)+len(files.hosts)+len(files.resolv)); err != nil {
+	if err := s.cfg.mounts.mountPodFiles(filepath.Join(dir, podFilesDir), len(files.hostname)+len(files.hosts)+len(files.resolv)); err != nil {
 		return err
 	}
 	p.BoundedFiles = true
@@ -282,7 +288,7 @@ func (s *Service) create(ctx context.Context, id, key string, pod *spec.Pod, han
 		}
 	}
 	if !p.HostIPC {
-		if err := mountShm(shm); err != nil {
+		if err := s.cfg.mounts.mountShm(shm); err != nil {
 			return err
 		}
 	}
@@ -294,7 +300,7 @@ func (s *Service) create(ctx context.Context, id, key string, pod *spec.Pod, han
 	if !p.HostIPC {
 		kinds = append(kinds, nsIPC)
 	}
-	if p.Namespaces, err = pinNamespaces(dir, p.Hostname, kinds); err != nil {
+	if p.Namespaces, err = s.cfg.mounts.pinNamespaces(dir, p.Hostname, kinds); err != nil {
 		return err
 	}
 	if s.needsPause(p) {
@@ -339,11 +345,11 @@ func (s *Service) teardown(p *Sandbox) error {
 	if p.RuntimeHandler != "" && s.hasPause(p) {
 		errs = append(errs, s.stopPause(context.Background(), p))
 	}
-	errs = append(errs, unpinNamespaces(map[string]string{
+	errs = append(errs, s.cfg.mounts.unpinNamespaces(map[string]string{
 		"net": filepath.Join(dir, "netns"), "ipc": filepath.Join(dir, "ipcns"), "uts": filepath.Join(dir, "utsns"),
 		"pid": filepath.Join(dir, "pidns"),
 	}))
-	errs = append(errs, unmountShm(filepath.Join(dir, "shm")), unmountPodFiles(filepath.Join(dir, podFilesDir)))
+	errs = append(errs, s.cfg.mounts.unmountShm(filepath.Join(dir, "shm")), s.cfg.mounts.unmountPodFiles(filepath.Join(dir, podFilesDir)))
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
@@ -377,15 +383,15 @@ func (s *Service) Stop(ctx context.Context, id string) error {
 			return err
 		}
 	}
-	if err := unpinNamespaces(p.Namespaces); err != nil {
+	if err := s.cfg.mounts.unpinNamespaces(p.Namespaces); err != nil {
 		return err
 	}
-	if err := unmountShm(filepath.Join(dir, "shm")); err != nil {
+	if err := s.cfg.mounts.unmountShm(filepath.Join(dir, "shm")); err != nil {
 		return err
 	}
 	// Containers of a stopped pod are stopped and no new ones are made:
 	// a NOTREADY pod holds no mounts.
-	if err := unmountPodFiles(filepath.Join(dir, podFilesDir)); err != nil {
+	if err := s.cfg.mounts.unmountPodFiles(filepath.Join(dir, podFilesDir)); err != nil {
 		return err
 	}
 	np := *p
@@ -460,7 +466,7 @@ func (s *Service) recover() error {
 			continue
 		}
 		for _, path := range p.Namespaces {
-			if !isMountPoint(path) {
+			if !s.cfg.mounts.isMountPoint(path) {
 				s.log.Warn("pod namespaces are gone; marking pod not ready", "pod", p.ID)
 				s.finishStop(p)
 				np := *p
@@ -524,7 +530,7 @@ func (s *Service) finishStop(p *Sandbox) {
 		errs = append(errs, s.stopPause(context.Background(), p))
 	}
 	dir := p.Dir(s.cfg.StateDir)
-	errs = append(errs, unpinNamespaces(p.Namespaces), unmountShm(filepath.Join(dir, "shm")), unmountPodFiles(filepath.Join(dir, podFilesDir)))
+	errs = append(errs, s.cfg.mounts.unpinNamespaces(p.Namespaces), s.cfg.mounts.unmountShm(filepath.Join(dir, "shm")), s.cfg.mounts.unmountPodFiles(filepath.Join(dir, podFilesDir)))
 	if err := errors.Join(errs...); err != nil {
 		s.log.Error("finishing the stop of a pod", "pod", p.ID, "err", err)
 	}

@@ -1,0 +1,390 @@
+package sandbox
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berth-project/berth/internal/errdefs"
+	"github.com/berth-project/berth/internal/runtime"
+	"github.com/berth-project/berth/internal/store"
+)
+
+// recorder records calls and returns the errors a test scripts per call kind.
+type recorder struct {
+	mu    sync.Mutex
+	calls []string
+	fail  map[string]error
+}
+
+func (r *recorder) call(op string, args ...any) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.calls = append(r.calls, strings.TrimSpace(fmt.Sprintln(append([]any{op}, args...)...)))
+	return r.fail[op]
+}
+
+func (r *recorder) failOn(op string, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.fail == nil {
+		r.fail = map[string]error{}
+	}
+	if err == nil {
+		delete(r.fail, op)
+	} else {
+		r.fail[op] = err
+	}
+}
+
+// Calls returns the recorded calls of kind op ("" for all).
+func (r *recorder) Calls(op string) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for _, c := range r.calls {
+		if op == "" || strings.Fields(c)[0] == op {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// fakeMounts keeps the pod's mounts in memory: pinned namespaces are empty
+// files, tmpfs mounts plain dirs, and isMountPoint says what is "mounted".
+type fakeMounts struct {
+	recorder
+	mounted map[string]bool
+}
+
+func (m *fakeMounts) mount(op, path string, dir bool) error {
+	if err := m.call(op, filepath.Base(path)); err != nil {
+		return err
+	}
+	var err error
+	if dir {
+		err = os.MkdirAll(path, 0o755)
+	} else {
+		err = os.WriteFile(path, nil, 0o444)
+	}
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	m.mounted[path] = true
+	m.mu.Unlock()
+	return nil
+}
+
+func (m *fakeMounts) unmount(op, path string) error {
+	if err := m.call(op, filepath.Base(path)); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	delete(m.mounted, path)
+	m.mu.Unlock()
+	if err := os.RemoveAll(path); err != nil {
+		return err
+	}
+	return nil
+}
+
+func (m *fakeMounts) pinNamespaces(dir, hostname string, kinds []nsKind) (map[string]string, error) {
+	paths := map[string]string{}
+	for _, k := range kinds {
+		p := filepath.Join(dir, k.name+"ns")
+		if err := m.mount("pin", p, false); err != nil {
+			m.unpinNamespaces(paths)
+			return nil, err
+		}
+		paths[k.name] = p
+	}
+	return paths, nil
+}
+
+func (m *fakeMounts) unpinNamespaces(paths map[string]string) error {
+	for _, p := range paths {
+		if err := m.unmount("unpin", p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (m *fakeMounts) bindNamespace(source, target string) error {
+	return m.mount("bind", target, false)
+}
+func (m *fakeMounts) unmountAndRemove(path string) error       { return m.unmount("unbind", path) }
+func (m *fakeMounts) mountShm(target string) error             { return m.mount("shm", target, true) }
+func (m *fakeMounts) unmountShm(target string) error           { return m.unmount("unshm", target) }
+func (m *fakeMounts) mountPodFiles(target string, n int) error { return m.mount("files", target, true) }
+func (m *fakeMounts) unmountPodFiles(target string) error      { return m.unmount("unfiles", target) }
+func (m *fakeMounts) isMountPoint(path string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.mounted[path]
+}
+
+func (m *fakeMounts) count() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.mounted)
+}
+
+// fakeNetwork is CNI: Setup hands out an IP, Teardown forgets it.
+type fakeNetwork struct {
+	recorder
+	attached map[string]bool
+}
+
+func (n *fakeNetwork) Setup(ctx context.Context, p *Sandbox, cfg *runtimeapi.PodSandboxConfig) ([]string, error) {
+	if err := n.call("setup", p.ID); err != nil {
+		return nil, err
+	}
+	if p.Namespaces["net"] == "" {
+		return nil, fmt.Errorf("setup %s: no network namespace", p.ID)
+	}
+	n.mu.Lock()
+	n.attached[p.ID] = true
+	n.mu.Unlock()
+	return []string{"10.0.0.2", "fd00::2"}, nil
+}
+
+func (n *fakeNetwork) Teardown(ctx context.Context, p *Sandbox) error {
+	if err := n.call("teardown", p.ID); err != nil {
+		return err
+	}
+	n.mu.Lock()
+	delete(n.attached, p.ID)
+	n.mu.Unlock()
+	return nil
+}
+
+// fakeRuntime runs pause processes in memory.
+type fakeRuntime struct {
+	runtime.Handler
+	recorder
+	podSandbox bool
+	running    map[string]string // id -> status
+}
+
+func (r *fakeRuntime) Name() string { return "fake" }
+func (r *fakeRuntime) Features() runtime.Features {
+	return runtime.Features{PodSandbox: r.podSandbox}
+}
+func (r *fakeRuntime) SpecSettings() runtime.SpecSettings { return runtime.SpecSettings{} }
+
+func (r *fakeRuntime) CreateUnmonitored(ctx context.Context, id, bundle string) error {
+	if err := r.call("create", id); err != nil {
+		return err
+	}
+	if _, err := os.Stat(filepath.Join(bundle, "config.json")); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	r.running[id] = runtime.StatusCreated
+	r.mu.Unlock()
+	return nil
+}
+
+func (r *fakeRuntime) Start(ctx context.Context, id, dir string) error {
+	if err := r.call("start", id); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	r.running[id] = runtime.StatusRunning
+	r.mu.Unlock()
+	return nil
+}
+
+func (r *fakeRuntime) State(ctx context.Context, id string) (*runtime.State, error) {
+	if err := r.call("state", id); err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	st, ok := r.running[id]
+	if !ok {
+		return nil, errdefs.NotFound("fake state " + id)
+	}
+	return &runtime.State{ID: id, Status: st, Pid: 4242}, nil
+}
+
+func (r *fakeRuntime) Kill(ctx context.Context, id string, sig syscall.Signal, all bool) error {
+	if err := r.call("kill", id, int(sig)); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.running[id]; !ok {
+		return errdefs.NotFound("fake kill " + id)
+	}
+	r.running[id] = runtime.StatusStopped
+	return nil
+}
+
+func (r *fakeRuntime) Delete(ctx context.Context, id string, force bool) error {
+	if err := r.call("delete", id); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	delete(r.running, id)
+	r.mu.Unlock()
+	return nil
+}
+
+func (r *fakeRuntime) live() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.running)
+}
+
+type fakeRuntimes struct{ h *fakeRuntime }
+
+func (f fakeRuntimes) Handler(name string) (runtime.Handler, error) {
+	if name != "" && name != "fake" {
+		return nil, errdefs.Invalid("no runtime handler " + name)
+	}
+	return f.h, nil
+}
+
+// harness is a pod service over fakes and a real store in a temp dir.
+type harness struct {
+	t      *testing.T
+	dir    string
+	store  *store.Store
+	mounts *fakeMounts
+	net    *fakeNetwork
+	rt     *fakeRuntime
+	s      *Service
+}
+
+func newHarness(t *testing.T) *harness {
+	t.Helper()
+	dir := t.TempDir()
+	st, err := store.Open(filepath.Join(dir, "berth.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{
+		t: t, dir: dir, store: st,
+		mounts: &fakeMounts{mounted: map[string]bool{}},
+		net:    &fakeNetwork{attached: map[string]bool{}},
+		rt:     &fakeRuntime{running: map[string]string{}},
+	}
+	t.Cleanup(func() { h.store.Close() })
+	h.s = h.open()
+	return h
+}
+
+// open starts a service over the harness's store and fakes, as berthd does
+// at start (after a crash too).
+func (h *harness) open() *Service {
+	h.t.Helper()
+	s, err := New(Config{
+		Store: h.store, StateDir: filepath.Join(h.dir, "state"), Runtimes: fakeRuntimes{h.rt},
+		PauseBinary: "/bin/true", CgroupDriver: "cgroupfs", DefaultCgroupParent: "/berth-test-" + filepath.Base(h.dir),
+		Network: h.net, mounts: h.mounts, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return s
+}
+
+// podConfig is a pod with its own network; sharedPID gives it a pause
+// process.
+func (h *harness) podConfig(name string, sharedPID bool) *runtimeapi.PodSandboxConfig {
+	pid := runtimeapi.NamespaceMode_CONTAINER
+	if sharedPID {
+		pid = runtimeapi.NamespaceMode_POD
+	}
+	return &runtimeapi.PodSandboxConfig{
+		Metadata:     &runtimeapi.PodSandboxMetadata{Name: name, Namespace: "ns", Uid: "uid-" + name},
+		Hostname:     name,
+		LogDirectory: filepath.Join(h.dir, "logs", name),
+		DnsConfig:    &runtimeapi.DNSConfig{Servers: []string{"10.0.0.10"}},
+		Linux: &runtimeapi.LinuxPodSandboxConfig{SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{
+			NamespaceOptions: &runtimeapi.NamespaceOption{Pid: pid},
+		}},
+	}
+}
+
+func (h *harness) run(name string, sharedPID bool) string {
+	h.t.Helper()
+	id, err := h.s.Run(context.Background(), h.podConfig(name, sharedPID), "")
+	if err != nil {
+		h.t.Fatalf("run %s: %v", name, err)
+	}
+	return id
+}
+
+func (h *harness) get(id string) *Sandbox {
+	h.t.Helper()
+	p, err := h.s.Get(id)
+	if err != nil {
+		h.t.Fatalf("get %s: %v", id, err)
+	}
+	return p
+}
+
+func (h *harness) podDirs() []string {
+	es, _ := os.ReadDir(filepath.Join(h.dir, "state", "sandboxes"))
+	var out []string
+	for _, e := range es {
+		out = append(out, e.Name())
+	}
+	return out
+}
+
+// assertNothingHeld checks that no pod holds anything on the host: mounts,
+// network attachments, pause processes, pod dirs.
+func (h *harness) assertNothingHeld() {
+	h.t.Helper()
+	if n := h.mounts.count(); n != 0 {
+		h.t.Errorf("%d mounts left: %v", n, h.mounts.mounted)
+	}
+	if len(h.net.attached) != 0 {
+		h.t.Errorf("network attachments left: %v", h.net.attached)
+	}
+	if n := h.rt.live(); n != 0 {
+		h.t.Errorf("%d pause processes left", n)
+	}
+	if d := h.podDirs(); len(d) != 0 {
+		h.t.Errorf("pod dirs left: %v", d)
+	}
+}
+
+type runtimeapiPodConfig = runtimeapi.PodSandboxConfig
+
+// stored is the pod's record as the store has it; ok false if none.
+func (h *harness) stored(id string) (Sandbox, bool) {
+	h.t.Helper()
+	tbl, err := openTable(h.store, h.s.cfg)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	rows, err := tbl.Load(nil)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	for _, r := range rows {
+		if r.ID == id {
+			p, err := fromRecord(r.ID, r.Meta, r.Status)
+			if err != nil {
+				h.t.Fatal(err)
+			}
+			return *p, true
+		}
+	}
+	return Sandbox{}, false
+}
