@@ -59,14 +59,11 @@ type Config struct {
 	rootfs rootfs // nil: overlay snapshots (tests fake it)
 }
 
-// Sandboxes is what the service needs of the pods (sandbox.Service):
-// the pod a container is made in, and whether an id is a pod's (its pause
-// process runs under the pod's id).
+// Sandboxes is what the service needs of the pods (sandbox.Service): the
+// pod a container is made in. Which other runtime ids are a pod's is the
+// pod layer's to say (see RemoveOrphans).
 type Sandboxes interface {
 	Get(id string) (*sandbox.Sandbox, error)
-	// Quarantined says whether id is a pod whose record was set aside as
-	// unreadable at start (its leftovers are not orphans).
-	Quarantined(id string) bool
 }
 
 // Images is what the service needs of the image store (image.Service).
