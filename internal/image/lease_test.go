@@ -134,3 +134,23 @@ func waitFor(timeout time.Duration, cond func() bool) error {
 	}
 	return nil
 }
+
+// A failed ingest's cleanup cannot know which unreferenced layers
+// containers use: it removes only the layer dirs it unpacked itself, so the
+// layers of a removed image that a container still uses stay.
+func TestFailedIngestSparesLayersItDidNotMake(t *testing.T) {
+	e, img := leaseEnv(t)
+	ctx := context.Background()
+	inUse := func(string) bool { return true } // a container uses them
+	if err := e.s.Remove(ctx, "a:1", inUse); err != nil {
+		t.Fatal(err)
+	}
+	in := e.s.NewIngest()
+	in.setWrote() // it wrote something, then failed
+	in.Close()
+	for _, d := range e.s.LayerDirs(img) {
+		if _, err := os.Stat(d); err != nil {
+			t.Fatalf("a failed ingest's cleanup deleted a layer in use: %v", err)
+		}
+	}
+}
