@@ -311,16 +311,17 @@ func TestPodRuntimeCalls(t *testing.T) {
 		},
 		{
 			// Shared PID namespace: the pause process is also created,
-			// queried once for its pid (to pin its namespace), started and
-			// deleted once (a forced delete kills it).
+			// queried once for its pid (to pin its namespace), started,
+			// killed and deleted once (the kill before the forced delete
+			// saves runc's 100 ms poll; see sandbox.stopPause).
 			name: "shared pid", pid: runtimeapi.NamespaceMode_POD,
-			want: map[string]int{"Create": 1, "CreateUnmonitored": 1, "State": 1, "Start": 2, "Kill": 1, "Delete": 2},
+			want: map[string]int{"Create": 1, "CreateUnmonitored": 1, "State": 1, "Start": 2, "Kill": 2, "Delete": 2},
 		},
 		{
 			// A pod-sandbox runtime (gVisor): the pause process is the
 			// sandbox; nothing to pin, so no state query.
 			name: "pod sandbox runtime", pid: runtimeapi.NamespaceMode_CONTAINER, podSandbox: true,
-			want: map[string]int{"Create": 1, "CreateUnmonitored": 1, "Start": 2, "Kill": 1, "Delete": 2},
+			want: map[string]int{"Create": 1, "CreateUnmonitored": 1, "Start": 2, "Kill": 2, "Delete": 2},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"syscall"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
@@ -156,6 +157,13 @@ func (s *Service) stopPause(ctx context.Context, p *Sandbox) error {
 	rt, err := s.cfg.Runtimes.Handler(p.RuntimeHandler)
 	if err != nil {
 		return nil
+	}
+	// Kill first, although a forced delete kills too: runc's delete --force
+	// of a running container polls for its death in 100 ms sleeps, so the
+	// extra exec makes StopPodSandbox ~100 ms faster (measured: bench-peer,
+	// shared-PID pods, 2026-12-06).
+	if err := rt.Kill(ctx, p.ID, syscall.SIGKILL, false); err != nil {
+		s.log.Debug("killing pause process", "pod", p.ID, "err", err)
 	}
 	if err := rt.Delete(ctx, p.ID, true); err != nil {
 		return err
