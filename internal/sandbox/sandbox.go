@@ -20,6 +20,7 @@ import (
 
 	"github.com/berth-project/berth/internal/cgroups"
 	"github.com/berth-project/berth/internal/errdefs"
+	"github.com/berth-project/berth/internal/metrics"
 	"github.com/berth-project/berth/internal/names"
 	"github.com/berth-project/berth/internal/runtime"
 	"github.com/berth-project/berth/internal/spec"
@@ -255,6 +256,7 @@ func (s *Service) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, han
 }
 
 func (s *Service) create(ctx context.Context, id, key string, pod *spec.Pod, handler string) (err error) {
+	steps := metrics.StartSteps("RunPodSandbox")
 	cfg := pod.Config
 	p := &Sandbox{
 		ID:             id,
@@ -303,6 +305,7 @@ func (s *Service) create(ctx context.Context, id, key string, pod *spec.Pod, han
 			return err
 		}
 	}
+	steps.Done("files")
 	var kinds []nsKind
 	if !p.HostNetwork {
 		// UTS follows the network: host-network pods keep the host's name.
@@ -314,10 +317,12 @@ func (s *Service) create(ctx context.Context, id, key string, pod *spec.Pod, han
 	if p.Namespaces, err = s.cfg.mounts.pinNamespaces(dir, p.Hostname, kinds); err != nil {
 		return err
 	}
+	steps.Done("namespaces")
 	if s.needsPause(p) {
 		if err := s.startPause(ctx, p, pod); err != nil {
 			return err
 		}
+		steps.Done("pause")
 	}
 	if s.cfg.Network != nil && !p.HostNetwork {
 		var ips []string
@@ -337,6 +342,7 @@ func (s *Service) create(ctx context.Context, id, key string, pod *spec.Pod, han
 		if len(ips) > 0 {
 			p.IP, p.AdditionalIPs = ips[0], ips[1:]
 		}
+		steps.Done("network")
 	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("pod create abandoned: %w", err)
@@ -346,7 +352,12 @@ func (s *Service) create(ctx context.Context, id, key string, pod *spec.Pod, han
 			return fmt.Errorf("create log_directory %s: %w", dirLog, err)
 		}
 	}
-	return s.publishNew(p)
+	if err := s.publishNew(p); err != nil {
+		return err
+	}
+	steps.Done("record")
+	steps.Log(ctx, s.log, "pod create steps", slog.String("pod", id))
+	return nil
 }
 
 // teardown releases everything a pod holds on the host. It is safe to repeat.
