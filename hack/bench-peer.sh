@@ -24,6 +24,9 @@
 #   BENCH_ONLY          berth or containerd: measure only that one
 #   BENCH_LOG_DIR       keep the daemons' and the registry's logs there
 #   BERTH_LOG_LEVEL     berthd's log level (info; debug logs each step's time)
+#   BENCH_STEPS         1: turn on berthd's metrics endpoint and print its
+#                       per-step times of the sequential workloads (off by
+#                       default: the endpoint adds to berthd's memory)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/usr/local/go/bin:$PATH"
@@ -32,6 +35,7 @@ CONTAINERD_BIN="${CONTAINERD_BIN:-$HOME/.cache/berth/containerd-$CONTAINERD_VERS
 BENCH_ONLY="${BENCH_ONLY:-}"
 BENCH_LOG_DIR="${BENCH_LOG_DIR:-}"
 BERTH_LOG_LEVEL="${BERTH_LOG_LEVEL:-info}"
+BENCH_STEPS="${BENCH_STEPS:-}"
 RUNC="$(command -v runc)"
 CNI_BIN=/usr/lib/cni # Debian's containernetworking-plugins
 
@@ -189,9 +193,15 @@ bin_dirs = ["$CNI_BIN"]
 [images]
 registry_config_dir = "$work/hosts.d"
 CONF
+	metrics=
+	if [[ $BENCH_STEPS == 1 ]]; then
+		mport=$(free_port)
+		printf '[metrics]\naddress = "127.0.0.1:%s"\n' "$mport" >>"$b.toml"
+		metrics=",metrics=http://127.0.0.1:$mport/metrics"
+	fi
 	"$work/bin/berthd" --config "$b.toml" --root "$b/root" --state-dir "$b/state" --socket "$work/berth.sock" >"$work/berthd.log" 2>&1 &
 	pids+=($!)
-	targets+=(--target "name=berth,endpoint=unix://$work/berth.sock,helpers=conmon|berth-pause,pid=$!")
+	targets+=(--target "name=berth,endpoint=unix://$work/berth.sock,helpers=conmon|berth-pause,pid=$!$metrics")
 fi
 if [[ $BENCH_ONLY != berth ]]; then
 	note "starting containerd $CONTAINERD_VERSION"

@@ -42,6 +42,7 @@ type TargetResult struct {
 	Runtime     string        `json:"runtime"`
 	PID         int           `json:"pid"`
 	Steps       []StepResult  `json:"steps"`
+	ServerSteps []ServerStep  `json:"server_steps,omitempty"`
 	Throughput  *Throughput   `json:"throughput,omitempty"`
 	IdleMemory  *Memory       `json:"daemon_idle,omitempty"`
 	BusyMemory  *Memory       `json:"daemon_with_pods,omitempty"`
@@ -249,6 +250,20 @@ func (r *runner) sequential(ctx context.Context, shape Shape, n int) error {
 	}
 	if err != nil {
 		return fmt.Errorf("warm-up pod: %w", err)
+	}
+	var before stepTotals
+	if r.spec.Metrics != "" {
+		if before, err = scrapeSteps(ctx, r.spec.Metrics); err != nil {
+			return fmt.Errorf("read the runtime's step metrics: %w", err)
+		}
+		defer func() {
+			after, err := scrapeSteps(ctx, r.spec.Metrics)
+			if err != nil {
+				r.fail(string(shape)+": step metrics", err)
+				return
+			}
+			r.res.ServerSteps = append(r.res.ServerSteps, stepMeans(string(shape), before, after)...)
+		}()
 	}
 	for i := range n {
 		p, err := r.startPod(ctx, r.c, r.rec, prefix, fmt.Sprintf("%s-%d", shape, i), shape)
