@@ -94,9 +94,9 @@ teardown() {
 trap teardown EXIT
 trap 'exit 130' INT TERM
 
-note "building berthd, berth-pause and berth-bench into $work/bin"
+note "building berthd, berth, berth-pause and berth-bench into $work/bin"
 mkdir -p "$work/bin"
-for c in berthd berth-pause berth-bench; do
+for c in berthd berth berth-pause berth-bench; do
 	CGO_ENABLED=0 go build -o "$work/bin/$c" "./cmd/$c"
 done
 if [[ $BENCH_ONLY != berth && ! -x $CONTAINERD_BIN/containerd-shim-runc-v2 ]]; then
@@ -201,7 +201,7 @@ CONF
 	fi
 	"$work/bin/berthd" --config "$b.toml" --root "$b/root" --state-dir "$b/state" --socket "$work/berth.sock" >"$work/berthd.log" 2>&1 &
 	pids+=($!)
-	targets+=(--target "name=berth,endpoint=unix://$work/berth.sock,helpers=conmon|berth-pause,pid=$!$metrics")
+	targets+=(--target "name=berth,endpoint=unix://$work/berth.sock,helpers=conmon|berth-pause,pid=$!,cli=$work/bin/berth$metrics")
 fi
 if [[ $BENCH_ONLY != berth ]]; then
 	note "starting containerd $CONTAINERD_VERSION"
