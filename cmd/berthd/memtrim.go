@@ -5,32 +5,24 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"runtime/debug"
 	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
 )
 
-// trimStartupMemory gives back, once berthd is serving, the memory only
-// its start needed:
-//
-//   - the pages of berthd's own binary touched so far. Package init across
-//     every dependency, config parsing, recovery and runtime probing fault
-//     in (with the kernel's fault-around) most of the 20 MiB of code and
-//     tables, and they stay mapped, counted in RSS and in the cgroup's
-//     memory, though most are never run again. MADV_PAGEOUT unmaps them and
-//     drops them from the page cache unless another process maps them; the
-//     code the CRI calls use faults back in on first use (a one-off disk
-//     read of a few MiB, spread over the first calls). Measured idle: 17.7
-//     MiB of file-backed RSS before, 2.2 MiB after, 8.9 MiB after a round of
-//     CLI calls.
-//   - the heap garbage of the start (debug.FreeOSMemory).
-//
-// It is advice, so failures (an older kernel without MADV_PAGEOUT, which
-// came in 5.4) are ignored and returned only for the log.
+// trimStartupMemory gives back, once berthd is serving, the pages of its
+// own binary touched so far. Package init across every dependency, config
+// parsing, recovery and runtime probing fault in (with the kernel's 64 KiB
+// fault-around) most of the 20 MiB of code and tables, and they stay
+// mapped, counted in RSS and in the cgroup's memory, though most are never
+// run again. MADV_PAGEOUT unmaps them and drops them from the page cache
+// unless another process maps them; the code the CRI calls use faults back
+// in on first use (a one-off read of a few MiB, spread over the first
+// calls). Measured idle: 17.7 MiB of file-backed RSS before, 1.6 MiB after,
+// 9-12 MiB after a round of CLI calls. It is advice: a failure (a kernel
+// older than 5.4 has no MADV_PAGEOUT) is only logged.
 func trimStartupMemory() (trimmed int, err error) {
-	debug.FreeOSMemory()
 	exe, err := os.Readlink("/proc/self/exe")
 	if err != nil {
 		return 0, err
