@@ -71,6 +71,20 @@ func (f *fakeCRI) GetContainerEvents(_ *runtimeapi.GetEventsRequest, s runtimeap
 	}
 }
 
+// waitSubscriber gives an event stream opened just before (as berth run
+// opens it before RunPodSandbox) time to reach the server, as a real pod
+// start does: the fake answers at once, its handler may not have run yet.
+func (f *fakeCRI) waitSubscriber() {
+	for deadline := time.Now().Add(2 * time.Second); f.withEvents && time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		f.mu.Lock()
+		n := len(f.subs)
+		f.mu.Unlock()
+		if n > 0 {
+			return
+		}
+	}
+}
+
 // emit sends an event about container id to the subscribers; f.mu is held.
 func (f *fakeCRI) emit(id string, t runtimeapi.ContainerEventType) {
 	ev := &runtimeapi.ContainerEventResponse{ContainerId: id, ContainerEventType: t,
@@ -172,6 +186,7 @@ func (f *fakeCRI) RunPodSandbox(_ context.Context, req *runtimeapi.RunPodSandbox
 }
 
 func (f *fakeCRI) CreateContainer(_ context.Context, req *runtimeapi.CreateContainerRequest) (*runtimeapi.CreateContainerResponse, error) {
+	f.waitSubscriber()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	id := fmt.Sprintf("ctr%061d", len(f.ctrs))
