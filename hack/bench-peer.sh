@@ -26,6 +26,9 @@
 #   BERTH_LOG_LEVEL     berthd's log level (info; debug logs each step's time)
 #   BERTH_BASE_BIN      a dir with another build's berthd and berth-pause, run
 #                       beside the checkout's as target berth-base (before/after)
+#   BENCH_STEPS         1: turn on berthd's metrics endpoint and print its
+#                       per-step times of the sequential workloads (off by
+#                       default: the endpoint adds to berthd's memory)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/usr/local/go/bin:$PATH"
@@ -35,6 +38,7 @@ BENCH_ONLY="${BENCH_ONLY:-}"
 BENCH_LOG_DIR="${BENCH_LOG_DIR:-}"
 BERTH_LOG_LEVEL="${BERTH_LOG_LEVEL:-info}"
 BERTH_BASE_BIN="${BERTH_BASE_BIN:-}"
+BENCH_STEPS="${BENCH_STEPS:-}"
 RUNC="$(command -v runc)"
 CNI_BIN=/usr/lib/cni # Debian's containernetworking-plugins
 
@@ -93,9 +97,9 @@ teardown() {
 trap teardown EXIT
 trap 'exit 130' INT TERM
 
-note "building berthd, berth-pause and berth-bench into $work/bin"
+note "building berthd, berth, berth-pause and berth-bench into $work/bin"
 mkdir -p "$work/bin"
-for c in berthd berth-pause berth-bench; do
+for c in berthd berth berth-pause berth-bench; do
 	CGO_ENABLED=0 go build -o "$work/bin/$c" "./cmd/$c"
 done
 if [[ $BENCH_ONLY != berth && ! -x $CONTAINERD_BIN/containerd-shim-runc-v2 ]]; then
@@ -195,9 +199,15 @@ bin_dirs = ["$CNI_BIN"]
 [images]
 registry_config_dir = "$work/hosts.d"
 CONF
+	metrics=
+	if [[ $BENCH_STEPS == 1 ]]; then
+		mport=$(free_port)
+		printf '[metrics]\naddress = "127.0.0.1:%s"\n' "$mport" >>"$b.toml"
+		metrics=",metrics=http://127.0.0.1:$mport/metrics"
+	fi
 	"$bindir/berthd" --config "$b.toml" --root "$b/root" --state-dir "$b/state" --socket "$work/$name.sock" >"$work/$name.log" 2>&1 &
 	pids+=($!)
-	targets+=(--target "name=$name,endpoint=unix://$work/$name.sock,helpers=conmon|berth-pause,pid=$!")
+	targets+=(--target "name=$name,endpoint=unix://$work/$name.sock,helpers=conmon|berth-pause,pid=$!,cli=$work/bin/berth$metrics")
 	socks+=("$name.sock")
 }
 if [[ $BENCH_ONLY != containerd ]]; then

@@ -184,6 +184,11 @@ func run(ctx context.Context, cfg *config.Config, reload func() (*config.Config,
 
 	errc := make(chan error, 1)
 	go func() { errc <- grpcServer.Serve(lis) }()
+	if n, err := trimStartupMemory(); err != nil {
+		log.Debug("giving back start-up memory", "err", err)
+	} else {
+		log.Debug("gave back start-up memory", "binaryBytes", n)
+	}
 	select {
 	case err := <-errc:
 		return err

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/berth-project/berth/internal/errdefs"
 	"github.com/berth-project/berth/internal/events"
 	"github.com/berth-project/berth/internal/image"
+	"github.com/berth-project/berth/internal/metrics"
 	"github.com/berth-project/berth/internal/names"
 	"github.com/berth-project/berth/internal/runtime"
 	"github.com/berth-project/berth/internal/sandbox"
@@ -39,6 +41,7 @@ func (s *Service) Create(ctx context.Context, podID string, cfg *runtimeapi.Cont
 	if err != nil {
 		return "", err
 	}
+	steps := metrics.StartSteps("CreateContainer")
 	host := s.hostConfig(rt)
 	v, err := spec.ValidateContainer(cfg, spec.ValidatedPod(pod.Config), &host)
 	if err != nil {
@@ -71,16 +74,18 @@ func (s *Service) Create(ctx context.Context, podID string, cfg *runtimeapi.Cont
 			s.Remove(ctx, id)
 		})
 	}()
-	c, err := s.create(ctx, id, key, pod, v, img)
+	steps.Done("validate")
+	c, err := s.create(ctx, id, key, pod, v, img, steps)
 	if err != nil {
 		id = ""
 		return "", err
 	}
 	s.log.Info("container created", "container", id, "pod", podID, "name", c.Name)
+	steps.Log(ctx, s.log, "container create steps", slog.String("container", id))
 	return id, nil
 }
 
-func (s *Service) create(ctx context.Context, id, key string, pod *sandbox.Sandbox, v *spec.Container, img *image.Image) (c *Container, err error) {
+func (s *Service) create(ctx context.Context, id, key string, pod *sandbox.Sandbox, v *spec.Container, img *image.Image, steps *metrics.Steps) (c *Container, err error) {
 	cfg, logPath := v.Config, v.LogPath
 	rt, err := s.runtime(pod.RuntimeHandler)
 	if err != nil {
@@ -104,6 +109,7 @@ func (s *Service) create(ctx context.Context, id, key string, pod *sandbox.Sandb
 	if err := s.cfg.rootfs.Prepare(s.snapshotDir(id), s.rootfs(id), layers); err != nil {
 		return nil, err
 	}
+	steps.Done("rootfs")
 
 	targetNS, err := s.targetPIDNamespace(pod.ID, cfg)
 	if err != nil {
@@ -144,6 +150,7 @@ func (s *Service) create(ctx context.Context, id, key string, pod *sandbox.Sandb
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("container create abandoned: %w", err)
 	}
+	steps.Done("spec")
 	created = true
 	proc, err := rt.Create(ctx, runtime.CreateOptions{
 		ID:        id,
@@ -156,6 +163,7 @@ func (s *Service) create(ctx context.Context, id, key string, pod *sandbox.Sandb
 	if err != nil {
 		return nil, err
 	}
+	steps.Done("runtime_create")
 	c = &Container{
 		ID:          id,
 		PodID:       pod.ID,
@@ -179,6 +187,7 @@ func (s *Service) create(ctx context.Context, id, key string, pod *sandbox.Sandb
 	if err := s.publishNew(c); err != nil {
 		return nil, err
 	}
+	steps.Done("record")
 	s.emit(events.ContainerCreated, c)
 	return c, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"syscall"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 
 	"github.com/berth-project/berth/internal/errdefs"
 	"github.com/berth-project/berth/internal/events"
+	"github.com/berth-project/berth/internal/metrics"
 	"github.com/berth-project/berth/internal/runtime"
 	"github.com/berth-project/berth/internal/spec"
 )
@@ -35,6 +37,7 @@ func (s *Service) Start(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
+	steps := metrics.StartSteps("StartContainer")
 	// Stamp before the start: a process that exits at once must not look
 	// as if it finished before it started.
 	startedAt := time.Now().UnixNano()
@@ -54,14 +57,17 @@ func (s *Service) Start(ctx context.Context, id string) error {
 		}
 		s.log.Warn("container already running at start; an earlier start finished it", "container", id)
 	}
+	steps.Done("runtime_start")
 	nc := *c
 	nc.State = Running
 	nc.StartedAt = startedAt
 	if err := s.publish(&nc); err != nil {
 		return err
 	}
+	steps.Done("record")
 	s.emit(events.ContainerStarted, &nc)
 	s.log.Info("container started", "container", id, "pod", c.PodID)
+	steps.Log(ctx, s.log, "container start steps", slog.String("container", id))
 	return nil
 }
 

@@ -20,6 +20,7 @@ import (
 
 	"github.com/berth-project/berth/internal/cgroups"
 	"github.com/berth-project/berth/internal/errdefs"
+	"github.com/berth-project/berth/internal/metrics"
 	"github.com/berth-project/berth/internal/names"
 	"github.com/berth-project/berth/internal/runtime"
 	"github.com/berth-project/berth/internal/spec"
@@ -244,6 +245,7 @@ func (s *Service) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, han
 }
 
 func (s *Service) create(ctx context.Context, id, key string, pod *spec.Pod, handler string) (err error) {
+	steps := metrics.StartSteps("RunPodSandbox")
 	cfg := pod.Config
 	p := &Sandbox{
 		ID:             id,
@@ -292,6 +294,7 @@ func (s *Service) create(ctx context.Context, id, key string, pod *spec.Pod, han
 			return err
 		}
 	}
+	steps.Done("files")
 	var kinds []nsKind
 	if !p.HostNetwork {
 		// UTS follows the network: host-network pods keep the host's name.
@@ -303,10 +306,12 @@ func (s *Service) create(ctx context.Context, id, key string, pod *spec.Pod, han
 	if p.Namespaces, err = s.cfg.mounts.pinNamespaces(dir, p.Hostname, kinds); err != nil {
 		return err
 	}
+	steps.Done("namespaces")
 	if s.needsPause(p) {
 		if err := s.startPause(ctx, p, pod); err != nil {
 			return err
 		}
+		steps.Done("pause")
 	}
 	if s.cfg.Network != nil && !p.HostNetwork {
 		var ips []string
@@ -326,6 +331,7 @@ func (s *Service) create(ctx context.Context, id, key string, pod *spec.Pod, han
 		if len(ips) > 0 {
 			p.IP, p.AdditionalIPs = ips[0], ips[1:]
 		}
+		steps.Done("network")
 	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("pod create abandoned: %w", err)
@@ -335,7 +341,12 @@ func (s *Service) create(ctx context.Context, id, key string, pod *spec.Pod, han
 			return fmt.Errorf("create log_directory %s: %w", dirLog, err)
 		}
 	}
-	return s.publishNew(p)
+	if err := s.publishNew(p); err != nil {
+		return err
+	}
+	steps.Done("record")
+	steps.Log(ctx, s.log, "pod create steps", slog.String("pod", id))
+	return nil
 }
 
 // teardown releases everything a pod holds on the host. It is safe to repeat.
