@@ -314,11 +314,6 @@ func (s *Service) create(ctx context.Context, id, key string, pod *spec.Pod, han
 	if p.Namespaces, err = s.cfg.mounts.pinNamespaces(dir, p.Hostname, kinds); err != nil {
 		return err
 	}
-	if s.needsPause(p) {
-		if err := s.startPause(ctx, p, pod); err != nil {
-			return err
-		}
-	}
 	if s.cfg.Network != nil && !p.HostNetwork {
 		var ips []string
 		// Assign, not declare: the deferred teardown below reads the
@@ -336,6 +331,13 @@ func (s *Service) create(ctx context.Context, id, key string, pod *spec.Pod, han
 		}()
 		if len(ips) > 0 {
 			p.IP, p.AdditionalIPs = ips[0], ips[1:]
+		}
+	}
+	// After the network: a gVisor sandbox takes the pod's interfaces over
+	// when it is made, and sees none that CNI adds later.
+	if s.needsPause(p) {
+		if err := s.startPause(ctx, p, pod); err != nil {
+			return err
 		}
 	}
 	if err := ctx.Err(); err != nil {
