@@ -3,9 +3,12 @@ package runtime
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -54,13 +57,51 @@ func newRunscHandler(h conmonHandler, stateDir string) (*runscHandler, error) {
 	return &runscHandler{conmonHandler: h}, nil
 }
 
+// Create adjusts a sub-container's spec for gVisor (runsc_spec.go) and
+// creates it under conmon.
+func (h *runscHandler) Create(ctx context.Context, o CreateOptions) (Process, error) {
+	if err := runscAdjustSpec(o.BundleDir); err != nil {
+		return Process{}, fmt.Errorf("container %s: adjust its spec for %s: %w", o.ID, h.rt.Name(), err)
+	}
+	return h.conmonHandler.Create(ctx, o)
+}
+
+// CreateUnmonitored creates the pod's sandbox (its pause container). A pod
+// on the node's network has no network namespace in its spec: runsc's
+// default --network=sandbox refuses to take over the host's interfaces
+// ("cannot run with network enabled in root network namespace",
+// runsc/sandbox/network.go), so such a sandbox is made with --network=host,
+// where gVisor passes its sockets through to the host's stack (its start
+// takes the flag too). The Sentry keeps the mode its sandbox was made with
+// for all its containers.
+func (h *runscHandler) CreateUnmonitored(ctx context.Context, id, bundle string) error {
+	if err := runscAdjustSpec(bundle); err != nil {
+		return fmt.Errorf("pod sandbox %s: adjust its spec for %s: %w", id, h.rt.Name(), err)
+	}
+	extra, err := runscSandboxArgs(bundle, h.rt.args)
+	if err != nil {
+		return fmt.Errorf("pod sandbox %s: %w", id, err)
+	}
+	return h.rt.Create(ctx, id, bundle, extra...)
+}
+
 // Start runs a created container. One under conmon takes its stdio from
 // the start: the waiter the shim left under conmon (whose pid conmon
 // recorded as the container's) holds conmon's pipes, reopened through
 // /proc. The pause process (no monitor) starts as under runc.
 func (h *runscHandler) Start(ctx context.Context, id, dir string) error {
 	if dir == "" {
-		return h.rt.Start(ctx, id)
+		// runsc sets the sandbox's network up at its start, with the
+		// start's flags: they must match the create's.
+		st, err := h.rt.State(ctx, id)
+		if err != nil {
+			return err
+		}
+		extra, err := runscSandboxArgs(st.Bundle, h.rt.args)
+		if err != nil {
+			return fmt.Errorf("pod sandbox %s: %w", id, err)
+		}
+		return h.rt.StartWith(ctx, id, extra)
 	}
 	pid, err := conmon.ContainerPid(dir)
 	if err != nil {
@@ -83,6 +124,23 @@ func (h *runscHandler) Start(ctx context.Context, id, dir string) error {
 		}
 	}()
 	return h.rt.StartWithIO(ctx, id, files[0], files[1], files[2])
+}
+
+// Exec runs runsc's exec. The process lives in the Sentry: the pid file
+// names the runsc exec command, so a timeout or a lost client also kills
+// the process itself, by its pid in the sandbox (runsc kill --pid), or it
+// would run on (and hold its output pipes) after the exec ended.
+func (h *runscHandler) Exec(ctx context.Context, id string, o ExecOptions) (int, error) {
+	return h.rt.execProcess(ctx, id, o, &innerKill{
+		pidFile: o.PidFile + ".inner",
+		kill: func(pid int) {
+			kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), execKillGrace)
+			defer cancel()
+			if _, err := h.rt.rtRun(kctx, rtCall{sub: "kill", id: id, args: []string{"--pid", strconv.Itoa(pid), id, "9"}}); err != nil {
+				slog.Debug("killing exec'd process in the sandbox", "container", id, "pid", pid, "err", err)
+			}
+		},
+	})
 }
 
 // close unmounts the "null" network namespace runsc pins under its root
@@ -115,4 +173,66 @@ func runscDefaultArgs(ctx context.Context, path string, args []string) []string 
 		return args
 	}
 	return append(args, flag+"=new")
+}
+
+// PortDialer is a handler whose pods' network stack is not the host
+// kernel's (gVisor's netstack serves the pod's interfaces), so port-forward
+// cannot reach the pod's loopback from its network namespace: the runtime
+// connects instead.
+type PortDialer interface {
+	// DialPort connects to TCP port on the loopback of the pod whose
+	// sandbox container is sandboxID.
+	DialPort(ctx context.Context, sandboxID string, port int32) (net.Conn, error)
+}
+
+var _ PortDialer = (*runscHandler)(nil)
+
+// DialPort connects through `runsc port-forward --stream`: runsc connects
+// to a unix socket berth listens on and hands that connection to the
+// Sentry, which joins it to port on the sandbox's loopback
+// (runsc/boot/loader.go portForward). The accepted end is the connection.
+func (h *runscHandler) DialPort(ctx context.Context, sandboxID string, port int32) (net.Conn, error) {
+	dir, err := os.MkdirTemp("", "berth-runsc-pf-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: filepath.Join(dir, "s"), Net: "unix"})
+	if err != nil {
+		return nil, err
+	}
+	defer l.Close()
+	accepted := make(chan *net.UnixConn, 1)
+	go func() {
+		c, err := l.AcceptUnix()
+		if err != nil {
+			close(accepted)
+			return
+		}
+		accepted <- c
+	}()
+	// runsc returns once the Sentry holds the stream: a refused port is
+	// its error.
+	_, err = h.rt.rtRun(ctx, rtCall{sub: "port-forward", id: sandboxID,
+		args: []string{"--stream", filepath.Join(dir, "s"), sandboxID, strconv.Itoa(int(port))}})
+	if err != nil {
+		l.Close()
+		if c, ok := <-accepted; ok {
+			c.Close()
+		}
+		return nil, err
+	}
+	select {
+	case c, ok := <-accepted:
+		if !ok {
+			return nil, fmt.Errorf("%s port-forward %s: the stream was not connected", h.rt.Name(), sandboxID)
+		}
+		return c, nil
+	case <-ctx.Done():
+		l.Close()
+		if c, ok := <-accepted; ok {
+			c.Close()
+		}
+		return nil, ctx.Err()
+	}
 }
