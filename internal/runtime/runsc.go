@@ -154,25 +154,50 @@ func (h *runscHandler) close() {
 	}
 }
 
-// runscDefaultArgs adds the runsc flags berth needs unless the handler's
-// args already set them: --gofer-network-namespace=new keeps runsc from
-// pinning a shared "null" network namespace as a mount under its root (a
-// mount berth would leave behind), at the cost of one empty namespace per
-// gofer. Older runsc builds without the flag are left alone.
+// runscDefaults are the runsc flags berth adds unless the handler's args
+// set them (a runsc build without the flag is left alone):
+//   - --gofer-network-namespace=new keeps runsc from pinning a shared
+//     "null" network namespace as a mount under its root (a mount berth
+//     would leave behind), at the cost of one empty namespace per gofer;
+//   - --oci-seccomp applies the spec's seccomp profile (RuntimeDefault,
+//     Localhost) to the container's processes inside the Sentry, which
+//     otherwise ignores it and filters only its own host syscalls
+//     (runsc/boot/seccomp.go: buildOCISeccompProgram returns nil without
+//     the flag);
+//   - --allow-suid honours set-user-ID bits at execve, as Linux does for a
+//     container with allowPrivilegeEscalation (no_new_privs still stops
+//     it); without it gVisor ignores them (runsc/config/config.go:
+//     "--allow-suid is disabled, SUID/SGID bits on executables will be
+//     ignored"). The elevation stays inside the sandbox.
+var runscDefaults = []string{"--gofer-network-namespace=new", "--oci-seccomp", "--allow-suid"}
+
+// runscDefaultArgs adds runscDefaults that the binary at path knows
+// (`runsc flags`) and args do not set.
 func runscDefaultArgs(ctx context.Context, path string, args []string) []string {
-	const flag = "--gofer-network-namespace"
-	for _, a := range args {
-		if a == flag || strings.HasPrefix(a, flag+"=") || a == "-gofer-network-namespace" || strings.HasPrefix(a, "-gofer-network-namespace=") {
-			return args
-		}
-	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	out, _ := exec.CommandContext(ctx, path, "flags").CombinedOutput()
-	if !strings.Contains(string(out), "gofer-network-namespace") {
-		return args
+	return addRunscDefaults(args, string(out))
+}
+
+// addRunscDefaults adds to args the runscDefaults named in known (runsc's
+// flag list) that args do not set.
+func addRunscDefaults(args []string, known string) []string {
+	out := args
+	for _, d := range runscDefaults {
+		name, _, _ := strings.Cut(strings.TrimLeft(d, "-"), "=")
+		set := false
+		for _, a := range args {
+			a = strings.TrimLeft(a, "-")
+			if a == name || strings.HasPrefix(a, name+"=") {
+				set = true
+			}
+		}
+		if !set && (strings.Contains(known, "-"+name+"\n") || strings.Contains(known, "-"+name+" ")) {
+			out = append(out, d)
+		}
 	}
-	return append(args, flag+"=new")
+	return out
 }
 
 // PortDialer is a handler whose pods' network stack is not the host

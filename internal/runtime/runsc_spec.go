@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	goruntime "runtime"
+	"slices"
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -33,8 +34,18 @@ func runscAdjustSpec(bundle string) error {
 		return fmt.Errorf("decode %s: %w", p, err)
 	}
 	changed, err := runscAdjust(&s, utsNamespaceName)
-	if err != nil || !changed {
+	if err != nil {
 		return err
+	}
+	if s.Annotations[annotationContainerType] == "container" {
+		paths, err := runscPathMounts(&s, bundle)
+		if err != nil {
+			return err
+		}
+		changed = changed || paths
+	}
+	if !changed {
+		return nil
 	}
 	out, err := json.Marshal(&s)
 	if err != nil {
@@ -127,6 +138,94 @@ func utsNamespaceName(path string) (string, error) {
 	}()
 	r := <-ch
 	return r.name, r.err
+}
+
+// runscMaskFile is the empty, mode 000 file in a container's bundle that
+// is bind mounted over its masked files: reads find nothing, execve fails
+// with EACCES, as over runc's /dev/null.
+const runscMaskFile = "runsc-masked"
+
+// runscPathMounts turns the spec's masked and read-only paths into mounts,
+// which gVisor applies: runsc reads linux.maskedPaths and
+// linux.readonlyPaths only to leave them out of its debug log
+// (runsc/specutils/specutils.go, LogSpecCustomLogger), so without this they
+// would mean nothing. Paths under /proc and /sys are left out: there gVisor
+// serves its own procfs and sysfs, which expose no host data (kcore, keys,
+// timer_list, sysrq-trigger... are absent or inert). A path that the image
+// does not have is left out too, as runc does; a masked path that is a
+// symlink in the image is masked as a file. It says whether it changed s.
+func runscPathMounts(s *specs.Spec, bundle string) (bool, error) {
+	if s.Linux == nil || s.Root == nil || (len(s.Linux.MaskedPaths) == 0 && len(s.Linux.ReadonlyPaths) == 0) {
+		return false, nil
+	}
+	rootfs := s.Root.Path
+	if !filepath.IsAbs(rootfs) {
+		rootfs = filepath.Join(bundle, rootfs)
+	}
+	inSandboxFS := func(p string) bool {
+		for _, fs := range []string{"/proc", "/sys"} {
+			if p == fs || strings.HasPrefix(p, fs+"/") {
+				return true
+			}
+		}
+		return false
+	}
+	changed := false
+	for _, p := range s.Linux.ReadonlyPaths {
+		p = filepath.Clean(p)
+		if !filepath.IsAbs(p) || inSandboxFS(p) {
+			continue
+		}
+		if i := slices.IndexFunc(s.Mounts, func(m specs.Mount) bool { return filepath.Clean(m.Destination) == p }); i >= 0 {
+			// A volume there: make it read-only itself.
+			s.Mounts[i].Options = append(slices.DeleteFunc(s.Mounts[i].Options, func(o string) bool { return o == "rw" }), "ro")
+			changed = true
+			continue
+		}
+		if _, err := os.Lstat(filepath.Join(rootfs, p)); err != nil {
+			continue
+		}
+		// A read-only view of the image's own directory or file, before
+		// the volumes mounted below it.
+		addMountBefore(s, specs.Mount{Destination: p, Type: "bind", Source: filepath.Join(rootfs, p), Options: []string{"rbind", "ro"}})
+		changed = true
+	}
+	for _, p := range s.Linux.MaskedPaths {
+		p = filepath.Clean(p)
+		if !filepath.IsAbs(p) || inSandboxFS(p) {
+			continue
+		}
+		// Lstat: a symlink's target is the image's, not the host's.
+		fi, err := os.Lstat(filepath.Join(rootfs, p))
+		if err != nil {
+			continue
+		}
+		m := specs.Mount{Destination: p, Type: "tmpfs", Source: "tmpfs", Options: []string{"ro", "nosuid", "nodev", "noexec"}}
+		if !fi.IsDir() {
+			f := filepath.Join(bundle, runscMaskFile)
+			if err := os.WriteFile(f, nil, 0); err != nil {
+				return false, err
+			}
+			m = specs.Mount{Destination: p, Type: "bind", Source: f, Options: []string{"bind", "ro", "nosuid", "nodev", "noexec"}}
+		}
+		// Last: nothing mounted later may uncover it.
+		s.Mounts = append(s.Mounts, m)
+		changed = true
+	}
+	return changed, nil
+}
+
+// addMountBefore adds m before the first mount below its destination, so
+// those stay visible on top of it.
+func addMountBefore(s *specs.Spec, m specs.Mount) {
+	i := slices.IndexFunc(s.Mounts, func(x specs.Mount) bool {
+		return strings.HasPrefix(filepath.Clean(x.Destination), m.Destination+"/")
+	})
+	if i < 0 {
+		s.Mounts = append(s.Mounts, m)
+		return
+	}
+	s.Mounts = slices.Insert(s.Mounts, i, m)
 }
 
 // runscSandboxArgs are the extra runsc flags for creating the sandbox whose

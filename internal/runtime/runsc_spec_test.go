@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -107,5 +108,70 @@ func TestRunscSandboxArgs(t *testing.T) {
 		if err != nil || !slices.Equal(got, tc.want) {
 			t.Errorf("runscSandboxArgs(%v) = %v, %v; want %v", tc.args, got, err, tc.want)
 		}
+	}
+}
+
+func TestAddRunscDefaults(t *testing.T) {
+	known := "  -allow-suid\n    \tallows ID elevation\n  -gofer-network-namespace value\n  -oci-seccomp\n"
+	if got := addRunscDefaults(nil, known); !slices.Equal(got, runscDefaults) {
+		t.Errorf("all known: %v", got)
+	}
+	// Set by the handler (either spelling, with or without a value): kept.
+	got := addRunscDefaults([]string{"--oci-seccomp=false", "-gofer-network-namespace=host"}, known)
+	if !slices.Equal(got, []string{"--oci-seccomp=false", "-gofer-network-namespace=host", "--allow-suid"}) {
+		t.Errorf("handler args kept: %v", got)
+	}
+	// An older runsc without the flags gets none.
+	if got := addRunscDefaults([]string{"--x"}, "  -debug\n"); !slices.Equal(got, []string{"--x"}) {
+		t.Errorf("unknown flags added: %v", got)
+	}
+}
+
+func TestRunscPathMounts(t *testing.T) {
+	bundle := t.TempDir()
+	rootfs := filepath.Join(bundle, "rootfs")
+	for _, d := range []string{"tmp", "etc/secret", "bin", "data"} {
+		if err := os.MkdirAll(filepath.Join(rootfs, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(rootfs, "bin/ls"), []byte("x"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s := &specs.Spec{
+		Root: &specs.Root{Path: "rootfs"},
+		Mounts: []specs.Mount{
+			{Destination: "/proc", Type: "proc"},
+			{Destination: "/tmp/cache", Type: "bind", Source: "/vol"},
+			{Destination: "/data", Type: "bind", Source: "/d", Options: []string{"rbind", "rw"}},
+		},
+		Linux: &specs.Linux{
+			MaskedPaths:   []string{"/proc/kcore", "/bin/ls", "/etc/secret", "/nope"},
+			ReadonlyPaths: []string{"/proc/sys", "/tmp", "/data", "/nope"},
+		},
+	}
+	changed, err := runscPathMounts(s, bundle)
+	if err != nil || !changed {
+		t.Fatalf("changed %v, %v", changed, err)
+	}
+	var got []string
+	for _, m := range s.Mounts {
+		got = append(got, m.Destination+" "+m.Type+" "+m.Source+" "+strings.Join(m.Options, ","))
+	}
+	want := []string{
+		"/proc proc  ",
+		// The image's /tmp read-only, below the volume mounted in it.
+		"/tmp bind " + filepath.Join(rootfs, "tmp") + " rbind,ro",
+		"/tmp/cache bind /vol ",
+		// A volume at a read-only path becomes read-only.
+		"/data bind /d rbind,ro",
+		"/bin/ls bind " + filepath.Join(bundle, runscMaskFile) + " bind,ro,nosuid,nodev,noexec",
+		"/etc/secret tmpfs tmpfs ro,nosuid,nodev,noexec",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("mounts:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if fi, err := os.Stat(filepath.Join(bundle, runscMaskFile)); err != nil || fi.Mode().Perm() != 0 || fi.Size() != 0 {
+		t.Errorf("mask file: %v %v", fi, err)
 	}
 }
