@@ -19,19 +19,24 @@ import (
 
 // gVisor's runsc runs a pod as one sandbox: the pod's first container
 // (berth's pause process) creates it, the others join it through the
-// io.kubernetes.cri.* annotations every spec carries. Three things differ
-// from runc, all kept here:
+// io.kubernetes.cri.* annotations every spec carries. What differs from
+// runc is all kept here:
 //   - conmon runs runsc through berthd's shim (runsc_shim.go), which leaves
 //     a waiter standing in for the container's process;
 //   - a sub-container takes its stdio from `runsc start`, so the start
 //     carries conmon's pipes, reopened from the waiter;
+//   - specs are adjusted where gVisor reads them differently (runsc_spec.go):
+//     PID and UTS namespaces, masked and read-only paths; a host-network
+//     sandbox gets --network=host;
+//   - exec'd processes live in the Sentry (killed there on a timeout), and
+//     port-forward goes through runsc (its netstack is not the netns's);
 //   - runsc manages cgroups itself (no --systemd-cgroup), and pins a "null"
 //     network namespace under its root unless told not to.
 
 // isRunsc says whether a handler's binary is gVisor's runsc.
 func isRunsc(path string) bool { return filepath.Base(path) == "runsc" }
 
-// runscHandler is the conmon handler with runsc's start.
+// runscHandler is the conmon handler with gVisor's differences.
 type runscHandler struct {
 	conmonHandler
 }

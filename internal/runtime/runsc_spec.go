@@ -3,6 +3,7 @@ package runtime
 import (
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	goruntime "runtime"
@@ -32,6 +33,9 @@ func runscAdjustSpec(bundle string) error {
 	var s specs.Spec
 	if err := json.Unmarshal(b, &s); err != nil {
 		return fmt.Errorf("decode %s: %w", p, err)
+	}
+	if ignored := runscIgnoredSysctls(&s); len(ignored) > 0 {
+		slog.Warn("gVisor ignores these sysctls of the container's spec", "bundle", bundle, "sysctls", ignored)
 	}
 	changed, err := runscAdjust(&s, utsNamespaceName)
 	if err != nil {
@@ -138,6 +142,23 @@ func utsNamespaceName(path string) (string, error) {
 	}()
 	r := <-ch
 	return r.name, r.err
+}
+
+// runscIgnoredSysctls lists the spec's sysctls that runsc does not apply:
+// it reads only these two from linux.sysctl (runsc/boot/loader.go,
+// runsc/sandbox/sandbox.go).
+func runscIgnoredSysctls(s *specs.Spec) []string {
+	if s.Linux == nil {
+		return nil
+	}
+	var out []string
+	for k := range s.Linux.Sysctl {
+		if k != "fs.nr_open" && k != "net.ipv6.conf.all.disable_ipv6" {
+			out = append(out, k)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // runscMaskFile is the empty, mode 000 file in a container's bundle that

@@ -175,3 +175,10 @@ func TestRunscPathMounts(t *testing.T) {
 		t.Errorf("mask file: %v %v", fi, err)
 	}
 }
+
+func TestRunscIgnoredSysctls(t *testing.T) {
+	s := &specs.Spec{Linux: &specs.Linux{Sysctl: map[string]string{"fs.nr_open": "1", "kernel.shm_rmid_forced": "1", "net.ipv4.ping_group_range": "0 1"}}}
+	if got := runscIgnoredSysctls(s); !slices.Equal(got, []string{"kernel.shm_rmid_forced", "net.ipv4.ping_group_range"}) {
+		t.Errorf("ignored sysctls %v", got)
+	}
+}
