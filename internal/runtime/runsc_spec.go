@@ -15,8 +15,9 @@ import (
 )
 
 // The spec berth generates is runc's; gVisor reads some of it differently.
-// runscAdjustSpec rewrites a sub-container's bundle config before `runsc
-// create`, so the pod behaves as under runc.
+// runscAdjustSpec rewrites the bundle config of a pod's sandbox or of a
+// container joining it before `runsc create`, so the pod behaves as under
+// runc.
 
 // annotationContainerType is the CRI annotation that tells gVisor the pod's
 // sandbox ("sandbox") from the containers joining it ("container").
