@@ -152,7 +152,7 @@ func run(ctx context.Context, cfg *config.Config, reload func() (*config.Config,
 	statsSvc := stats.New(stats.Config{Root: cfg.Root, DefaultCgroupParent: cfg.DefaultCgroupParent, Logger: log})
 	defer statsSvc.Close()
 	streams, err := stream.New(stream.Config{Address: cfg.Streaming.Address, TLSCert: cfg.Streaming.TLSCert, TLSKey: cfg.Streaming.TLSKey,
-		Containers: containers, Sandboxes: sandboxes, Logger: log})
+		Containers: containers, Sandboxes: sandboxes, Runtimes: runtimes, Logger: log})
 	if err != nil {
 		return err
 	}

@@ -307,12 +307,6 @@ func (s *Service) create(ctx context.Context, id, key string, pod *spec.Pod, han
 		return err
 	}
 	steps.Done("namespaces")
-	if s.needsPause(p) {
-		if err := s.startPause(ctx, p, pod); err != nil {
-			return err
-		}
-		steps.Done("pause")
-	}
 	if s.cfg.Network != nil && !p.HostNetwork {
 		var ips []string
 		// Assign, not declare: the deferred teardown below reads the
@@ -332,6 +326,14 @@ func (s *Service) create(ctx context.Context, id, key string, pod *spec.Pod, han
 			p.IP, p.AdditionalIPs = ips[0], ips[1:]
 		}
 		steps.Done("network")
+	}
+	// After the network: a gVisor sandbox takes the pod's interfaces over
+	// when it is made, and sees none that CNI adds later.
+	if s.needsPause(p) {
+		if err := s.startPause(ctx, p, pod); err != nil {
+			return err
+		}
+		steps.Done("pause")
 	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("pod create abandoned: %w", err)
