@@ -40,9 +40,13 @@ func TestCritest(t *testing.T) {
 	mirrors := filepath.Join(work, "registries.d")
 	writeMirrors(t, mirrors, reg)
 
+	// NRI on a socket of the run's own, which critest's NRI specs
+	// connect their plugins to (-nri-socket); no pre-registered plugins.
+	nriSocket := filepath.Join(work, "nri.sock")
 	d := framework.StartDaemon(t, framework.Options{
 		NoImage: true,
-		Config:  fmt.Sprintf("[images]\nregistry_config_dir = %q\n", mirrors),
+		Config: fmt.Sprintf("[images]\nregistry_config_dir = %q\n\n[nri]\nenable = true\nsocket_path = %q\nplugin_path = \"\"\n",
+			mirrors, nriSocket),
 	})
 
 	skips, err := loadSkips("skip.txt")
@@ -58,6 +62,7 @@ func TestCritest(t *testing.T) {
 	args := []string{
 		"-runtime-endpoint", "unix://" + d.Socket,
 		"-image-endpoint", "unix://" + d.Socket,
+		"-nri-socket", nriSocket,
 		"-ginkgo.no-color",
 		"-ginkgo.junit-report", report,
 		"-ginkgo.timeout", "50m",
