@@ -289,8 +289,8 @@ func (s *Service) UpdateContainerResources(ctx context.Context, id string, res *
 		return s.containers.UpdateResources(ctx, id, res)
 	}
 	c, err := s.containers.Get(id)
-	if err != nil {
-		return err
+	if err != nil || c.State == container.Exited || res == nil {
+		return s.containers.UpdateResources(ctx, id, res) // its error
 	}
 	pod, ctr := s.nriView(c)
 	adjusted, f, err := s.nri.UpdateContainer(ctx, pod, ctr, res)
