@@ -17,12 +17,14 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/berth-project/berth/internal/admin"
+	"github.com/berth-project/berth/internal/cdi"
 	"github.com/berth-project/berth/internal/config"
 	"github.com/berth-project/berth/internal/container"
 	"github.com/berth-project/berth/internal/cri"
 	"github.com/berth-project/berth/internal/events"
 	"github.com/berth-project/berth/internal/host"
 	"github.com/berth-project/berth/internal/image"
+	"github.com/berth-project/berth/internal/nri"
 	"github.com/berth-project/berth/internal/pod"
 	"github.com/berth-project/berth/internal/registry"
 	"github.com/berth-project/berth/internal/runtime"
@@ -131,13 +133,30 @@ func run(ctx context.Context, cfg *config.Config, reload func() (*config.Config,
 	if err != nil {
 		return err
 	}
-	// pod.New also collects what a crash left: half-created containers,
-	// then the blobs and layers of a pull that had not recorded its image
-	// yet, or of a RemoveImage whose GC had not finished.
-	pods, err := pod.New(ctx, pod.Config{Sandboxes: sandboxes, Containers: containers, Images: images, Logger: log})
+	// Devices and node plugins, each built once: the CDI spec cache
+	// watches its dirs, NRI holds the plugin connections.
+	devices, err := cdi.New(cfg.CDI, log)
 	if err != nil {
 		return err
 	}
+	plugins, err := nri.New(cfg.NRI, nri.Options{RuntimeName: "berth", RuntimeVersion: cri.Version, Logger: log, InjectCDI: devices.Inject})
+	if err != nil {
+		return err
+	}
+	// pod.New also collects what a crash left: half-created containers,
+	// then the blobs and layers of a pull that had not recorded its image
+	// yet, or of a RemoveImage whose GC had not finished.
+	pods, err := pod.New(ctx, pod.Config{Sandboxes: sandboxes, Containers: containers, Images: images, Logger: log,
+		NRI: plugins, CDI: devices, Events: bus})
+	if err != nil {
+		return err
+	}
+	// Before serving CRI: pre-registered plugins synchronise with what
+	// the records hold, and no event may run into that.
+	if err := plugins.Start(pods.Domain()); err != nil {
+		return err
+	}
+	defer plugins.Stop()
 
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()

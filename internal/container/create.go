@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"time"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
@@ -24,12 +25,50 @@ import (
 	"github.com/berth-project/berth/internal/spec"
 )
 
+// Draft is a container being created, as a SpecAdjuster sees it: its OCI
+// spec is generated, and nothing has been handed to the runtime yet.
+type Draft struct {
+	ID     string
+	Pod    *sandbox.Sandbox
+	Config *runtimeapi.ContainerConfig // validated
+	Image  *image.Image
+	// ImageName is the image as the client asked for it.
+	ImageName string
+	CreatedAt int64
+	// Spec is the generated spec, which the adjuster changes in place.
+	Spec *specs.Spec
+}
+
+// SpecAdjuster changes a draft's spec before the runtime creates the
+// container (device injection, node plugins). An error fails the create,
+// which is then undone; the error is returned as is.
+type SpecAdjuster func(ctx context.Context, d *Draft) error
+
+// CreateOption changes how Create makes one container.
+type CreateOption func(*createOptions)
+
+type createOptions struct {
+	adjust SpecAdjuster
+}
+
+// WithSpecAdjuster has adjust run on the generated spec before the
+// runtime sees it; the container's bundle, exec template and user come
+// from the adjusted spec.
+func WithSpecAdjuster(adjust SpecAdjuster) CreateOption {
+	return func(o *createOptions) { o.adjust = adjust }
+}
+
 // Create makes a container in a ready pod, created but not started. A retry
-// of a create whose result was never delivered gets that result.
+// of a create whose result was never delivered gets that result (and runs
+// no adjuster).
 //
 // The pod's config is the one it was run with, checked then; the request's
 // copy (podCfg) is not used, so it is not checked again either.
-func (s *Service) Create(ctx context.Context, podID string, cfg *runtimeapi.ContainerConfig, podCfg *runtimeapi.PodSandboxConfig) (id string, err error) {
+func (s *Service) Create(ctx context.Context, podID string, cfg *runtimeapi.ContainerConfig, podCfg *runtimeapi.PodSandboxConfig, opts ...CreateOption) (id string, err error) {
+	var o createOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	pod, err := s.cfg.Sandboxes.Get(podID)
 	if err != nil {
 		return "", err
@@ -75,7 +114,7 @@ func (s *Service) Create(ctx context.Context, podID string, cfg *runtimeapi.Cont
 		})
 	}()
 	steps.Done("validate")
-	c, err := s.create(ctx, id, key, pod, v, img, steps)
+	c, err := s.create(ctx, id, key, pod, v, img, o, steps)
 	if err != nil {
 		id = ""
 		return "", err
@@ -85,7 +124,7 @@ func (s *Service) Create(ctx context.Context, podID string, cfg *runtimeapi.Cont
 	return id, nil
 }
 
-func (s *Service) create(ctx context.Context, id, key string, pod *sandbox.Sandbox, v *spec.Container, img *image.Image, steps *metrics.Steps) (c *Container, err error) {
+func (s *Service) create(ctx context.Context, id, key string, pod *sandbox.Sandbox, v *spec.Container, img *image.Image, o createOptions, steps *metrics.Steps) (c *Container, err error) {
 	cfg, logPath := v.Config, v.LogPath
 	rt, err := s.runtime(pod.RuntimeHandler)
 	if err != nil {
@@ -139,6 +178,15 @@ func (s *Service) create(ctx context.Context, id, key string, pod *sandbox.Sandb
 		s.log.Info("container selinux_options ignored: SELinux is not enabled on this node", "container", id, "name", key,
 			"user", o.GetUser(), "role", o.GetRole(), "type", o.GetType(), "level", o.GetLevel())
 	}
+	createdAt := time.Now().UnixNano()
+	if o.adjust != nil {
+		d := &Draft{ID: id, Pod: pod, Config: cfg, Image: img, ImageName: cfg.GetImage().GetImage(), CreatedAt: createdAt, Spec: ociSpec}
+		if err := o.adjust(ctx, d); err != nil {
+			return nil, err
+		}
+	}
+	// The bundle's config.json is the spec as adjusted: what the runtime
+	// runs, and what Spec reports later.
 	if err := writeSpec(filepath.Join(bundle, "config.json"), ociSpec); err != nil {
 		return nil, err
 	}
@@ -167,7 +215,7 @@ func (s *Service) create(ctx context.Context, id, key string, pod *sandbox.Sandb
 	c = &Container{
 		ID:          id,
 		PodID:       pod.ID,
-		CreatedAt:   time.Now().UnixNano(),
+		CreatedAt:   createdAt,
 		ImageID:     img.ID,
 		ImageRef:    img.ID,
 		Layers:      img.ChainIDs,
@@ -254,6 +302,24 @@ func (s *Service) cleanup(ctx context.Context, id string, rt runtime.Handler, cr
 	if err := errors.Join(errs...); err != nil {
 		s.log.Error("cleaning up container", "container", id, "err", err)
 	}
+}
+
+// Spec returns the OCI spec a container was created with, adjustments
+// included, read from its bundle (which lives until the container is
+// removed).
+func (s *Service) Spec(id string) (*specs.Spec, error) {
+	data, err := os.ReadFile(filepath.Join(s.bundleDir(id), "config.json"))
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, errdefs.NotFound(fmt.Sprintf("container %q has no OCI spec (removed)", id))
+		}
+		return nil, fmt.Errorf("read OCI spec: %w", err)
+	}
+	var sp specs.Spec
+	if err := json.Unmarshal(data, &sp); err != nil {
+		return nil, fmt.Errorf("decode OCI spec of container %s: %w", id, err)
+	}
+	return &sp, nil
 }
 
 func writeSpec(path string, spec any) error {

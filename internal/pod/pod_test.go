@@ -214,7 +214,7 @@ const testImage = "example.com/test:1"
 // newTestPods builds the real sandbox, container and image services over a
 // temp dir and the counting handler: pod files, namespaces and the rootfs
 // overlay are real (so it needs root), the runtime is not.
-func newTestPods(t *testing.T, h *countingHandler) *Service {
+func newTestPods(t *testing.T, h *countingHandler, opts ...func(*Config)) *Service {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: pods pin namespaces and mount tmpfs and overlayfs")
@@ -263,7 +263,11 @@ func newTestPods(t *testing.T, h *countingHandler) *Service {
 		t.Fatal(err)
 	}
 	go containers.Watch(ctx)
-	s, err := New(ctx, Config{Sandboxes: sandboxes, Containers: containers, Images: images})
+	cfg := Config{Sandboxes: sandboxes, Containers: containers, Images: images}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	s, err := New(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

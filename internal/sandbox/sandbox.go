@@ -174,7 +174,11 @@ func (s *Service) publishNew(p *Sandbox) error {
 	if err != nil {
 		return err
 	}
-	if err := s.records.Create(p.ID, m, p.status()); err != nil {
+	st, err := p.status()
+	if err != nil {
+		return err
+	}
+	if err := s.records.Create(p.ID, m, st); err != nil {
 		return err
 	}
 	s.mu.Lock()
@@ -186,7 +190,11 @@ func (s *Service) publishNew(p *Sandbox) error {
 // publish records a new state of a known pod (its status only: metadata
 // never changes) and makes it visible.
 func (s *Service) publish(p *Sandbox) error {
-	if err := s.records.PutStatus(p.ID, p.status()); err != nil {
+	st, err := p.status()
+	if err != nil {
+		return err
+	}
+	if err := s.records.PutStatus(p.ID, st); err != nil {
 		return err
 	}
 	s.mu.Lock()
@@ -200,9 +208,31 @@ func Key(md *runtimeapi.PodSandboxMetadata) string {
 	return fmt.Sprintf("%s_%s_%s_%d", md.GetName(), md.GetNamespace(), md.GetUid(), md.GetAttempt())
 }
 
+// ReadyHook is called once a pod is set up (namespaces, pause process,
+// network) and before it is recorded and visible to List and Get. An
+// error undoes the pod and is returned as is.
+type ReadyHook func(ctx context.Context, p *Sandbox) error
+
+// RunOption changes how Run makes one pod.
+type RunOption func(*runOptions)
+
+type runOptions struct {
+	ready ReadyHook
+}
+
+// WithReadyHook has hook run on the pod before it becomes visible.
+func WithReadyHook(hook ReadyHook) RunOption {
+	return func(o *runOptions) { o.ready = hook }
+}
+
 // Run creates and starts a pod sandbox and returns its id. A retry of a
-// create whose result was never delivered gets that result.
-func (s *Service) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, handler string) (id string, err error) {
+// create whose result was never delivered gets that result (and runs no
+// hook).
+func (s *Service) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, handler string, opts ...RunOption) (id string, err error) {
+	var o runOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	pod, err := spec.ValidatePod(cfg, &s.cfg.Host)
 	if err != nil {
 		return "", err
@@ -236,7 +266,7 @@ func (s *Service) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, han
 		})
 	}()
 	start := time.Now()
-	if err := s.create(ctx, id, key, pod, handler); err != nil {
+	if err := s.create(ctx, id, key, pod, handler, o); err != nil {
 		id = ""
 		return "", err
 	}
@@ -244,7 +274,7 @@ func (s *Service) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, han
 	return id, nil
 }
 
-func (s *Service) create(ctx context.Context, id, key string, pod *spec.Pod, handler string) (err error) {
+func (s *Service) create(ctx context.Context, id, key string, pod *spec.Pod, handler string, o runOptions) (err error) {
 	steps := metrics.StartSteps("RunPodSandbox")
 	cfg := pod.Config
 	p := &Sandbox{
@@ -341,6 +371,11 @@ func (s *Service) create(ctx context.Context, id, key string, pod *spec.Pod, han
 	if dirLog := p.LogDirectory; dirLog != "" {
 		if err := os.MkdirAll(dirLog, 0o755); err != nil {
 			return fmt.Errorf("create log_directory %s: %w", dirLog, err)
+		}
+	}
+	if o.ready != nil {
+		if err := o.ready(ctx, p); err != nil {
+			return err
 		}
 	}
 	if err := s.publishNew(p); err != nil {
@@ -445,6 +480,68 @@ func (s *Service) Remove(ctx context.Context, id string) error {
 	s.opMu.Delete(id)
 	s.log.Info("pod removed", "pod", id)
 	return nil
+}
+
+// UpdateResources records a ready pod's pod-level resources (CRI's
+// UpdatePodSandboxResources: overhead, and the sum of its containers')
+// and writes their total to the pod's own cgroup, which kubelet has
+// normally resized already. A pod under the shared default cgroup parent
+// has no cgroup of its own: only the record changes.
+func (s *Service) UpdateResources(ctx context.Context, id string, overhead, res *runtimeapi.LinuxContainerResources) error {
+	unlock := s.lock(id)
+	defer unlock()
+	p, err := s.Get(id)
+	if err != nil {
+		return err
+	}
+	if p.State != Ready {
+		return errdefs.Precondition(fmt.Sprintf("pod sandbox %s is not ready (stopped); its resources cannot be updated", id))
+	}
+	if p.CgroupParent != s.cfg.DefaultCgroupParent {
+		total, err := spec.Resources(podTotal(overhead, res), spec.ResourceOptions{SwapLimit: s.cfg.Host.SwapLimit, Hugetlb: s.cfg.Host.Hugetlb})
+		if err != nil {
+			return err
+		}
+		dir, err := cgroups.ParentPath(p.CgroupParent)
+		if err != nil {
+			return err
+		}
+		if err := cgroups.Update(dir, total); err != nil {
+			return err
+		}
+	}
+	np := *p
+	np.Resources = &runtimeapi.UpdatePodSandboxResourcesRequest{Overhead: overhead, Resources: res}
+	return s.publish(&np)
+}
+
+// podTotal is what the pod cgroup allows: its containers' sum plus the
+// overhead. Zero limits stay zero (unlimited); CPU quotas add up as
+// fractions of a CPU over the resources' period.
+func podTotal(overhead, res *runtimeapi.LinuxContainerResources) *runtimeapi.LinuxContainerResources {
+	t := &runtimeapi.LinuxContainerResources{}
+	if res != nil {
+		t = proto.Clone(res).(*runtimeapi.LinuxContainerResources)
+	}
+	if overhead == nil {
+		return t
+	}
+	t.CpuShares += overhead.GetCpuShares()
+	if t.MemoryLimitInBytes > 0 && overhead.GetMemoryLimitInBytes() > 0 {
+		t.MemoryLimitInBytes += overhead.GetMemoryLimitInBytes()
+	}
+	if t.CpuQuota > 0 && overhead.GetCpuQuota() > 0 {
+		period, oPeriod := t.CpuPeriod, overhead.GetCpuPeriod()
+		if period == 0 {
+			period = 100000
+		}
+		if oPeriod == 0 {
+			oPeriod = 100000
+		}
+		t.CpuPeriod = period
+		t.CpuQuota += overhead.GetCpuQuota() * period / oPeriod
+	}
+	return t
 }
 
 // recover loads records and reconciles them with the host: pods whose

@@ -51,9 +51,18 @@ func TestCritest(t *testing.T) {
 	mirrors := filepath.Join(work, "registries.d")
 	writeMirrors(t, mirrors, reg)
 
+	// NRI on a socket of the run's own, which critest's NRI specs
+	// connect their plugins to (-nri-socket); no pre-registered plugins.
+	// The request timeout is above the default 2s: the synchronisation
+	// specs hold a plugin's Synchronize open for 2s on purpose (to create
+	// containers meanwhile), and NRI cuts a plugin off at the request
+	// timeout, synchronisation included; at 2s the plugin is dropped and
+	// the specs skip themselves as if berth lost the containers.
+	nriSocket := filepath.Join(work, "nri.sock")
 	d := framework.StartDaemon(t, framework.Options{
 		NoImage: true,
-		Config:  fmt.Sprintf("[images]\nregistry_config_dir = %q\n", mirrors),
+		Config: fmt.Sprintf("[images]\nregistry_config_dir = %q\n\n[nri]\nenable = true\nsocket_path = %q\nplugin_path = \"\"\nplugin_request_timeout = \"10s\"\n",
+			mirrors, nriSocket),
 	})
 
 	var skips []string
@@ -73,6 +82,7 @@ func TestCritest(t *testing.T) {
 	args := []string{
 		"-runtime-endpoint", "unix://" + d.Socket,
 		"-image-endpoint", "unix://" + d.Socket,
+		"-nri-socket", nriSocket,
 		"-ginkgo.no-color",
 		"-ginkgo.junit-report", report,
 		"-ginkgo.timeout", "50m",
