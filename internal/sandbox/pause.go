@@ -39,13 +39,7 @@ func (s *Service) pauseBundle(p *Sandbox) string {
 // hostConfig is the host facts for a pod of runtime handler h: the node's,
 // with what the handler changes.
 func (s *Service) hostConfig(h runtime.Handler) spec.HostConfig {
-	host := s.cfg.Host
-	host.RecursiveReadOnlyMounts = h.Features().RecursiveReadOnlyMounts
-	set := h.SpecSettings()
-	host.PrivilegedWithoutHostDevices = set.PrivilegedWithoutHostDevices
-	host.PodAnnotations = set.PodAnnotations
-	host.ContainerAnnotations = set.ContainerAnnotations
-	return host
+	return runtime.SpecHost(h, s.cfg.Host)
 }
 
 // needsPause says whether pod p has a pause process: when its containers
