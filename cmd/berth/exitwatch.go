@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"sync"
+	"time"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
@@ -20,11 +21,19 @@ type exitWatch struct {
 	mu     sync.Mutex
 	broken bool
 	want   string // the container of interest, once known
+	// followed is when want was named. The create and start events were
+	// sent before those calls returned but may still be on their way to
+	// us; until eventGrace has passed, silence means "not exited yet"
+	// rather than "the events cannot say".
+	followed time.Time
 	// last is the last event type of each container seen; once want is
 	// set, only want's is kept (a busy node has many containers).
 	last   map[string]runtimeapi.ContainerEventType
 	status *runtimeapi.ContainerStatus // want's, from its stopped event
 }
+
+// eventGrace bounds how long events already sent may take to reach us.
+const eventGrace = 500 * time.Millisecond
 
 // watchExits opens the event stream. Open it before the container is
 // created: an exit is only trusted from a stream that also saw the create
@@ -78,6 +87,7 @@ func (w *exitWatch) follow(id string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.want = id
+	w.followed = time.Now()
 	for k := range w.last {
 		if k != id {
 			delete(w.last, k)
@@ -91,8 +101,13 @@ func (w *exitWatch) exited() (done, known bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	t, seen := w.last[w.want]
-	if w.broken || w.want == "" || !seen {
+	if w.broken || w.want == "" {
 		return false, false
+	}
+	if !seen {
+		// A subscription that started too late never sees want: ask the
+		// runtime once the events had time to arrive.
+		return false, time.Since(w.followed) < eventGrace
 	}
 	return t == runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT || t == runtimeapi.ContainerEventType_CONTAINER_DELETED_EVENT, true
 }
