@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"context"
+	"errors"
 	"syscall"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -19,6 +20,9 @@ type conmonHandler struct {
 	monitorRT  conmon.Runtime // what conmon runs for the create: rt, or a shim
 	features   Features
 	spec       SpecSettings
+	// fifoStart: the binary is runc, whose start this handler can do
+	// itself (see fifoStart).
+	fifoStart bool
 }
 
 func (h *conmonHandler) Name() string               { return h.rt.name }
@@ -49,6 +53,11 @@ func (h *conmonHandler) CreateUnmonitored(ctx context.Context, id, bundle string
 }
 
 func (h *conmonHandler) Start(ctx context.Context, id, dir string) error {
+	if h.fifoStart && h.rt.root != "" && dir != "" {
+		if err := fifoStart(ctx, h.rt.root, id, dir); !errors.Is(err, errNoFifoStart) {
+			return err
+		}
+	}
 	return h.rt.Start(ctx, id)
 }
 

@@ -108,6 +108,7 @@ func (r *Registry) newHandler(ctx context.Context, name string, c config.Runtime
 	}
 	h := conmonHandler{
 		rt: rt, conmonPath: conmonPath, exitDir: o.ExitDir, monitorRT: rt, features: features,
+		fifoStart: filepath.Base(path) == "runc",
 		spec: SpecSettings{
 			PrivilegedWithoutHostDevices: c.PrivilegedWithoutHostDevices,
 			PodAnnotations:               c.PodAnnotations,
