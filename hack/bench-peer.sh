@@ -4,8 +4,10 @@
 # docs/PERFORMANCE.md. Everything stays on this machine: a loopback
 # docker-registry serves the bench images (busybox, a pause look-alike for
 # containerd, random layers for the pull step) through a registry mirror for
-# bench.berth.test, and both runtimes get the same CNI network (bridge,
-# host-local, portmap; a bridge and /24 each) from the host's plugins.
+# bench.berth.test, and both runtimes get the same CNI plugins (bridge,
+# host-local, portmap; a bridge and /24 each) from the host's plugins:
+# berth its built-in network with an operator's defaults (default route,
+# masquerade), containerd a conflist of the same shape without ipMasq.
 # Each daemon runs on its own root, state dir and socket under one temp dir;
 # at the end every process it started is stopped by PID and every mount,
 # network namespace, bridge, cgroup and file is removed.
@@ -57,6 +59,7 @@ done
 work="$(mktemp -d /tmp/bpeer-XXXXXX)"
 pids=()
 bridges=()
+masq_subnets=()
 note() { printf '==> %s\n' "$*" >&2; }
 
 teardown() {
@@ -91,6 +94,17 @@ teardown() {
 	for b in "${bridges[@]}"; do
 		[[ -e /sys/class/net/$b ]] && ip link del "$b"
 	done
+	# berthd's masquerade of its subnet (left in place by design, see
+	# docs/networking.md), then the chain once no subnet uses it.
+	for s in "${masq_subnets[@]}"; do
+		iptables -t nat -S BERTH-POSTROUTING 2>/dev/null | grep -F -- "-s $s " | sed 's/^-A /-D /' |
+			while read -r rule; do eval "iptables -t nat $rule"; done
+	done
+	if [[ $(iptables -t nat -S BERTH-POSTROUTING 2>/dev/null | grep -c '^-A ') == 0 ]] &&
+		iptables -t nat -S BERTH-POSTROUTING >/dev/null 2>&1; then
+		iptables -t nat -D POSTROUTING -m comment --comment "berth pod masquerade" -j BERTH-POSTROUTING
+		iptables -t nat -X BERTH-POSTROUTING
+	fi
 	rm -rf "$work"
 	exit "$rc"
 }
@@ -166,7 +180,7 @@ server = "https://bench.berth.test"
 CONF
 
 # cni_conflist DIR NAME BRIDGE SUBNET: the network berth builds in for itself
-# (bridge + host-local + portmap), in a file, for either runtime.
+# (bridge + host-local + portmap), in a file, for containerd.
 cni_conflist() {
 	mkdir -p "$1"
 	cat >"$1/10-bench.conflist" <<CONF
@@ -190,12 +204,22 @@ socks=()
 start_berth() {
 	local name=$1 bindir=$2 b="$work/$1"
 	note "starting berthd ($name, from $bindir)"
-	cni_conflist "$b/net.d" "bench-$name" "b${name:0:1}${name: -1}-$(basename "$work" | tail -c 7)" "$(free_subnet "$3")"
+	# berth's built-in network with the defaults an operator gets (default
+	# route, masquerade on), on a bridge and /24 of its own; the conf dir
+	# stays empty.
+	local bridge subnet
+	bridge="b${name:0:1}${name: -1}-$(basename "$work" | tail -c 7)"
+	subnet="$(free_subnet "$3")"
+	bridges+=("$bridge")
+	masq_subnets+=("$subnet")
+	mkdir -p "$b/net.d"
 	cat >"$b.toml" <<CONF
 log_level = "$BERTH_LOG_LEVEL"
 [network]
 conf_dir = "$b/net.d"
 bin_dirs = ["$CNI_BIN"]
+default_bridge = "$bridge"
+default_subnet = "$subnet"
 [images]
 registry_config_dir = "$work/hosts.d"
 CONF

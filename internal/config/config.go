@@ -77,7 +77,7 @@ type Network struct {
 	DefaultBridge  string   `toml:"default_bridge" doc:"bridge interface of the built-in network"`
 	BuiltinNetwork bool     `toml:"builtin_network" doc:"use the built-in bridge network while conf_dir holds no config; false: NetworkReady stays false until a CNI config is installed"`
 	DefaultRoute   bool     `toml:"default_route" doc:"pods on the built-in network get a default route via the bridge"`
-	DefaultIPMasq  bool     `toml:"default_ip_masq" doc:"masquerade traffic from built-in network pods that leaves its subnet"`
+	DefaultIPMasq  bool     `toml:"default_ip_masq" doc:"masquerade traffic from built-in network pods that leaves its subnet (one nat rule set for the subnet, installed at start; see docs/networking.md)"`
 }
 
 // Streaming configures the exec/attach/port-forward server.

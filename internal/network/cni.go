@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -52,6 +54,8 @@ type Manager struct {
 
 	cur      atomic.Pointer[netConf]
 	reloadMu sync.Mutex
+	masqMu   sync.Mutex
+	masqDone atomic.Bool // the built-in network's node-level masquerade is in place
 	watcher  *fsnotify.Watcher
 	done     chan struct{}
 }
@@ -146,6 +150,45 @@ func (m *Manager) reload() {
 	case n.err == nil && (old == nil || old.err != nil || old.source != n.source || string(old.list.Bytes) != string(n.list.Bytes)):
 		m.log.Info("pod network", "network", n.list.Name, "source", n.source, "plugins", pluginTypes(n.list))
 	}
+	if n.err == nil && n.source == builtinSource {
+		if err := m.nodeMasquerade(); err != nil {
+			m.log.Warn("pod network not ready", "err", err)
+		}
+	}
+}
+
+// nodeMasquerade puts the built-in network's masquerade in place (once per
+// process: iptables is checked, and fixed, at each berthd start), or with
+// IPMasq off removes one a previous configuration left. An error leaves
+// the network not ready; Status and Setup try again.
+func (m *Manager) nodeMasquerade() error {
+	b := m.cfg.Builtin
+	if b == nil || m.masqDone.Load() {
+		return nil
+	}
+	m.masqMu.Lock()
+	defer m.masqMu.Unlock()
+	if m.masqDone.Load() {
+		return nil
+	}
+	subnet, err := netip.ParsePrefix(b.Subnet)
+	if err != nil {
+		return err // selectConf has reported it already
+	}
+	if b.IPMasq {
+		start := time.Now()
+		if err := EnsureMasquerade(subnet); err != nil {
+			return fmt.Errorf("built-in network: %w (is iptables installed?)", err)
+		}
+		m.log.Info("pod masquerade in place", "subnet", subnet.Masked(), "chain", MasqChain, "took", time.Since(start))
+	} else if err := RemoveMasquerade(subnet); errors.Is(err, exec.ErrNotFound) {
+		// No iptables: nothing to remove.
+		m.log.Debug("removing the built-in network's masquerade", "subnet", subnet.Masked(), "err", err)
+	} else if err != nil {
+		m.log.Warn("removing the built-in network's masquerade (default_ip_masq is off)", "subnet", subnet.Masked(), "err", err)
+	}
+	m.masqDone.Store(true)
+	return nil
 }
 
 func pluginTypes(l *libcni.NetworkConfigList) []string {
@@ -157,7 +200,13 @@ func pluginTypes(l *libcni.NetworkConfigList) []string {
 }
 
 // Status says why pods cannot get a network, or nil when they can.
-func (m *Manager) Status() error { return m.cur.Load().err }
+func (m *Manager) Status() error {
+	n := m.cur.Load()
+	if n.err == nil && n.source == builtinSource {
+		return m.nodeMasquerade()
+	}
+	return n.err
+}
 
 // Network names the network new pods join and where it came from.
 func (m *Manager) Network() string {
@@ -177,6 +226,11 @@ func (m *Manager) Setup(ctx context.Context, p *sandbox.Sandbox, cfg *runtimeapi
 	n := m.cur.Load()
 	if n.err != nil {
 		return nil, errdefs.Precondition("pod network is not ready: " + n.err.Error())
+	}
+	if n.source == builtinSource {
+		if err := m.nodeMasquerade(); err != nil {
+			return nil, errdefs.Precondition("pod network is not ready: " + err.Error())
+		}
 	}
 	netns := p.Namespaces["net"]
 	if netns == "" {

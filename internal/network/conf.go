@@ -28,7 +28,9 @@ type Builtin struct {
 	// DefaultRoute gives pods a default route via the bridge; without it
 	// they reach only the subnet (the node and other pods).
 	DefaultRoute bool
-	// IPMasq masquerades pod traffic leaving the subnet.
+	// IPMasq masquerades pod traffic leaving the subnet: with one rule set
+	// for the subnet that the Manager installs when it loads the network
+	// (see masq.go), not with the bridge plugin's per-pod ipMasq.
 	IPMasq bool
 	// DataDir is host-local's lease directory (one subdirectory per
 	// network name). Under berthd's state dir it is emptied at reboot,
@@ -37,7 +39,9 @@ type Builtin struct {
 }
 
 // ConfList renders the built-in network: bridge with host-local IPAM, then
-// portmap for hostPort. portmap's "snat" makes 127.0.0.1:<hostPort> work: it
+// portmap for hostPort. The bridge's ipMasq is always off: IPMasq is done at
+// node level (EnsureMasquerade), which spares each pod's ADD and DEL the
+// plugin's iptables work. portmap's "snat" makes 127.0.0.1:<hostPort> work: it
 // sets route_localnet on the bridge and masquerades the localhost-sourced
 // connections it DNATs into the pod.
 func (b Builtin) ConfList() ([]byte, error) {
@@ -65,7 +69,7 @@ func (b Builtin) ConfList() ([]byte, error) {
 				"type":        "bridge",
 				"bridge":      b.Bridge,
 				"isGateway":   true,
-				"ipMasq":      b.IPMasq,
+				"ipMasq":      false,
 				"hairpinMode": true,
 				"ipam":        ipam,
 			},

@@ -12,6 +12,8 @@ import (
 	"strings"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/berth-project/berth/internal/network"
 )
 
 // Every daemon gets a pod network of its own that keeps test traffic on the
@@ -128,11 +130,16 @@ func Leases(dir string) []string {
 	return out
 }
 
-// removeNetwork deletes the daemon's bridge: the bridge plugin creates it
-// on first use and never removes it.
+// removeNetwork deletes the daemon's bridge (the bridge plugin creates it
+// on first use and never removes it) and the built-in network's masquerade
+// rules of its subnet, which berthd leaves in place as CNI leaves its
+// shared chains (only tests that turn default_ip_masq on have any).
 func (d *Daemon) removeNetwork() {
 	if _, err := os.Stat(filepath.Join("/sys/class/net", d.Bridge)); err == nil {
 		_ = exec.Command("ip", "link", "del", d.Bridge).Run()
+	}
+	if p, err := netip.ParsePrefix(d.Subnet); err == nil {
+		_ = network.RemoveMasquerade(p)
 	}
 }
 
