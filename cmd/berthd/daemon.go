@@ -53,18 +53,6 @@ func run(ctx context.Context, cfg *config.Config, reload func() (*config.Config,
 	// from root-only directories (privateDir), not from the umask.
 	syscall.Umask(0o022)
 
-	// The runtime handlers, each asked for its features; after this the
-	// config's [runtimes] is read only through them.
-	runtimes, err := runtime.NewRegistry(ctx, runtime.Options{
-		Handlers: cfg.Runtimes, Default: cfg.DefaultRuntime, Conmon: cfg.Conmon,
-		StateDir: cfg.StateDir, ExitDir: filepath.Join(cfg.StateDir, "exits"),
-		SystemdCgroup: cfg.CgroupDriver() == "systemd", RecursiveReadOnlyMounts: host.MountSetattr(),
-		Logger: log,
-	})
-	if err != nil {
-		return err
-	}
-	defer runtimes.Close()
 	// Root and state dir lead to every container's files (writable layers,
 	// mounted rootfs): root-only, as containerd's are since CVE-2021-41103.
 	// Dirs an older berthd made traversable are tightened here.
@@ -73,6 +61,24 @@ func run(ctx context.Context, cfg *config.Config, reload func() (*config.Config,
 			return err
 		}
 	}
+	// Pods in user namespaces need idmapped mounts of the layers' and the
+	// pod files' filesystems.
+	idmap := host.ProbeIDMapMounts(pauseBinary(), cfg.StateDir, cfg.Root)
+	if idmap != nil {
+		log.Info("no idmapped mounts here: pods in user namespaces are not offered", "err", idmap)
+	}
+	// The runtime handlers, each asked for its features; after this the
+	// config's [runtimes] is read only through them.
+	runtimes, err := runtime.NewRegistry(ctx, runtime.Options{
+		Handlers: cfg.Runtimes, Default: cfg.DefaultRuntime, Conmon: cfg.Conmon,
+		StateDir: cfg.StateDir, ExitDir: filepath.Join(cfg.StateDir, "exits"),
+		SystemdCgroup: cfg.CgroupDriver() == "systemd", RecursiveReadOnlyMounts: host.MountSetattr(),
+		IDMapMounts: idmap == nil, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	defer runtimes.Close()
 	// The socket's dir may be shared (/run): made if missing, never changed.
 	if err := os.MkdirAll(filepath.Dir(cfg.Socket), 0o700); err != nil {
 		return fmt.Errorf("create %s: %w", filepath.Dir(cfg.Socket), err)

@@ -209,6 +209,11 @@ func newDaemon(opts Options) (*Daemon, error) {
 		opts:         opts,
 	}
 	d.Bridge, d.Subnet = newTestNetwork()
+	// Traversable, as /run and /var/lib are (os.MkdirTemp makes 0700): the
+	// remapped root of a pod in a user namespace must reach its rootfs.
+	if err := os.Chmod(dir, 0o711); err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(d.LogDir, 0o755); err != nil {
 		return nil, err
 	}
