@@ -75,23 +75,34 @@ type Images interface {
 	// lease is released.
 	LeaseImage(ref string) (*image.Image, *image.Lease, error)
 	LayerDirs(img *image.Image) []string
+	// HoldImage resolves ref and keeps it from removal while holder (a
+	// container with an image volume) exists; Unhold lets go of them all.
+	HoldImage(ref, holder string) (*image.Image, error)
+	Unhold(holder string)
 }
 
 // rootfs makes and removes container root filesystems; the snapshot
 // package's overlay mounts, behind an interface so lifecycle tests need no
 // mounts.
 type rootfs interface {
-	Prepare(dir, target string, lowers []string) error
+	Prepare(dir, target string, lowers []string, idmap *snapshot.IDMap) error
 	Remove(dir, target string) error
 	IsMounted(path string) bool
+	// MountImage mounts an image volume read-only; Unmount detaches it.
+	MountImage(target string, lowers []string, idmap *snapshot.IDMap, scratch string) error
+	Unmount(target string) error
 }
 
 // overlayRootfs is rootfs with the snapshot package.
 type overlayRootfs struct{}
 
-func (overlayRootfs) Prepare(dir, target string, lowers []string) error {
-	return snapshot.Prepare(dir, target, lowers)
+func (overlayRootfs) Prepare(dir, target string, lowers []string, idmap *snapshot.IDMap) error {
+	return snapshot.Prepare(dir, target, lowers, idmap)
 }
+func (overlayRootfs) MountImage(target string, lowers []string, idmap *snapshot.IDMap, scratch string) error {
+	return snapshot.MountImage(target, lowers, idmap, scratch)
+}
+func (overlayRootfs) Unmount(target string) error     { return snapshot.Unmount(target) }
 func (overlayRootfs) Remove(dir, target string) error { return snapshot.Remove(dir, target) }
 func (overlayRootfs) IsMounted(path string) bool      { return snapshot.IsMounted(path) }
 

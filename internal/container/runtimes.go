@@ -26,7 +26,10 @@ func (s *Service) runtime(name string) (runtime.Handler, error) {
 // node's, with what the handler changes.
 func (s *Service) hostConfig(h runtime.Handler) spec.HostConfig {
 	host := s.cfg.Host
-	host.RecursiveReadOnlyMounts = h.Features().RecursiveReadOnlyMounts
+	f := h.Features()
+	host.RecursiveReadOnlyMounts = f.RecursiveReadOnlyMounts
+	host.MountOptions = f.MountOptions
+	host.UserNamespaces = f.UserNamespaces
 	set := h.SpecSettings()
 	host.PrivilegedWithoutHostDevices = set.PrivilegedWithoutHostDevices
 	host.PodAnnotations = set.PodAnnotations

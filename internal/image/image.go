@@ -67,8 +67,9 @@ type Service struct {
 	log  *slog.Logger
 
 	mu         sync.RWMutex
-	images     map[string]*Image // by ID
-	pinnedRefs []string          // images.pinned_images: refs resolved at each read
+	images     map[string]*Image          // by ID
+	pinnedRefs []string                   // images.pinned_images: refs resolved at each read
+	holds      map[string]map[string]bool // image ID -> holders (HoldImage)
 
 	// gcMu serializes garbage collection against lease changes, so that
 	// whatever a running ingest has leased (or checked to exist) is never
@@ -361,6 +362,10 @@ func (s *Service) Remove(ctx context.Context, ref string) error {
 		if errors.Is(err, errdefs.ErrNotFound) {
 			return nil
 		}
+		return err
+	}
+	if err := s.heldLocked(img.ID); err != nil {
+		s.mu.Unlock()
 		return err
 	}
 	if err := s.st.Delete(store.Images, img.ID); err != nil {

@@ -35,7 +35,7 @@ type Options struct {
 	// mounts into containers (host.ProbeIDMapMounts), so handlers whose
 	// runtime does idmapped mounts can run pods in user namespaces.
 	IDMapMounts bool
-	Logger                  *slog.Logger
+	Logger      *slog.Logger
 }
 
 // Registry holds the handlers, built once at start.

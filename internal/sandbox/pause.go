@@ -31,7 +31,10 @@ func (s *Service) pauseBundle(p *Sandbox) string {
 // with what the handler changes.
 func (s *Service) hostConfig(h runtime.Handler) spec.HostConfig {
 	host := s.cfg.Host
-	host.RecursiveReadOnlyMounts = h.Features().RecursiveReadOnlyMounts
+	f := h.Features()
+	host.RecursiveReadOnlyMounts = f.RecursiveReadOnlyMounts
+	host.MountOptions = f.MountOptions
+	host.UserNamespaces = f.UserNamespaces
 	set := h.SpecSettings()
 	host.PrivilegedWithoutHostDevices = set.PrivilegedWithoutHostDevices
 	host.PodAnnotations = set.PodAnnotations
@@ -92,7 +95,7 @@ func (s *Service) startPause(ctx context.Context, p *Sandbox, pod *spec.Pod) (er
 		Pod:         pod,
 		RootfsPath:  rootfs,
 		Args:        []string{"/pause"},
-		Namespaces:  spec.SandboxNamespaces{Net: p.Namespaces["net"], IPC: p.Namespaces["ipc"], UTS: p.Namespaces["uts"]},
+		Namespaces:  spec.SandboxNamespaces{Net: p.Namespaces["net"], IPC: p.Namespaces["ipc"], UTS: p.Namespaces["uts"], User: p.Namespaces["user"]},
 		CgroupsPath: cgPath,
 		Host:        s.hostConfig(rt),
 	})

@@ -15,11 +15,13 @@ import (
 	"sync"
 	"time"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-project/berth/internal/cgroups"
 	"github.com/berth-project/berth/internal/errdefs"
+	"github.com/berth-project/berth/internal/host"
 	"github.com/berth-project/berth/internal/names"
 	"github.com/berth-project/berth/internal/runtime"
 	"github.com/berth-project/berth/internal/spec"
@@ -53,6 +55,14 @@ func (s *Sandbox) Files(stateDir string) (hostname, hosts, resolv, shm string) {
 		files = filepath.Join(d, podFilesDir)
 	}
 	return filepath.Join(files, "hostname"), filepath.Join(files, "hosts"), filepath.Join(files, "resolv.conf"), shm
+}
+
+func idMaps(in []specs.LinuxIDMapping) []host.IDMap {
+	out := make([]host.IDMap, len(in))
+	for i, m := range in {
+		out[i] = host.IDMap{ContainerID: m.ContainerID, HostID: m.HostID, Size: m.Size}
+	}
+	return out
 }
 
 // podFilesDir is the pod dir's tmpfs for its hostname, hosts and resolv.conf.
@@ -213,10 +223,7 @@ func Key(md *runtimeapi.PodSandboxMetadata) string {
 // Run creates and starts a pod sandbox and returns its id. A retry of a
 // create whose result was never delivered gets that result.
 func (s *Service) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, handler string) (id string, err error) {
-	pod, err := spec.ValidatePod(cfg, &s.cfg.Host)
-	if err != nil {
-		return "", err
-	}
+
 	if o := cfg.GetLinux().GetSecurityContext().GetSelinuxOptions(); spec.SELinuxRequested(o) {
 		// ValidatePod refused them where SELinux is on.
 		s.log.Info("pod selinux_options ignored: SELinux is not enabled on this node", "name", Key(cfg.GetMetadata()),
@@ -227,6 +234,12 @@ func (s *Service) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, han
 		return "", err
 	}
 	handler = h.Name()
+	// Checked with the handler's facts: user namespaces are per handler.
+	host := s.hostConfig(h)
+	pod, err := spec.ValidatePod(cfg, &host)
+	if err != nil {
+		return "", err
+	}
 	key := Key(cfg.GetMetadata())
 	ticket, prior, err := s.names.Acquire(ctx, key)
 	if err != nil {
@@ -276,6 +289,12 @@ func (s *Service) create(ctx context.Context, id, key string, pod *spec.Pod, han
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		return fmt.Errorf("create pod dir: %w", err)
 	}
+	if pod.UserNS != nil {
+		// The pause process's rootfs is in the pod dir.
+		if err := host.OpenPathForUserNS([]string{s.cfg.StateDir, filepath.Dir(dir)}, dir, pod.UserNS.RootGID()); err != nil {
+			return fmt.Errorf("open the pod dir to its user namespace: %w", err)
+		}
+	}
 	defer func() {
 		if err != nil {
 			if cerr := s.teardown(p); cerr != nil {
@@ -311,7 +330,11 @@ func (s *Service) create(ctx context.Context, id, key string, pod *spec.Pod, han
 	if !p.HostIPC {
 		kinds = append(kinds, nsIPC)
 	}
-	if p.Namespaces, err = s.cfg.mounts.pinNamespaces(dir, p.Hostname, kinds); err != nil {
+	var userns *userNS
+	if u := pod.UserNS; u != nil {
+		userns = &userNS{holder: s.cfg.PauseBinary, uids: idMaps(u.UIDs), gids: idMaps(u.GIDs)}
+	}
+	if p.Namespaces, err = s.cfg.mounts.pinNamespaces(dir, p.Hostname, kinds, userns); err != nil {
 		return err
 	}
 	if s.needsPause(p) {
@@ -358,7 +381,7 @@ func (s *Service) teardown(p *Sandbox) error {
 	}
 	errs = append(errs, s.cfg.mounts.unpinNamespaces(map[string]string{
 		"net": filepath.Join(dir, "netns"), "ipc": filepath.Join(dir, "ipcns"), "uts": filepath.Join(dir, "utsns"),
-		"pid": filepath.Join(dir, "pidns"),
+		"pid": filepath.Join(dir, "pidns"), "user": filepath.Join(dir, "userns"),
 	}))
 	errs = append(errs, s.cfg.mounts.unmountShm(filepath.Join(dir, "shm")), s.cfg.mounts.unmountPodFiles(filepath.Join(dir, podFilesDir)))
 	if err := errors.Join(errs...); err != nil {

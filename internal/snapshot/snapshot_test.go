@@ -8,7 +8,7 @@ import (
 
 func TestPrepareNeedsLayers(t *testing.T) {
 	dir := t.TempDir()
-	if err := Prepare(filepath.Join(dir, "snap"), filepath.Join(dir, "rootfs"), nil); err == nil {
+	if err := Prepare(filepath.Join(dir, "snap"), filepath.Join(dir, "rootfs"), nil, nil); err == nil {
 		t.Fatal("Prepare with no layers succeeded")
 	}
 }
@@ -30,7 +30,7 @@ func TestPrepareWriteRemove(t *testing.T) {
 		}
 	}
 	snap, rootfs := filepath.Join(dir, "snap"), filepath.Join(dir, "rootfs")
-	if err := Prepare(snap, rootfs, []string{low, high}); err != nil {
+	if err := Prepare(snap, rootfs, []string{low, high}, nil); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { Unmount(rootfs) })
