@@ -40,7 +40,8 @@ func NewUserNamespace(holder string, extra uintptr, uids, gids []IDMap) (*UserNa
 		GidMappings: sysMaps(gids),
 		// Keep setgroups allowed: containers set supplementary groups.
 		GidMappingsEnableSetgroups: true,
-		Pdeathsig:                  syscall.SIGKILL,
+		// No Pdeathsig: it follows the forking OS thread, which a Go
+		// program may end (a locked goroutine's exit) at any time.
 	}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start a process in a new user namespace: %w", err)
