@@ -64,3 +64,26 @@ func TestPrepareWriteRemove(t *testing.T) {
 		t.Fatalf("second Remove: %v", err)
 	}
 }
+
+// ResolveIn resolves a sub path inside root, with the image's symlinks
+// confined to it: an absolute link leads to root's own dir, not the host's.
+func TestResolveIn(t *testing.T) {
+	root := t.TempDir()
+	for _, d := range []string{"data/sub", "etc"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink("/etc", filepath.Join(root, "escape")); err != nil {
+		t.Fatal(err)
+	}
+	for sub, want := range map[string]string{"data/sub": "data/sub", "escape": "etc", "data/../etc": "etc"} {
+		got, err := ResolveIn(root, sub)
+		if err != nil || got != filepath.Join(root, want) {
+			t.Errorf("ResolveIn(%q) = %q, %v; want %s", sub, got, err, filepath.Join(root, want))
+		}
+	}
+	if _, err := ResolveIn(root, "nope"); err == nil {
+		t.Errorf("a missing sub path resolved")
+	}
+}
