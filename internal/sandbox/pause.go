@@ -90,6 +90,12 @@ func (s *Service) startPause(ctx context.Context, p *Sandbox, pod *spec.Pod) (er
 	if err := os.MkdirAll(rootfs, 0o755); err != nil {
 		return err
 	}
+	if u := pod.UserNS; u != nil {
+		// runc, as the pod's root, makes the mount points in it.
+		if err := os.Chown(rootfs, int(u.RootUID()), int(u.RootGID())); err != nil {
+			return err
+		}
+	}
 	ps, err := spec.GenerateSandbox(&spec.SandboxInput{
 		ID:          p.ID,
 		Pod:         pod,
