@@ -128,3 +128,22 @@ func TestUserNamespaceRefused(t *testing.T) {
 		t.Errorf("mode NODE: exit %d, uid_map %q, want the host's", st.ExitCode, out)
 	}
 }
+
+// TestUserNamespaceSharedPID: a pod in a user namespace that shares its
+// PID namespace: its pause process runs in the user namespace too, and
+// the container joins both.
+func TestUserNamespaceSharedPID(t *testing.T) {
+	d := framework.Shared(t)
+	u := usernsOptions(runtimeapi.NamespaceMode_POD, &runtimeapi.IDMapping{ContainerId: 0, HostId: usernsHost + 65536, Length: 65536})
+	pod := d.PodConfig(t, "userns-pid")
+	pod.Linux.SecurityContext.NamespaceOptions.UsernsOptions = u
+	pod.Linux.SecurityContext.NamespaceOptions.Pid = runtimeapi.NamespaceMode_POD
+	podID := d.RunPod(t, pod)
+	cfg := framework.Sh("shared", "cat /proc/self/uid_map; cat /proc/1/cmdline; echo")
+	cfg.Linux.SecurityContext.NamespaceOptions.UsernsOptions = u
+	cfg.Linux.SecurityContext.NamespaceOptions.Pid = runtimeapi.NamespaceMode_POD
+	st, out := runToExit(t, d, podID, pod, cfg)
+	if st.ExitCode != 0 || !strings.Contains(strings.Join(strings.Fields(out), " "), "0 "+strconv.Itoa(usernsHost+65536)+" 65536 /pause") {
+		t.Errorf("exit %d, output %q: want the pod's mapping and the pause process as pid 1", st.ExitCode, out)
+	}
+}
