@@ -33,14 +33,17 @@ func asNobody(argv ...string) (string, error) {
 }
 
 // openDaemonDir makes the daemon's top dir traversable by everyone for the
-// test, as /var/lib and /run are: os.MkdirTemp makes it 0700, which alone
-// would hide everything below from other users.
+// test, as /var/lib and /run are: the framework makes it 0711, which
+// lets other users search it but not list it.
 func openDaemonDir(t *testing.T, d *framework.Daemon) {
 	t.Helper()
+	// Restored as it was (the framework makes it 0711, which pods in user
+	// namespaces need), not to 0700.
+	before := perm(t, d.Dir)
 	if err := os.Chmod(d.Dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = os.Chmod(d.Dir, 0o700) })
+	t.Cleanup(func() { _ = os.Chmod(d.Dir, before) })
 }
 
 func perm(t *testing.T, p string) os.FileMode {
