@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -57,6 +58,10 @@ func (s *Service) Create(ctx context.Context, podID string, cfg *runtimeapi.Cont
 		return "", err
 	}
 	defer lease.Release()
+	if img.Artifact != nil {
+		return "", errdefs.Invalid(fmt.Sprintf("image %q is an OCI artifact (%s), not a runnable image: it can only be mounted as an image volume (mounts[].image)",
+			cfg.GetImage().GetImage(), img.Artifact.Type))
+	}
 
 	key := Key(podID, cfg.GetMetadata())
 	ticket, prior, err := s.names.Acquire(ctx, key)
@@ -234,6 +239,10 @@ func (s *Service) mountImageVolumes(id string, v *spec.Container, idmap *snapsho
 		src := target
 		if iv.SubPath != "" {
 			if src, err = snapshot.ResolveIn(target, iv.SubPath); err != nil {
+				if img.Artifact != nil {
+					return nil, nil, errdefs.Invalid(fmt.Sprintf("%s.image_sub_path %q does not exist in OCI artifact %s (its files: %s)",
+						field, iv.SubPath, iv.Image, strings.Join(img.Artifact.Paths(), ", ")))
+				}
 				return nil, nil, errdefs.Invalid(fmt.Sprintf("%s.image_sub_path %q does not exist in image %s: %v", field, iv.SubPath, iv.Image, err))
 			}
 		}

@@ -44,6 +44,10 @@ type Image struct {
 	// Blobs are the content-store digests the image holds: manifests,
 	// indexes, config and layer blobs.
 	Blobs []string `json:"blobs"`
+	// Artifact is set for an OCI artifact (see ParseArtifact): its one
+	// "layer" in ChainIDs is its files dir, Config is empty, and it is
+	// only mountable as an image volume, never a container's rootfs.
+	Artifact *Artifact `json:"artifact,omitempty"`
 	// Pinned images are never garbage-collected by kubelet.
 	Pinned bool `json:"pinned,omitempty"`
 	// Created is when berth first recorded the image.
@@ -57,6 +61,7 @@ func (img *Image) clone() *Image {
 	c.ChainIDs = slices.Clone(img.ChainIDs)
 	c.Blobs = slices.Clone(img.Blobs)
 	c.Config = *img.Config.DeepCopy()
+	c.Artifact = img.Artifact.clone()
 	return &c
 }
 
