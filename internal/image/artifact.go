@@ -167,7 +167,7 @@ func checkTitle(t string) error {
 		return fmt.Errorf("is not a valid UTF-8 path")
 	case strings.HasPrefix(t, "/"):
 		return fmt.Errorf("is an absolute path; it must be relative to the artifact")
-	case !filepath.IsLocal(t) || filepath.Clean(t) != t:
+	case t == "." || !filepath.IsLocal(t) || filepath.Clean(t) != t:
 		return fmt.Errorf(`is not a clean path inside the artifact (no "..", ".", empty or trailing components)`)
 	}
 	for _, c := range strings.Split(t, "/") {
