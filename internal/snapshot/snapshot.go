@@ -69,6 +69,13 @@ func MountImage(target string, lowers []string, idmap *IDMap, scratch string) er
 	if err := os.MkdirAll(target, 0o755); err != nil {
 		return err
 	}
+	if len(lowers) == 1 {
+		usernsPath := ""
+		if idmap != nil {
+			usernsPath = idmap.UsernsPath
+		}
+		return bindReadOnly(lowers[0], target, usernsPath)
+	}
 	return mountOverlay(target, lowers, "", idmap, scratch)
 }
 

@@ -87,3 +87,40 @@ func TestResolveIn(t *testing.T) {
 		t.Errorf("a missing sub path resolved")
 	}
 }
+
+// TestMountImageOneLayer: an image volume of a single layer dir (an OCI
+// artifact's files) is a read-only mount of that dir, and of several an
+// overlay; overlayfs alone refuses one lower dir without an upper.
+func TestMountImageOneLayer(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("needs root to mount (run the suite as root)")
+	}
+	dir := t.TempDir()
+	layer := filepath.Join(dir, "files")
+	if err := os.MkdirAll(filepath.Join(layer, "conf"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(layer, "conf", "a"), []byte("a\n"), 0o444); err != nil {
+		t.Fatal(err)
+	}
+	for name, lowers := range map[string][]string{"one": {layer}, "two": {layer, layer + "2"}} {
+		os.MkdirAll(layer+"2", 0o755)
+		target := filepath.Join(dir, "vol-"+name)
+		if err := MountImage(target, lowers, nil, filepath.Join(dir, "scratch-"+name)); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		t.Cleanup(func() { Unmount(target) })
+		if b, err := os.ReadFile(filepath.Join(target, "conf", "a")); err != nil || string(b) != "a\n" {
+			t.Errorf("%s: read through the mount: %q, %v", name, b, err)
+		}
+		if err := os.WriteFile(filepath.Join(target, "new"), nil, 0o644); err == nil {
+			t.Errorf("%s: the image volume is writable", name)
+		}
+		if p, err := ResolveIn(target, "conf/a"); err != nil || p != filepath.Join(target, "conf", "a") {
+			t.Errorf("%s: ResolveIn(conf/a) = %q, %v", name, p, err)
+		}
+		if err := Unmount(target); err != nil || IsMounted(target) {
+			t.Errorf("%s: unmount: %v", name, err)
+		}
+	}
+}
