@@ -131,3 +131,40 @@ func TestArtifactVolume(t *testing.T) {
 	absent(t, d, evil)
 	noPartialData(t, d)
 }
+
+// TestArtifactVolumeUserNamespace: in a pod in a user namespace the
+// artifact's files are idmapped like the rootfs: readable, owned by root
+// inside, whole and at a file sub path.
+func TestArtifactVolumeUserNamespace(t *testing.T) {
+	d := framework.Shared(t)
+	reg := framework.StartRegistry(t, framework.RegistryOptions{})
+	reg.PushArtifact(t, "e2e/artifact:userns", testimage.Artifact{Type: "application/vnd.berth.test.v1", Files: []testimage.ArtifactFile{
+		{Title: "data/value", Content: "mapped\n"},
+	}})
+	ref := reg.Ref("e2e/artifact:userns")
+	id := mustPull(t, d, ref, nil)
+	pod := d.PodConfig(t, "artifact-userns")
+	pod.Linux.SecurityContext.NamespaceOptions.UsernsOptions = usernsOptions(runtimeapi.NamespaceMode_POD,
+		&runtimeapi.IDMapping{ContainerId: 0, HostId: usernsHost, Length: 65536})
+	podID := d.RunPod(t, pod)
+	t.Cleanup(func() {
+		ctx := framework.Ctx(t)
+		d.Runtime.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: podID})
+		d.Runtime.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: podID})
+		d.Image.RemoveImage(ctx, &runtimeapi.RemoveImageRequest{Image: &runtimeapi.ImageSpec{Image: id}})
+	})
+	cfg := framework.Sh("inside", `cat /art/data/value /value; stat -c 'owner %u' /art/data/value /value; echo ready; exec sleep 300`)
+	cfg.Linux.SecurityContext.NamespaceOptions.UsernsOptions = pod.Linux.SecurityContext.NamespaceOptions.UsernsOptions
+	cfg.Mounts = []*runtimeapi.Mount{
+		{ContainerPath: "/art", Readonly: true, Image: &runtimeapi.ImageSpec{Image: id}},
+		{ContainerPath: "/value", Readonly: true, Image: &runtimeapi.ImageSpec{Image: id}, ImageSubPath: "data/value"},
+	}
+	d.RunContainer(t, podID, pod, cfg)
+	var texts []string
+	for _, l := range framework.WaitForLog(t, framework.LogPath(pod, cfg), "ready", 20*time.Second) {
+		texts = append(texts, strings.TrimSpace(l.Text))
+	}
+	if out := strings.Join(texts, "\n"); out != "mapped\nmapped\nowner 0\nowner 0\nready" {
+		t.Errorf("container output %q, want the file twice, owned by root inside", out)
+	}
+}
