@@ -233,6 +233,14 @@ func TestPullArtifact(t *testing.T) {
 	if got, err := e.s.Get(ref); err != nil || got.ID != img.ID {
 		t.Errorf("Get(%s) = %v, %v", ref, got, err)
 	}
+	// The record survives a restart with its files.
+	e.close()
+	e.open()
+	p = NewPuller(e.s, PullConfig{})
+	if got, err := e.s.Get(img.ID); err != nil || got.Artifact == nil || strings.Join(got.Artifact.Paths(), ",") != "a.txt,conf/b.yaml,empty" ||
+		e.s.LayerDirs(got)[0] != dirs[0] {
+		t.Fatalf("after a restart: %+v, %v", got, err)
+	}
 	// Again: nothing new, same record.
 	if again, err := p.Pull(ctx, ref, PullOptions{}); err != nil || again.ID != img.ID {
 		t.Errorf("second pull: %v, %v", again, err)
