@@ -107,10 +107,7 @@ func ParseArtifact(m *v1.Manifest, maxBytes int64) (*Artifact, error) {
 	if err := checkDigest(m.Config.Digest, "artifact config"); err != nil {
 		return nil, err
 	}
-	a := &Artifact{Type: m.ArtifactType}
-	if a.Type == "" {
-		a.Type = string(m.Config.MediaType)
-	}
+	a := &Artifact{Type: artifactType(m)}
 	var total int64
 	seen := make(map[string]bool, len(m.Layers))
 	for i, l := range m.Layers {
@@ -147,6 +144,15 @@ func ParseArtifact(m *v1.Manifest, maxBytes int64) (*Artifact, error) {
 		}
 	}
 	return a, nil
+}
+
+// artifactType is the manifest's artifactType, else its config's media
+// type, as the OCI image spec says to read an artifact's type.
+func artifactType(m *v1.Manifest) string {
+	if m.ArtifactType != "" {
+		return m.ArtifactType
+	}
+	return string(m.Config.MediaType)
 }
 
 func artifactTitle(ann map[string]string) string {

@@ -15,6 +15,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
@@ -304,4 +305,19 @@ func assertEmptyStore(t *testing.T, e *testEnv) {
 			t.Errorf("%s not empty: %d entries", d, len(ents))
 		}
 	}
+}
+
+// TestImportArtifactRefused: an archive holding an artifact says so, rather
+// than that its config lacks diff IDs.
+func TestImportArtifactRefused(t *testing.T) {
+	e := newEnv(t)
+	img := mutate.ConfigMediaType(makeImage(t, "art", rawLayer([]byte("plain file"))), types.OCIEmptyJSON)
+	lpDir := filepath.Join(e.dir, "oci")
+	writeOCILayout(t, lpDir, img, map[string]string{annotationRefName: "example.com/art:v1"})
+	p := filepath.Join(e.dir, "art.tar")
+	tarDir(t, lpDir, p)
+	if _, err := e.s.Import(context.Background(), p); !errdefs.IsInvalid(err) || !strings.Contains(err.Error(), "is an OCI artifact (application/vnd.oci.empty.v1+json)") {
+		t.Errorf("import of an artifact: %v", err)
+	}
+	assertEmptyStore(t, e)
 }
