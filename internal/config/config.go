@@ -16,6 +16,9 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/berth-project/berth/internal/cdi"
+	"github.com/berth-project/berth/internal/nri"
 )
 
 // Locations used when berthd is given no flags.
@@ -45,6 +48,8 @@ type Config struct {
 	Streaming            Streaming          `toml:"streaming" doc:"the HTTP server behind exec, attach and port-forward URLs"`
 	Images               Images             `toml:"images" doc:"image pulls and storage"`
 	Metrics              Metrics            `toml:"metrics" doc:"Prometheus metrics"`
+	NRI                  nri.Config         `toml:"nri" doc:"Node Resource Interface: node plugins hooking pod and container lifecycle events (docs/nri.md)"`
+	CDI                  cdi.Config         `toml:"cdi" doc:"Container Device Interface: device names (CDI_devices, cdi.k8s.io annotations) resolved from vendor specs (docs/cdi.md)"`
 }
 
 // Runtime is one OCI runtime handler ([runtimes.<name>]).
@@ -151,6 +156,8 @@ func Default() *Config {
 			MaxLayerUnpackedBytes:  64 << 30,
 			MaxLayerEntries:        1_000_000,
 		},
+		NRI: nri.DefaultConfig(),
+		CDI: cdi.DefaultConfig(),
 	}
 	if _, err := exec.LookPath("runsc"); err == nil {
 		c.Runtimes["runsc"] = Runtime{Path: "runsc", Args: []string{}, PodAnnotations: []string{}, ContainerAnnotations: []string{}}

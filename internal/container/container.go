@@ -16,6 +16,7 @@ import (
 	"github.com/berth-project/berth/internal/events"
 	"github.com/berth-project/berth/internal/image"
 	"github.com/berth-project/berth/internal/names"
+	"github.com/berth-project/berth/internal/runtime"
 	"github.com/berth-project/berth/internal/sandbox"
 	"github.com/berth-project/berth/internal/snapshot"
 	"github.com/berth-project/berth/internal/spec"
@@ -58,14 +59,11 @@ type Config struct {
 	rootfs rootfs // nil: overlay snapshots (tests fake it)
 }
 
-// Sandboxes is what the service needs of the pods (sandbox.Service):
-// the pod a container is made in, and whether an id is a pod's (its pause
-// process runs under the pod's id).
+// Sandboxes is what the service needs of the pods (sandbox.Service): the
+// pod a container is made in. Which other runtime ids are a pod's is the
+// pod layer's to say (see RemoveOrphans).
 type Sandboxes interface {
 	Get(id string) (*sandbox.Sandbox, error)
-	// Quarantined says whether id is a pod whose record was set aside as
-	// unreadable at start (its leftovers are not orphans).
-	Quarantined(id string) bool
 }
 
 // Images is what the service needs of the image store (image.Service).
@@ -115,6 +113,9 @@ type Service struct {
 	// quarantined are ids whose records could not be read at start: what
 	// is on the host under them is left alone, not removed as an orphan.
 	quarantined map[string]bool
+	// startLists are the runtimes' container lists taken at start, kept
+	// for RemoveOrphans (by handler name, then id).
+	startLists map[string]map[string]runtime.State
 
 	mu         sync.RWMutex
 	containers map[string]*Container
