@@ -32,6 +32,7 @@ import (
 	"github.com/berth-project/berth/internal/stats"
 	"github.com/berth-project/berth/internal/store"
 	"github.com/berth-project/berth/internal/stream"
+	"github.com/berth-project/berth/internal/usernsdir"
 )
 
 // logLevel is shared by every handler so SIGHUP can change it in place.
@@ -63,6 +64,13 @@ func run(ctx context.Context, cfg *config.Config, reload func() (*config.Config,
 		if err := privateDir(d); err != nil {
 			return err
 		}
+	}
+	// The rootfs mount points of pods in user namespaces, which the pods'
+	// remapped roots must reach: outside the root-only dirs, searchable
+	// but not listable (internal/usernsdir says why that is safe).
+	usernsDir := usernsdir.New(cfg.UsernsDir())
+	if err := usernsDir.Init(); err != nil {
+		return err
 	}
 	// Pods in user namespaces need idmapped mounts of the layers' and the
 	// pod files' filesystems.
@@ -125,7 +133,7 @@ func run(ctx context.Context, cfg *config.Config, reload func() (*config.Config,
 		Store: st, StateDir: cfg.StateDir, DefaultCgroupParent: cfg.DefaultCgroupParent,
 		Runtimes: runtimes, Host: host,
 		PauseBinary: pauseBinary(), Logger: log, Network: podNetwork,
-		CgroupDriver: cfg.CgroupDriver(),
+		CgroupDriver: cfg.CgroupDriver(), UsernsDir: usernsDir,
 	})
 	if err != nil {
 		return err
@@ -134,7 +142,7 @@ func run(ctx context.Context, cfg *config.Config, reload func() (*config.Config,
 	containers, err := container.New(ctx, container.Config{
 		Store: st, Root: cfg.Root, StateDir: cfg.StateDir, Runtimes: runtimes,
 		Sandboxes: sandboxes, Images: images, Host: host, Logger: log, Events: bus,
-		CgroupDriver: cfg.CgroupDriver(),
+		CgroupDriver: cfg.CgroupDriver(), UsernsDir: usernsDir,
 	})
 	if err != nil {
 		return err
@@ -153,7 +161,7 @@ func run(ctx context.Context, cfg *config.Config, reload func() (*config.Config,
 	// then the blobs and layers of a pull that had not recorded its image
 	// yet, or of a RemoveImage whose GC had not finished.
 	pods, err := pod.New(ctx, pod.Config{Sandboxes: sandboxes, Containers: containers, Images: images, Logger: log,
-		NRI: plugins, CDI: devices, Events: bus})
+		NRI: plugins, CDI: devices, Events: bus, UsernsDir: usernsDir})
 	if err != nil {
 		return err
 	}

@@ -32,7 +32,7 @@ const (
 // generated file cannot drift apart.
 type Config struct {
 	Root                 string             `toml:"root" doc:"persistent data: records, images, writable layers"`
-	StateDir             string             `toml:"state_dir" doc:"runtime state, lost at reboot: namespaces, bundles, runc root, exit files"`
+	StateDir             string             `toml:"state_dir" doc:"runtime state, lost at reboot: namespaces, bundles, runc root, exit files; pods in user namespaces keep their rootfs mount points in <state_dir>-userns beside it"`
 	Socket               string             `toml:"socket" doc:"CRI gRPC socket the kubelet connects to (created 0660, root-owned)"`
 	LogLevel             string             `toml:"log_level" doc:"daemon log level: debug, info, warn or error"`
 	LogFormat            string             `toml:"log_format" doc:"daemon log format: text or json"`

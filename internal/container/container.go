@@ -21,6 +21,7 @@ import (
 	"github.com/berth-project/berth/internal/snapshot"
 	"github.com/berth-project/berth/internal/spec"
 	"github.com/berth-project/berth/internal/store"
+	"github.com/berth-project/berth/internal/usernsdir"
 )
 
 // State is a container's lifecycle state.
@@ -55,6 +56,10 @@ type Config struct {
 	CgroupDriver string
 	Logger       *slog.Logger
 	Events       *events.Bus // lifecycle events; nil: none
+	// UsernsDir holds the rootfs mount points of containers in user
+	// namespaces (their remapped root must reach them); others have theirs
+	// in their bundle.
+	UsernsDir usernsdir.Dir
 
 	rootfs rootfs // nil: overlay snapshots (tests fake it)
 }
@@ -127,7 +132,18 @@ type Service struct {
 
 func (s *Service) bundleDir(id string) string   { return filepath.Join(s.cfg.StateDir, "containers", id) }
 func (s *Service) snapshotDir(id string) string { return filepath.Join(s.cfg.Root, "containers", id) }
-func (s *Service) rootfs(id string) string      { return filepath.Join(s.bundleDir(id), "rootfs") }
+
+// rootfs is the container's rootfs mount point: in the user namespace
+// dir when create made it there, else in the bundle.
+func (s *Service) rootfs(id string) string {
+	if s.cfg.UsernsDir.Has(id) {
+		return s.cfg.UsernsDir.Rootfs(id)
+	}
+	return filepath.Join(s.bundleDir(id), "rootfs")
+}
+
+// Quarantined says whether id's record was set aside as unreadable at start.
+func (s *Service) Quarantined(id string) bool { return s.quarantined[id] }
 
 func (s *Service) lock(id string) func() {
 	m, _ := s.opMu.LoadOrStore(id, &sync.Mutex{})

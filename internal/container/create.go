@@ -18,7 +18,6 @@ import (
 	"github.com/berth-project/berth/internal/cgroups"
 	"github.com/berth-project/berth/internal/errdefs"
 	"github.com/berth-project/berth/internal/events"
-	"github.com/berth-project/berth/internal/host"
 	"github.com/berth-project/berth/internal/image"
 	"github.com/berth-project/berth/internal/metrics"
 	"github.com/berth-project/berth/internal/names"
@@ -153,9 +152,10 @@ func (s *Service) create(ctx context.Context, id, key string, pod *sandbox.Sandb
 			return nil, errdefs.Precondition(fmt.Sprintf("pod sandbox %s has no user namespace (made by an older berthd?); create a new pod", pod.ID))
 		}
 		idmap = &snapshot.IDMap{UsernsPath: pod.Namespaces["user"], UID: u.RootUID(), GID: u.RootGID()}
-		// runc, as the pod's root, reaches the rootfs in the bundle.
-		if err := host.OpenPathForUserNS([]string{s.cfg.StateDir, filepath.Dir(bundle)}, bundle, u.RootGID()); err != nil {
-			return nil, fmt.Errorf("open the bundle to the pod's user namespace: %w", err)
+		// runc, as the pod's root, must reach the rootfs mount point,
+		// which so lives outside the root-only state dir.
+		if _, err := s.cfg.UsernsDir.Make(id, u.RootUID(), u.RootGID(), false); err != nil {
+			return nil, fmt.Errorf("make the rootfs mount point of a container in a user namespace: %w", err)
 		}
 	}
 	layers := s.cfg.Images.LayerDirs(img)
@@ -380,6 +380,8 @@ func (s *Service) cleanup(ctx context.Context, id string, rt runtime.Handler, cr
 		}
 	}
 	if err := s.cfg.rootfs.Remove(s.snapshotDir(id), s.rootfs(id)); err != nil {
+		errs = append(errs, err)
+	} else if err := s.cfg.UsernsDir.Remove(id); err != nil {
 		errs = append(errs, err)
 	}
 	if err := s.unmountImageVolumes(id); err != nil {

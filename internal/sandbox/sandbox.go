@@ -27,6 +27,7 @@ import (
 	"github.com/berth-project/berth/internal/runtime"
 	"github.com/berth-project/berth/internal/spec"
 	"github.com/berth-project/berth/internal/store"
+	"github.com/berth-project/berth/internal/usernsdir"
 )
 
 // State is a pod's lifecycle state as CRI knows it.
@@ -90,6 +91,9 @@ type Config struct {
 	CgroupDriver        string          // cgroupfs or systemd, for the pause process's cgroup
 	Network             Network         // nil: pods get loopback only
 	Logger              *slog.Logger
+	// UsernsDir holds the pause rootfs of pods in user namespaces (their
+	// remapped root must reach it); others have theirs in the pod dir.
+	UsernsDir usernsdir.Dir
 
 	mounts mounts // nil: the host's (tests fake it)
 }
@@ -309,12 +313,6 @@ func (s *Service) create(ctx context.Context, id, key string, pod *spec.Pod, han
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		return fmt.Errorf("create pod dir: %w", err)
 	}
-	if pod.UserNS != nil {
-		// The pause process's rootfs is in the pod dir.
-		if err := host.OpenPathForUserNS([]string{s.cfg.StateDir, filepath.Dir(dir)}, dir, pod.UserNS.RootGID()); err != nil {
-			return fmt.Errorf("open the pod dir to its user namespace: %w", err)
-		}
-	}
 	defer func() {
 		if err != nil {
 			if cerr := s.teardown(p); cerr != nil {
@@ -419,6 +417,7 @@ func (s *Service) teardown(p *Sandbox) error {
 		"net": filepath.Join(dir, "netns"), "ipc": filepath.Join(dir, "ipcns"), "uts": filepath.Join(dir, "utsns"),
 		"pid": filepath.Join(dir, "pidns"), "user": filepath.Join(dir, "userns"),
 	}))
+	errs = append(errs, s.cfg.UsernsDir.Remove(p.ID))
 	errs = append(errs, s.cfg.mounts.unmountShm(filepath.Join(dir, "shm")), s.cfg.mounts.unmountPodFiles(filepath.Join(dir, podFilesDir)))
 	if err := errors.Join(errs...); err != nil {
 		return err
