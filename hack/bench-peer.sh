@@ -24,6 +24,11 @@
 #   BENCH_ONLY          berth or containerd: measure only that one
 #   BENCH_LOG_DIR       keep the daemons' and the registry's logs there
 #   BERTH_LOG_LEVEL     berthd's log level (info; debug logs each step's time)
+#   BERTH_BASE_BIN      a dir with another build's berthd and berth-pause, run
+#                       beside the checkout's as target berth-base (before/after)
+#   BENCH_STEPS         1: turn on berthd's metrics endpoint and print its
+#                       per-step times of the sequential workloads (off by
+#                       default: the endpoint adds to berthd's memory)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/usr/local/go/bin:$PATH"
@@ -32,6 +37,8 @@ CONTAINERD_BIN="${CONTAINERD_BIN:-$HOME/.cache/berth/containerd-$CONTAINERD_VERS
 BENCH_ONLY="${BENCH_ONLY:-}"
 BENCH_LOG_DIR="${BENCH_LOG_DIR:-}"
 BERTH_LOG_LEVEL="${BERTH_LOG_LEVEL:-info}"
+BERTH_BASE_BIN="${BERTH_BASE_BIN:-}"
+BENCH_STEPS="${BENCH_STEPS:-}"
 RUNC="$(command -v runc)"
 CNI_BIN=/usr/lib/cni # Debian's containernetworking-plugins
 
@@ -90,9 +97,9 @@ teardown() {
 trap teardown EXIT
 trap 'exit 130' INT TERM
 
-note "building berthd, berth-pause and berth-bench into $work/bin"
+note "building berthd, berth, berth-pause and berth-bench into $work/bin"
 mkdir -p "$work/bin"
-for c in berthd berth-pause berth-bench; do
+for c in berthd berth berth-pause berth-bench; do
 	CGO_ENABLED=0 go build -o "$work/bin/$c" "./cmd/$c"
 done
 if [[ $BENCH_ONLY != berth && ! -x $CONTAINERD_BIN/containerd-shim-runc-v2 ]]; then
@@ -177,10 +184,13 @@ CONF
 }
 
 targets=()
-if [[ $BENCH_ONLY != containerd ]]; then
-	note "starting berthd"
-	b="$work/berth"
-	cni_conflist "$b/net.d" bench-berth "bb-$(basename "$work" | tail -c 7)" "$(free_subnet 10.201)"
+socks=()
+# start_berth NAME BINDIR SUBNET_PREFIX: a berthd from BINDIR (berth-pause
+# beside it) on its own root, state, socket, bridge and /24.
+start_berth() {
+	local name=$1 bindir=$2 b="$work/$1"
+	note "starting berthd ($name, from $bindir)"
+	cni_conflist "$b/net.d" "bench-$name" "b${name:0:1}${name: -1}-$(basename "$work" | tail -c 7)" "$(free_subnet "$3")"
 	cat >"$b.toml" <<CONF
 log_level = "$BERTH_LOG_LEVEL"
 [network]
@@ -189,9 +199,21 @@ bin_dirs = ["$CNI_BIN"]
 [images]
 registry_config_dir = "$work/hosts.d"
 CONF
-	"$work/bin/berthd" --config "$b.toml" --root "$b/root" --state-dir "$b/state" --socket "$work/berth.sock" >"$work/berthd.log" 2>&1 &
+	metrics=
+	if [[ $BENCH_STEPS == 1 ]]; then
+		mport=$(free_port)
+		printf '[metrics]\naddress = "127.0.0.1:%s"\n' "$mport" >>"$b.toml"
+		metrics=",metrics=http://127.0.0.1:$mport/metrics"
+	fi
+	"$bindir/berthd" --config "$b.toml" --root "$b/root" --state-dir "$b/state" --socket "$work/$name.sock" >"$work/$name.log" 2>&1 &
 	pids+=($!)
-	targets+=(--target "name=berth,endpoint=unix://$work/berth.sock,helpers=conmon|berth-pause,pid=$!")
+	targets+=(--target "name=$name,endpoint=unix://$work/$name.sock,helpers=conmon|berth-pause,pid=$!,cli=$work/bin/berth$metrics")
+	socks+=("$name.sock")
+}
+if [[ $BENCH_ONLY != containerd ]]; then
+	start_berth berth "$work/bin" 10.201
+	# A second berth build in the same run: before/after figures of a change.
+	[[ -z $BERTH_BASE_BIN ]] || start_berth berth-base "$BERTH_BASE_BIN" 10.203
 fi
 if [[ $BENCH_ONLY != berth ]]; then
 	note "starting containerd $CONTAINERD_VERSION"
@@ -236,9 +258,9 @@ CONF
 	PATH="$CONTAINERD_BIN:$PATH" "$CONTAINERD_BIN/containerd" --config "$c.toml" >"$work/containerd.log" 2>&1 &
 	pids+=($!)
 	targets+=(--target "name=containerd,endpoint=unix://$work/containerd.sock,helpers=containerd-shim-runc-v2|pause,pid=$!")
+	socks+=(containerd.sock)
 fi
-for s in berth.sock containerd.sock; do
-	[[ $BENCH_ONLY == "${s%.sock}" || -z $BENCH_ONLY ]] || continue
+for s in "${socks[@]}"; do
 	for _ in $(seq 300); do [[ -S $work/$s ]] && break; sleep 0.1; done
 	[[ -S $work/$s ]] || { note "no $s after 30 s"; tail -20 "$work/${s%.sock}"*.log >&2; exit 1; }
 done

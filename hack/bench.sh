@@ -29,3 +29,7 @@ bench CrashChurn 1x      # kill -9 during pod and image churn, 100 points
 if [ -z "$only" ] || [[ Critest =~ $only ]]; then
 	./hack/critest.sh --benchmark "${CRITEST_BENCH_DIR:-$(mktemp -d)}" | grep -E '^critest|create PodSandbox and container|^(ok|FAIL)'
 fi
+# The same with every pod under gVisor.
+if [ -z "$only" ] || [[ CritestRunsc =~ $only ]]; then
+	./hack/critest.sh --runtime-handler runsc --benchmark "$(mktemp -d)" | grep -E '^critest|create PodSandbox and container|^(ok|FAIL)'
+fi

@@ -9,10 +9,20 @@
 #   hack/critest.sh                    every spec except test/critest/skip.txt
 #   hack/critest.sh 'Networking'       only the specs matching a regexp
 #   hack/critest.sh --benchmark [DIR]  critest's benchmarks (JSON figures into DIR)
+#   hack/critest.sh --runtime-handler runsc [REGEXP]
+#                                      every pod under that RuntimeClass handler
+#                                      (gVisor), skipping skip.txt and skip-runsc.txt
+#                                      too; CRITEST_RUNTIME_HANDLER=runsc does the same
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/usr/local/go/bin:$PATH"
 args=()
+handler=${CRITEST_RUNTIME_HANDLER:-}
+if [[ ${1:-} == --runtime-handler ]]; then
+	handler=${2:?--runtime-handler needs a handler name}
+	shift 2
+fi
+[[ -n $handler ]] && args+=(-critest.runtime-handler "$handler")
 if [[ ${1:-} == --benchmark ]]; then
 	args+=(-critest.benchmark)
 	[[ -n ${2:-} ]] && args+=(-critest.benchmark-dir "$(realpath "$2")")

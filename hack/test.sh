@@ -28,5 +28,9 @@ go test -p 1 -count=1 -timeout 40m $(go list ./test/... | grep -v -e /test/crite
 echo "== CRI conformance (critest)"
 ./hack/critest.sh
 
+echo "== CRI conformance under gVisor (critest, handler runsc)"
+# About 3 minutes; skip.txt plus test/critest/skip-runsc.txt.
+./hack/critest.sh --runtime-handler runsc
+
 echo "== a real kubelet (test/kubelet)"
 ./hack/kubelet.sh

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -22,6 +24,7 @@ type Counts struct {
 	Lists          int           `json:"lists"` // calls of each list RPC with ConcurrentPods running
 	Pulls          int           `json:"pulls"`
 	FloorRuns      int           `json:"floor_runs"`
+	CLIRuns        int           `json:"cli_runs"`
 	Settle         time.Duration `json:"settle_ns"` // wait before reading memory with the pods running
 }
 
@@ -42,6 +45,7 @@ type TargetResult struct {
 	Runtime     string        `json:"runtime"`
 	PID         int           `json:"pid"`
 	Steps       []StepResult  `json:"steps"`
+	ServerSteps []ServerStep  `json:"server_steps,omitempty"`
 	Throughput  *Throughput   `json:"throughput,omitempty"`
 	IdleMemory  *Memory       `json:"daemon_idle,omitempty"`
 	BusyMemory  *Memory       `json:"daemon_with_pods,omitempty"`
@@ -250,12 +254,52 @@ func (r *runner) sequential(ctx context.Context, shape Shape, n int) error {
 	if err != nil {
 		return fmt.Errorf("warm-up pod: %w", err)
 	}
+	var before stepTotals
+	if r.spec.Metrics != "" {
+		if before, err = scrapeSteps(ctx, r.spec.Metrics); err != nil {
+			return fmt.Errorf("read the runtime's step metrics: %w", err)
+		}
+		defer func() {
+			after, err := scrapeSteps(ctx, r.spec.Metrics)
+			if err != nil {
+				r.fail(string(shape)+": step metrics", err)
+				return
+			}
+			r.res.ServerSteps = append(r.res.ServerSteps, stepMeans(string(shape), before, after)...)
+		}()
+	}
 	for i := range n {
 		p, err := r.startPod(ctx, r.c, r.rec, prefix, fmt.Sprintf("%s-%d", shape, i), shape)
 		if err != nil {
 			return err
 		}
 		if err := r.stopPod(ctx, r.c, r.rec, prefix, p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// cliRuns times `berth run --rm IMAGE true` n times, after an unrecorded
+// warm-up: the CLI's whole life, from exec to exit, as a user waits for it.
+func (r *runner) cliRuns(ctx context.Context, n int) error {
+	if r.spec.CLI == "" {
+		return nil
+	}
+	run := func() error {
+		cctx, cancel := call(ctx)
+		defer cancel()
+		cmd := exec.CommandContext(cctx, r.spec.CLI, "--socket", r.spec.SocketPath(), "run", "--rm", "--pull", "never", r.opts.image, "true")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("%s: %w: %s", strings.Join(cmd.Args, " "), err, out)
+		}
+		return nil
+	}
+	if err := run(); err != nil {
+		return fmt.Errorf("warm-up: %w", err)
+	}
+	for range n {
+		if err := r.rec.time("berth run --rm IMAGE true (CLI, end to end)", run); err != nil {
 			return err
 		}
 	}

@@ -90,6 +90,7 @@ processes' memory and makes pod cgroups and log directories, as kubelet does).`,
 	f.IntVar(&o.counts.Lists, "lists", 20, "calls of each list RPC with --concurrent-pods running")
 	f.IntVar(&o.counts.Pulls, "pulls", 5, "cold pulls of --pull-image (0: skip)")
 	f.IntVar(&o.counts.FloorRuns, "floor-runs", 30, "bare runc runs for the floor (0: skip)")
+	f.IntVar(&o.counts.CLIRuns, "cli-runs", 10, "`berth run --rm IMAGE true` runs, for targets with cli= (0: skip)")
 	f.DurationVar(&o.counts.Settle, "settle", 5*time.Second, "wait with the pods running before reading memory")
 	return cmd
 }
@@ -193,6 +194,9 @@ func run(ctx context.Context, o *runOptions) error {
 	each("sequential kubelet-shaped pods", func(r *runner) error { return r.sequential(ctx, Kubelet, c.Pods) })
 	each("sequential shared-PID pods", func(r *runner) error { return r.sequential(ctx, SharedPID, c.Pods) })
 	each("ExecSync", func(r *runner) error { return r.execs(ctx, c.Execs) })
+	if c.CLIRuns > 0 {
+		each("berth run --rm", func(r *runner) error { return r.cliRuns(ctx, c.CLIRuns) })
+	}
 	if c.FloorRuns > 0 && ctx.Err() == nil {
 		slog.Info("workload", "workload", "runc floor")
 		floor := newRecorder()

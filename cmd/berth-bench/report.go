@@ -171,6 +171,19 @@ func (r *Report) WriteTable(out io.Writer) {
 	}
 	fmt.Fprintln(out)
 
+	for _, t := range r.Targets {
+		if len(t.ServerSteps) == 0 {
+			continue
+		}
+		fmt.Fprintf(out, "%s's own step times (mean ms, from its metrics):\n", t.Name)
+		tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "workload\tmethod\tstep\tmean\tn\t")
+		for _, s := range t.ServerSteps {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%.1f\t%d\t\n", s.Workload, s.Method, s.Step, s.MeanMS, s.N)
+		}
+		tw.Flush()
+		fmt.Fprintln(out)
+	}
 	if len(r.Floor) > 0 {
 		floor := r.Floor[0]
 		fmt.Fprintf(out, "floor: %s: p50 %.1f  p95 %.1f  p99 %.1f ms (n %d)\n", floor.Step, floor.P50, floor.P95, floor.P99, floor.N)

@@ -24,6 +24,13 @@ type TargetSpec struct {
 	// workload: conmon for berth and CRI-O, containerd-shim-runc-v2 and
 	// pause for containerd.
 	Helpers *regexp.Regexp
+	// Metrics is the runtime's Prometheus page (http://host:port/metrics),
+	// read before and after the sequential workloads for berthd's per-step
+	// times (berth_cri_step_duration_seconds); "": not read.
+	Metrics string
+	// CLI is a berth CLI binary: with it the bench also times `berth run
+	// --rm IMAGE true` end to end against this target ("": not run).
+	CLI string
 }
 
 // ParseTarget parses one --target value.
@@ -32,7 +39,7 @@ func ParseTarget(s string) (TargetSpec, error) {
 	for _, kv := range strings.Split(s, ",") {
 		k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
 		if !ok || v == "" {
-			return t, fmt.Errorf("target %q: %q is not key=value (keys: name, endpoint, helpers, pid)", s, kv)
+			return t, fmt.Errorf("target %q: %q is not key=value (keys: name, endpoint, helpers, pid, metrics, cli)", s, kv)
 		}
 		switch k {
 		case "name":
@@ -51,8 +58,15 @@ func ParseTarget(s string) (TargetSpec, error) {
 				return t, fmt.Errorf("target %q: pid %q is not a process id", s, v)
 			}
 			t.PID = pid
+		case "cli":
+			t.CLI = v
+		case "metrics":
+			if !strings.HasPrefix(v, "http://") && !strings.HasPrefix(v, "https://") {
+				return t, fmt.Errorf("target %q: metrics %q is not an http:// URL", s, v)
+			}
+			t.Metrics = v
 		default:
-			return t, fmt.Errorf("target %q: unknown key %q (keys: name, endpoint, helpers, pid)", s, k)
+			return t, fmt.Errorf("target %q: unknown key %q (keys: name, endpoint, helpers, pid, metrics, cli)", s, k)
 		}
 	}
 	if t.Endpoint == "" {

@@ -34,6 +34,9 @@ type logFollower struct {
 	exited func(context.Context) (bool, error)
 	// poll is how often to look for rotation and exit without a file event.
 	poll time.Duration
+	// wake, when not nil, signals that exited may have changed (a
+	// container event came), so it is asked at once, not at the next poll.
+	wake <-chan struct{}
 }
 
 // lineReader yields complete lines from a file that may still be growing:
@@ -224,6 +227,7 @@ func (f *logFollower) run(ctx context.Context) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-watch:
+		case <-f.wake:
 		case err := <-watchErrs:
 			f.log.Debug("watching log directory", "path", f.path, "error", err)
 		case <-time.After(f.poll):
@@ -265,6 +269,7 @@ func (f *logFollower) open(ctx context.Context) (*os.File, error) {
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
+		case <-f.wake:
 		case <-time.After(f.poll):
 		}
 	}

@@ -45,6 +45,53 @@ type fakeCRI struct {
 	// The last pod run and container created, as sent.
 	lastPodReq *runtimeapi.RunPodSandboxRequest
 	lastCtrCfg *runtimeapi.ContainerConfig
+	// withEvents serves GetContainerEvents (else Unimplemented) to subs.
+	withEvents  bool
+	subs        []chan *runtimeapi.ContainerEventResponse
+	statusCalls int
+}
+
+func (f *fakeCRI) GetContainerEvents(_ *runtimeapi.GetEventsRequest, s runtimeapi.RuntimeService_GetContainerEventsServer) error {
+	if !f.withEvents {
+		return status.Error(codes.Unimplemented, "no events")
+	}
+	ch := make(chan *runtimeapi.ContainerEventResponse, 16)
+	f.mu.Lock()
+	f.subs = append(f.subs, ch)
+	f.mu.Unlock()
+	for {
+		select {
+		case <-s.Context().Done():
+			return nil
+		case ev := <-ch:
+			if err := s.Send(ev); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// waitSubscriber gives an event stream opened just before (as berth run
+// opens it before RunPodSandbox) time to reach the server, as a real pod
+// start does: the fake answers at once, its handler may not have run yet.
+func (f *fakeCRI) waitSubscriber() {
+	for deadline := time.Now().Add(2 * time.Second); f.withEvents && time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		f.mu.Lock()
+		n := len(f.subs)
+		f.mu.Unlock()
+		if n > 0 {
+			return
+		}
+	}
+}
+
+// emit sends an event about container id to the subscribers; f.mu is held.
+func (f *fakeCRI) emit(id string, t runtimeapi.ContainerEventType) {
+	ev := &runtimeapi.ContainerEventResponse{ContainerId: id, ContainerEventType: t,
+		ContainersStatuses: []*runtimeapi.ContainerStatus{proto.Clone(f.statuses[id]).(*runtimeapi.ContainerStatus)}}
+	for _, ch := range f.subs {
+		ch <- ev
+	}
 }
 
 func (f *fakeCRI) record(call string) {
@@ -102,6 +149,7 @@ func (f *fakeCRI) ListContainers(_ context.Context, req *runtimeapi.ListContaine
 func (f *fakeCRI) ContainerStatus(_ context.Context, req *runtimeapi.ContainerStatusRequest) (*runtimeapi.ContainerStatusResponse, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.statusCalls++
 	st, ok := f.statuses[req.GetContainerId()]
 	if !ok {
 		return nil, status.Errorf(codes.NotFound, "container %q not found", req.GetContainerId())
@@ -138,6 +186,7 @@ func (f *fakeCRI) RunPodSandbox(_ context.Context, req *runtimeapi.RunPodSandbox
 }
 
 func (f *fakeCRI) CreateContainer(_ context.Context, req *runtimeapi.CreateContainerRequest) (*runtimeapi.CreateContainerResponse, error) {
+	f.waitSubscriber()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	id := fmt.Sprintf("ctr%061d", len(f.ctrs))
@@ -149,6 +198,7 @@ func (f *fakeCRI) CreateContainer(_ context.Context, req *runtimeapi.CreateConta
 		LogPath: filepath.Join(f.podCfgs[req.GetPodSandboxId()].GetLogDirectory(), cfg.GetLogPath()),
 	}
 	f.calls = append(f.calls, fmt.Sprintf("CreateContainer %s %s %q", cfg.GetMetadata().GetName(), cfg.GetImage().GetImage(), cfg.GetArgs()))
+	f.emit(id, runtimeapi.ContainerEventType_CONTAINER_CREATED_EVENT)
 	return &runtimeapi.CreateContainerResponse{ContainerId: id}, nil
 }
 
@@ -157,6 +207,7 @@ func (f *fakeCRI) StartContainer(_ context.Context, req *runtimeapi.StartContain
 	st := f.statuses[req.GetContainerId()]
 	st.State = runtimeapi.ContainerState_CONTAINER_RUNNING
 	f.calls = append(f.calls, "StartContainer "+req.GetContainerId())
+	f.emit(req.GetContainerId(), runtimeapi.ContainerEventType_CONTAINER_STARTED_EVENT)
 	onStart := f.onStart
 	st = proto.Clone(st).(*runtimeapi.ContainerStatus)
 	f.mu.Unlock()
@@ -171,6 +222,7 @@ func (f *fakeCRI) exit(id string, code int32) {
 	defer f.mu.Unlock()
 	f.statuses[id].State = runtimeapi.ContainerState_CONTAINER_EXITED
 	f.statuses[id].ExitCode = code
+	f.emit(id, runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT)
 }
 
 func (f *fakeCRI) StopPodSandbox(_ context.Context, req *runtimeapi.StopPodSandboxRequest) (*runtimeapi.StopPodSandboxResponse, error) {
@@ -452,9 +504,7 @@ func TestRun(t *testing.T) {
 		"RunPodSandbox t1",
 		`CreateContainer t1 busybox ["echo" "hello"]`,
 		"StartContainer " + ctr,
-		"StopContainer " + ctr,
-		"RemoveContainer " + ctr,
-		"StopPodSandbox " + pod,
+		// RemovePodSandbox stops and removes the pod's containers too.
 		"RemovePodSandbox " + pod,
 	}
 	if strings.Join(f.calls, "\n") != strings.Join(want, "\n") {
@@ -462,5 +512,31 @@ func TestRun(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(runLogRoot); len(entries) != 0 {
 		t.Errorf("log directory left behind: %v", entries)
+	}
+	if f.statusCalls < 2 {
+		t.Errorf("%d ContainerStatus calls: without events the exit must be found by asking", f.statusCalls)
+	}
+}
+
+// TestRunEvents: with container events the exit and its code come from the
+// stopped event; ContainerStatus is asked once, for the log path.
+func TestRunEvents(t *testing.T) {
+	runLogRoot = t.TempDir()
+	f := &fakeCRI{withEvents: true}
+	f.onStart = func(st *runtimeapi.ContainerStatus) {
+		appendFile(t, st.GetLogPath(), logText("stdout F hello"))
+		time.Sleep(50 * time.Millisecond)
+		f.exit(st.GetId(), 5)
+	}
+	ep := startFake(t, f)
+	out, errOut, code := berth(t, ep, "run", "--rm", "--name", "t2", "busybox", "true")
+	if code != 5 || out != "hello\n" {
+		t.Errorf("run: code %d out %q err %q", code, out, errOut)
+	}
+	if f.statusCalls != 1 {
+		t.Errorf("%d ContainerStatus calls, want 1 (the log path): the exit must come from the events", f.statusCalls)
+	}
+	if last := f.calls[len(f.calls)-1]; !strings.HasPrefix(last, "RemovePodSandbox ") {
+		t.Errorf("last call %q, want RemovePodSandbox", last)
 	}
 }

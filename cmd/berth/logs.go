@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"time"
 
 	"github.com/spf13/cobra"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -44,6 +45,12 @@ func logsCmd(a *app) *cobra.Command {
 // printLogs prints container id's log file; when following it stops once
 // the container has exited (or is removed) and the file is drained.
 func (a *app) printLogs(ctx context.Context, id string, follow bool, tail int, timestamps bool) error {
+	return a.printLogsUntilExit(ctx, id, follow, tail, timestamps, nil)
+}
+
+// printLogsUntilExit is printLogs whose follow ends when w (when not nil)
+// sees the container exit; where w cannot say, the runtime is asked.
+func (a *app) printLogsUntilExit(ctx context.Context, id string, follow bool, tail int, timestamps bool, w *exitWatch) error {
 	st, err := a.containerStatus(ctx, id)
 	if err != nil {
 		return err
@@ -62,6 +69,11 @@ func (a *app) printLogs(ctx context.Context, id string, follow bool, tail int, t
 		out:    newLogWriter(a.stdout, a.stderr, timestamps),
 		log:    a.log,
 		exited: func(ctx context.Context) (bool, error) {
+			if w != nil {
+				if done, known := w.exited(); known {
+					return done, nil
+				}
+			}
 			st, err := a.containerStatus(ctx, id)
 			if isNotFound(err) {
 				return true, nil
@@ -71,6 +83,12 @@ func (a *app) printLogs(ctx context.Context, id string, follow bool, tail int, t
 			}
 			return st.GetState() == runtimeapi.ContainerState_CONTAINER_EXITED, nil
 		},
+	}
+	if w != nil {
+		fl.wake = w.wake
+		// Where events cannot say, the exit is found by asking: often
+		// enough that a short run does not wait long for its end.
+		fl.poll = 100 * time.Millisecond
 	}
 	return fl.run(ctx)
 }

@@ -273,6 +273,13 @@ func (a *app) run(parent context.Context, o runOpts, image string, args []string
 		}
 	}()
 
+	var exits *exitWatch
+	if !o.detach && !o.tty {
+		// Before the container exists: see exitWatch.
+		wctx, stopWatch := context.WithCancel(parent)
+		defer stopWatch()
+		exits = a.watchExits(wctx)
+	}
 	ctx, cancel, err := a.ctx(setupCtx)
 	if err != nil {
 		return err
@@ -288,6 +295,9 @@ func (a *app) run(parent context.Context, o runOpts, image string, args []string
 		return withInvokeCode(fmt.Errorf("creating container %s: %w", o.name, err))
 	}
 	ctrID = cr.GetContainerId()
+	if exits != nil {
+		exits.follow(ctrID)
+	}
 	if _, err := a.rt.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: ctrID}); err != nil {
 		return withInvokeCode(fmt.Errorf("starting container %s: %w", o.name, err))
 	}
@@ -326,12 +336,14 @@ func (a *app) run(parent context.Context, o runOpts, image string, args []string
 			}
 		}()
 	}
-	if err := a.printLogs(waitCtx, ctrID, true, -1, false); err != nil {
+	if err := a.printLogsUntilExit(waitCtx, ctrID, true, -1, false, exits); err != nil {
 		return fmt.Errorf("following output of %s: %w", o.name, err)
 	}
-	st, err := a.containerStatus(parent, ctrID)
-	if err != nil {
-		return err
+	st := exits.exitStatus()
+	if st == nil {
+		if st, err = a.containerStatus(parent, ctrID); err != nil {
+			return err
+		}
 	}
 	if code := st.GetExitCode(); code != 0 {
 		return &exitError{code: int(code)}
@@ -418,27 +430,25 @@ func (a *app) stopOnSignal(parent context.Context, id string, secs int64) (conte
 }
 
 // removeRun undoes what run made, best effort, saying what it could not.
+// RemovePodSandbox alone is enough: CRI has it stop the pod and stop and
+// remove its containers, in one round trip instead of four. The log
+// directory goes meanwhile.
 func (a *app) removeRun(podID, ctrID, logDir string) {
 	ctx, cancel := context.WithTimeout(context.Background(), a.timeout+10*time.Second)
 	defer cancel()
 	warn := func(err error) { fmt.Fprintf(a.stderr, "berth: cleaning up: %v\n", err) }
-	if ctrID != "" {
-		if _, err := a.rt.StopContainer(ctx, &runtimeapi.StopContainerRequest{ContainerId: ctrID}); err != nil {
-			warn(err)
-		}
-		if _, err := a.rt.RemoveContainer(ctx, &runtimeapi.RemoveContainerRequest{ContainerId: ctrID}); err != nil {
-			warn(err)
-		}
-	}
+	logsGone := make(chan error, 1)
+	go func() { logsGone <- os.RemoveAll(logDir) }()
 	if podID != "" {
-		if _, err := a.rt.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: podID}); err != nil {
-			warn(err)
-		}
 		if _, err := a.rt.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: podID}); err != nil {
-			warn(err)
+			if ctrID != "" {
+				warn(fmt.Errorf("pod %s with container %s: %w", shortID(podID), shortID(ctrID), err))
+			} else {
+				warn(err)
+			}
 		}
 	}
-	if err := os.RemoveAll(logDir); err != nil {
+	if err := <-logsGone; err != nil {
 		warn(err)
 	}
 }

@@ -17,18 +17,22 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/berth-project/berth/internal/admin"
+	"github.com/berth-project/berth/internal/cdi"
 	"github.com/berth-project/berth/internal/config"
 	"github.com/berth-project/berth/internal/container"
 	"github.com/berth-project/berth/internal/cri"
 	"github.com/berth-project/berth/internal/events"
 	"github.com/berth-project/berth/internal/host"
 	"github.com/berth-project/berth/internal/image"
+	"github.com/berth-project/berth/internal/nri"
+	"github.com/berth-project/berth/internal/pod"
 	"github.com/berth-project/berth/internal/registry"
 	"github.com/berth-project/berth/internal/runtime"
 	"github.com/berth-project/berth/internal/sandbox"
 	"github.com/berth-project/berth/internal/stats"
 	"github.com/berth-project/berth/internal/store"
 	"github.com/berth-project/berth/internal/stream"
+	"github.com/berth-project/berth/internal/usernsdir"
 )
 
 // logLevel is shared by every handler so SIGHUP can change it in place.
@@ -60,6 +64,13 @@ func run(ctx context.Context, cfg *config.Config, reload func() (*config.Config,
 		if err := privateDir(d); err != nil {
 			return err
 		}
+	}
+	// The rootfs mount points of pods in user namespaces, which the pods'
+	// remapped roots must reach: outside the root-only dirs, searchable
+	// but not listable (internal/usernsdir says why that is safe).
+	usernsDir := usernsdir.New(cfg.UsernsDir())
+	if err := usernsDir.Init(); err != nil {
+		return err
 	}
 	// Pods in user namespaces need idmapped mounts of the layers' and the
 	// pod files' filesystems.
@@ -122,7 +133,7 @@ func run(ctx context.Context, cfg *config.Config, reload func() (*config.Config,
 		Store: st, StateDir: cfg.StateDir, DefaultCgroupParent: cfg.DefaultCgroupParent,
 		Runtimes: runtimes, Host: host,
 		PauseBinary: pauseBinary(), Logger: log, Network: podNetwork,
-		CgroupDriver: cfg.CgroupDriver(),
+		CgroupDriver: cfg.CgroupDriver(), UsernsDir: usernsDir,
 	})
 	if err != nil {
 		return err
@@ -131,20 +142,35 @@ func run(ctx context.Context, cfg *config.Config, reload func() (*config.Config,
 	containers, err := container.New(ctx, container.Config{
 		Store: st, Root: cfg.Root, StateDir: cfg.StateDir, Runtimes: runtimes,
 		Sandboxes: sandboxes, Images: images, Host: host, Logger: log, Events: bus,
-		CgroupDriver: cfg.CgroupDriver(),
+		CgroupDriver: cfg.CgroupDriver(), UsernsDir: usernsDir,
 	})
 	if err != nil {
 		return err
 	}
-	sandboxes.SetContainers(containers)
-	images.SetLayerInUse(containers.LayerInUse)
-	// A kill leaves the blobs and layers of a pull that had not recorded
-	// its image yet, or of a RemoveImage whose GC had not finished; nothing
-	// else would collect them. Now that the containers' layers are known
-	// (and half-created containers removed), they can go.
-	if err := images.GC(ctx); err != nil {
-		log.Warn("image garbage collection at start-up failed; the next RemoveImage retries it", "err", err)
+	// Devices and node plugins, each built once: the CDI spec cache
+	// watches its dirs, NRI holds the plugin connections.
+	devices, err := cdi.New(cfg.CDI, log)
+	if err != nil {
+		return err
 	}
+	plugins, err := nri.New(cfg.NRI, nri.Options{RuntimeName: "berth", RuntimeVersion: cri.Version, Logger: log, InjectCDI: devices.Inject})
+	if err != nil {
+		return err
+	}
+	// pod.New also collects what a crash left: half-created containers,
+	// then the blobs and layers of a pull that had not recorded its image
+	// yet, or of a RemoveImage whose GC had not finished.
+	pods, err := pod.New(ctx, pod.Config{Sandboxes: sandboxes, Containers: containers, Images: images, Logger: log,
+		NRI: plugins, CDI: devices, Events: bus, UsernsDir: usernsDir})
+	if err != nil {
+		return err
+	}
+	// Before serving CRI: pre-registered plugins synchronise with what
+	// the records hold, and no event may run into that.
+	if err := plugins.Start(pods.Domain()); err != nil {
+		return err
+	}
+	defer plugins.Stop()
 
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -159,7 +185,7 @@ func run(ctx context.Context, cfg *config.Config, reload func() (*config.Config,
 	statsSvc := stats.New(stats.Config{Root: cfg.Root, DefaultCgroupParent: cfg.DefaultCgroupParent, Logger: log})
 	defer statsSvc.Close()
 	streams, err := stream.New(stream.Config{Address: cfg.Streaming.Address, TLSCert: cfg.Streaming.TLSCert, TLSKey: cfg.Streaming.TLSKey,
-		Containers: containers, Sandboxes: sandboxes, Logger: log})
+		Containers: containers, Sandboxes: sandboxes, Runtimes: runtimes, Logger: log})
 	if err != nil {
 		return err
 	}
@@ -170,7 +196,7 @@ func run(ctx context.Context, cfg *config.Config, reload func() (*config.Config,
 		}
 	}()
 	log.Info("streaming server listening", "url", streams.URL())
-	server := &cri.Server{Config: cfg, Runtimes: runtimes, Sandboxes: sandboxes, Containers: containers, Images: images, Puller: puller, Network: podNetwork, Log: log,
+	server := &cri.Server{Config: cfg, Runtimes: runtimes, Pods: pods, Sandboxes: sandboxes, Containers: containers, Images: images, Puller: puller, Network: podNetwork, Log: log,
 		Stats: statsSvc, Events: bus, Streams: streams, Security: cri.SecurityStatus(host)}
 	grpcServer := grpc.NewServer(server.ServerOptions()...)
 	server.Register(grpcServer)
@@ -191,6 +217,11 @@ func run(ctx context.Context, cfg *config.Config, reload func() (*config.Config,
 
 	errc := make(chan error, 1)
 	go func() { errc <- grpcServer.Serve(lis) }()
+	if n, err := trimStartupMemory(); err != nil {
+		log.Debug("giving back start-up memory", "err", err)
+	} else {
+		log.Debug("gave back start-up memory", "binaryBytes", n)
+	}
 	select {
 	case err := <-errc:
 		return err

@@ -8,16 +8,12 @@ import (
 	"github.com/berth-project/berth/internal/runtime"
 )
 
-// newRunscShimCommands are the hidden subcommands conmon reaches through a
+// newRunscShimCommands are the hidden subcommands (one: runsc-shim) conmon reaches through a
 // gVisor handler's shim script (see internal/runtime/runsc_shim.go).
 func newRunscShimCommands() []*cobra.Command {
 	shim := &cobra.Command{
 		Use: runtime.RunscShimCommand + " RUNSC ARGS...", Hidden: true, DisableFlagParsing: true,
 		Run: func(cmd *cobra.Command, args []string) { os.Exit(runtime.RunscShim(args)) },
 	}
-	waiter := &cobra.Command{
-		Use: runtime.RunscWaiterCommand + " RUNSC GLOBAL-ARGS... ID", Hidden: true, DisableFlagParsing: true,
-		Run: func(cmd *cobra.Command, args []string) { os.Exit(runtime.RunscWaiter(args)) },
-	}
-	return []*cobra.Command{shim, waiter}
+	return []*cobra.Command{shim}
 }

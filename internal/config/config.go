@@ -16,6 +16,9 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/berth-project/berth/internal/cdi"
+	"github.com/berth-project/berth/internal/nri"
 )
 
 // Locations used when berthd is given no flags.
@@ -29,7 +32,7 @@ const (
 // generated file cannot drift apart.
 type Config struct {
 	Root                 string             `toml:"root" doc:"persistent data: records, images, writable layers"`
-	StateDir             string             `toml:"state_dir" doc:"runtime state, lost at reboot: namespaces, bundles, runc root, exit files"`
+	StateDir             string             `toml:"state_dir" doc:"runtime state, lost at reboot: namespaces, bundles, runc root, exit files; pods in user namespaces keep their rootfs mount points in <state_dir>-userns beside it"`
 	Socket               string             `toml:"socket" doc:"CRI gRPC socket the kubelet connects to (created 0660, root-owned)"`
 	LogLevel             string             `toml:"log_level" doc:"daemon log level: debug, info, warn or error"`
 	LogFormat            string             `toml:"log_format" doc:"daemon log format: text or json"`
@@ -45,6 +48,8 @@ type Config struct {
 	Streaming            Streaming          `toml:"streaming" doc:"the HTTP server behind exec, attach and port-forward URLs"`
 	Images               Images             `toml:"images" doc:"image pulls and storage"`
 	Metrics              Metrics            `toml:"metrics" doc:"Prometheus metrics"`
+	NRI                  nri.Config         `toml:"nri" doc:"Node Resource Interface: node plugins hooking pod and container lifecycle events (docs/nri.md)"`
+	CDI                  cdi.Config         `toml:"cdi" doc:"Container Device Interface: device names (CDI_devices, cdi.k8s.io annotations) resolved from vendor specs (docs/cdi.md)"`
 }
 
 // Runtime is one OCI runtime handler ([runtimes.<name>]).
@@ -151,6 +156,8 @@ func Default() *Config {
 			MaxLayerUnpackedBytes:  64 << 30,
 			MaxLayerEntries:        1_000_000,
 		},
+		NRI: nri.DefaultConfig(),
+		CDI: cdi.DefaultConfig(),
 	}
 	if _, err := exec.LookPath("runsc"); err == nil {
 		c.Runtimes["runsc"] = Runtime{Path: "runsc", Args: []string{}, PodAnnotations: []string{}, ContainerAnnotations: []string{}}

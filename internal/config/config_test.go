@@ -194,6 +194,9 @@ func TestBadValuesNameTheKey(t *testing.T) {
 		{"[images]\npinned_images = [\"Bad Ref\"]", `images.pinned_images[0] "Bad Ref": want an image reference`},
 		{"[images]\npinned_images = [\"\"]", `images.pinned_images[0] "": want an image reference`},
 		{"[metrics]\naddress = \":x\"", `metrics.address ":x"`},
+		{"[nri]\nenable = true\nsocket_path = \"nri.sock\"", `nri.socket_path "nri.sock"`},
+		{"[nri]\nenable = true\nplugin_request_timeout = \"0s\"", `nri.plugin_request_timeout 0s`},
+		{"[cdi]\nspec_dirs = [\"cdi\"]", `cdi.spec_dirs: "cdi" is not an absolute path`},
 		{`log_level = 3`, `log_level`}, // wrong TOML type
 	}
 	for _, tc := range cases {
@@ -203,6 +206,24 @@ func TestBadValuesNameTheKey(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: error %v, want it to contain %q", tc.toml, err, tc.want)
 		}
+	}
+}
+
+func TestNRIAndCDISections(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "berth.toml")
+	writeFile(t, p, "[nri]\nenable = true\nsocket_path = \"/run/test/nri.sock\"\nplugin_request_timeout = \"3s\"\n[cdi]\nspec_dirs = [\"/tmp/cdi\"]\n")
+	c, err := Load(p, "", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.NRI.Enable || c.NRI.SocketPath != "/run/test/nri.sock" || c.NRI.RequestTimeout != 3*time.Second || c.NRI.RegistrationTimeout != 5*time.Second {
+		t.Errorf("nri = %+v", c.NRI)
+	}
+	if len(c.CDI.SpecDirs) != 1 || c.CDI.SpecDirs[0] != "/tmp/cdi" {
+		t.Errorf("cdi = %+v", c.CDI)
+	}
+	if Default().NRI.Enable {
+		t.Error("NRI is on by default")
 	}
 }
 

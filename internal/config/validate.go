@@ -143,6 +143,8 @@ func (c *Config) Validate() error {
 	if err := checkAddress(c.Metrics.Address, true); err != nil {
 		bad("metrics.address", c.Metrics.Address, err.Error())
 	}
+	// The sections' own packages know their settings.
+	errs = append(errs, c.NRI.Validate(), c.CDI.Validate())
 	return errors.Join(errs...)
 }
 

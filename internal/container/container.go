@@ -16,10 +16,12 @@ import (
 	"github.com/berth-project/berth/internal/events"
 	"github.com/berth-project/berth/internal/image"
 	"github.com/berth-project/berth/internal/names"
+	"github.com/berth-project/berth/internal/runtime"
 	"github.com/berth-project/berth/internal/sandbox"
 	"github.com/berth-project/berth/internal/snapshot"
 	"github.com/berth-project/berth/internal/spec"
 	"github.com/berth-project/berth/internal/store"
+	"github.com/berth-project/berth/internal/usernsdir"
 )
 
 // State is a container's lifecycle state.
@@ -54,18 +56,19 @@ type Config struct {
 	CgroupDriver string
 	Logger       *slog.Logger
 	Events       *events.Bus // lifecycle events; nil: none
+	// UsernsDir holds the rootfs mount points of containers in user
+	// namespaces (their remapped root must reach them); others have theirs
+	// in their bundle.
+	UsernsDir usernsdir.Dir
 
 	rootfs rootfs // nil: overlay snapshots (tests fake it)
 }
 
-// Sandboxes is what the service needs of the pods (sandbox.Service):
-// the pod a container is made in, and whether an id is a pod's (its pause
-// process runs under the pod's id).
+// Sandboxes is what the service needs of the pods (sandbox.Service): the
+// pod a container is made in. Which other runtime ids are a pod's is the
+// pod layer's to say (see RemoveOrphans).
 type Sandboxes interface {
 	Get(id string) (*sandbox.Sandbox, error)
-	// Quarantined says whether id is a pod whose record was set aside as
-	// unreadable at start (its leftovers are not orphans).
-	Quarantined(id string) bool
 }
 
 // Images is what the service needs of the image store (image.Service).
@@ -115,6 +118,9 @@ type Service struct {
 	// quarantined are ids whose records could not be read at start: what
 	// is on the host under them is left alone, not removed as an orphan.
 	quarantined map[string]bool
+	// startLists are the runtimes' container lists taken at start, kept
+	// for RemoveOrphans (by handler name, then id).
+	startLists map[string]map[string]runtime.State
 
 	mu         sync.RWMutex
 	containers map[string]*Container
@@ -126,7 +132,18 @@ type Service struct {
 
 func (s *Service) bundleDir(id string) string   { return filepath.Join(s.cfg.StateDir, "containers", id) }
 func (s *Service) snapshotDir(id string) string { return filepath.Join(s.cfg.Root, "containers", id) }
-func (s *Service) rootfs(id string) string      { return filepath.Join(s.bundleDir(id), "rootfs") }
+
+// rootfs is the container's rootfs mount point: in the user namespace
+// dir when create made it there, else in the bundle.
+func (s *Service) rootfs(id string) string {
+	if s.cfg.UsernsDir.Has(id) {
+		return s.cfg.UsernsDir.Rootfs(id)
+	}
+	return filepath.Join(s.bundleDir(id), "rootfs")
+}
+
+// Quarantined says whether id's record was set aside as unreadable at start.
+func (s *Service) Quarantined(id string) bool { return s.quarantined[id] }
 
 func (s *Service) lock(id string) func() {
 	m, _ := s.opMu.LoadOrStore(id, &sync.Mutex{})

@@ -5,7 +5,6 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-project/berth/internal/image"
-	"github.com/berth-project/berth/internal/runtime"
 	"github.com/berth-project/berth/internal/spec"
 )
 
@@ -35,7 +34,7 @@ func stopSignal(v *spec.Container, img *image.Image) string {
 // CRIStopSignal is the signal Stop sends first, whoever chose it, as
 // ContainerStatus.stop_signal reports it.
 func (c *Container) CRIStopSignal() runtimeapi.Signal {
-	return runtime.SignalToCRI(runtime.StopSignal(c.StopSignal))
+	return spec.SignalToCRI(spec.StopSignal(c.StopSignal))
 }
 
 // containerUser reports the identity the container runs with, which CRI

@@ -5,20 +5,22 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-project/berth/internal/cgroups"
 	"github.com/berth-project/berth/internal/errdefs"
 	"github.com/berth-project/berth/internal/events"
-	"github.com/berth-project/berth/internal/host"
 	"github.com/berth-project/berth/internal/image"
+	"github.com/berth-project/berth/internal/metrics"
 	"github.com/berth-project/berth/internal/names"
 	"github.com/berth-project/berth/internal/runtime"
 	"github.com/berth-project/berth/internal/sandbox"
@@ -26,12 +28,50 @@ import (
 	"github.com/berth-project/berth/internal/spec"
 )
 
+// Draft is a container being created, as a SpecAdjuster sees it: its OCI
+// spec is generated, and nothing has been handed to the runtime yet.
+type Draft struct {
+	ID     string
+	Pod    *sandbox.Sandbox
+	Config *runtimeapi.ContainerConfig // validated
+	Image  *image.Image
+	// ImageName is the image as the client asked for it.
+	ImageName string
+	CreatedAt int64
+	// Spec is the generated spec, which the adjuster changes in place.
+	Spec *specs.Spec
+}
+
+// SpecAdjuster changes a draft's spec before the runtime creates the
+// container (device injection, node plugins). An error fails the create,
+// which is then undone; the error is returned as is.
+type SpecAdjuster func(ctx context.Context, d *Draft) error
+
+// CreateOption changes how Create makes one container.
+type CreateOption func(*createOptions)
+
+type createOptions struct {
+	adjust SpecAdjuster
+}
+
+// WithSpecAdjuster has adjust run on the generated spec before the
+// runtime sees it; the container's bundle, exec template and user come
+// from the adjusted spec.
+func WithSpecAdjuster(adjust SpecAdjuster) CreateOption {
+	return func(o *createOptions) { o.adjust = adjust }
+}
+
 // Create makes a container in a ready pod, created but not started. A retry
-// of a create whose result was never delivered gets that result.
+// of a create whose result was never delivered gets that result (and runs
+// no adjuster).
 //
 // The pod's config is the one it was run with, checked then; the request's
 // copy (podCfg) is not used, so it is not checked again either.
-func (s *Service) Create(ctx context.Context, podID string, cfg *runtimeapi.ContainerConfig, podCfg *runtimeapi.PodSandboxConfig) (id string, err error) {
+func (s *Service) Create(ctx context.Context, podID string, cfg *runtimeapi.ContainerConfig, podCfg *runtimeapi.PodSandboxConfig, opts ...CreateOption) (id string, err error) {
+	var o createOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	pod, err := s.cfg.Sandboxes.Get(podID)
 	if err != nil {
 		return "", err
@@ -43,6 +83,7 @@ func (s *Service) Create(ctx context.Context, podID string, cfg *runtimeapi.Cont
 	if err != nil {
 		return "", err
 	}
+	steps := metrics.StartSteps("CreateContainer")
 	host := s.hostConfig(rt)
 	v, err := spec.ValidateContainer(cfg, spec.ValidatedPod(pod.Config), &host)
 	if err != nil {
@@ -79,16 +120,18 @@ func (s *Service) Create(ctx context.Context, podID string, cfg *runtimeapi.Cont
 			s.Remove(ctx, id)
 		})
 	}()
-	c, err := s.create(ctx, id, key, pod, v, img)
+	steps.Done("validate")
+	c, err := s.create(ctx, id, key, pod, v, img, o, steps)
 	if err != nil {
 		id = ""
 		return "", err
 	}
 	s.log.Info("container created", "container", id, "pod", podID, "name", c.Name)
+	steps.Log(ctx, s.log, "container create steps", slog.String("container", id))
 	return id, nil
 }
 
-func (s *Service) create(ctx context.Context, id, key string, pod *sandbox.Sandbox, v *spec.Container, img *image.Image) (c *Container, err error) {
+func (s *Service) create(ctx context.Context, id, key string, pod *sandbox.Sandbox, v *spec.Container, img *image.Image, o createOptions, steps *metrics.Steps) (c *Container, err error) {
 	cfg, logPath := v.Config, v.LogPath
 	rt, err := s.runtime(pod.RuntimeHandler)
 	if err != nil {
@@ -114,9 +157,10 @@ func (s *Service) create(ctx context.Context, id, key string, pod *sandbox.Sandb
 			return nil, errdefs.Precondition(fmt.Sprintf("pod sandbox %s has no user namespace (made by an older berthd?); create a new pod", pod.ID))
 		}
 		idmap = &snapshot.IDMap{UsernsPath: pod.Namespaces["user"], UID: u.RootUID(), GID: u.RootGID()}
-		// runc, as the pod's root, reaches the rootfs in the bundle.
-		if err := host.OpenPathForUserNS([]string{s.cfg.StateDir, filepath.Dir(bundle)}, bundle, u.RootGID()); err != nil {
-			return nil, fmt.Errorf("open the bundle to the pod's user namespace: %w", err)
+		// runc, as the pod's root, must reach the rootfs mount point,
+		// which so lives outside the root-only state dir.
+		if _, err := s.cfg.UsernsDir.Make(id, u.RootUID(), u.RootGID(), false); err != nil {
+			return nil, fmt.Errorf("make the rootfs mount point of a container in a user namespace: %w", err)
 		}
 	}
 	layers := s.cfg.Images.LayerDirs(img)
@@ -127,6 +171,7 @@ func (s *Service) create(ctx context.Context, id, key string, pod *sandbox.Sandb
 	if err != nil {
 		return nil, err
 	}
+	steps.Done("rootfs")
 
 	targetNS, err := s.targetPIDNamespace(pod.ID, cfg)
 	if err != nil {
@@ -157,6 +202,15 @@ func (s *Service) create(ctx context.Context, id, key string, pod *sandbox.Sandb
 		s.log.Info("container selinux_options ignored: SELinux is not enabled on this node", "container", id, "name", key,
 			"user", o.GetUser(), "role", o.GetRole(), "type", o.GetType(), "level", o.GetLevel())
 	}
+	createdAt := time.Now().UnixNano()
+	if o.adjust != nil {
+		d := &Draft{ID: id, Pod: pod, Config: cfg, Image: img, ImageName: cfg.GetImage().GetImage(), CreatedAt: createdAt, Spec: ociSpec}
+		if err := o.adjust(ctx, d); err != nil {
+			return nil, err
+		}
+	}
+	// The bundle's config.json is the spec as adjusted: what the runtime
+	// runs, and what Spec reports later.
 	if err := writeSpec(filepath.Join(bundle, "config.json"), ociSpec); err != nil {
 		return nil, err
 	}
@@ -168,6 +222,7 @@ func (s *Service) create(ctx context.Context, id, key string, pod *sandbox.Sandb
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("container create abandoned: %w", err)
 	}
+	steps.Done("spec")
 	created = true
 	proc, err := rt.Create(ctx, runtime.CreateOptions{
 		ID:        id,
@@ -180,10 +235,11 @@ func (s *Service) create(ctx context.Context, id, key string, pod *sandbox.Sandb
 	if err != nil {
 		return nil, err
 	}
+	steps.Done("runtime_create")
 	c = &Container{
 		ID:          id,
 		PodID:       pod.ID,
-		CreatedAt:   time.Now().UnixNano(),
+		CreatedAt:   createdAt,
 		ImageID:     img.ID,
 		ImageRef:    img.ID,
 		Layers:      img.ChainIDs,
@@ -203,6 +259,7 @@ func (s *Service) create(ctx context.Context, id, key string, pod *sandbox.Sandb
 	if err := s.publishNew(c); err != nil {
 		return nil, err
 	}
+	steps.Done("record")
 	s.emit(events.ContainerCreated, c)
 	return c, nil
 }
@@ -333,6 +390,8 @@ func (s *Service) cleanup(ctx context.Context, id string, rt runtime.Handler, cr
 	}
 	if err := s.cfg.rootfs.Remove(s.snapshotDir(id), s.rootfs(id)); err != nil {
 		errs = append(errs, err)
+	} else if err := s.cfg.UsernsDir.Remove(id); err != nil {
+		errs = append(errs, err)
 	}
 	if err := s.unmountImageVolumes(id); err != nil {
 		// Read-only mounts: RemoveAll below cannot harm the images.
@@ -349,6 +408,24 @@ func (s *Service) cleanup(ctx context.Context, id string, rt runtime.Handler, cr
 	if err := errors.Join(errs...); err != nil {
 		s.log.Error("cleaning up container", "container", id, "err", err)
 	}
+}
+
+// Spec returns the OCI spec a container was created with, adjustments
+// included, read from its bundle (which lives until the container is
+// removed).
+func (s *Service) Spec(id string) (*specs.Spec, error) {
+	data, err := os.ReadFile(filepath.Join(s.bundleDir(id), "config.json"))
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, errdefs.NotFound(fmt.Sprintf("container %q has no OCI spec (removed)", id))
+		}
+		return nil, fmt.Errorf("read OCI spec: %w", err)
+	}
+	var sp specs.Spec
+	if err := json.Unmarshal(data, &sp); err != nil {
+		return nil, fmt.Errorf("decode OCI spec of container %s: %w", id, err)
+	}
+	return &sp, nil
 }
 
 func writeSpec(path string, spec any) error {

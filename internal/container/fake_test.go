@@ -287,8 +287,6 @@ type fakeSandboxes struct {
 	pods map[string]*sandbox.Sandbox
 }
 
-func (f *fakeSandboxes) Quarantined(id string) bool { return false }
-
 func (f *fakeSandboxes) Get(id string) (*sandbox.Sandbox, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -419,6 +417,11 @@ func (h *harness) open() *Service {
 		CgroupDriver: "cgroupfs", rootfs: h.rootfs, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {
+		h.t.Fatal(err)
+	}
+	// The pod layer's orphan policy: ids of pods are theirs.
+	isPod := func(id string) bool { _, err := h.pods.Get(id); return err == nil }
+	if err := s.RemoveOrphans(context.Background(), isPod); err != nil {
 		h.t.Fatal(err)
 	}
 	return s

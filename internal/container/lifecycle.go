@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"syscall"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 
 	"github.com/berth-project/berth/internal/errdefs"
 	"github.com/berth-project/berth/internal/events"
+	"github.com/berth-project/berth/internal/metrics"
 	"github.com/berth-project/berth/internal/runtime"
 	"github.com/berth-project/berth/internal/spec"
 )
@@ -35,6 +37,7 @@ func (s *Service) Start(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
+	steps := metrics.StartSteps("StartContainer")
 	// Stamp before the start: a process that exits at once must not look
 	// as if it finished before it started.
 	startedAt := time.Now().UnixNano()
@@ -54,14 +57,17 @@ func (s *Service) Start(ctx context.Context, id string) error {
 		}
 		s.log.Warn("container already running at start; an earlier start finished it", "container", id)
 	}
+	steps.Done("runtime_start")
 	nc := *c
 	nc.State = Running
 	nc.StartedAt = startedAt
 	if err := s.publish(&nc); err != nil {
 		return err
 	}
+	steps.Done("record")
 	s.emit(events.ContainerStarted, &nc)
 	s.log.Info("container started", "container", id, "pod", c.PodID)
+	steps.Log(ctx, s.log, "container start steps", slog.String("container", id))
 	return nil
 }
 
@@ -86,7 +92,7 @@ func (s *Service) Stop(ctx context.Context, id string, timeout time.Duration) er
 		timeout = 0
 	}
 	if timeout > 0 {
-		sig := runtime.StopSignal(c.StopSignal)
+		sig := spec.StopSignal(c.StopSignal)
 		if err := rt.Kill(ctx, id, sig, false); err != nil && !errdefs.IsNotFound(err) {
 			s.log.Debug("stop signal not delivered", "container", id, "err", err)
 		}
@@ -129,12 +135,18 @@ func (s *Service) Remove(ctx context.Context, id string) error {
 	}
 	unlock := s.lock(id)
 	defer unlock()
+	if cur, err := s.Get(id); err == nil {
+		c = cur // as the stop above (or the exit watcher) left it
+	} else {
+		return nil // removed meanwhile
+	}
 	rt, _ := s.runtime(c.Runtime)
 	// Past this point the removal finishes even if the caller has gone
 	// (it may have waited for the lock): a runtime delete cut by an
 	// expired context would leave the runtime's state behind a removed
-	// record. The runtime's own default timeout still bounds it.
-	s.cleanup(context.WithoutCancel(ctx), id, rt, true, c.CgroupsPath)
+	// record. The runtime's own default timeout still bounds it. The
+	// record says whether the exit handling deleted it already.
+	s.cleanup(context.WithoutCancel(ctx), id, rt, !c.RuntimeDeleted, c.CgroupsPath)
 	if err := s.records.Delete(id); err != nil {
 		return err
 	}
@@ -219,8 +231,16 @@ func (s *Service) handleExit(id string) {
 	s.log.Info("container exited", "container", id, "pod", c.PodID, "exitCode", exit.Code, "reason", nc.Reason)
 	// Free the runtime's state and the cgroup now; the rootfs stays until
 	// RemoveContainer so logs and the writable layer can still be read.
+	// The record then says so, and the removal makes no runtime call; a
+	// failed delete is retried there.
 	if err := rt.Delete(context.Background(), id, true); err != nil {
 		s.log.Warn("deleting exited container from runtime", "container", id, "err", err)
+		return
+	}
+	dc := nc
+	dc.RuntimeDeleted = true
+	if err := s.publish(&dc); err != nil {
+		s.log.Warn("recording the runtime delete of an exited container", "container", id, "err", err)
 	}
 }
 

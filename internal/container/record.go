@@ -51,6 +51,9 @@ type Container struct {
 	Message    string
 	Pid        int
 	Resources  *runtimeapi.LinuxContainerResources // last applied; nil: none given
+	// RuntimeDeleted: the runtime's state was deleted after the exit, so
+	// removal has no runtime call left to make.
+	RuntimeDeleted bool
 
 	// exec is the process template of execs, shared by every copy of the
 	// record: read from the bundle at most once.
@@ -85,13 +88,8 @@ type recordStatus struct {
 	Message    string          `json:"message,omitempty"`
 	Pid        int             `json:"pid,omitempty"`
 	Resources  json.RawMessage `json:"resources,omitempty"` // protojson LinuxContainerResources
-}
 
-// recordV0 is a record of a berthd from before records were versioned:
-// one JSON value holding everything.
-type recordV0 struct {
-	recordMeta
-	recordStatus
+	RuntimeDeleted bool `json:"runtimeDeleted,omitempty"`
 }
 
 type table = store.Table[recordMeta, recordStatus]
@@ -99,13 +97,8 @@ type table = store.Table[recordMeta, recordStatus]
 func openTable(st *store.Store, cfg Config) (*table, error) {
 	return store.NewTable(st, store.TableOptions[recordMeta, recordStatus]{
 		Name: "containers", Version: recordVersion, Logger: cfg.Logger,
-		Legacy: func(data []byte) (*recordMeta, *recordStatus, error) {
-			var r recordV0
-			if err := json.Unmarshal(data, &r); err != nil {
-				return nil, nil, err
-			}
-			return &r.recordMeta, &r.recordStatus, nil
-		},
+		// Records from before versioning held both parts in one object.
+		Legacy: store.LegacyFlat[recordMeta, recordStatus],
 	})
 }
 
@@ -150,6 +143,7 @@ func (c *Container) fillFromConfig() {
 func (c *Container) setStatus(s *recordStatus) error {
 	c.State, c.StartedAt, c.FinishedAt, c.ExitCode = s.State, s.StartedAt, s.FinishedAt, s.ExitCode
 	c.Reason, c.Message, c.Pid = s.Reason, s.Message, s.Pid
+	c.RuntimeDeleted = s.RuntimeDeleted
 	c.Resources = nil
 	if len(s.Resources) > 0 {
 		c.Resources = &runtimeapi.LinuxContainerResources{}
@@ -185,7 +179,7 @@ func (c *Container) meta() (*recordMeta, error) {
 func (c *Container) status() (*recordStatus, error) {
 	s := &recordStatus{
 		State: c.State, StartedAt: c.StartedAt, FinishedAt: c.FinishedAt, ExitCode: c.ExitCode,
-		Reason: c.Reason, Message: c.Message, Pid: c.Pid,
+		Reason: c.Reason, Message: c.Message, Pid: c.Pid, RuntimeDeleted: c.RuntimeDeleted,
 	}
 	if c.Resources != nil {
 		var err error

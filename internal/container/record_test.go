@@ -27,7 +27,8 @@ func testContainer() *Container {
 		},
 		User:  &runtimeapi.ContainerUser{Linux: &runtimeapi.LinuxContainerUser{Uid: 1000, Gid: 1000}},
 		State: Exited, StartedAt: 11, FinishedAt: 12, ExitCode: 3, Reason: ReasonError, Message: "m", Pid: 42,
-		Resources: &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: 1 << 20},
+		Resources:      &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: 1 << 20},
+		RuntimeDeleted: true,
 	}
 	c.fillFromConfig()
 	return c
@@ -129,7 +130,9 @@ func TestRecordMigratesLegacy(t *testing.T) {
 	if err != nil || len(rows) != 1 || got == nil {
 		t.Fatalf("load of a legacy record: %v %+v\n%s", err, rows, log.String())
 	}
-	sameContainer(t, got, testContainer())
+	want := testContainer()
+	want.RuntimeDeleted = false // older records predate it: removal deletes once more
+	sameContainer(t, got, want)
 	if rows, err := tab.Load(nil); err != nil || len(rows) != 1 || rows[0].Meta.Runtime != "runc" {
 		t.Fatalf("reload after migration: %v %+v", err, rows)
 	}

@@ -15,9 +15,10 @@ import (
 )
 
 // New loads container records and reconciles them with the host: exits that
-// happened while berthd was down are recorded, containers the runtime no
-// longer knows are marked exited, and anything on disk without a record
-// (a crash in the middle of a create) is removed.
+// happened while berthd was down are recorded and containers the runtime no
+// longer knows are marked exited. What is on disk or in the runtime without
+// a record (a crash in the middle of a create) is left for RemoveOrphans,
+// which the caller runs once every owner of runtime state is loaded.
 func New(ctx context.Context, cfg Config) (*Service, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -102,19 +103,7 @@ func (s *Service) reconcile(ctx context.Context) error {
 	}
 	// One list per runtime rather than one state call per container: a
 	// restart with many containers must not fork the runtime for each.
-	lists := map[string]map[string]runtime.State{}
-	for _, rt := range s.cfg.Runtimes.Handlers() {
-		states, err := rt.List(ctx)
-		if err != nil {
-			s.log.Warn("listing runtime containers", "runtime", rt.Name(), "err", err)
-			continue
-		}
-		name := rt.Name()
-		lists[name] = make(map[string]runtime.State, len(states))
-		for _, st := range states {
-			lists[name][st.ID] = st
-		}
-	}
+	lists := s.listRuntimes(ctx)
 	for _, c := range s.List() {
 		if c.State == Exited {
 			continue
@@ -155,7 +144,29 @@ func (s *Service) reconcile(ctx context.Context) error {
 			}
 		}
 	}
-	return s.removeOrphans(ctx, lists)
+	// Kept for RemoveOrphans, which runs next, once the other owners of
+	// runtime state are loaded.
+	s.startLists = lists
+	return nil
+}
+
+// listRuntimes lists each runtime handler's containers, by handler name
+// and id; a handler whose list fails is left out.
+func (s *Service) listRuntimes(ctx context.Context) map[string]map[string]runtime.State {
+	lists := map[string]map[string]runtime.State{}
+	for _, rt := range s.cfg.Runtimes.Handlers() {
+		states, err := rt.List(ctx)
+		if err != nil {
+			s.log.Warn("listing runtime containers", "runtime", rt.Name(), "err", err)
+			continue
+		}
+		name := rt.Name()
+		lists[name] = make(map[string]runtime.State, len(states))
+		for _, st := range states {
+			lists[name][st.ID] = st
+		}
+	}
+	return lists
 }
 
 // markStarted records a start the runtime did but the record missed. The
@@ -193,18 +204,26 @@ func (s *Service) markLost(c *Container, msg string) {
 	s.log.Warn("container lost", "container", c.ID, "reason", msg)
 }
 
-func (s *Service) removeOrphans(ctx context.Context, lists map[string]map[string]runtime.State) error {
+// RemoveOrphans removes container dirs and runtime state that no container
+// record owns and that ownedElsewhere does not claim (other runtime state,
+// such as pods' pause processes, is not this service's to judge): what a
+// crash in the middle of a create left. It uses the runtimes' lists taken
+// at start (New), listing again when called later.
+func (s *Service) RemoveOrphans(ctx context.Context, ownedElsewhere func(id string) bool) error {
+	lists := s.startLists
+	s.startLists = nil
+	if lists == nil {
+		lists = s.listRuntimes(ctx)
+	}
 	known := func(id string) bool {
 		if s.quarantined[id] {
 			// Its record is unreadable, not absent: leave it to the operator.
 			return true
 		}
-		_, err := s.Get(id)
-		if err != nil {
-			// A pod's pause process runs under the pod's id.
-			_, err = s.cfg.Sandboxes.Get(id)
+		if _, err := s.Get(id); err == nil {
+			return true
 		}
-		return err == nil || s.cfg.Sandboxes.Quarantined(id)
+		return ownedElsewhere != nil && ownedElsewhere(id)
 	}
 	orphans := map[string]bool{}
 	for _, dir := range []string{filepath.Join(s.cfg.StateDir, "containers"), filepath.Join(s.cfg.Root, "containers")} {

@@ -25,14 +25,5 @@ func (s *Service) runtime(name string) (runtime.Handler, error) {
 // hostConfig is the host facts for containers of a runtime handler: the
 // node's, with what the handler changes.
 func (s *Service) hostConfig(h runtime.Handler) spec.HostConfig {
-	host := s.cfg.Host
-	f := h.Features()
-	host.RecursiveReadOnlyMounts = f.RecursiveReadOnlyMounts
-	host.MountOptions = f.MountOptions
-	host.UserNamespaces = f.UserNamespaces
-	set := h.SpecSettings()
-	host.PrivilegedWithoutHostDevices = set.PrivilegedWithoutHostDevices
-	host.PodAnnotations = set.PodAnnotations
-	host.ContainerAnnotations = set.ContainerAnnotations
-	return host
+	return runtime.SpecHost(h, s.cfg.Host)
 }

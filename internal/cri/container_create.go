@@ -12,7 +12,7 @@ func (s *Server) CreateContainer(ctx context.Context, r *runtimeapi.CreateContai
 	if r.GetPodSandboxId() == "" {
 		return nil, errdefs.Invalid("pod_sandbox_id is required")
 	}
-	id, err := s.Containers.Create(ctx, r.GetPodSandboxId(), r.GetConfig(), r.GetSandboxConfig())
+	id, err := s.Pods.CreateContainer(ctx, r.GetPodSandboxId(), r.GetConfig(), r.GetSandboxConfig())
 	if err != nil {
 		return nil, err
 	}

@@ -13,7 +13,7 @@ func (s *Server) RemoveContainer(ctx context.Context, r *runtimeapi.RemoveContai
 	if r.GetContainerId() == "" {
 		return nil, errdefs.Invalid("container_id is required")
 	}
-	if err := s.Containers.Remove(ctx, r.GetContainerId()); err != nil {
+	if err := s.Pods.RemoveContainer(ctx, r.GetContainerId()); err != nil {
 		return nil, err
 	}
 	return &runtimeapi.RemoveContainerResponse{}, nil

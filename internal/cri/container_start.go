@@ -12,7 +12,7 @@ func (s *Server) StartContainer(ctx context.Context, r *runtimeapi.StartContaine
 	if r.GetContainerId() == "" {
 		return nil, errdefs.Invalid("container_id is required")
 	}
-	if err := s.Containers.Start(ctx, r.GetContainerId()); err != nil {
+	if err := s.Pods.StartContainer(ctx, r.GetContainerId()); err != nil {
 		return nil, err
 	}
 	return &runtimeapi.StartContainerResponse{}, nil

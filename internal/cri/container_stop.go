@@ -17,7 +17,7 @@ func (s *Server) StopContainer(ctx context.Context, r *runtimeapi.StopContainerR
 	if r.GetTimeout() < 0 {
 		return nil, errdefs.Invalid("timeout must not be negative")
 	}
-	if err := s.Containers.Stop(ctx, r.GetContainerId(), time.Duration(r.GetTimeout())*time.Second); err != nil {
+	if err := s.Pods.StopContainer(ctx, r.GetContainerId(), time.Duration(r.GetTimeout())*time.Second); err != nil {
 		return nil, err
 	}
 	return &runtimeapi.StopContainerResponse{}, nil

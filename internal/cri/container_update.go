@@ -12,7 +12,7 @@ func (s *Server) UpdateContainerResources(ctx context.Context, r *runtimeapi.Upd
 	if r.GetContainerId() == "" {
 		return nil, errdefs.Invalid("container_id is required")
 	}
-	if err := s.Containers.UpdateResources(ctx, r.GetContainerId(), r.GetLinux()); err != nil {
+	if err := s.Pods.UpdateContainerResources(ctx, r.GetContainerId(), r.GetLinux()); err != nil {
 		return nil, err
 	}
 	return &runtimeapi.UpdateContainerResourcesResponse{}, nil

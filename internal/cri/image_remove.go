@@ -14,7 +14,7 @@ func (s *Server) RemoveImage(ctx context.Context, r *runtimeapi.RemoveImageReque
 	if ref == "" {
 		return nil, errdefs.Invalid("image.image is required")
 	}
-	if err := s.Images.Remove(ctx, ref); err != nil && !errdefs.IsNotFound(err) {
+	if err := s.Pods.RemoveImage(ctx, ref); err != nil && !errdefs.IsNotFound(err) {
 		return nil, err
 	}
 	return &runtimeapi.RemoveImageResponse{}, nil

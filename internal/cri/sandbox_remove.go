@@ -13,7 +13,7 @@ func (s *Server) RemovePodSandbox(ctx context.Context, r *runtimeapi.RemovePodSa
 	if r.GetPodSandboxId() == "" {
 		return nil, errdefs.Invalid("pod_sandbox_id is required")
 	}
-	if err := s.Sandboxes.Remove(ctx, r.GetPodSandboxId()); err != nil {
+	if err := s.Pods.RemovePodSandbox(ctx, r.GetPodSandboxId()); err != nil {
 		return nil, err
 	}
 	return &runtimeapi.RemovePodSandboxResponse{}, nil

@@ -7,7 +7,7 @@ import (
 )
 
 func (s *Server) RunPodSandbox(ctx context.Context, r *runtimeapi.RunPodSandboxRequest) (*runtimeapi.RunPodSandboxResponse, error) {
-	id, err := s.Sandboxes.Run(ctx, r.GetConfig(), r.GetRuntimeHandler())
+	id, err := s.Pods.RunPodSandbox(ctx, r.GetConfig(), r.GetRuntimeHandler())
 	if err != nil {
 		return nil, err
 	}

@@ -14,7 +14,7 @@ func (s *Server) StopPodSandbox(ctx context.Context, r *runtimeapi.StopPodSandbo
 	if r.GetPodSandboxId() == "" {
 		return nil, errdefs.Invalid("pod_sandbox_id is required")
 	}
-	if err := s.Sandboxes.Stop(ctx, r.GetPodSandboxId()); err != nil {
+	if err := s.Pods.StopPodSandbox(ctx, r.GetPodSandboxId()); err != nil {
 		return nil, err
 	}
 	return &runtimeapi.StopPodSandboxResponse{}, nil

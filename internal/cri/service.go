@@ -1,6 +1,7 @@
 // Package cri serves the CRI v1 RuntimeService and ImageService. It is thin:
-// handlers validate and translate requests, call the domain packages
-// (sandbox, container, image) and return plain Go errors, which the
+// handlers validate and translate requests, call the pod layer for
+// lifecycle steps (pod, which orchestrates sandbox, container and image)
+// and the domain packages for queries, and return plain Go errors, which the
 // interceptors here map to gRPC codes and log, once, for every call.
 package cri
 
@@ -23,6 +24,7 @@ import (
 	"github.com/berth-project/berth/internal/events"
 	"github.com/berth-project/berth/internal/image"
 	"github.com/berth-project/berth/internal/metrics"
+	"github.com/berth-project/berth/internal/pod"
 	"github.com/berth-project/berth/internal/sandbox"
 	"github.com/berth-project/berth/internal/stats"
 )
@@ -37,6 +39,7 @@ type Server struct {
 
 	Config     *config.Config
 	Runtimes   RuntimeHandlers // for Status
+	Pods       *pod.Service    // lifecycle steps: run, create, start, stop, remove
 	Sandboxes  *sandbox.Service
 	Containers *container.Service
 	Images     *image.Service

@@ -144,27 +144,3 @@ func ProbeIDMapMounts(holder, scratch string, dirs ...string) error {
 	}
 	return nil
 }
-
-// OpenPathForUserNS lets the root of a pod's user namespace (host gid
-// gid, holding no capability over host-owned files) reach leaf, which runc
-// needs for the container's rootfs: each dir of parents gets search
-// permission for all (0711: listing stays root-only, and their other
-// entries are 0700), and leaf becomes 0710 root:gid, so only the pod's
-// ids get in.
-func OpenPathForUserNS(parents []string, leaf string, gid uint32) error {
-	for _, p := range parents {
-		fi, err := os.Stat(p)
-		if err != nil {
-			return err
-		}
-		if m := fi.Mode().Perm(); m&0o011 != 0o011 {
-			if err := os.Chmod(p, m|0o011); err != nil {
-				return err
-			}
-		}
-	}
-	if err := os.Chown(leaf, 0, int(gid)); err != nil {
-		return err
-	}
-	return os.Chmod(leaf, 0o710)
-}

@@ -145,7 +145,7 @@ func TestExportErrors(t *testing.T) {
 		t.Errorf("export left %v in tmp", left)
 	}
 	// The export's leases are gone: removing the image frees everything.
-	if err := e.s.Remove(context.Background(), "example.com/err:1"); err != nil {
+	if err := e.s.Remove(context.Background(), "example.com/err:1", nil); err != nil {
 		t.Fatal(err)
 	}
 	if len(e.names("content/blobs/sha256")) != 0 {

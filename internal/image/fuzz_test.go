@@ -99,7 +99,7 @@ func FuzzLayerUnpack(f *testing.F) {
 			t.Fatalf("limit error of the wrong kind: %v", err)
 		}
 		in.Close()
-		if err := e.s.GC(context.Background()); err != nil {
+		if err := e.s.GC(context.Background(), nil); err != nil {
 			t.Fatal(err)
 		}
 		for _, sub := range []string{"layers", "tmp", "content/blobs/sha256"} {

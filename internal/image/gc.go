@@ -10,10 +10,10 @@ import (
 )
 
 // GC removes the blobs that no image record and no running ingest refers
-// to, and the layer dirs that additionally no container uses (as the
-// SetLayerInUse hook says). A layer dir is renamed into tmp/ before it is
+// to, and the layer dirs that additionally no container uses (as inUse
+// says; see LayersInUse). A layer dir is renamed into tmp/ before it is
 // deleted, so a crash mid-way never leaves a half layer under its name.
-func (s *Service) GC(ctx context.Context) error {
+func (s *Service) GC(ctx context.Context, inUse LayersInUse) error {
 	s.gcMu.Lock()
 	defer s.gcMu.Unlock()
 
@@ -48,7 +48,7 @@ func (s *Service) GC(ctx context.Context) error {
 			return err
 		}
 		chainID := "sha256:" + e.Name()
-		if keepLayers[chainID] || (s.layerInUse != nil && s.layerInUse(chainID)) {
+		if keepLayers[chainID] || (inUse != nil && inUse(chainID)) {
 			continue
 		}
 		trash, err := os.MkdirTemp(s.tmpDir(), "rm-layer-")

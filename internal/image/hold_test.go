@@ -21,17 +21,17 @@ func TestHoldRefusesRemove(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, ref := range []string{"a:1", img.ID} {
-		err := e.s.Remove(ctx, ref)
+		err := e.s.Remove(ctx, ref, nil)
 		if !errors.Is(err, errdefs.ErrFailedPrecondition) || !strings.Contains(err.Error(), "c1, c2") {
 			t.Errorf("Remove(%s) of a held image: %v", ref, err)
 		}
 	}
 	e.s.Unhold("c1")
-	if err := e.s.Remove(ctx, "a:1"); !errors.Is(err, errdefs.ErrFailedPrecondition) {
+	if err := e.s.Remove(ctx, "a:1", nil); !errors.Is(err, errdefs.ErrFailedPrecondition) {
 		t.Errorf("Remove with one holder left: %v", err)
 	}
 	e.s.Unhold("c2")
-	if err := e.s.Remove(ctx, "a:1"); err != nil {
+	if err := e.s.Remove(ctx, "a:1", nil); err != nil {
 		t.Errorf("Remove once released: %v", err)
 	}
 	if _, err := e.s.HoldImage("a:1", "c3"); !errdefs.IsNotFound(err) {

@@ -81,7 +81,6 @@ type Service struct {
 	// deleted under it.
 	gcMu        sync.Mutex
 	leases      map[string]int // "blob:<digest>" / "layer:<chainID>" -> holders
-	layerInUse  func(chainID string) bool
 	chainLocks  keyedMutex
 	usage       usageCache
 	closeOnce   sync.Once
@@ -184,15 +183,14 @@ func (s *Service) SetMaxLayerEntries(n int64) {
 // Root is the image store's root dir.
 func (s *Service) Root() string { return s.root }
 
-// SetLayerInUse installs the hook that GC asks before deleting a layer dir
-// that no image refers to any more: containers built on a removed image keep
-// their layers. The hook is called with chain IDs as in Image.ChainIDs while
+// LayersInUse says whether something outside the image store (a
+// container's rootfs) still uses a layer, by chain ID as in Image.ChainIDs.
+// GC asks it before deleting a layer dir no image refers to any more, so
+// containers built on a removed image keep their layers. It is called while
 // the image store holds its GC lock, so it must not call back into Service.
-func (s *Service) SetLayerInUse(fn func(chainID string) bool) {
-	s.gcMu.Lock()
-	s.layerInUse = fn
-	s.gcMu.Unlock()
-}
+// The caller that owns both images and containers passes it: the image
+// store never calls up into containers. nil: no layer is in use.
+type LayersInUse func(chainID string) bool
 
 // List returns copies of all image records.
 func (s *Service) List() []*Image {
@@ -358,8 +356,9 @@ func (s *Service) SetPinned(ref string, pinned bool) error {
 
 // Remove removes the image ref names with all its names, as containerd's
 // CRI RemoveImage does, then garbage-collects blobs and layers nothing uses
-// any more. An image that is not there is not an error.
-func (s *Service) Remove(ctx context.Context, ref string) error {
+// any more (inUse: see LayersInUse). An image that is not there is not an
+// error.
+func (s *Service) Remove(ctx context.Context, ref string, inUse LayersInUse) error {
 	s.mu.Lock()
 	img, err := s.resolveLocked(ref)
 	if err != nil {
@@ -381,7 +380,7 @@ func (s *Service) Remove(ctx context.Context, ref string) error {
 	s.mu.Unlock()
 	s.log.Info("image removed", "image", img.ID, "ref", ref, "tags", img.RepoTags)
 	defer s.kickUsage()
-	if err := s.GC(ctx); err != nil {
+	if err := s.GC(ctx, inUse); err != nil {
 		// The record is gone; leftovers are retried by the next GC.
 		s.log.Warn("image garbage collection after remove failed", "image", img.ID, "err", err)
 	}

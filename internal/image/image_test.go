@@ -216,7 +216,7 @@ func TestRemoveAndGC(t *testing.T) {
 		t.Fatalf("layers = %v, want 3 (base shared)", got)
 	}
 	// Remove by one tag removes the whole image with all its names.
-	if err := e.s.Remove(ctx, "a:1"); err != nil {
+	if err := e.s.Remove(ctx, "a:1", nil); err != nil {
 		t.Fatal(err)
 	}
 	for _, ref := range []string{"a:1", "a:2", ia.ID} {
@@ -236,23 +236,21 @@ func TestRemoveAndGC(t *testing.T) {
 		t.Fatalf("blobs after removing a = %d, want b's %d", got, want)
 	}
 	// Idempotent.
-	if err := e.s.Remove(ctx, "a:1"); err != nil {
+	if err := e.s.Remove(ctx, "a:1", nil); err != nil {
 		t.Fatalf("second remove: %v", err)
 	}
-	if err := e.s.Remove(ctx, "Bad::ref"); !errdefs.IsInvalid(err) {
+	if err := e.s.Remove(ctx, "Bad::ref", nil); !errdefs.IsInvalid(err) {
 		t.Fatalf("remove of a bad ref: %v", err)
 	}
 	// A container still uses b's top layer: it survives b's removal.
 	inUse := ib.ChainIDs[1]
-	e.s.SetLayerInUse(func(c string) bool { return c == inUse })
-	if err := e.s.Remove(ctx, ib.ID[:19]); err != nil {
+	if err := e.s.Remove(ctx, ib.ID[:19], func(c string) bool { return c == inUse }); err != nil {
 		t.Fatal(err)
 	}
 	if got := e.names("layers"); !slices.Equal(got, []string{strings.TrimPrefix(inUse, "sha256:")}) {
 		t.Fatalf("layers with one in use = %v", got)
 	}
-	e.s.SetLayerInUse(func(string) bool { return false })
-	if err := e.s.GC(ctx); err != nil {
+	if err := e.s.GC(ctx, func(string) bool { return false }); err != nil {
 		t.Fatal(err)
 	}
 	if got := e.names("layers"); len(got) != 0 {
@@ -433,7 +431,7 @@ func TestFsInfo(t *testing.T) {
 	if b < emptyBytes+100000 || n < emptyInodes+6 {
 		t.Fatalf("usage after import: %d bytes %d inodes (empty: %d, %d)", b, n, emptyBytes, emptyInodes)
 	}
-	if err := e.s.Remove(context.Background(), "fs:1"); err != nil {
+	if err := e.s.Remove(context.Background(), "fs:1", nil); err != nil {
 		t.Fatal(err)
 	}
 	e.s.updateUsage()
@@ -485,7 +483,7 @@ func TestPinnedRefs(t *testing.T) {
 	}
 
 	// Pinning keeps kubelet's GC away, not the user's RemoveImage.
-	if err := e.s.Remove(context.Background(), "other:1"); err != nil {
+	if err := e.s.Remove(context.Background(), "other:1", nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := e.s.Get(recB.ID); !errdefs.IsNotFound(err) {

@@ -45,6 +45,7 @@ type Ingest struct {
 	mu        sync.Mutex
 	leases    []string
 	wrote     bool
+	unpacked  map[string]bool // chain IDs whose layer dir this session made
 	committed bool
 	closed    bool
 }
@@ -61,7 +62,7 @@ func (in *Ingest) Close() {
 		return
 	}
 	in.closed = true
-	leases, wrote, committed := in.leases, in.wrote, in.committed
+	leases, wrote, committed, unpacked := in.leases, in.wrote, in.committed, in.unpacked
 	in.leases = nil
 	in.mu.Unlock()
 	in.s.gcMu.Lock()
@@ -72,7 +73,12 @@ func (in *Ingest) Close() {
 	}
 	in.s.gcMu.Unlock()
 	if wrote && !committed {
-		if err := in.s.GC(context.Background()); err != nil {
+		// Only the layer dirs this session made may go: it cannot know
+		// which other unreferenced layers containers still use (the
+		// caller of Remove and GC does), and its own did not exist before
+		// it, so no container is built on them.
+		ownOnly := func(chainID string) bool { return !unpacked[chainID] }
+		if err := in.s.GC(context.Background(), ownOnly); err != nil {
 			in.s.log.Warn("cleaning up after a failed image ingest", "err", err)
 		}
 	}
@@ -326,6 +332,12 @@ func (in *Ingest) Layer(ctx context.Context, spec LayerSpec, open func() (io.Rea
 			return res, fmt.Errorf("store layer dir %s: %w", chainID, err)
 		}
 		in.s.unpacks.Add(1)
+		in.mu.Lock()
+		if in.unpacked == nil {
+			in.unpacked = map[string]bool{}
+		}
+		in.unpacked[chainID.String()] = true
+		in.mu.Unlock()
 	}
 	res.Blob = spec.Blob
 	res.Blob.Digest = blobDigest

@@ -57,7 +57,7 @@ func TestImportSkopeoArchives(t *testing.T) {
 		t.Fatalf("unpacked %d layers, want 2", n)
 	}
 	// Removing one name removes the image and everything under it.
-	if err := e.s.Remove(context.Background(), "example.com/interop:oci"); err != nil {
+	if err := e.s.Remove(context.Background(), "example.com/interop:oci", nil); err != nil {
 		t.Fatal(err)
 	}
 	if len(e.names("layers")) != 0 || len(e.names("content/blobs/sha256")) != 0 {

@@ -23,20 +23,20 @@ func leaseEnv(t *testing.T) (*testEnv, *Image) {
 // TestLeaseKeepsLayersThroughRemove replays a container create that has
 // resolved its image (LeaseImage) but not yet published its record when
 // RemoveImage runs: the layers it is about to mount stay until the record
-// counts them (the LayerInUse hook) and the lease is released, and go with
+// counts them (the in-use query the caller passes) and the lease is released, and go with
 // the next GC once no container uses them.
 func TestLeaseKeepsLayersThroughRemove(t *testing.T) {
 	e, img := leaseEnv(t)
 	ctx := context.Background()
 	var published bool
-	e.s.SetLayerInUse(func(string) bool { return published })
+	inUse := func(string) bool { return published }
 
 	got, lease, err := e.s.LeaseImage("a:1")
 	if err != nil || got.ID != img.ID {
 		t.Fatalf("LeaseImage: %v, %v", got, err)
 	}
 	// The pause point: RemoveImage runs between resolve and publish.
-	if err := e.s.Remove(ctx, "a:1"); err != nil {
+	if err := e.s.Remove(ctx, "a:1", inUse); err != nil {
 		t.Fatal(err)
 	}
 	for _, d := range e.s.LayerDirs(got) {
@@ -50,14 +50,14 @@ func TestLeaseKeepsLayersThroughRemove(t *testing.T) {
 	published = true
 	lease.Release()
 	lease.Release() // idempotent: must not drop someone else's lease
-	if err := e.s.GC(ctx); err != nil {
+	if err := e.s.GC(ctx, inUse); err != nil {
 		t.Fatal(err)
 	}
 	if n := len(e.names("layers")); n != 2 {
 		t.Fatalf("layers of a published container after GC: %d, want 2", n)
 	}
 	published = false // the container is removed
-	if err := e.s.GC(ctx); err != nil {
+	if err := e.s.GC(ctx, inUse); err != nil {
 		t.Fatal(err)
 	}
 	if got := e.names("layers"); len(got) != 0 {
@@ -89,7 +89,7 @@ func TestLeaseResolveAndLeaseAreOne(t *testing.T) {
 	}()
 	<-paused
 	removed := make(chan error, 1)
-	go func() { removed <- e.s.Remove(context.Background(), "a:1") }()
+	go func() { removed <- e.s.Remove(context.Background(), "a:1", nil) }()
 	// Let the remove go as far as it can: its record delete at least, its
 	// GC too unless LeaseImage holds the GC lock.
 	if err := waitFor(5*time.Second, func() bool { _, err := e.s.Get("a:1"); return errdefs.IsNotFound(err) }); err != nil {
@@ -116,7 +116,7 @@ func TestLeaseResolveAndLeaseAreOne(t *testing.T) {
 		t.Fatalf("leased layers after the remove: %d, want 2", n)
 	}
 	r.l.Release()
-	if err := e.s.GC(context.Background()); err != nil {
+	if err := e.s.GC(context.Background(), nil); err != nil {
 		t.Fatal(err)
 	}
 	if got := e.names("layers"); len(got) != 0 {
@@ -133,4 +133,24 @@ func waitFor(timeout time.Duration, cond func() bool) error {
 		time.Sleep(5 * time.Millisecond)
 	}
 	return nil
+}
+
+// A failed ingest's cleanup cannot know which unreferenced layers
+// containers use: it removes only the layer dirs it unpacked itself, so the
+// layers of a removed image that a container still uses stay.
+func TestFailedIngestSparesLayersItDidNotMake(t *testing.T) {
+	e, img := leaseEnv(t)
+	ctx := context.Background()
+	inUse := func(string) bool { return true } // a container uses them
+	if err := e.s.Remove(ctx, "a:1", inUse); err != nil {
+		t.Fatal(err)
+	}
+	in := e.s.NewIngest()
+	in.setWrote() // it wrote something, then failed
+	in.Close()
+	for _, d := range e.s.LayerDirs(img) {
+		if _, err := os.Stat(d); err != nil {
+			t.Fatalf("a failed ingest's cleanup deleted a layer in use: %v", err)
+		}
+	}
 }

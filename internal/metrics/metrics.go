@@ -37,6 +37,7 @@ type Metrics struct {
 	rpcErrors *prometheus.CounterVec
 	pullBytes prometheus.Counter
 	pullTook  prometheus.Histogram
+	stepTook  *prometheus.HistogramVec
 }
 
 var active atomic.Pointer[Metrics]
@@ -65,7 +66,13 @@ func New(src Sources) *Metrics {
 			Buckets: prometheus.ExponentialBuckets(0.25, 2, 12), // 0.25 s to about 8.5 min
 		}),
 	}
-	m.reg.MustRegister(m.rpcTook, m.rpcErrors, m.pullBytes, m.pullTook,
+	m.stepTook = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: namespace, Subsystem: "cri", Name: "step_duration_seconds",
+		Help: "Time of one step of a CRI call (CNI ADD, rootfs mount, runtime create, record write, ...), by method and step.",
+		// 0.1 ms to about 26 s.
+		Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10),
+	}, []string{"method", "step"})
+	m.reg.MustRegister(m.rpcTook, m.rpcErrors, m.pullBytes, m.pullTook, m.stepTook,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		&stateCollector{src: src,

@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -47,10 +46,9 @@ const teardownTimeout = time.Minute
 
 // Manager attaches pods to the CNI network. It implements sandbox.Network.
 type Manager struct {
-	cfg      Config
-	log      *slog.Logger
-	cni      *libcni.CNIConfig
-	loopback *libcni.NetworkConfigList
+	cfg Config
+	log *slog.Logger
+	cni *libcni.CNIConfig
 
 	cur      atomic.Pointer[netConf]
 	reloadMu sync.Mutex
@@ -70,10 +68,6 @@ func New(cfg Config) (*Manager, error) {
 	if len(cfg.BinDirs) == 0 {
 		return nil, errors.New("network: no CNI plugin directories configured")
 	}
-	lo, err := libcni.NetworkConfFromBytes(loopbackConfList)
-	if err != nil {
-		return nil, fmt.Errorf("network: loopback config: %w", err)
-	}
 	if err := os.MkdirAll(cfg.CacheDir, 0o700); err != nil {
 		return nil, fmt.Errorf("network: create CNI cache dir: %w", err)
 	}
@@ -83,11 +77,10 @@ func New(cfg Config) (*Manager, error) {
 		}
 	}
 	m := &Manager{
-		cfg:      cfg,
-		log:      cfg.Logger,
-		cni:      libcni.NewCNIConfigWithCacheDir(cfg.BinDirs, cfg.CacheDir, nil),
-		loopback: lo,
-		done:     make(chan struct{}),
+		cfg:  cfg,
+		log:  cfg.Logger,
+		cni:  libcni.NewCNIConfigWithCacheDir(cfg.BinDirs, cfg.CacheDir, nil),
+		done: make(chan struct{}),
 	}
 	// The conf dir must exist to be watched; a fresh node has none yet.
 	if err := os.MkdirAll(cfg.ConfDir, 0o755); err != nil {
@@ -146,12 +139,6 @@ func (m *Manager) reload() {
 	m.reloadMu.Lock()
 	defer m.reloadMu.Unlock()
 	n := selectConf(m.cfg.ConfDir, m.cfg.BinDirs, m.cfg.Builtin)
-	if n.err == nil {
-		// Every plugin of the loopback network must be there too.
-		if err := findPlugin("loopback", m.cfg.BinDirs); err != nil {
-			n = &netConf{source: n.source, err: fmt.Errorf("loopback network: %w", err)}
-		}
-	}
 	old := m.cur.Swap(n)
 	switch {
 	case n.err != nil && (old == nil || old.err == nil || old.err.Error() != n.err.Error()):
@@ -181,10 +168,11 @@ func (m *Manager) Network() string {
 	return fmt.Sprintf("%s (%s)", n.list.Name, n.source)
 }
 
-// Setup runs ADD for the loopback and the pod network in the pod's network
-// namespace and returns the pod's IPs, IPv4 first. Plugins run on ctx: a
-// hanging one is killed at the request's deadline. On failure whatever the
-// plugins made is deleted again.
+// Setup runs ADD for the pod network in the pod's network namespace and
+// returns the pod's IPs, IPv4 first. "lo" is already up: the namespace
+// was made with it (see loopbackNetwork). Plugins run on ctx: a hanging
+// one is killed at the request's deadline. On failure whatever the plugins
+// made is deleted again.
 func (m *Manager) Setup(ctx context.Context, p *sandbox.Sandbox, cfg *runtimeapi.PodSandboxConfig) (ips []string, err error) {
 	n := m.cur.Load()
 	if n.err != nil {
@@ -198,47 +186,29 @@ func (m *Manager) Setup(ctx context.Context, p *sandbox.Sandbox, cfg *runtimeapi
 	if err != nil {
 		return nil, err
 	}
+	list := n.list
+	if _, ok := rt.CapabilityArgs["portMappings"]; !ok && n.noPorts != nil {
+		list = n.noPorts
+	}
 	start := time.Now()
-	type attachment struct {
-		list   *libcni.NetworkConfigList
-		source string
-		rt     *libcni.RuntimeConf
+	res, err := m.cni.AddNetworkList(ctx, list, rt)
+	if err == nil {
+		ips, err = podIPs(res)
 	}
-	steps := []attachment{
-		{m.loopback, builtinSource, &libcni.RuntimeConf{ContainerID: rt.ContainerID, NetNS: netns, IfName: "lo", Args: rt.Args}},
-		{n.list, n.source, rt},
-	}
-	var added []attachment
-	defer func() {
-		if err == nil {
-			return
+	if err != nil {
+		if cerr := ctx.Err(); cerr != nil {
+			err = fmt.Errorf("%w (%w)", err, cerr)
 		}
 		// The plugins of a failed ADD may have left a veth or a lease:
 		// DEL is how CNI undoes them, even when ctx has expired.
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), teardownTimeout)
 		defer cancel()
-		for i := len(added) - 1; i >= 0; i-- {
-			if derr := m.cni.DelNetworkList(dctx, added[i].list, added[i].rt); derr != nil {
-				m.log.Error("undoing a failed CNI ADD", "pod", p.ID, "network", added[i].list.Name, "err", derr)
-			}
+		if derr := m.cni.DelNetworkList(dctx, list, rt); derr != nil {
+			m.log.Error("undoing a failed CNI ADD", "pod", p.ID, "network", list.Name, "err", derr)
 		}
-	}()
-	for _, a := range steps {
-		added = append(added, a)
-		res, err := m.cni.AddNetworkList(ctx, a.list, a.rt)
-		if err != nil {
-			if cerr := ctx.Err(); cerr != nil {
-				err = fmt.Errorf("%w (%w)", err, cerr)
-			}
-			return nil, fmt.Errorf("CNI network %q from %s: %w", a.list.Name, a.source, err)
-		}
-		if a.rt == rt {
-			if ips, err = podIPs(res); err != nil {
-				return nil, fmt.Errorf("CNI network %q from %s: %w", a.list.Name, a.source, err)
-			}
-		}
+		return nil, fmt.Errorf("CNI network %q from %s: %w", list.Name, n.source, err)
 	}
-	m.log.Debug("pod network set up", "pod", p.ID, "network", n.list.Name, "ips", ips, "took", time.Since(start))
+	m.log.Debug("pod network set up", "pod", p.ID, "network", list.Name, "plugins", pluginTypes(list), "ips", ips, "took", time.Since(start))
 	return ips, nil
 }
 
@@ -297,15 +267,16 @@ func (m *Manager) Teardown(ctx context.Context, p *sandbox.Sandbox) error {
 		return nil
 	}
 	if !slices.ContainsFunc(atts, func(a *libcni.NetworkAttachment) bool { return a.IfName == podIfName }) {
-		// Only the loopback ADD finished (berthd died during the pod
-		// network's ADD): that ADD may still have taken a lease and made
-		// a veth, so DEL it too, before loopback as always.
+		// Only an older berthd's loopback ADD finished (it died during
+		// the pod network's ADD): that ADD may still have taken a lease
+		// and made a veth, so DEL it too.
 		m.delUncached(ctx, p, netns)
 	}
-	// Loopback last: the reverse of ADD.
-	sort.SliceStable(atts, func(i, j int) bool { return atts[i].IfName != "lo" && atts[j].IfName == "lo" })
 	var errs []error
 	for _, a := range atts {
+		if a.Network == loopbackNetwork && a.IfName == "lo" {
+			continue // see loopbackNetwork: nothing to undo
+		}
 		list, err := libcni.NetworkConfFromBytes(a.Config)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("cached CNI config of network %q: %w", a.Network, err))

@@ -34,7 +34,7 @@ func fakeCNI(t *testing.T) (bin, calls string) {
 	bin = t.TempDir()
 	calls = filepath.Join(bin, "calls.log")
 	script := strings.ReplaceAll(fakePlugin, "CALLS", calls)
-	for _, name := range []string{"loopback", "fakenet", "fakeport", "fail"} {
+	for _, name := range []string{"loopback", "fakenet", "fakeport", "portmap", "fail"} {
 		if err := os.WriteFile(filepath.Join(bin, name), []byte(script), 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -84,7 +84,7 @@ func TestSetupTeardown(t *testing.T) {
 		t.Errorf("ips = %v", ips)
 	}
 	got := readCalls(t, calls)
-	want := []string{"loopback ADD lo", "fakenet ADD eth0", "fakeport ADD eth0"}
+	want := []string{"fakenet ADD eth0", "fakeport ADD eth0"}
 	if len(got) != len(want) {
 		t.Fatalf("calls %q, want %v", got, want)
 	}
@@ -93,8 +93,8 @@ func TestSetupTeardown(t *testing.T) {
 			t.Errorf("call %d = %q, want %q with the pod's netns and CNI_ARGS", i, got[i], w)
 		}
 	}
-	if !strings.Contains(got[2], `"portMappings":[{"hostPort":8080,"containerPort":80,"protocol":"tcp"`) || strings.Contains(got[1], "portMappings") {
-		t.Errorf("portMappings must reach the plugin that declares them, only: %q", got[1:])
+	if !strings.Contains(got[1], `"portMappings":[{"hostPort":8080,"containerPort":80,"protocol":"tcp"`) || strings.Contains(got[0], "portMappings") {
+		t.Errorf("portMappings must reach the plugin that declares them, only: %q", got)
 	}
 
 	// Teardown: reverse order, cached args, no netns (it is not a live one).
@@ -102,7 +102,7 @@ func TestSetupTeardown(t *testing.T) {
 		t.Fatal(err)
 	}
 	got = readCalls(t, calls)
-	want = []string{"fakeport DEL eth0 netns= ", "fakenet DEL eth0 netns= ", "loopback DEL lo netns= "}
+	want = []string{"fakeport DEL eth0 netns= ", "fakenet DEL eth0 netns= "}
 	if len(got) != len(want) {
 		t.Fatalf("calls %q, want %v", got, want)
 	}
@@ -134,7 +134,7 @@ func TestSetupFailureUndoes(t *testing.T) {
 		}
 	}
 	got := readCalls(t, calls)
-	wantPrefixes := []string{"loopback ADD", "fakenet ADD", "fail ADD", "fail DEL", "fakenet DEL", "loopback DEL"}
+	wantPrefixes := []string{"fakenet ADD", "fail ADD", "fail DEL", "fakenet DEL"}
 	if len(got) != len(wantPrefixes) {
 		t.Fatalf("calls %q, want %v", got, wantPrefixes)
 	}
@@ -160,4 +160,64 @@ func TestSetupNotReady(t *testing.T) {
 	if err := m.Teardown(context.Background(), &sandbox.Sandbox{ID: "x"}); err != nil {
 		t.Errorf("Teardown: %v", err)
 	}
+}
+
+const portmapConflist = `{"cniVersion": "1.0.0", "name": "fake", "plugins": [
+  {"type": "fakenet"},
+  {"type": "portmap", "capabilities": {"portMappings": true}, "snat": true}]}`
+
+// TestPortmapOnlyWithPorts: a pod with no hostPort skips portmap at ADD and
+// at DEL; one with a hostPort gets it at both, also after the config has
+// changed (DEL replays the list cached at ADD), and a pod with no cached
+// result gets the whole current list.
+func TestPortmapOnlyWithPorts(t *testing.T) {
+	bin, calls := fakeCNI(t)
+	m, file := newTestManager(t, bin, portmapConflist)
+	ctx := context.Background()
+	plain := &sandbox.Sandbox{ID: "plain", Namespaces: map[string]string{"net": "/nonexistent/netns"}}
+	ported := &sandbox.Sandbox{ID: "ported", Namespaces: map[string]string{"net": "/nonexistent/netns"}}
+	if _, err := m.Setup(ctx, plain, &runtimeapi.PodSandboxConfig{PortMappings: []*runtimeapi.PortMapping{{ContainerPort: 80}}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := readCalls(t, calls); strings.Join(firstWords(got, 3), ",") != "fakenet ADD eth0" {
+		t.Errorf("ADD without hostPort ran %q, want fakenet only", got)
+	}
+	if _, err := m.Setup(ctx, ported, &runtimeapi.PodSandboxConfig{PortMappings: []*runtimeapi.PortMapping{{ContainerPort: 80, HostPort: 8080}}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := readCalls(t, calls); strings.Join(firstWords(got, 3), ",") != "fakenet ADD eth0,portmap ADD eth0" {
+		t.Errorf("ADD with hostPort ran %q, want fakenet then portmap", got)
+	}
+	// A new config without portmap must not stop the DEL of the pod that had it.
+	write(t, filepath.Dir(file), filepath.Base(file), fakeConflist)
+	m.reload()
+	if err := m.Teardown(ctx, ported); err != nil {
+		t.Fatal(err)
+	}
+	if got := readCalls(t, calls); strings.Join(firstWords(got, 3), ",") != "portmap DEL eth0,fakenet DEL eth0" {
+		t.Errorf("DEL of the pod with hostPort ran %q, want portmap then fakenet", got)
+	}
+	if err := m.Teardown(ctx, plain); err != nil {
+		t.Fatal(err)
+	}
+	if got := readCalls(t, calls); strings.Join(firstWords(got, 3), ",") != "fakenet DEL eth0" {
+		t.Errorf("DEL of the pod without hostPort ran %q, want fakenet only", got)
+	}
+	// No cached result: the current list, whole.
+	if err := m.Teardown(ctx, &sandbox.Sandbox{ID: "unknown"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := readCalls(t, calls); strings.Join(firstWords(got, 3), ",") != "fakeport DEL eth0,fakenet DEL eth0" {
+		t.Errorf("uncached DEL ran %q, want the current list", got)
+	}
+}
+
+// firstWords keeps the first n words of each call line.
+func firstWords(lines []string, n int) []string {
+	out := make([]string, len(lines))
+	for i, l := range lines {
+		f := strings.Fields(l)
+		out[i] = strings.Join(f[:min(n, len(f))], " ")
+	}
+	return out
 }

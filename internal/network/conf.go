@@ -79,18 +79,29 @@ func (b Builtin) ConfList() ([]byte, error) {
 	return json.MarshalIndent(list, "", "  ")
 }
 
-// loopbackConfList brings up "lo" in the pod, as its own network like in
-// containerd, since the main network's plugins configure eth0 only.
-var loopbackConfList = []byte(`{"cniVersion": "` + cniVersion + `", "name": "cni-loopback", "plugins": [{"type": "loopback"}]}`)
+// loopbackNetwork is the network name under which berthd up to this
+// version ran the loopback plugin for "lo" (as containerd and CRI-O do).
+// The pod's "lo" is now brought up in-process when its network namespace
+// is made (sandbox.pinNamespaces), which is all that plugin's ADD did; its
+// DEL only set "lo" down in a namespace about to go. Cached attachments of
+// it left by an older berthd are dropped without running it.
+const loopbackNetwork = "cni-loopback"
 
 // builtinSource names the built-in network where a file name would go.
 const builtinSource = "built-in network"
 
 // netConf is the network pods are attached to, or why there is none.
 type netConf struct {
-	list   *libcni.NetworkConfigList
-	source string // the file it came from, or builtinSource
-	err    error  // non-nil: no network is usable
+	list *libcni.NetworkConfigList
+	// noPorts is list without its portmap plugins, for pods with no
+	// hostPort (nil: list has none to drop). portmap's ADD without port
+	// mappings only passes the previous result on, yet costs a plugin
+	// exec, and its DEL scans iptables. The list an ADD ran is what
+	// libcni caches and Teardown's DEL replays, so a pod that had
+	// mappings still gets portmap's DEL.
+	noPorts *libcni.NetworkConfigList
+	source  string // the file it came from, or builtinSource
+	err     error  // non-nil: no network is usable
 }
 
 // selectConf picks the network: the first config file in confDir by file
@@ -120,6 +131,9 @@ func selectConf(confDir string, binDirs []string, b *Builtin) *netConf {
 	}
 	if n.err == nil {
 		n.err = checkPlugins(n.list, binDirs)
+	}
+	if n.err == nil {
+		n.noPorts, n.err = withoutPlugins(n.list, portmapType)
 	}
 	if n.err != nil {
 		n.err = fmt.Errorf("CNI config %s: %w", n.source, n.err)
@@ -165,6 +179,45 @@ func loadFile(path string) (*libcni.NetworkConfigList, error) {
 		return nil, err
 	}
 	return libcni.NetworkConfFromBytes(wrapped)
+}
+
+// portmapType is the CNI reference plugin for hostPort.
+const portmapType = "portmap"
+
+// withoutPlugins returns list without the chained plugins of type typ (nil
+// when there are none to drop). Only plugins after the first go: a chained
+// plugin gets the previous one's result and passes it on. One with its own
+// static runtimeConfig stays: it may act without the pod's capability args.
+// A list whose plugins are not all inline (libcni also loads plugin files
+// from a directory named after the network) is left whole, since the
+// cached config must describe every plugin that ran.
+func withoutPlugins(list *libcni.NetworkConfigList, typ string) (*libcni.NetworkConfigList, error) {
+	var raw map[string]any
+	if err := json.Unmarshal(list.Bytes, &raw); err != nil {
+		return nil, err
+	}
+	inline, _ := raw["plugins"].([]any)
+	if len(inline) != len(list.Plugins) {
+		return nil, nil
+	}
+	var keep []any
+	for i, p := range list.Plugins {
+		if i > 0 && p.Network.Type == typ {
+			if conf, ok := inline[i].(map[string]any); ok && conf["runtimeConfig"] == nil {
+				continue
+			}
+		}
+		keep = append(keep, inline[i])
+	}
+	if len(keep) == len(inline) {
+		return nil, nil
+	}
+	raw["plugins"] = keep
+	data, err := json.Marshal(raw)
+	if err != nil {
+		return nil, err
+	}
+	return libcni.NetworkConfFromBytes(data)
 }
 
 // checkPlugins reports the first plugin of list whose binary is missing.

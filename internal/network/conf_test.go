@@ -202,3 +202,43 @@ func TestManagerReloadsOnInstall(t *testing.T) {
 	}
 	waitFor(t, func() bool { return m.Status() != nil })
 }
+
+func TestWithoutPortmap(t *testing.T) {
+	for _, tc := range []struct {
+		name, list string
+		want       string // plugin types left; "" for no variant
+	}{
+		{"chained", `{"name": "n", "cniVersion": "1.0.0", "plugins": [{"type": "bridge"}, {"type": "portmap", "capabilities": {"portMappings": true}}, {"type": "bandwidth"}]}`, "bridge,bandwidth"},
+		{"none", `{"name": "n", "cniVersion": "1.0.0", "plugins": [{"type": "bridge"}]}`, ""},
+		{"first", `{"name": "n", "cniVersion": "1.0.0", "plugins": [{"type": "portmap"}]}`, ""},
+		{"static runtimeConfig", `{"name": "n", "cniVersion": "1.0.0", "plugins": [{"type": "bridge"}, {"type": "portmap", "runtimeConfig": {"portMappings": [{"hostPort": 1, "containerPort": 1}]}}]}`, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			list, err := libcni.NetworkConfFromBytes([]byte(tc.list))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := withoutPlugins(list, portmapType)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.want == "" {
+				if got != nil {
+					t.Errorf("got a variant %s, want none", got.Bytes)
+				}
+				return
+			}
+			if got == nil || strings.Join(pluginTypes(got), ",") != tc.want {
+				t.Fatalf("variant %v, want %s", got, tc.want)
+			}
+			again, err := libcni.NetworkConfFromBytes(got.Bytes)
+			if err != nil || strings.Join(pluginTypes(again), ",") != tc.want || again.Name != "n" || again.CNIVersion != "1.0.0" {
+				t.Errorf("variant's bytes (what libcni caches) do not describe it: %s", got.Bytes)
+			}
+		})
+	}
+	n := selectConf(t.TempDir(), []string{fakeBinDir(t, "bridge", "host-local", "portmap")}, testBuiltin)
+	if n.err != nil || n.noPorts == nil || strings.Join(pluginTypes(n.noPorts), ",") != "bridge" {
+		t.Errorf("built-in network: err %v, no-ports variant %v", n.err, n.noPorts)
+	}
+}

@@ -12,15 +12,21 @@ import (
 	"github.com/berth-project/berth/internal/sandbox"
 )
 
-// TestTeardownAfterLoopbackOnly is berthd killed during the pod network's
-// ADD: only the loopback result is cached, but the pod network's plugins
-// may already hold a lease, so Teardown must DEL the pod network too.
+// TestTeardownAfterLoopbackOnly is an older berthd (which ran the loopback
+// plugin) killed during the pod network's ADD: only the loopback result is
+// cached, but the pod network's plugins may already hold a lease, so
+// Teardown must DEL the pod network; the loopback DEL is not run (it only
+// set "lo" down) and its cached result goes.
 func TestTeardownAfterLoopbackOnly(t *testing.T) {
 	bin, calls := fakeCNI(t)
 	m, _ := newTestManager(t, bin, fakeConflist)
 	ctx := context.Background()
+	loList, err := libcni.NetworkConfFromBytes([]byte(`{"cniVersion": "1.0.0", "name": "` + loopbackNetwork + `", "plugins": [{"type": "loopback"}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
 	lo := &libcni.RuntimeConf{ContainerID: "half", NetNS: "/nonexistent/netns", IfName: "lo"}
-	if _, err := m.cni.AddNetworkList(ctx, m.loopback, lo); err != nil {
+	if _, err := m.cni.AddNetworkList(ctx, loList, lo); err != nil {
 		t.Fatal(err)
 	}
 	readCalls(t, calls)
@@ -29,8 +35,11 @@ func TestTeardownAfterLoopbackOnly(t *testing.T) {
 	if err := m.Teardown(ctx, half); err != nil {
 		t.Fatal(err)
 	}
+	if left, _ := m.cni.GetCachedAttachments("half"); len(left) != 0 {
+		t.Errorf("cached results left after Teardown: %d", len(left))
+	}
 	got := readCalls(t, calls)
-	want := []string{"fakeport DEL eth0", "fakenet DEL eth0", "loopback DEL lo"}
+	want := []string{"fakeport DEL eth0", "fakenet DEL eth0"}
 	if len(got) != len(want) {
 		t.Fatalf("calls %q, want %v", got, want)
 	}

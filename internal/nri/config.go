@@ -13,7 +13,7 @@ import (
 // time.Duration from strings such as "2s"), so internal/config can hold it as
 // a section as is.
 type Config struct {
-	Enable              bool          `toml:"enable" doc:"run the NRI adaptation so node plugins (resource policies, device injectors) can hook pod and container lifecycle events"`
+	Enable              bool          `toml:"enable" doc:"run the NRI adaptation so node plugins (resource policies, device injectors) can hook pod and container lifecycle events; off by default because the adaptation takes over socket_path, which another runtime on the node (containerd, CRI-O) may be serving"`
 	SocketPath          string        `toml:"socket_path" doc:"unix socket external NRI plugins connect to"`
 	PluginPath          string        `toml:"plugin_path" doc:"directory of pre-registered plugins (executables named IDX-NAME) that berthd launches at start; empty: none"`
 	PluginConfigPath    string        `toml:"plugin_config_path" doc:"directory with configuration for pre-registered plugins (IDX-NAME.conf or NAME.conf)"`
@@ -24,6 +24,10 @@ type Config struct {
 
 // DefaultConfig returns NRI off, with containerd's and CRI-O's paths and
 // timeouts, so plugins written for either find berth where they expect.
+// containerd 2.x enables NRI by default; berth does not, because starting
+// the adaptation removes and re-creates the socket: a berthd beside another
+// runtime (a node being migrated, a test daemon) would silently take that
+// runtime's plugins over. Enabling it is one drop-in line.
 func DefaultConfig() Config {
 	return Config{
 		Enable:              false,

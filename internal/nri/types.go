@@ -130,10 +130,14 @@ func containerToNRI(c *Container) *api.Container {
 	if s == nil {
 		return out
 	}
-	// The spec's annotations are the ones the runtime sees (CRI's plus
-	// berth's own), so plugins are shown those.
-	if s.Annotations != nil {
-		out.Annotations = maps.Clone(s.Annotations)
+	// Plugins are shown the CRI annotations (a runtime handler's
+	// allow-list keeps most out of the spec, but plugins act on them)
+	// and the spec's, which the runtime sees, on top.
+	if len(s.Annotations) != 0 {
+		if out.Annotations == nil {
+			out.Annotations = map[string]string{}
+		}
+		maps.Copy(out.Annotations, s.Annotations)
 	}
 	out.Mounts = api.FromOCIMounts(s.Mounts)
 	out.Hooks = api.FromOCIHooks(s.Hooks)

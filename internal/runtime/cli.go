@@ -91,6 +91,12 @@ func (r *cli) Start(ctx context.Context, id string) error {
 	return err
 }
 
+// StartWith is Start with extra global args for this start only.
+func (r *cli) StartWith(ctx context.Context, id string, extra []string) error {
+	_, err := r.rtRun(ctx, rtCall{sub: "start", id: id, args: []string{id}, globals: extra})
+	return err
+}
+
 // Kill sends sig to the container's init process, or to all its processes
 // when all is set (needed when the container shares a PID namespace).
 func (r *cli) Kill(ctx context.Context, id string, sig syscall.Signal, all bool) error {
@@ -161,10 +167,11 @@ func (r *cli) Update(ctx context.Context, id string, res *specs.LinuxResources) 
 
 // rtCall is one runtime command line.
 type rtCall struct {
-	sub   string   // subcommand
-	id    string   // container, for messages; empty for list
-	args  []string // after the subcommand
-	stdin io.Reader
+	sub     string   // subcommand
+	id      string   // container, for messages; empty for list
+	args    []string // after the subcommand
+	globals []string // extra global args, before the subcommand
+	stdin   io.Reader
 }
 
 // rtRun execs the runtime and returns its stdout. On failure the error holds
@@ -176,7 +183,7 @@ func (r *cli) rtRun(ctx context.Context, c rtCall) ([]byte, error) {
 		ctx, cancel = context.WithTimeout(ctx, rtDefaultTimeout)
 		defer cancel()
 	}
-	args := append(r.GlobalArgs(), c.sub)
+	args := append(append(r.GlobalArgs(), c.globals...), c.sub)
 	args = append(args, c.args...)
 	cmd := exec.CommandContext(ctx, r.path, args...)
 	var stdout, stderr bytes.Buffer

@@ -76,6 +76,18 @@ const execKillGrace = 5 * time.Second
 // process and lose its exit status); runc makes its own terminal for the
 // process and relays between the two, as it does for CRI-O.
 func (r *cli) ExecProcess(ctx context.Context, id string, o ExecOptions) (int, error) {
+	return r.execProcess(ctx, id, o, nil)
+}
+
+// innerKill ends an exec'd process that is no host process (gVisor's live
+// in its Sentry): the runtime records the process's pid inside the sandbox
+// in pidFile (its --internal-pid-file), and kill signals it there.
+type innerKill struct {
+	pidFile string
+	kill    func(pid int)
+}
+
+func (r *cli) execProcess(ctx context.Context, id string, o ExecOptions, inner *innerKill) (int, error) {
 	if o.Process == nil || len(o.Process.Args) == 0 {
 		return -1, errdefs.Invalid("exec in container " + id + ": no command given")
 	}
@@ -86,9 +98,12 @@ func (r *cli) ExecProcess(ctx context.Context, id string, o ExecOptions) (int, e
 	if err != nil {
 		return -1, fmt.Errorf("exec in container %s: encoding process: %w", id, err)
 	}
-	x := &execRun{rt: r, id: id, o: o}
+	x := &execRun{rt: r, id: id, o: o, inner: inner}
 	defer x.closeAll()
 	defer os.Remove(o.PidFile)
+	if inner != nil {
+		defer os.Remove(inner.pidFile)
+	}
 	if err := x.start(spec); err != nil {
 		return -1, err
 	}
@@ -97,9 +112,10 @@ func (r *cli) ExecProcess(ctx context.Context, id string, o ExecOptions) (int, e
 
 // execRun is one runtime exec in flight.
 type execRun struct {
-	rt *cli
-	id string
-	o  ExecOptions
+	rt    *cli
+	id    string
+	o     ExecOptions
+	inner *innerKill // nil: the pid file names the process itself
 
 	cmd    *exec.Cmd
 	done   chan struct{} // closed once the runtime has exited
@@ -140,7 +156,11 @@ func (x *execRun) start(spec []byte) (retErr error) {
 	if err != nil {
 		return err
 	}
-	args := append(r.GlobalArgs(), "--log", "/proc/self/fd/4", "exec", "--process", "/proc/self/fd/3", "--pid-file", x.o.PidFile, x.id)
+	args := append(r.GlobalArgs(), "--log", "/proc/self/fd/4", "exec", "--process", "/proc/self/fd/3", "--pid-file", x.o.PidFile)
+	if x.inner != nil {
+		args = append(args, "--internal-pid-file", x.inner.pidFile)
+	}
+	args = append(args, x.id)
 	cmd := exec.Command(r.path, args...)
 	cmd.ExtraFiles = []*os.File{specR, logW}
 	x.cmd = cmd
@@ -401,6 +421,12 @@ func (x *execRun) terminate() {
 	deadline := time.Now().Add(execKillGrace)
 	for {
 		if pid, err := readExecPid(x.o.PidFile); err == nil {
+			if x.inner != nil {
+				// The runtime writes the inner pid first.
+				if ipid, err := readExecPid(x.inner.pidFile); err == nil {
+					x.inner.kill(ipid)
+				}
+			}
 			killSession(pid)
 			select {
 			case <-x.done:

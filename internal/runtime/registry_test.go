@@ -10,6 +10,7 @@ import (
 
 	"github.com/berth-project/berth/internal/config"
 	"github.com/berth-project/berth/internal/errdefs"
+	"github.com/berth-project/berth/internal/spec"
 )
 
 // fakeBinary writes an executable script at dir/name.
@@ -95,6 +96,16 @@ func TestRegistry(t *testing.T) {
 	}
 	if fi, err := os.Stat(filepath.Join(state, "exits")); err != nil || fi.Mode().Perm() != 0o700 {
 		t.Errorf("exit dir: %v %v", fi, err)
+	}
+	// Spec host facts: the node's, with what each handler changes.
+	node := spec.HostConfig{NodeHostname: "n1", RecursiveReadOnlyMounts: false}
+	runcHandler, _ := r.Handler("runc")
+	got := SpecHost(runcHandler, node)
+	if got.NodeHostname != "n1" || !got.RecursiveReadOnlyMounts || !got.PrivilegedWithoutHostDevices || !slices.Equal(got.PodAnnotations, []string{"example.com/*"}) {
+		t.Errorf("SpecHost(runc) = %+v", got)
+	}
+	if node.RecursiveReadOnlyMounts {
+		t.Error("SpecHost changed the node's facts")
 	}
 }
 

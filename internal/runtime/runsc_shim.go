@@ -1,21 +1,15 @@
 package runtime
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"syscall"
-	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // gVisor runs a pod as one sandbox: a pod's containers live inside the
@@ -27,13 +21,45 @@ import (
 // waiter's pid in the pid file, and the waiter ends the way the container
 // does (`runsc wait`). Everything else (start, kill, delete, exec) goes to
 // runsc directly.
+//
+// The waiter is /bin/sh running runscWaiterScript, not a berthd: the shell
+// costs about 0.2 MiB where a Go waiter cost 10 MiB per container
+// (docs/PERFORMANCE.md). What stays per container is conmon, the shell and
+// its `runsc wait`, which is the only way to learn a sub-container's exit
+// (the Sentry answers it over its control socket).
 
-// The hidden berthd subcommands the shim script reaches (cmd/berthd runs
-// RunscShim and RunscWaiter for them).
-const (
-	RunscShimCommand   = "runsc-shim"
-	RunscWaiterCommand = "runsc-waiter"
-)
+// RunscShimCommand is the hidden berthd subcommand the shim script reaches
+// (cmd/berthd runs RunscShim for it).
+const RunscShimCommand = "runsc-shim"
+
+// runscWaiterScript is the waiter: sh -c SCRIPT runsc-waiter RUNSC ID
+// GLOBAL-ARGS... It holds the container's stdio (conmon's pipes) until the
+// container has started, so that berthd can hand them to `runsc start`
+// (through /proc/<pid>/fd), which is where runsc takes a sub-container's
+// stdio from; `runsc wait` refuses a container that has not started, so it
+// polls the state until then. Then it lets the pipes go (the Sentry holds
+// its own copies) and exits with the container's status: runsc wait
+// prints {"id":...,"exitStatus":N}, N being the code or 128+signal
+// (runsc/cmd/wait.go, exitStatus). A container removed before it ran, or
+// a sandbox that died, gives 137.
+const runscWaiterScript = `trap '' HUP INT TERM
+runsc=$1 id=$2
+shift 2
+d=0.02
+while st=$("$runsc" "$@" state "$id" 2>/dev/null); do
+	case $st in
+	*'"status": "created"'* | *'"status": "creating"'*) ;;
+	*) break ;;
+	esac
+	sleep $d
+	case $d in 0.02) d=0.05 ;; 0.05) d=0.1 ;; 0.1) d=0.2 ;; *) d=0.5 ;; esac
+done
+exec </dev/null >/dev/null 2>&1
+out=$("$runsc" "$@" wait "$id") || exit 137
+code=${out##*'"exitStatus":'}
+code=${code%%[!0-9]*}
+exit "${code:-255}"
+`
 
 // writeRunscShim writes the executable script conmon is given as its
 // runtime for the runsc handler rt, and returns its path.
@@ -88,16 +114,10 @@ func RunscShim(args []string) int {
 		return 0
 	}
 	id := createArgs[len(createArgs)-1]
-	self, err := os.Executable()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "berthd runsc-shim:", err)
-		return 1
-	}
-	w := exec.Command(self, append(append([]string{RunscWaiterCommand, runsc}, globals...), id)...)
-	// Its own session. It holds the container's stdio (conmon's pipes) so
-	// that berthd can hand them to `runsc start` (through /proc/<pid>/fd),
-	// which is where runsc takes a sub-container's stdio from. When this
-	// shim exits it is reparented to conmon (a child subreaper).
+	w := exec.Command("/bin/sh", append([]string{"-c", runscWaiterScript, "runsc-waiter", runsc, id}, globals...)...)
+	// Its own session, holding the container's stdio (see
+	// runscWaiterScript). When this shim exits it is reparented to conmon
+	// (a child subreaper).
 	w.Stdin, w.Stdout, w.Stderr = os.Stdin, os.Stdout, os.Stderr
 	w.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := w.Start(); err != nil {
@@ -123,50 +143,4 @@ func flagValue(args []string, name string) string {
 		}
 	}
 	return ""
-}
-
-// RunscWaiter is `berthd runsc-waiter RUNSC GLOBAL-ARGS... ID`: it waits until container id has run and exits the way it did:
-// with its exit code, or killed by its signal (conmon reports 128+signal).
-// `runsc wait` refuses a container that was not started yet, so the waiter
-// polls the state until it leaves "created".
-func RunscWaiter(args []string) int {
-	if len(args) < 2 {
-		return 2
-	}
-	runsc, globals, id := args[0], args[1:len(args)-1], args[len(args)-1]
-	signal.Ignore(syscall.SIGHUP, syscall.SIGINT, syscall.SIGTERM)
-	delay := 20 * time.Millisecond
-	for {
-		out, err := exec.Command(runsc, append(append([]string(nil), globals...), "state", id)...).Output()
-		if err != nil {
-			return 128 + int(syscall.SIGKILL) // removed before it ran
-		}
-		var st struct {
-			Status string `json:"status"`
-		}
-		if json.Unmarshal(out, &st) == nil && st.Status != StatusCreated && st.Status != StatusCreating {
-			break
-		}
-		time.Sleep(delay)
-		delay = min(delay*2, 500*time.Millisecond)
-	}
-	out, err := exec.Command(runsc, append(append([]string(nil), globals...), "wait", id)...).Output()
-	if err != nil {
-		return 128 + int(syscall.SIGKILL)
-	}
-	var res struct {
-		ExitStatus int `json:"exitStatus"`
-	}
-	if err := json.Unmarshal(bytes.TrimSpace(out), &res); err != nil {
-		return 255
-	}
-	ws := unix.WaitStatus(res.ExitStatus)
-	if ws.Signaled() {
-		sig := ws.Signal()
-		signal.Reset(sig)
-		_ = unix.Kill(os.Getpid(), sig)
-		time.Sleep(time.Second)
-		return 128 + int(sig)
-	}
-	return ws.ExitStatus()
 }

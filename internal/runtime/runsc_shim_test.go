@@ -1,7 +1,9 @@
 package runtime
 
 import (
+	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -42,5 +44,48 @@ func TestWriteRunscShim(t *testing.T) {
 	}
 	if fi, _ := os.Stat(shim); fi.Mode().Perm()&0o100 == 0 {
 		t.Errorf("script mode %v is not executable", fi.Mode())
+	}
+}
+
+// TestRunscWaiterScript runs the waiter with a fake runsc: it polls while
+// the container is created, then exits with the status `runsc wait`
+// reports; a container gone before it ran gives 137.
+func TestRunscWaiterScript(t *testing.T) {
+	dir := t.TempDir()
+	count := filepath.Join(dir, "count")
+	fake := fakeBinary(t, dir, "runsc", `
+for a; do last=$a; done
+case " $* " in
+*" state "*)
+	[ -e `+dir+`/gone ] && exit 1
+	n=$(cat `+count+` 2>/dev/null || echo 0); echo $((n+1)) > `+count+`
+	if [ "$n" -lt 2 ]; then printf '{\n  "id": "c",\n  "status": "created",\n  "created": "x"\n}\n'
+	else printf '{\n  "status": "running"\n}\n'; fi ;;
+*" wait "*) [ -e `+dir+`/gone ] && exit 1; echo '{"id":"c","exitStatus":143}' ;;
+esac
+`)
+	run := func() int {
+		cmd := exec.Command("/bin/sh", "-c", runscWaiterScript, "runsc-waiter", fake, "c", "--root", "/r", "--log-format", "json")
+		err := cmd.Run()
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return ee.ExitCode()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return 0
+	}
+	if code := run(); code != 143 {
+		t.Errorf("waiter exit %d, want 143 (the container's)", code)
+	}
+	if b, _ := os.ReadFile(count); strings.TrimSpace(string(b)) != "3" {
+		t.Errorf("state polled %s times, want 3 (two while created)", b)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "gone"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code := run(); code != 137 {
+		t.Errorf("waiter of a removed container exit %d, want 137", code)
 	}
 }

@@ -48,6 +48,9 @@ type Sandbox struct {
 	// Status: changes when the pod stops.
 	State      State             `json:"state"`
 	Namespaces map[string]string `json:"namespaces,omitempty"` // "net"/"ipc"/"uts"/"pid" -> pinned file
+	// Resources are the pod-level resources of the last
+	// UpdatePodSandboxResources (pod_sandbox_id unset); nil: the config's.
+	Resources *runtimeapi.UpdatePodSandboxResourcesRequest `json:"-"`
 }
 
 // recordVersion is the schema version of pod records.
@@ -68,12 +71,7 @@ type recordMeta struct {
 type recordStatus struct {
 	State      State             `json:"state"`
 	Namespaces map[string]string `json:"namespaces,omitempty"`
-}
-
-// recordV0 is a record of a berthd from before records were versioned.
-type recordV0 struct {
-	recordMeta
-	recordStatus
+	Resources  json.RawMessage   `json:"resources,omitempty"` // protojson UpdatePodSandboxResourcesRequest
 }
 
 type table = store.Table[recordMeta, recordStatus]
@@ -81,13 +79,8 @@ type table = store.Table[recordMeta, recordStatus]
 func openTable(st *store.Store, cfg Config) (*table, error) {
 	return store.NewTable(st, store.TableOptions[recordMeta, recordStatus]{
 		Name: "sandboxes", Version: recordVersion, Logger: cfg.Logger,
-		Legacy: func(data []byte) (*recordMeta, *recordStatus, error) {
-			var r recordV0
-			if err := json.Unmarshal(data, &r); err != nil {
-				return nil, nil, err
-			}
-			return &r.recordMeta, &r.recordStatus, nil
-		},
+		// Records from before versioning held both parts in one object.
+		Legacy: store.LegacyFlat[recordMeta, recordStatus],
 	})
 }
 
@@ -104,6 +97,12 @@ func fromRecord(id string, m *recordMeta, s *recordStatus) (*Sandbox, error) {
 	}
 	if err := decodeOpts.Unmarshal(m.Config, p.Config); err != nil {
 		return nil, fmt.Errorf("CRI config: %w", err)
+	}
+	if len(s.Resources) != 0 {
+		p.Resources = &runtimeapi.UpdatePodSandboxResourcesRequest{}
+		if err := decodeOpts.Unmarshal(s.Resources, p.Resources); err != nil {
+			return nil, fmt.Errorf("pod resources: %w", err)
+		}
 	}
 	if p.State != Ready && p.State != NotReady {
 		return nil, fmt.Errorf("unknown state %q", p.State)
@@ -139,6 +138,13 @@ func (p *Sandbox) meta() (*recordMeta, error) {
 	return m, nil
 }
 
-func (p *Sandbox) status() *recordStatus {
-	return &recordStatus{State: p.State, Namespaces: p.Namespaces}
+func (p *Sandbox) status() (*recordStatus, error) {
+	st := &recordStatus{State: p.State, Namespaces: p.Namespaces}
+	if p.Resources != nil {
+		var err error
+		if st.Resources, err = protojson.Marshal(p.Resources); err != nil {
+			return nil, fmt.Errorf("encode pod %s resources: %w", p.ID, err)
+		}
+	}
+	return st, nil
 }

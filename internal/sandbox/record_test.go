@@ -27,6 +27,10 @@ func testPod() *Sandbox {
 			}},
 		},
 		State: Ready, Namespaces: map[string]string{"net": "/run/berth/sandboxes/p1/netns"},
+		Resources: &runtimeapi.UpdatePodSandboxResourcesRequest{
+			Overhead:  &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: 1 << 20},
+			Resources: &runtimeapi.LinuxContainerResources{CpuQuota: 50000, CpuPeriod: 100000},
+		},
 	}
 	p.fillFromConfig()
 	return p
@@ -37,8 +41,12 @@ func samePod(t *testing.T, got, want *Sandbox) {
 	if !proto.Equal(got.Config, want.Config) {
 		t.Errorf("config %v, want %v", got.Config, want.Config)
 	}
+	if !proto.Equal(got.Resources, want.Resources) {
+		t.Errorf("resources %v, want %v", got.Resources, want.Resources)
+	}
 	g, w := *got, *want
 	g.Config, w.Config = nil, nil
+	g.Resources, w.Resources = nil, nil
 	if !reflect.DeepEqual(g, w) {
 		t.Errorf("record\n got %+v\nwant %+v", g, w)
 	}
@@ -58,7 +66,11 @@ func TestRecordRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := fromRecord(p.ID, m, p.status())
+	st, err := p.status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := fromRecord(p.ID, m, st)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,6 +117,7 @@ func TestRecoverLegacyAndCorrupt(t *testing.T) {
 	want := testPod()
 	// The pinned netns is not there: the pod is marked not ready.
 	want.State, want.Namespaces = NotReady, nil
+	want.Resources = nil // legacy records predate them
 	samePod(t, got, want)
 	if _, err := s.Get("bad"); err == nil || !s.Quarantined("bad") {
 		t.Errorf("corrupt record: listed %v, quarantined %v", err == nil, s.Quarantined("bad"))

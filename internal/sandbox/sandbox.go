@@ -22,10 +22,12 @@ import (
 	"github.com/berth-project/berth/internal/cgroups"
 	"github.com/berth-project/berth/internal/errdefs"
 	"github.com/berth-project/berth/internal/host"
+	"github.com/berth-project/berth/internal/metrics"
 	"github.com/berth-project/berth/internal/names"
 	"github.com/berth-project/berth/internal/runtime"
 	"github.com/berth-project/berth/internal/spec"
 	"github.com/berth-project/berth/internal/store"
+	"github.com/berth-project/berth/internal/usernsdir"
 )
 
 // State is a pod's lifecycle state as CRI knows it.
@@ -68,13 +70,6 @@ func idMaps(in []specs.LinuxIDMapping) []host.IDMap {
 // podFilesDir is the pod dir's tmpfs for its hostname, hosts and resolv.conf.
 const podFilesDir = "files"
 
-// Containers is what the sandbox needs from the container service: stopping
-// and removing every container of a pod before the pod itself.
-type Containers interface {
-	StopPod(ctx context.Context, podID string) error
-	RemovePod(ctx context.Context, podID string) error
-}
-
 // Network attaches pods to the pod network (CNI). Setup runs after the
 // pod's network namespace is pinned and returns the pod's IPs, primary
 // first, and undoes what it did when it fails; Teardown must succeed when
@@ -96,6 +91,9 @@ type Config struct {
 	CgroupDriver        string          // cgroupfs or systemd, for the pause process's cgroup
 	Network             Network         // nil: pods get loopback only
 	Logger              *slog.Logger
+	// UsernsDir holds the pause rootfs of pods in user namespaces (their
+	// remapped root must reach it); others have theirs in the pod dir.
+	UsernsDir usernsdir.Dir
 
 	mounts mounts // nil: the host's (tests fake it)
 }
@@ -109,11 +107,10 @@ type Runtimes interface {
 
 // Service owns all pods.
 type Service struct {
-	cfg        Config
-	log        *slog.Logger
-	names      *names.Registry
-	containers Containers
-	records    *table
+	cfg     Config
+	log     *slog.Logger
+	names   *names.Registry
+	records *table
 	// quarantined are ids whose records could not be read at start: what
 	// is on the host under them is left alone, not removed as an orphan.
 	quarantined map[string]bool
@@ -147,9 +144,6 @@ func New(cfg Config) (*Service, error) {
 	}
 	return s, nil
 }
-
-// SetContainers wires the container service (it depends on this one).
-func (s *Service) SetContainers(c Containers) { s.containers = c }
 
 // Names exposes the reservation registry for the uncollected-result janitor.
 func (s *Service) Names() *names.Registry { return s.names }
@@ -194,7 +188,11 @@ func (s *Service) publishNew(p *Sandbox) error {
 	if err != nil {
 		return err
 	}
-	if err := s.records.Create(p.ID, m, p.status()); err != nil {
+	st, err := p.status()
+	if err != nil {
+		return err
+	}
+	if err := s.records.Create(p.ID, m, st); err != nil {
 		return err
 	}
 	s.mu.Lock()
@@ -206,7 +204,11 @@ func (s *Service) publishNew(p *Sandbox) error {
 // publish records a new state of a known pod (its status only: metadata
 // never changes) and makes it visible.
 func (s *Service) publish(p *Sandbox) error {
-	if err := s.records.PutStatus(p.ID, p.status()); err != nil {
+	st, err := p.status()
+	if err != nil {
+		return err
+	}
+	if err := s.records.PutStatus(p.ID, st); err != nil {
 		return err
 	}
 	s.mu.Lock()
@@ -220,10 +222,31 @@ func Key(md *runtimeapi.PodSandboxMetadata) string {
 	return fmt.Sprintf("%s_%s_%s_%d", md.GetName(), md.GetNamespace(), md.GetUid(), md.GetAttempt())
 }
 
-// Run creates and starts a pod sandbox and returns its id. A retry of a
-// create whose result was never delivered gets that result.
-func (s *Service) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, handler string) (id string, err error) {
+// ReadyHook is called once a pod is set up (namespaces, pause process,
+// network) and before it is recorded and visible to List and Get. An
+// error undoes the pod and is returned as is.
+type ReadyHook func(ctx context.Context, p *Sandbox) error
 
+// RunOption changes how Run makes one pod.
+type RunOption func(*runOptions)
+
+type runOptions struct {
+	ready ReadyHook
+}
+
+// WithReadyHook has hook run on the pod before it becomes visible.
+func WithReadyHook(hook ReadyHook) RunOption {
+	return func(o *runOptions) { o.ready = hook }
+}
+
+// Run creates and starts a pod sandbox and returns its id. A retry of a
+// create whose result was never delivered gets that result (and runs no
+// hook).
+func (s *Service) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, handler string, opts ...RunOption) (id string, err error) {
+	var o runOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	if o := cfg.GetLinux().GetSecurityContext().GetSelinuxOptions(); spec.SELinuxRequested(o) {
 		// ValidatePod refused them where SELinux is on.
 		s.log.Info("pod selinux_options ignored: SELinux is not enabled on this node", "name", Key(cfg.GetMetadata()),
@@ -259,7 +282,7 @@ func (s *Service) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, han
 		})
 	}()
 	start := time.Now()
-	if err := s.create(ctx, id, key, pod, handler); err != nil {
+	if err := s.create(ctx, id, key, pod, handler, o); err != nil {
 		id = ""
 		return "", err
 	}
@@ -267,7 +290,8 @@ func (s *Service) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, han
 	return id, nil
 }
 
-func (s *Service) create(ctx context.Context, id, key string, pod *spec.Pod, handler string) (err error) {
+func (s *Service) create(ctx context.Context, id, key string, pod *spec.Pod, handler string, o runOptions) (err error) {
+	steps := metrics.StartSteps("RunPodSandbox")
 	cfg := pod.Config
 	p := &Sandbox{
 		ID:             id,
@@ -288,12 +312,6 @@ func (s *Service) create(ctx context.Context, id, key string, pod *spec.Pod, han
 	dir := p.Dir(s.cfg.StateDir)
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		return fmt.Errorf("create pod dir: %w", err)
-	}
-	if pod.UserNS != nil {
-		// The pause process's rootfs is in the pod dir.
-		if err := host.OpenPathForUserNS([]string{s.cfg.StateDir, filepath.Dir(dir)}, dir, pod.UserNS.RootGID()); err != nil {
-			return fmt.Errorf("open the pod dir to its user namespace: %w", err)
-		}
 	}
 	defer func() {
 		if err != nil {
@@ -322,6 +340,7 @@ func (s *Service) create(ctx context.Context, id, key string, pod *spec.Pod, han
 			return err
 		}
 	}
+	steps.Done("files")
 	var kinds []nsKind
 	if !p.HostNetwork {
 		// UTS follows the network: host-network pods keep the host's name.
@@ -337,11 +356,7 @@ func (s *Service) create(ctx context.Context, id, key string, pod *spec.Pod, han
 	if p.Namespaces, err = s.cfg.mounts.pinNamespaces(dir, p.Hostname, kinds, userns); err != nil {
 		return err
 	}
-	if s.needsPause(p) {
-		if err := s.startPause(ctx, p, pod); err != nil {
-			return err
-		}
-	}
+	steps.Done("namespaces")
 	if s.cfg.Network != nil && !p.HostNetwork {
 		var ips []string
 		// Assign, not declare: the deferred teardown below reads the
@@ -360,6 +375,15 @@ func (s *Service) create(ctx context.Context, id, key string, pod *spec.Pod, han
 		if len(ips) > 0 {
 			p.IP, p.AdditionalIPs = ips[0], ips[1:]
 		}
+		steps.Done("network")
+	}
+	// After the network: a gVisor sandbox takes the pod's interfaces over
+	// when it is made, and sees none that CNI adds later.
+	if s.needsPause(p) {
+		if err := s.startPause(ctx, p, pod); err != nil {
+			return err
+		}
+		steps.Done("pause")
 	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("pod create abandoned: %w", err)
@@ -369,7 +393,17 @@ func (s *Service) create(ctx context.Context, id, key string, pod *spec.Pod, han
 			return fmt.Errorf("create log_directory %s: %w", dirLog, err)
 		}
 	}
-	return s.publishNew(p)
+	if o.ready != nil {
+		if err := o.ready(ctx, p); err != nil {
+			return err
+		}
+	}
+	if err := s.publishNew(p); err != nil {
+		return err
+	}
+	steps.Done("record")
+	steps.Log(ctx, s.log, "pod create steps", slog.String("pod", id))
+	return nil
 }
 
 // teardown releases everything a pod holds on the host. It is safe to repeat.
@@ -383,6 +417,7 @@ func (s *Service) teardown(p *Sandbox) error {
 		"net": filepath.Join(dir, "netns"), "ipc": filepath.Join(dir, "ipcns"), "uts": filepath.Join(dir, "utsns"),
 		"pid": filepath.Join(dir, "pidns"), "user": filepath.Join(dir, "userns"),
 	}))
+	errs = append(errs, s.cfg.UsernsDir.Remove(p.ID))
 	errs = append(errs, s.cfg.mounts.unmountShm(filepath.Join(dir, "shm")), s.cfg.mounts.unmountPodFiles(filepath.Join(dir, podFilesDir)))
 	if err := errors.Join(errs...); err != nil {
 		return err
@@ -393,19 +428,15 @@ func (s *Service) teardown(p *Sandbox) error {
 	return nil
 }
 
-// Stop stops every container of the pod and releases its namespaces. It is
-// idempotent and succeeds for unknown pods, as CRI requires.
+// Stop releases the pod's network, pause process and namespaces; the
+// caller (the pod layer) has stopped its containers. It is idempotent and
+// succeeds for unknown pods, as CRI requires.
 func (s *Service) Stop(ctx context.Context, id string) error {
 	unlock := s.lock(id)
 	defer unlock()
 	p, err := s.Get(id)
 	if err != nil {
 		return nil
-	}
-	if s.containers != nil {
-		if err := s.containers.StopPod(ctx, id); err != nil {
-			return fmt.Errorf("stop containers of pod %s: %w", id, err)
-		}
 	}
 	if p.State == NotReady {
 		return nil
@@ -416,7 +447,7 @@ func (s *Service) Stop(ctx context.Context, id string) error {
 			return fmt.Errorf("tear down pod network: %w", err)
 		}
 	}
-	if s.needsPause(p) {
+	if s.hasPause(p) {
 		if err := s.stopPause(ctx, p); err != nil {
 			return err
 		}
@@ -442,8 +473,9 @@ func (s *Service) Stop(ctx context.Context, id string) error {
 	return nil
 }
 
-// Remove removes a pod and its containers. It is idempotent and succeeds
-// for unknown pods. A ready pod is stopped first.
+// Remove removes a pod; the caller (the pod layer) has removed its
+// containers. It is idempotent and succeeds for unknown pods. A ready pod
+// is stopped first.
 func (s *Service) Remove(ctx context.Context, id string) error {
 	p, err := s.Get(id)
 	if err != nil {
@@ -456,11 +488,6 @@ func (s *Service) Remove(ctx context.Context, id string) error {
 	}
 	unlock := s.lock(id)
 	defer unlock()
-	if s.containers != nil {
-		if err := s.containers.RemovePod(ctx, id); err != nil {
-			return fmt.Errorf("remove containers of pod %s: %w", id, err)
-		}
-	}
 	if err := s.teardown(p); err != nil {
 		return err
 	}
@@ -474,6 +501,68 @@ func (s *Service) Remove(ctx context.Context, id string) error {
 	s.opMu.Delete(id)
 	s.log.Info("pod removed", "pod", id)
 	return nil
+}
+
+// UpdateResources records a ready pod's pod-level resources (CRI's
+// UpdatePodSandboxResources: overhead, and the sum of its containers')
+// and writes their total to the pod's own cgroup, which kubelet has
+// normally resized already. A pod under the shared default cgroup parent
+// has no cgroup of its own: only the record changes.
+func (s *Service) UpdateResources(ctx context.Context, id string, overhead, res *runtimeapi.LinuxContainerResources) error {
+	unlock := s.lock(id)
+	defer unlock()
+	p, err := s.Get(id)
+	if err != nil {
+		return err
+	}
+	if p.State != Ready {
+		return errdefs.Precondition(fmt.Sprintf("pod sandbox %s is not ready (stopped); its resources cannot be updated", id))
+	}
+	if p.CgroupParent != s.cfg.DefaultCgroupParent {
+		total, err := spec.Resources(podTotal(overhead, res), spec.ResourceOptions{SwapLimit: s.cfg.Host.SwapLimit, Hugetlb: s.cfg.Host.Hugetlb})
+		if err != nil {
+			return err
+		}
+		dir, err := cgroups.ParentPath(p.CgroupParent)
+		if err != nil {
+			return err
+		}
+		if err := cgroups.Update(dir, total); err != nil {
+			return err
+		}
+	}
+	np := *p
+	np.Resources = &runtimeapi.UpdatePodSandboxResourcesRequest{Overhead: overhead, Resources: res}
+	return s.publish(&np)
+}
+
+// podTotal is what the pod cgroup allows: its containers' sum plus the
+// overhead. Zero limits stay zero (unlimited); CPU quotas add up as
+// fractions of a CPU over the resources' period.
+func podTotal(overhead, res *runtimeapi.LinuxContainerResources) *runtimeapi.LinuxContainerResources {
+	t := &runtimeapi.LinuxContainerResources{}
+	if res != nil {
+		t = proto.Clone(res).(*runtimeapi.LinuxContainerResources)
+	}
+	if overhead == nil {
+		return t
+	}
+	t.CpuShares += overhead.GetCpuShares()
+	if t.MemoryLimitInBytes > 0 && overhead.GetMemoryLimitInBytes() > 0 {
+		t.MemoryLimitInBytes += overhead.GetMemoryLimitInBytes()
+	}
+	if t.CpuQuota > 0 && overhead.GetCpuQuota() > 0 {
+		period, oPeriod := t.CpuPeriod, overhead.GetCpuPeriod()
+		if period == 0 {
+			period = 100000
+		}
+		if oPeriod == 0 {
+			oPeriod = 100000
+		}
+		t.CpuPeriod = period
+		t.CpuQuota += overhead.GetCpuQuota() * period / oPeriod
+	}
+	return t
 }
 
 // recover loads records and reconciles them with the host: pods whose
@@ -568,7 +657,7 @@ func (s *Service) finishStop(p *Sandbox) {
 	if s.cfg.Network != nil && !p.HostNetwork {
 		errs = append(errs, s.cfg.Network.Teardown(context.Background(), p))
 	}
-	if s.needsPause(p) {
+	if s.hasPause(p) {
 		errs = append(errs, s.stopPause(context.Background(), p))
 	}
 	dir := p.Dir(s.cfg.StateDir)

@@ -108,7 +108,7 @@ func ValidateContainer(cfg *runtimeapi.ContainerConfig, pod *Pod, host *HostConf
 		return nil, err
 	}
 	if sig := cfg.GetStopSignal(); sig != runtimeapi.Signal_SIGNAL_RUNTIME_DEFAULT {
-		s, err := signalFromCRI(sig)
+		s, err := SignalFromCRI(sig)
 		if err != nil {
 			return nil, err
 		}

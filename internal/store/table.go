@@ -352,3 +352,16 @@ func (t *Table[M, S]) QuarantinedIDs() (map[string]bool, error) {
 	})
 	return ids, err
 }
+
+// LegacyFlat decodes a record from before the split that held metadata and
+// status fields side by side in one JSON object, as TableOptions.Legacy.
+func LegacyFlat[M, S any](data []byte) (*M, *S, error) {
+	m, s := new(M), new(S)
+	if err := json.Unmarshal(data, m); err != nil {
+		return nil, nil, err
+	}
+	if err := json.Unmarshal(data, s); err != nil {
+		return nil, nil, err
+	}
+	return m, s, nil
+}

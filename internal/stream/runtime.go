@@ -16,6 +16,7 @@ import (
 	"github.com/berth-project/berth/internal/container"
 	"github.com/berth-project/berth/internal/errdefs"
 	"github.com/berth-project/berth/internal/network"
+	berthruntime "github.com/berth-project/berth/internal/runtime"
 	"github.com/berth-project/berth/internal/sandbox"
 )
 
@@ -23,6 +24,7 @@ import (
 type runtime struct {
 	containers *container.Service
 	sandboxes  *sandbox.Service
+	runtimes   *berthruntime.Registry
 	log        *slog.Logger
 }
 
@@ -95,6 +97,8 @@ func (r *runtime) PortForward(ctx context.Context, podID string, port int32, str
 	if pod.HostNetwork {
 		var d net.Dialer
 		conn, err = d.DialContext(dialCtx, "tcp4", net.JoinHostPort("127.0.0.1", strconv.Itoa(int(port))))
+	} else if d := r.portDialer(pod.RuntimeHandler); d != nil {
+		conn, err = d.DialPort(dialCtx, podID, port)
 	} else {
 		netns := pod.Namespaces["net"]
 		if netns == "" {
@@ -142,6 +146,19 @@ func (r *runtime) PortForward(ctx context.Context, podID string, port int32, str
 		return fmt.Errorf("port-forward to port %d of pod %s: %w", port, podID, err2)
 	}
 	return nil
+}
+
+// portDialer is the pod's handler when it connects to pod ports itself.
+func (r *runtime) portDialer(handler string) berthruntime.PortDialer {
+	if r.runtimes == nil {
+		return nil
+	}
+	h, err := r.runtimes.Handler(handler)
+	if err != nil {
+		return nil
+	}
+	d, _ := h.(berthruntime.PortDialer)
+	return d
 }
 
 // winSizes turns the library's resize events into the runtime's until ctx

@@ -22,6 +22,7 @@ import (
 	"k8s.io/cri-streaming/pkg/streaming"
 
 	"github.com/berth-project/berth/internal/container"
+	berthruntime "github.com/berth-project/berth/internal/runtime"
 	"github.com/berth-project/berth/internal/sandbox"
 )
 
@@ -35,7 +36,10 @@ type Config struct {
 	TLSCert, TLSKey string
 	Containers      *container.Service
 	Sandboxes       *sandbox.Service
-	Logger          *slog.Logger
+	// Runtimes finds a pod's handler, for handlers that port-forward
+	// themselves (gVisor); nil: every pod is dialled in its netns.
+	Runtimes *berthruntime.Registry
+	Logger   *slog.Logger
 }
 
 // shutdownGrace bounds how long Close waits for sessions to wind down
@@ -87,7 +91,7 @@ func New(cfg Config) (*Server, error) {
 	sc := streaming.DefaultConfig
 	sc.Addr = net.JoinHostPort(host, fmt.Sprint(addr.Port))
 	sc.TLSConfig = tlsConfig
-	srv, err := streaming.NewServer(sc, &runtime{containers: cfg.Containers, sandboxes: cfg.Sandboxes, log: log})
+	srv, err := streaming.NewServer(sc, &runtime{containers: cfg.Containers, sandboxes: cfg.Sandboxes, runtimes: cfg.Runtimes, log: log})
 	if err != nil {
 		lis.Close()
 		return nil, fmt.Errorf("streaming server: %w", err)

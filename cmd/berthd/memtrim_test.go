@@ -1,0 +1,37 @@
+package main
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestBinaryRanges(t *testing.T) {
+	maps := `00400000-00dd5000 r-xp 00000000 fd:01 123 /usr/bin/berthd
+00dd5000-01933000 r--p 009d5000 fd:01 123 /usr/bin/berthd
+01933000-019bb000 rw-p 01533000 fd:01 123 /usr/bin/berthd
+019bb000-03a08000 rw-p 00000000 00:00 0
+7f0000000000-7f0000001000 r--p 00000000 fd:01 9 /usr/bin/berthd-other
+7f0000002000-7f0000003000 r--s 00000000 fd:01 7 /var/lib/berth/berth.db
+`
+	got, err := binaryRanges(strings.NewReader(maps), "/usr/bin/berthd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := [][2]uintptr{{0x400000, 0xdd5000}, {0xdd5000, 0x1933000}}
+	if len(got) != len(want) || got[0] != want[0] || got[1] != want[1] {
+		t.Errorf("ranges %x, want %x", got, want)
+	}
+	if _, err := binaryRanges(strings.NewReader("zz-yy r-xp 0 0:0 1 /usr/bin/berthd\n"), "/usr/bin/berthd"); err == nil {
+		t.Error("a bad range was accepted")
+	}
+}
+
+func TestTrimStartupMemory(t *testing.T) {
+	n, err := trimStartupMemory()
+	if err != nil {
+		t.Skipf("no MADV_PAGEOUT here: %v", err)
+	}
+	if n == 0 {
+		t.Error("found no mapping of the test binary to trim")
+	}
+}
