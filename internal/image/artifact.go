@@ -253,6 +253,13 @@ func (in *Ingest) ArtifactFiles(ctx context.Context, manifest v1.Hash, a *Artifa
 		return key, fmt.Errorf("store artifact files dir %s: %w", key, err)
 	}
 	in.setWrote()
+	// Ours: a session that fails from here on removes it.
+	in.mu.Lock()
+	if in.unpacked == nil {
+		in.unpacked = map[string]bool{}
+	}
+	in.unpacked[key.String()] = true
+	in.mu.Unlock()
 	return key, nil
 }
 

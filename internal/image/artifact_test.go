@@ -251,11 +251,11 @@ func TestPullArtifact(t *testing.T) {
 	if _, err := e.s.HoldImage(ref, "ctr1"); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.s.Remove(ctx, ref); !errors.Is(err, errdefs.ErrFailedPrecondition) {
+	if err := e.s.Remove(ctx, ref, nil); !errors.Is(err, errdefs.ErrFailedPrecondition) {
 		t.Errorf("Remove of a held artifact: %v", err)
 	}
 	e.s.Unhold("ctr1")
-	if err := e.s.Remove(ctx, ref); err != nil {
+	if err := e.s.Remove(ctx, ref, nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(dirs[0]); !errors.Is(err, os.ErrNotExist) {
