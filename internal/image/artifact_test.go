@@ -210,19 +210,20 @@ func TestPullArtifact(t *testing.T) {
 	ctx := context.Background()
 	ref, m := reg.push(t, "test/art:1", testimage.Artifact{Type: "application/x.test", Files: []testimage.ArtifactFile{
 		{Title: "a.txt", Content: "file a\n"}, {Title: "conf/b.yaml", Content: "b: 1\n"}, {Title: "empty", Content: ""},
+		{Title: "conf/copy-of-a", Content: "file a\n"}, // one blob, two files
 	}})
 	img, err := p.Pull(ctx, ref, PullOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if img.ID != m.Digest().String() || img.Artifact == nil || len(img.Artifact.Files) != 3 || img.Size != int64(len("file a\nb: 1\n")) {
+	if img.ID != m.Digest().String() || img.Artifact == nil || len(img.Artifact.Files) != 4 || img.Size != int64(len("file a\nb: 1\nfile a\n")) {
 		t.Fatalf("pulled %+v (artifact %+v), want id %s", img, img.Artifact, m.Digest())
 	}
 	dirs := e.s.LayerDirs(img)
 	if len(dirs) != 1 {
 		t.Fatalf("layer dirs %v", dirs)
 	}
-	for p, want := range map[string]string{"a.txt": "file a\n", "conf/b.yaml": "b: 1\n", "empty": ""} {
+	for p, want := range map[string]string{"a.txt": "file a\n", "conf/b.yaml": "b: 1\n", "empty": "", "conf/copy-of-a": "file a\n"} {
 		b, err := os.ReadFile(filepath.Join(dirs[0], p))
 		if err != nil || string(b) != want {
 			t.Errorf("%s: %q, %v; want %q", p, b, err, want)
@@ -238,7 +239,7 @@ func TestPullArtifact(t *testing.T) {
 	e.close()
 	e.open()
 	p = NewPuller(e.s, PullConfig{})
-	if got, err := e.s.Get(img.ID); err != nil || got.Artifact == nil || strings.Join(got.Artifact.Paths(), ",") != "a.txt,conf/b.yaml,empty" ||
+	if got, err := e.s.Get(img.ID); err != nil || got.Artifact == nil || strings.Join(got.Artifact.Paths(), ",") != "a.txt,conf/b.yaml,empty,conf/copy-of-a" ||
 		e.s.LayerDirs(got)[0] != dirs[0] {
 		t.Fatalf("after a restart: %+v, %v", got, err)
 	}
