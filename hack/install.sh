@@ -1,32 +1,35 @@
 #!/usr/bin/env bash
 # Prepare a Debian 12 host to build and run berth: host packages, Go on PATH,
-# optional newer OCI runtimes built from the Go module proxy, then berthd and
-# berth into ./bin. Safe to run again: every step checks before it acts.
-# It never starts a daemon.
+# berth's own runc (a current release built from the Go module proxy),
+# optionally gVisor's runsc, then berthd and berth into ./bin. Safe to run
+# again: every step checks before it acts. It never starts a daemon.
 #
-#   hack/install.sh [--with-runsc] [--with-runc-latest] [--no-build]
+#   hack/install.sh [--with-runsc] [--no-build]
 #
 # Environment:
 #   RUNSC_VERSION  gvisor.dev/gvisor version to build (default: the pinned
 #                  pseudo-version below, known to build and run here; "latest"
 #                  asks the module proxy for the newest one)
-#   RUNC_VERSION   runc version for --with-runc-latest (default v1.5.2)
-#   BIN_DIR        where runsc and runc go (default /usr/local/bin)
+#   RUNC_VERSION   runc version berth's default handler runs (default v1.5.3)
+#   RUNC_DIR       where that runc goes (default /usr/local/lib/berth, off
+#                  PATH, so Debian's /usr/sbin/runc stays the host's runc)
+#   BIN_DIR        where runsc goes (default /usr/local/bin)
 set -euo pipefail
 
 # gVisor publishes no semver tags, only master pseudo-versions; this one was
 # built with Go 1.26 and ran busybox bundles under runc-style `runsc run`.
 RUNSC_VERSION="${RUNSC_VERSION:-v0.0.0-20260905035102-160fafc42237}"
-RUNC_VERSION="${RUNC_VERSION:-v1.5.2}"
+RUNC_VERSION="${RUNC_VERSION:-v1.5.3}"
+RUNC_DIR="${RUNC_DIR:-/usr/local/lib/berth}"
 BIN_DIR="${BIN_DIR:-/usr/local/bin}"
 PACKAGES=(runc conmon containernetworking-plugins iptables iproute2 busybox-static
 	docker-registry apache2-utils openssl libseccomp-dev skopeo)
 
-with_runsc=0 with_runc=0 build=1
+with_runsc=0 build=1
 for arg in "$@"; do
 	case "$arg" in
 	--with-runsc) with_runsc=1 ;;
-	--with-runc-latest) with_runc=1 ;;
+	--with-runc-latest) ;; # older spelling: berth's runc is always built now
 	--no-build) build=0 ;;
 	-h | --help)
 		awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
@@ -104,18 +107,19 @@ if [[ -d /etc/profile.d && ! -e /etc/profile.d/go.sh ]] && ! grep -qs /usr/local
 fi
 record go "$(go version | cut -d' ' -f3) at $(command -v go)"
 
-# install_go_binary NAME MODULE@VERSION CGO [BUILD FLAGS...]: build into a
-# temp dir and move into $BIN_DIR only once it built, so a failed build never
+# install_go_binary DIR NAME MODULE@VERSION CGO [BUILD FLAGS...]: build into
+# a temp dir and move into DIR only once it built, so a failed build never
 # replaces a working binary.
 install_go_binary() {
-	local name=$1 pkg=$2 cgo=$3
-	shift 3
+	local dir=$1 name=$2 pkg=$3 cgo=$4
+	shift 4
 	local tmp rc=0
 	tmp=$(mktemp -d)
 	CGO_ENABLED=$cgo GOBIN="$tmp" go install "$@" "$pkg" || rc=$?
 	if ((rc == 0)); then
-		install -m 0755 "$tmp/$name" "$BIN_DIR/$name.new"
-		mv -f "$BIN_DIR/$name.new" "$BIN_DIR/$name"
+		mkdir -p "$dir"
+		install -m 0755 "$tmp/$name" "$dir/$name.new"
+		mv -f "$dir/$name.new" "$dir/$name"
 	fi
 	rm -rf "$tmp"
 	return "$rc"
@@ -137,7 +141,7 @@ if ((with_runsc)); then
 		fi
 		note "runsc: building gvisor.dev/gvisor/runsc@$RUNSC_VERSION (about a minute on 2 cores)"
 		t0=$(date +%s)
-		if install_go_binary runsc "gvisor.dev/gvisor/runsc@$RUNSC_VERSION" 0 && runsc_works; then
+		if install_go_binary "$BIN_DIR" runsc "gvisor.dev/gvisor/runsc@$RUNSC_VERSION" 0 && runsc_works; then
 			record runsc "built $RUNSC_VERSION ($(elapsed "$t0")), runs 'runsc do true'"
 		else
 			record runsc "FAILED to build or run $RUNSC_VERSION"
@@ -146,26 +150,27 @@ if ((with_runsc)); then
 	fi
 fi
 
-# --- newer runc (optional) ---------------------------------------------------
-if ((with_runc)); then
-	want=${RUNC_VERSION#v}
-	if "$BIN_DIR/runc" --version 2>/dev/null | grep -q "^runc version $want\$" &&
-		"$BIN_DIR/runc" --version | grep -q '^libseccomp:'; then
-		note "runc: $BIN_DIR/runc is already $want with seccomp"
-		record runc-latest "present ($want)"
+# --- berth's runc -------------------------------------------------------------
+# Debian 12's runc 1.1.5 has no idmapped mounts (user namespaces) and
+# misses newer mount options; berth's default handler runs a current runc,
+# built with seccomp, from $RUNC_DIR, off PATH: Debian's /usr/sbin/runc
+# stays what the host (and a [runtimes.<name>] handler naming it) runs.
+want=${RUNC_VERSION#v}
+if "$RUNC_DIR/runc" --version 2>/dev/null | grep -q "^runc version $want\$" &&
+	"$RUNC_DIR/runc" --version | grep -q '^libseccomp:'; then
+	note "runc: $RUNC_DIR/runc is already $want with seccomp"
+	record runc "present ($RUNC_DIR/runc $want)"
+else
+	note "runc: building github.com/opencontainers/runc@$RUNC_VERSION with seccomp into $RUNC_DIR (about 30 s)"
+	t0=$(date +%s)
+	# Without the seccomp tag runc builds fine but cannot apply profiles
+	# (cgo and libseccomp-dev, installed above).
+	if install_go_binary "$RUNC_DIR" runc "github.com/opencontainers/runc@$RUNC_VERSION" 1 -tags seccomp &&
+		"$RUNC_DIR/runc" --version | grep -q '^libseccomp:'; then
+		record runc "built $want ($(elapsed "$t0")) into $RUNC_DIR"
 	else
-		note "runc: building github.com/opencontainers/runc@$RUNC_VERSION with seccomp"
-		t0=$(date +%s)
-		# Without the seccomp tag runc builds fine but cannot apply profiles.
-		if install_go_binary runc "github.com/opencontainers/runc@$RUNC_VERSION" 1 -tags seccomp; then
-			record runc-latest "built $want ($(elapsed "$t0")) in $BIN_DIR"
-			if [[ $BIN_DIR == /usr/local/bin ]]; then
-				note "runc: $BIN_DIR/runc now comes before Debian's /usr/sbin/runc on PATH"
-			fi
-		else
-			record runc-latest "FAILED to build $RUNC_VERSION"
-			failed=1
-		fi
+		record runc "FAILED to build $RUNC_VERSION (berthd falls back to runc on PATH)"
+		failed=1
 	fi
 fi
 
@@ -205,6 +210,7 @@ fi
 
 # --- summary -----------------------------------------------------------------
 version_of() { command -v "$1" >/dev/null && echo "$(command -v "$1"): $("$@" 2>&1 | head -1)" || echo "not found"; }
+record "berth's runc" "$(version_of "$RUNC_DIR/runc" --version)"
 record "runc on PATH" "$(version_of runc --version)"
 record "conmon on PATH" "$(version_of conmon --version)"
 record "runsc on PATH" "$(version_of runsc --version)"

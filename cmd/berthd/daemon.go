@@ -32,6 +32,7 @@ import (
 	"github.com/berth-project/berth/internal/stats"
 	"github.com/berth-project/berth/internal/store"
 	"github.com/berth-project/berth/internal/stream"
+	"github.com/berth-project/berth/internal/usernsdir"
 )
 
 // logLevel is shared by every handler so SIGHUP can change it in place.
@@ -56,18 +57,6 @@ func run(ctx context.Context, cfg *config.Config, reload func() (*config.Config,
 	// from root-only directories (privateDir), not from the umask.
 	syscall.Umask(0o022)
 
-	// The runtime handlers, each asked for its features; after this the
-	// config's [runtimes] is read only through them.
-	runtimes, err := runtime.NewRegistry(ctx, runtime.Options{
-		Handlers: cfg.Runtimes, Default: cfg.DefaultRuntime, Conmon: cfg.Conmon,
-		StateDir: cfg.StateDir, ExitDir: filepath.Join(cfg.StateDir, "exits"),
-		SystemdCgroup: cfg.CgroupDriver() == "systemd", RecursiveReadOnlyMounts: host.MountSetattr(),
-		Logger: log,
-	})
-	if err != nil {
-		return err
-	}
-	defer runtimes.Close()
 	// Root and state dir lead to every container's files (writable layers,
 	// mounted rootfs): root-only, as containerd's are since CVE-2021-41103.
 	// Dirs an older berthd made traversable are tightened here.
@@ -76,6 +65,31 @@ func run(ctx context.Context, cfg *config.Config, reload func() (*config.Config,
 			return err
 		}
 	}
+	// The rootfs mount points of pods in user namespaces, which the pods'
+	// remapped roots must reach: outside the root-only dirs, searchable
+	// but not listable (internal/usernsdir says why that is safe).
+	usernsDir := usernsdir.New(cfg.UsernsDir())
+	if err := usernsDir.Init(); err != nil {
+		return err
+	}
+	// Pods in user namespaces need idmapped mounts of the layers' and the
+	// pod files' filesystems.
+	idmap := host.ProbeIDMapMounts(pauseBinary(), cfg.StateDir, cfg.Root)
+	if idmap != nil {
+		log.Info("no idmapped mounts here: pods in user namespaces are not offered", "err", idmap)
+	}
+	// The runtime handlers, each asked for its features; after this the
+	// config's [runtimes] is read only through them.
+	runtimes, err := runtime.NewRegistry(ctx, runtime.Options{
+		Handlers: cfg.Runtimes, Default: cfg.DefaultRuntime, Conmon: cfg.Conmon,
+		StateDir: cfg.StateDir, ExitDir: filepath.Join(cfg.StateDir, "exits"),
+		SystemdCgroup: cfg.CgroupDriver() == "systemd", RecursiveReadOnlyMounts: host.MountSetattr(),
+		IDMapMounts: idmap == nil, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	defer runtimes.Close()
 	// The socket's dir may be shared (/run): made if missing, never changed.
 	if err := os.MkdirAll(filepath.Dir(cfg.Socket), 0o700); err != nil {
 		return fmt.Errorf("create %s: %w", filepath.Dir(cfg.Socket), err)
@@ -119,7 +133,7 @@ func run(ctx context.Context, cfg *config.Config, reload func() (*config.Config,
 		Store: st, StateDir: cfg.StateDir, DefaultCgroupParent: cfg.DefaultCgroupParent,
 		Runtimes: runtimes, Host: host,
 		PauseBinary: pauseBinary(), Logger: log, Network: podNetwork,
-		CgroupDriver: cfg.CgroupDriver(),
+		CgroupDriver: cfg.CgroupDriver(), UsernsDir: usernsDir,
 	})
 	if err != nil {
 		return err
@@ -128,7 +142,7 @@ func run(ctx context.Context, cfg *config.Config, reload func() (*config.Config,
 	containers, err := container.New(ctx, container.Config{
 		Store: st, Root: cfg.Root, StateDir: cfg.StateDir, Runtimes: runtimes,
 		Sandboxes: sandboxes, Images: images, Host: host, Logger: log, Events: bus,
-		CgroupDriver: cfg.CgroupDriver(),
+		CgroupDriver: cfg.CgroupDriver(), UsernsDir: usernsDir,
 	})
 	if err != nil {
 		return err
@@ -147,7 +161,7 @@ func run(ctx context.Context, cfg *config.Config, reload func() (*config.Config,
 	// then the blobs and layers of a pull that had not recorded its image
 	// yet, or of a RemoveImage whose GC had not finished.
 	pods, err := pod.New(ctx, pod.Config{Sandboxes: sandboxes, Containers: containers, Images: images, Logger: log,
-		NRI: plugins, CDI: devices, Events: bus})
+		NRI: plugins, CDI: devices, Events: bus, UsernsDir: usernsDir})
 	if err != nil {
 		return err
 	}

@@ -32,7 +32,7 @@ const (
 // generated file cannot drift apart.
 type Config struct {
 	Root                 string             `toml:"root" doc:"persistent data: records, images, writable layers"`
-	StateDir             string             `toml:"state_dir" doc:"runtime state, lost at reboot: namespaces, bundles, runc root, exit files"`
+	StateDir             string             `toml:"state_dir" doc:"runtime state, lost at reboot: namespaces, bundles, runc root, exit files; pods in user namespaces keep their rootfs mount points in <state_dir>-userns beside it"`
 	Socket               string             `toml:"socket" doc:"CRI gRPC socket the kubelet connects to (created 0660, root-owned)"`
 	LogLevel             string             `toml:"log_level" doc:"daemon log level: debug, info, warn or error"`
 	LogFormat            string             `toml:"log_format" doc:"daemon log format: text or json"`
@@ -66,7 +66,7 @@ type Runtime struct {
 // RuntimeFeatures says which optional OCI features a handler supports.
 type RuntimeFeatures struct {
 	RecursiveReadOnlyMounts bool `toml:"recursive_read_only_mounts" doc:"supports rro mounts (runc >= 1.1 on Linux >= 5.12)"`
-	UserNamespaces          bool `toml:"user_namespaces" doc:"supports pods in user namespaces; must stay false: berth does not support them yet"`
+	UserNamespaces          bool `toml:"user_namespaces" doc:"supports pods in user namespaces (also detected: runc >= 1.2 with idmapped mounts on a kernel that idmaps tmpfs and the layers' filesystem)"`
 }
 
 // Network configures pod networking.
@@ -102,7 +102,22 @@ type Metrics struct {
 	Address string `toml:"address" doc:"listen address for /metrics; empty: off"`
 }
 
-// Default returns the built-in configuration. runc is always configured;
+// BerthRunc is where hack/install.sh puts the current runc berth's default
+// handler runs: off PATH, so it does not replace the distribution's runc.
+const BerthRunc = "/usr/local/lib/berth/runc"
+
+// DefaultRuncPath is the runc handler's default binary: BerthRunc when
+// installed, else runc on PATH (Debian's 1.1.5 lacks idmapped mounts, so
+// pods in user namespaces are then not offered).
+func DefaultRuncPath() string {
+	if fi, err := os.Stat(BerthRunc); err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o111 != 0 {
+		return BerthRunc
+	}
+	return "runc"
+}
+
+// Default returns the built-in configuration. runc is always configured
+// (DefaultRuncPath);
 // runsc (gVisor) is added when a runsc binary is on PATH. runsc gets no
 // default args: its defaults (systrap platform, sandboxed network stack) suit
 // pods, and operators add e.g. "--network=host" through a drop-in.
@@ -121,7 +136,7 @@ func Default() *Config {
 		ExecSyncMaxOutput:    16 << 20,
 		DefaultRuntime:       "runc",
 		Runtimes: map[string]Runtime{
-			"runc": {Path: "runc", Args: []string{}, PodAnnotations: []string{}, ContainerAnnotations: []string{}},
+			"runc": {Path: DefaultRuncPath(), Args: []string{}, PodAnnotations: []string{}, ContainerAnnotations: []string{}},
 		},
 		Network: Network{
 			ConfDir:        "/etc/cni/net.d",

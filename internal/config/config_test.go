@@ -184,7 +184,6 @@ func TestBadValuesNameTheKey(t *testing.T) {
 		{"[runtimes.runc]\npath = \"bin/runc\"", `runtimes.runc.path "bin/runc"`},
 		{"[runtimes.runc]\npod_annotations = [\"[x\"]", `runtimes.runc.pod_annotations[0] "[x": want a glob`},
 		{"[runtimes.runc]\ncontainer_annotations = [\"ok/*\", \"\"]", `runtimes.runc.container_annotations[1] ""`},
-		{"[runtimes.runc.features]\nuser_namespaces = true", `runtimes.runc.features.user_namespaces "true": want false`},
 		{"[network]\ndefault_subnet = \"10.88.0.1/16\"", `network.default_subnet "10.88.0.1/16"`},
 		{"[network]\ndefault_bridge = \"a-very-long-bridge-name\"", `network.default_bridge`},
 		{"[network]\nbin_dirs = []", `network.bin_dirs: want at least one`},

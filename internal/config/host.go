@@ -69,3 +69,10 @@ func (c *Config) Runtime(handler string) (Runtime, error) {
 	}
 	return rt, nil
 }
+
+// UsernsDir is where pods in user namespaces keep their rootfs mount
+// points: beside the state dir, not in it, because the pod's remapped root
+// must reach them and the state dir stays root-only (see internal/usernsdir).
+func (c *Config) UsernsDir() string {
+	return filepath.Clean(c.StateDir) + "-userns"
+}

@@ -84,11 +84,6 @@ func (c *Config) Validate() error {
 			bad(key+".path", rt.Path, "an absolute path or a bare name found on PATH")
 		}
 		abs(key+".root", rt.Root, true)
-		if rt.Features.UserNamespaces {
-			// Status would tell kubelet to send hostUsers: false pods that
-			// CreateContainer then refuses.
-			bad(key+".features.user_namespaces", true, "false: berth does not run pods in user namespaces yet")
-		}
 		for i, a := range rt.Args {
 			if a == "" {
 				bad(fmt.Sprintf("%s.args[%d]", key, i), a, "a non-empty argument")

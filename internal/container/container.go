@@ -21,6 +21,7 @@ import (
 	"github.com/berth-project/berth/internal/snapshot"
 	"github.com/berth-project/berth/internal/spec"
 	"github.com/berth-project/berth/internal/store"
+	"github.com/berth-project/berth/internal/usernsdir"
 )
 
 // State is a container's lifecycle state.
@@ -55,6 +56,10 @@ type Config struct {
 	CgroupDriver string
 	Logger       *slog.Logger
 	Events       *events.Bus // lifecycle events; nil: none
+	// UsernsDir holds the rootfs mount points of containers in user
+	// namespaces (their remapped root must reach them); others have theirs
+	// in their bundle.
+	UsernsDir usernsdir.Dir
 
 	rootfs rootfs // nil: overlay snapshots (tests fake it)
 }
@@ -73,23 +78,34 @@ type Images interface {
 	// lease is released.
 	LeaseImage(ref string) (*image.Image, *image.Lease, error)
 	LayerDirs(img *image.Image) []string
+	// HoldImage resolves ref and keeps it from removal while holder (a
+	// container with an image volume) exists; Unhold lets go of them all.
+	HoldImage(ref, holder string) (*image.Image, error)
+	Unhold(holder string)
 }
 
 // rootfs makes and removes container root filesystems; the snapshot
 // package's overlay mounts, behind an interface so lifecycle tests need no
 // mounts.
 type rootfs interface {
-	Prepare(dir, target string, lowers []string) error
+	Prepare(dir, target string, lowers []string, idmap *snapshot.IDMap) error
 	Remove(dir, target string) error
 	IsMounted(path string) bool
+	// MountImage mounts an image volume read-only; Unmount detaches it.
+	MountImage(target string, lowers []string, idmap *snapshot.IDMap, scratch string) error
+	Unmount(target string) error
 }
 
 // overlayRootfs is rootfs with the snapshot package.
 type overlayRootfs struct{}
 
-func (overlayRootfs) Prepare(dir, target string, lowers []string) error {
-	return snapshot.Prepare(dir, target, lowers)
+func (overlayRootfs) Prepare(dir, target string, lowers []string, idmap *snapshot.IDMap) error {
+	return snapshot.Prepare(dir, target, lowers, idmap)
 }
+func (overlayRootfs) MountImage(target string, lowers []string, idmap *snapshot.IDMap, scratch string) error {
+	return snapshot.MountImage(target, lowers, idmap, scratch)
+}
+func (overlayRootfs) Unmount(target string) error     { return snapshot.Unmount(target) }
 func (overlayRootfs) Remove(dir, target string) error { return snapshot.Remove(dir, target) }
 func (overlayRootfs) IsMounted(path string) bool      { return snapshot.IsMounted(path) }
 
@@ -116,7 +132,18 @@ type Service struct {
 
 func (s *Service) bundleDir(id string) string   { return filepath.Join(s.cfg.StateDir, "containers", id) }
 func (s *Service) snapshotDir(id string) string { return filepath.Join(s.cfg.Root, "containers", id) }
-func (s *Service) rootfs(id string) string      { return filepath.Join(s.bundleDir(id), "rootfs") }
+
+// rootfs is the container's rootfs mount point: in the user namespace
+// dir when create made it there, else in the bundle.
+func (s *Service) rootfs(id string) string {
+	if s.cfg.UsernsDir.Has(id) {
+		return s.cfg.UsernsDir.Rootfs(id)
+	}
+	return filepath.Join(s.bundleDir(id), "rootfs")
+}
+
+// Quarantined says whether id's record was set aside as unreadable at start.
+func (s *Service) Quarantined(id string) bool { return s.quarantined[id] }
 
 func (s *Service) lock(id string) func() {
 	m, _ := s.opMu.LoadOrStore(id, &sync.Mutex{})

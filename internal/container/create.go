@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -22,6 +24,7 @@ import (
 	"github.com/berth-project/berth/internal/names"
 	"github.com/berth-project/berth/internal/runtime"
 	"github.com/berth-project/berth/internal/sandbox"
+	"github.com/berth-project/berth/internal/snapshot"
 	"github.com/berth-project/berth/internal/spec"
 )
 
@@ -96,6 +99,10 @@ func (s *Service) Create(ctx context.Context, podID string, cfg *runtimeapi.Cont
 		return "", err
 	}
 	defer lease.Release()
+	if img.Artifact != nil {
+		return "", errdefs.Invalid(fmt.Sprintf("image %q is an OCI artifact (%s), not a runnable image: it can only be mounted as an image volume (mounts[].image)",
+			cfg.GetImage().GetImage(), img.Artifact.Type))
+	}
 
 	key := Key(podID, cfg.GetMetadata())
 	ticket, prior, err := s.names.Acquire(ctx, key)
@@ -144,8 +151,24 @@ func (s *Service) create(ctx context.Context, id, key string, pod *sandbox.Sandb
 			s.cleanup(context.WithoutCancel(ctx), id, rt, created, cgPath)
 		}
 	}()
+	var idmap *snapshot.IDMap
+	if u := v.Pod.UserNS; u != nil {
+		if pod.Namespaces["user"] == "" {
+			return nil, errdefs.Precondition(fmt.Sprintf("pod sandbox %s has no user namespace (made by an older berthd?); create a new pod", pod.ID))
+		}
+		idmap = &snapshot.IDMap{UsernsPath: pod.Namespaces["user"], UID: u.RootUID(), GID: u.RootGID()}
+		// runc, as the pod's root, must reach the rootfs mount point,
+		// which so lives outside the root-only state dir.
+		if _, err := s.cfg.UsernsDir.Make(id, u.RootUID(), u.RootGID(), false); err != nil {
+			return nil, fmt.Errorf("make the rootfs mount point of a container in a user namespace: %w", err)
+		}
+	}
 	layers := s.cfg.Images.LayerDirs(img)
-	if err := s.cfg.rootfs.Prepare(s.snapshotDir(id), s.rootfs(id), layers); err != nil {
+	if err := s.cfg.rootfs.Prepare(s.snapshotDir(id), s.rootfs(id), layers, idmap); err != nil {
+		return nil, err
+	}
+	volumes, volumeIDs, err := s.mountImageVolumes(id, v, idmap)
+	if err != nil {
 		return nil, err
 	}
 	steps.Done("rootfs")
@@ -161,8 +184,9 @@ func (s *Service) create(ctx context.Context, id, key string, pod *sandbox.Sandb
 		SandboxID:          pod.ID,
 		Image:              imageInfo(img, cfg.GetImage().GetImage()),
 		RootfsPath:         s.rootfs(id),
-		Namespaces:         spec.SandboxNamespaces{Net: pod.Namespaces["net"], IPC: pod.Namespaces["ipc"], UTS: pod.Namespaces["uts"], PID: pod.Namespaces["pid"]},
+		Namespaces:         spec.SandboxNamespaces{Net: pod.Namespaces["net"], IPC: pod.Namespaces["ipc"], UTS: pod.Namespaces["uts"], PID: pod.Namespaces["pid"], User: pod.Namespaces["user"]},
 		TargetPIDNamespace: targetNS,
+		ImageVolumeSources: volumes,
 		HostsPath:          hostsFile,
 		ResolvPath:         resolvFile,
 		HostnamePath:       hostnameFile,
@@ -223,7 +247,7 @@ func (s *Service) create(ctx context.Context, id, key string, pod *sandbox.Sandb
 		Runtime:     pod.RuntimeHandler,
 		StopSignal:  stopSignal(v, img),
 		CgroupsPath: cgPath,
-		Config:      proto.Clone(cfg).(*runtimeapi.ContainerConfig),
+		Config:      withImageVolumeRefs(cfg, volumeIDs),
 		User:        containerUser(ociSpec),
 		State:       Created,
 		Pid:         proc.Pid,
@@ -238,6 +262,82 @@ func (s *Service) create(ctx context.Context, id, key string, pod *sandbox.Sandb
 	steps.Done("record")
 	s.emit(events.ContainerCreated, c)
 	return c, nil
+}
+
+// imageVolumesDir holds the mounted images of a container's image volumes.
+func (s *Service) imageVolumesDir(id string) string {
+	return filepath.Join(s.bundleDir(id), "imagevols")
+}
+
+// mountImageVolumes mounts the image of each of the container's image
+// volumes read-only under its bundle, each held (HoldImage) so that it is
+// not removed while mounted, and returns their host paths at their sub
+// paths and their image ids by mount index. In a user namespace the
+// images' layers are idmapped as the rootfs's are.
+func (s *Service) mountImageVolumes(id string, v *spec.Container, idmap *snapshot.IDMap) ([]string, map[int]string, error) {
+	if len(v.ImageVolumes) == 0 {
+		return nil, nil, nil
+	}
+	var sources []string
+	ids := map[int]string{}
+	for i, iv := range v.ImageVolumes {
+		field := fmt.Sprintf("mounts[%d]", iv.Mount)
+		img, err := s.cfg.Images.HoldImage(iv.Image, id)
+		if err != nil {
+			if errdefs.IsNotFound(err) {
+				return nil, nil, errdefs.NotFound(fmt.Sprintf("%s.image %q not found: pull it first", field, iv.Image))
+			}
+			return nil, nil, fmt.Errorf("%s.image %q: %w", field, iv.Image, err)
+		}
+		target := filepath.Join(s.imageVolumesDir(id), strconv.Itoa(i))
+		if err := s.cfg.rootfs.MountImage(target, s.cfg.Images.LayerDirs(img), idmap, target+".idmap"); err != nil {
+			return nil, nil, fmt.Errorf("%s: mount image %s: %w", field, img.ID, err)
+		}
+		src := target
+		if iv.SubPath != "" {
+			if src, err = snapshot.ResolveIn(target, iv.SubPath); err != nil {
+				if img.Artifact != nil {
+					return nil, nil, errdefs.Invalid(fmt.Sprintf("%s.image_sub_path %q does not exist in OCI artifact %s (its files: %s)",
+						field, iv.SubPath, iv.Image, strings.Join(img.Artifact.Paths(), ", ")))
+				}
+				return nil, nil, errdefs.Invalid(fmt.Sprintf("%s.image_sub_path %q does not exist in image %s: %v", field, iv.SubPath, iv.Image, err))
+			}
+		}
+		sources = append(sources, src)
+		ids[iv.Mount] = img.ID
+	}
+	return sources, ids, nil
+}
+
+// unmountImageVolumes detaches every mounted image of the container's
+// image volumes and lets go of the images.
+func (s *Service) unmountImageVolumes(id string) error {
+	defer s.cfg.Images.Unhold(id)
+	entries, err := os.ReadDir(s.imageVolumesDir(id))
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		return err
+	}
+	var errs []error
+	for _, e := range entries {
+		if err := s.cfg.rootfs.Unmount(filepath.Join(s.imageVolumesDir(id), e.Name())); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// withImageVolumeRefs is the config kept in the record: the request's,
+// with each image volume's image id as its image_ref, which
+// ContainerStatus reports.
+func withImageVolumeRefs(cfg *runtimeapi.ContainerConfig, ids map[int]string) *runtimeapi.ContainerConfig {
+	c := proto.Clone(cfg).(*runtimeapi.ContainerConfig)
+	for i, id := range ids {
+		c.Mounts[i].Image.ImageRef = id
+	}
+	return c
 }
 
 // targetPIDNamespace is the PID namespace a container with
@@ -289,6 +389,12 @@ func (s *Service) cleanup(ctx context.Context, id string, rt runtime.Handler, cr
 		}
 	}
 	if err := s.cfg.rootfs.Remove(s.snapshotDir(id), s.rootfs(id)); err != nil {
+		errs = append(errs, err)
+	} else if err := s.cfg.UsernsDir.Remove(id); err != nil {
+		errs = append(errs, err)
+	}
+	if err := s.unmountImageVolumes(id); err != nil {
+		// Read-only mounts: RemoveAll below cannot harm the images.
 		errs = append(errs, err)
 	}
 	if err := os.RemoveAll(s.bundleDir(id)); err != nil {

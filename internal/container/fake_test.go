@@ -21,6 +21,7 @@ import (
 	"github.com/berth-project/berth/internal/image"
 	"github.com/berth-project/berth/internal/runtime"
 	"github.com/berth-project/berth/internal/sandbox"
+	"github.com/berth-project/berth/internal/snapshot"
 	"github.com/berth-project/berth/internal/store"
 )
 
@@ -306,6 +307,10 @@ func (f fakeImages) Get(ref string) (*image.Image, error) {
 }
 func (f fakeImages) LayerDirs(img *image.Image) []string { return []string{"/layers/1"} }
 
+// HoldImage is Get; Unhold does nothing.
+func (f fakeImages) HoldImage(ref, holder string) (*image.Image, error) { return f.Get(ref) }
+func (f fakeImages) Unhold(holder string)                               {}
+
 // LeaseImage is Get with a nil lease (releasing one is a no-op).
 func (f fakeImages) LeaseImage(ref string) (*image.Image, *image.Lease, error) {
 	img, err := f.Get(ref)
@@ -319,7 +324,13 @@ type fakeRootfs struct {
 	fail    error
 }
 
-func (f *fakeRootfs) Prepare(dir, target string, lowers []string) error {
+func (f *fakeRootfs) MountImage(target string, lowers []string, idmap *snapshot.IDMap, scratch string) error {
+	return os.MkdirAll(target, 0o755)
+}
+
+func (f *fakeRootfs) Unmount(target string) error { return nil }
+
+func (f *fakeRootfs) Prepare(dir, target string, lowers []string, idmap *snapshot.IDMap) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.fail != nil {

@@ -66,6 +66,14 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 			s.layerUse[l]++
 		}
 		s.names.Restore(c.Key, c.ID)
+		// Images mounted as image volumes stay unremovable.
+		for _, m := range c.Config.GetMounts() {
+			if ref := m.GetImage().GetImageRef(); ref != "" {
+				if _, err := s.cfg.Images.HoldImage(ref, c.ID); err != nil {
+					s.log.Warn("image of an image volume is gone", "container", c.ID, "image", ref, "err", err)
+				}
+			}
+		}
 		ch := make(chan struct{})
 		if c.State == Exited {
 			close(ch)

@@ -24,7 +24,12 @@ func (s *Server) ImageStatus(ctx context.Context, r *runtimeapi.ImageStatusReque
 	}
 	resp := &runtimeapi.ImageStatusResponse{Image: criImage(img)}
 	if r.GetVerbose() {
-		info, err := json.Marshal(map[string]any{"imageSpec": img.Config, "chainIDs": img.ChainIDs, "manifest": img.Manifest})
+		fields := map[string]any{"imageSpec": img.Config, "chainIDs": img.ChainIDs, "manifest": img.Manifest}
+		if img.Artifact != nil {
+			// No image config: what there is to mount instead.
+			fields = map[string]any{"artifact": img.Artifact, "manifest": img.Manifest}
+		}
+		info, err := json.Marshal(fields)
 		if err != nil {
 			return nil, err
 		}

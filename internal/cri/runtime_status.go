@@ -42,7 +42,7 @@ func (s *Server) Status(ctx context.Context, r *runtimeapi.StatusRequest) (*runt
 			network,
 		}},
 		RuntimeHandlers: s.runtimeHandlers(),
-		Features:        runtimeFeatures,
+		Features:        s.runtimeFeatures(),
 	}
 	if r.GetVerbose() {
 		cfg, err := json.Marshal(s.Config)
@@ -95,8 +95,21 @@ func SecurityStatus(h spec.HostConfig) Security {
 // runtimeFeatures are what every handler supports. supplemental_groups_policy:
 // Strict and Merge are applied and ContainerStatus.user reports the ids
 // (kubelet refuses Strict pods on runtimes that do not say so).
-// mount_options stays false: Mount.mount_options is not applied.
-var runtimeFeatures = &runtimeapi.RuntimeFeatures{SupplementalGroupsPolicy: true}
+// mount_options: Mount.mount_options are applied when every handler's
+// runtime lists the mount options it accepts (its features document).
+func (s *Server) runtimeFeatures() *runtimeapi.RuntimeFeatures {
+	f := &runtimeapi.RuntimeFeatures{SupplementalGroupsPolicy: true}
+	if s.Runtimes != nil {
+		hs := s.Runtimes.Handlers()
+		f.MountOptions = len(hs) > 0
+		for _, h := range hs {
+			if len(h.Features().MountOptions) == 0 {
+				f.MountOptions = false
+			}
+		}
+	}
+	return f
+}
 
 func (s *Server) runtimeHandlers() []*runtimeapi.RuntimeHandler {
 	if s.Runtimes == nil {
@@ -104,9 +117,8 @@ func (s *Server) runtimeHandlers() []*runtimeapi.RuntimeHandler {
 	}
 	var out []*runtimeapi.RuntimeHandler
 	for _, h := range s.Runtimes.Handlers() {
-		// recursive_read_only_mounts is configured or detected at start
-		// (<runtime> features and mount_setattr); user_namespaces is
-		// false until berth supports them (config validation keeps it so).
+		// Configured or detected at start (<runtime> features, the
+		// kernel's mount_setattr and idmapped mounts).
 		hf := h.Features()
 		f := &runtimeapi.RuntimeHandlerFeatures{
 			RecursiveReadOnlyMounts: hf.RecursiveReadOnlyMounts,

@@ -13,7 +13,10 @@
 //	                             shared by images; whiteouts are 0/0 char
 //	                             devices and opaque dirs carry
 //	                             trusted.overlay.opaque=y, so the dirs stack
-//	                             directly as overlayfs lowerdirs
+//	                             directly as overlayfs lowerdirs; an OCI
+//	                             artifact's files dir (its layer blobs
+//	                             hard-linked under their titles, see
+//	                             ParseArtifact) is one too
 //	tmp/                         blobs being written, layers being unpacked,
 //	                             archives being imported and layers being
 //	                             deleted; everything in it is garbage after a

@@ -105,6 +105,10 @@ func (s *Service) Export(ctx context.Context, refs []string, format ExportFormat
 // reads them from the content store. A blob gone by then means the image
 // was removed meanwhile.
 func (s *Service) leaseImage(ctx context.Context, in *Ingest, rec *Image) (v1.Image, error) {
+	if rec.Artifact != nil {
+		// Import could not bring it back: its layers are files, not tars.
+		return nil, errdefs.Invalid(fmt.Sprintf("image %s is an OCI artifact (%s); only runnable images can be saved", rec.ID, rec.Artifact.Type))
+	}
 	manifest, err := v1.NewHash(rec.Manifest)
 	if err != nil {
 		return nil, fmt.Errorf("image %s: bad manifest digest in its record: %w", rec.ID, err)

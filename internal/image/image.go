@@ -44,6 +44,10 @@ type Image struct {
 	// Blobs are the content-store digests the image holds: manifests,
 	// indexes, config and layer blobs.
 	Blobs []string `json:"blobs"`
+	// Artifact is set for an OCI artifact (see ParseArtifact): its one
+	// "layer" in ChainIDs is its files dir, Config is empty, and it is
+	// only mountable as an image volume, never a container's rootfs.
+	Artifact *Artifact `json:"artifact,omitempty"`
 	// Pinned images are never garbage-collected by kubelet.
 	Pinned bool `json:"pinned,omitempty"`
 	// Created is when berth first recorded the image.
@@ -57,6 +61,7 @@ func (img *Image) clone() *Image {
 	c.ChainIDs = slices.Clone(img.ChainIDs)
 	c.Blobs = slices.Clone(img.Blobs)
 	c.Config = *img.Config.DeepCopy()
+	c.Artifact = img.Artifact.clone()
 	return &c
 }
 
@@ -67,8 +72,9 @@ type Service struct {
 	log  *slog.Logger
 
 	mu         sync.RWMutex
-	images     map[string]*Image // by ID
-	pinnedRefs []string          // images.pinned_images: refs resolved at each read
+	images     map[string]*Image          // by ID
+	pinnedRefs []string                   // images.pinned_images: refs resolved at each read
+	holds      map[string]map[string]bool // image ID -> holders (HoldImage)
 
 	// gcMu serializes garbage collection against lease changes, so that
 	// whatever a running ingest has leased (or checked to exist) is never
@@ -360,6 +366,10 @@ func (s *Service) Remove(ctx context.Context, ref string, inUse LayersInUse) err
 		if errors.Is(err, errdefs.ErrNotFound) {
 			return nil
 		}
+		return err
+	}
+	if err := s.heldLocked(img.ID); err != nil {
+		s.mu.Unlock()
 		return err
 	}
 	if err := s.st.Delete(store.Images, img.ID); err != nil {

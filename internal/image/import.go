@@ -310,6 +310,9 @@ func (s *Service) ingestManifest(ctx context.Context, in *Ingest, manifest v1.Ha
 	if err != nil {
 		return errdefs.Invalid(fmt.Sprintf("parse manifest %s: %v", manifest, err))
 	}
+	if IsArtifact(m.MediaType, m) {
+		return errdefs.Invalid(fmt.Sprintf("manifest %s is an OCI artifact (%s), not a runnable image; archives bring in images only: pull the artifact from a registry", manifest, artifactType(m)))
+	}
 	if err := in.WriteBlob(ctx, v1.Descriptor{Digest: manifest, Size: int64(len(raw))}, bytes.NewReader(raw)); err != nil {
 		return err
 	}

@@ -502,29 +502,9 @@ func (in *Ingest) Commit(ctx context.Context, spec CommitSpec) (*Image, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if err := checkDigest(spec.Manifest, "manifest"); err != nil {
+	tags, digests, target, err := commitNames(spec)
+	if err != nil {
 		return nil, err
-	}
-	target := spec.Target
-	if target == (v1.Hash{}) {
-		target = spec.Manifest
-	} else if err := checkDigest(target, "target"); err != nil {
-		return nil, err
-	}
-	var tags, digests []string
-	for _, n := range spec.Names {
-		ref, err := ParseReference(n)
-		if err != nil {
-			return nil, err
-		}
-		if ref.Digest != "" {
-			if ref.Digest != target.String() {
-				return nil, errdefs.Invalid(fmt.Sprintf("image name %q names digest %s, but the image is %s", n, ref.Digest, target))
-			}
-		} else {
-			tags = appendUnique(tags, ref.String())
-		}
-		digests = appendUnique(digests, ref.Repo+"@"+target.String())
 	}
 
 	rawManifest, err := s.ReadBlob(spec.Manifest)
@@ -573,7 +553,51 @@ func (in *Ingest) Commit(ctx context.Context, spec CommitSpec) (*Image, error) {
 		}
 	}
 	id := m.Config.Digest.String()
+	return in.record(id, tags, digests, spec.Pinned, func(img *Image) {
+		img.Config = *cfg
+		img.ChainIDs = chainIDs
+		img.Size = size
+		img.Manifest = spec.Manifest.String()
+		for _, b := range blobs {
+			img.Blobs = appendUnique(img.Blobs, b)
+		}
+	})
+}
 
+// commitNames checks a commit's manifest, target and names, and returns
+// the tags and digest references to record.
+func commitNames(spec CommitSpec) (tags, digests []string, target v1.Hash, err error) {
+	if err := checkDigest(spec.Manifest, "manifest"); err != nil {
+		return nil, nil, target, err
+	}
+	target = spec.Target
+	if target == (v1.Hash{}) {
+		target = spec.Manifest
+	} else if err := checkDigest(target, "target"); err != nil {
+		return nil, nil, target, err
+	}
+	for _, n := range spec.Names {
+		ref, err := ParseReference(n)
+		if err != nil {
+			return nil, nil, target, err
+		}
+		if ref.Digest != "" {
+			if ref.Digest != target.String() {
+				return nil, nil, target, errdefs.Invalid(fmt.Sprintf("image name %q names digest %s, but the image is %s", n, ref.Digest, target))
+			}
+		} else {
+			tags = appendUnique(tags, ref.String())
+		}
+		digests = appendUnique(digests, ref.Repo+"@"+target.String())
+	}
+	return tags, digests, target, nil
+}
+
+// record saves the image record id (new, or the one there gaining names),
+// as fill sets it, with tags and digests added; tags move here from other
+// images. It marks the session committed.
+func (in *Ingest) record(id string, tags, digests []string, pinned bool, fill func(*Image)) (*Image, error) {
+	s := in.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var img *Image
@@ -582,14 +606,8 @@ func (in *Ingest) Commit(ctx context.Context, spec CommitSpec) (*Image, error) {
 	} else {
 		img = &Image{ID: id, Created: time.Now().UTC()}
 	}
-	img.Config = *cfg
-	img.ChainIDs = chainIDs
-	img.Size = size
-	img.Manifest = spec.Manifest.String()
-	img.Pinned = img.Pinned || spec.Pinned
-	for _, b := range blobs {
-		img.Blobs = appendUnique(img.Blobs, b)
-	}
+	fill(img)
+	img.Pinned = img.Pinned || pinned
 	for _, t := range tags {
 		img.RepoTags = appendUnique(img.RepoTags, t)
 	}
@@ -622,7 +640,7 @@ func (in *Ingest) Commit(ctx context.Context, spec CommitSpec) (*Image, error) {
 	in.committed = true
 	in.mu.Unlock()
 	s.kickUsage()
-	s.log.Info("image recorded", "image", id, "tags", img.RepoTags, "layers", len(chainIDs), "size", size)
+	s.log.Info("image recorded", "image", id, "tags", img.RepoTags, "layers", len(img.ChainIDs), "size", img.Size, "artifact", img.Artifact != nil)
 	return img.clone(), nil
 }
 

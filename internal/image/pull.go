@@ -244,6 +244,9 @@ func (p *Puller) pull(ctx context.Context, cfg PullConfig, log *slog.Logger, ps 
 	if err != nil {
 		return nil, errdefs.Invalid(fmt.Sprintf("manifest %s of %s does not parse: %v", res.manifest.Digest, norm, err))
 	}
+	if IsArtifact(res.manifest.MediaType, m) {
+		return p.pullArtifact(ctx, cfg, log, ps, res, m, norm)
+	}
 	if err := checkDigest(m.Config.Digest, "config"); err != nil {
 		return nil, err
 	}

@@ -27,6 +27,7 @@ import (
 	"github.com/berth-project/berth/internal/image"
 	"github.com/berth-project/berth/internal/nri"
 	"github.com/berth-project/berth/internal/sandbox"
+	"github.com/berth-project/berth/internal/usernsdir"
 )
 
 // Config wires the services the pod layer orchestrates.
@@ -43,6 +44,9 @@ type Config struct {
 	// Events carries container exits to NRI plugins; nil: plugins learn
 	// of an exit when the container is stopped or removed.
 	Events *events.Bus
+	// UsernsDir holds the rootfs mount points of pods in user namespaces;
+	// New removes those no container or pod owns.
+	UsernsDir usernsdir.Dir
 }
 
 // Service runs the pod and container lifecycle steps.
@@ -76,6 +80,13 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	s := &Service{sandboxes: cfg.Sandboxes, containers: cfg.Containers, images: cfg.Images, log: cfg.Logger, nri: cfg.NRI, cdi: cfg.CDI}
 	if err := s.containers.RemoveOrphans(ctx, s.sandboxes.OwnsRuntimeID); err != nil {
 		return nil, fmt.Errorf("remove orphaned containers: %w", err)
+	}
+	// After the orphans, whose clean-up removes their own entries.
+	if gone, err := cfg.UsernsDir.Sweep(func(id string) bool {
+		_, err := s.containers.Get(id)
+		return err == nil || s.containers.Quarantined(id) || s.sandboxes.OwnsRuntimeID(id)
+	}); err != nil || len(gone) > 0 {
+		s.log.Warn("removed rootfs mount points of pods in user namespaces left by a crash", "ids", gone, "err", err)
 	}
 	// After the orphans: their layers are no longer in use.
 	if err := s.images.GC(ctx, s.containers.LayerInUse); err != nil {

@@ -85,8 +85,17 @@ type Features struct {
 	// RecursiveReadOnlyMounts: the runtime applies "rro" mounts (configured,
 	// or found with `<runtime> features` on a kernel with mount_setattr).
 	RecursiveReadOnlyMounts bool
-	// UserNamespaces: pods in user namespaces (always false for now).
+	// UserNamespaces: pods in user namespaces (userns_options mode POD):
+	// configured, or the runtime knows user namespaces and idmapped mounts
+	// and the kernel idmaps berth's filesystems (not under gVisor).
 	UserNamespaces bool
+	// IDMapMounts: the runtime applies mounts' uid/gid mappings
+	// ("mountExtensions.idmap" in its features document).
+	IDMapMounts bool
+	// MountOptions are the mount options the runtime accepts (its features
+	// document); nil when it has none, and then CRI mount_options are
+	// refused.
+	MountOptions []string
 	// PodSandbox: the runtime runs a pod as one sandbox the pod's
 	// containers join (gVisor). Every pod of it gets a pause container,
 	// which the runtime makes the sandbox.

@@ -12,6 +12,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/opencontainers/runtime-spec/specs-go/features"
+
 	"github.com/berth-project/berth/internal/config"
 	"github.com/berth-project/berth/internal/errdefs"
 	"github.com/berth-project/berth/internal/runtime/conmon"
@@ -29,7 +31,11 @@ type Options struct {
 	// RecursiveReadOnlyMounts: the kernel can apply them (mount_setattr),
 	// so handlers whose runtime knows "rro" get the feature.
 	RecursiveReadOnlyMounts bool
-	Logger                  *slog.Logger
+	// IDMapMounts: the kernel idmaps mounts of the filesystems berth
+	// mounts into containers (host.ProbeIDMapMounts), so handlers whose
+	// runtime does idmapped mounts can run pods in user namespaces.
+	IDMapMounts bool
+	Logger      *slog.Logger
 }
 
 // Registry holds the handlers, built once at start.
@@ -97,15 +103,28 @@ func (r *Registry) newHandler(ctx context.Context, name string, c config.Runtime
 		RecursiveReadOnlyMounts: c.Features.RecursiveReadOnlyMounts,
 		UserNamespaces:          c.Features.UserNamespaces,
 	}
-	if o.RecursiveReadOnlyMounts && !features.RecursiveReadOnlyMounts {
-		// Only ever adds: a feature set in the config stays set.
-		if opts, err := mountOptions(ctx, path); err != nil {
-			log.Debug("runtime reports no features; keeping the configured ones", "handler", name, "err", err)
-		} else if slices.Contains(opts, "rro") {
+	// What the runtime says it supports; detection only adds to what the
+	// config sets.
+	if f, err := probeFeatures(ctx, path); err != nil {
+		log.Info("runtime reports no features document; only the configured features apply", "handler", name, "err", err)
+	} else {
+		features.MountOptions = f.MountOptions
+		if o.RecursiveReadOnlyMounts && slices.Contains(f.MountOptions, "rro") {
 			features.RecursiveReadOnlyMounts = true
-			log.Info("runtime handler supports recursive read-only mounts", "handler", name)
+		}
+		features.IDMapMounts = f.Linux != nil && f.Linux.MountExtensions != nil && f.Linux.MountExtensions.IDMap != nil &&
+			f.Linux.MountExtensions.IDMap.Enabled != nil && *f.Linux.MountExtensions.IDMap.Enabled
+		userNS := f.Linux != nil && slices.Contains(f.Linux.Namespaces, "user")
+		// A pod in a user namespace needs its rootfs, volumes and pod
+		// files idmapped: by the runtime (bind mounts) and the kernel
+		// (berth's overlay layers). gVisor's sandbox is not wired for it.
+		if userNS && features.IDMapMounts && o.IDMapMounts && !runsc {
+			features.UserNamespaces = true
 		}
 	}
+	log.Info("runtime handler features", "handler", name, "path", path,
+		"recursive_read_only_mounts", features.RecursiveReadOnlyMounts, "idmap_mounts", features.IDMapMounts,
+		"user_namespaces", features.UserNamespaces, "mount_options", len(features.MountOptions))
 	h := conmonHandler{
 		rt: rt, conmonPath: conmonPath, exitDir: o.ExitDir, monitorRT: rt, features: features,
 		fifoStart: filepath.Base(path) == "runc",
@@ -204,20 +223,19 @@ func LookBinary(name, path string) (string, error) {
 	return found, nil
 }
 
-// mountOptions asks an OCI runtime for the mount options it knows (the
-// runtime-spec "features" document, runc >= 1.1).
-func mountOptions(ctx context.Context, path string) ([]string, error) {
+// probeFeatures asks an OCI runtime for its runtime-spec "features"
+// document (runc >= 1.1): the mount options it knows, its namespaces and
+// whether it does idmapped mounts.
+func probeFeatures(ctx context.Context, path string) (*features.Features, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, path, "features").Output()
 	if err != nil {
 		return nil, err
 	}
-	var f struct {
-		MountOptions []string `json:"mountOptions"`
-	}
+	var f features.Features
 	if err := json.Unmarshal(out, &f); err != nil {
 		return nil, fmt.Errorf("decode %s features: %w", path, err)
 	}
-	return f.MountOptions, nil
+	return &f, nil
 }

@@ -33,7 +33,7 @@ func TestRegistry(t *testing.T) {
 		t.Fatal(err)
 	}
 	conmonPath := fakeBinary(t, bin, "conmon", "exit 0\n")
-	runc := fakeBinary(t, bin, "runc", `[ "$1" = features ] && echo '{"mountOptions":["ro","rro"]}'; exit 0`+"\n")
+	runc := fakeBinary(t, bin, "runc", `[ "$1" = features ] && echo '{"mountOptions":["ro","rro"],"linux":{"namespaces":["user"],"mountExtensions":{"idmap":{"enabled":true}}}}'; exit 0`+"\n")
 	crun := fakeBinary(t, bin, "crun", "exit 1\n") // no features document
 	runsc := fakeBinary(t, bin, "runsc", "exit 0\n")
 	state := filepath.Join(dir, "state")
@@ -44,7 +44,7 @@ func TestRegistry(t *testing.T) {
 			"runsc": {Path: runsc, Root: filepath.Join(dir, "runsc-root")},
 		},
 		Default: "runc", Conmon: conmonPath, StateDir: state, ExitDir: filepath.Join(state, "exits"),
-		SystemdCgroup: true, RecursiveReadOnlyMounts: true,
+		SystemdCgroup: true, RecursiveReadOnlyMounts: true, IDMapMounts: true,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -57,6 +57,9 @@ func TestRegistry(t *testing.T) {
 	def, err := r.Handler("")
 	if err != nil || def.Name() != "runc" {
 		t.Fatalf("default handler = %v, %v", def, err)
+	}
+	if f := def.Features(); !f.UserNamespaces || !f.IDMapMounts || !slices.Equal(f.MountOptions, []string{"ro", "rro"}) {
+		t.Errorf("runc features from its features document = %+v, want user namespaces, idmap and its mount options", f)
 	}
 	if f := def.Features(); !f.RecursiveReadOnlyMounts || f.PodSandbox {
 		t.Errorf("runc features %+v: want rro detected, no pod sandbox", f)

@@ -98,8 +98,11 @@ func (m *fakeMounts) unmount(op, path string) error {
 	return nil
 }
 
-func (m *fakeMounts) pinNamespaces(dir, hostname string, kinds []nsKind) (map[string]string, error) {
+func (m *fakeMounts) pinNamespaces(dir, hostname string, kinds []nsKind, userns *userNS) (map[string]string, error) {
 	paths := map[string]string{}
+	if userns != nil {
+		kinds = append([]nsKind{{name: "user"}}, kinds...)
+	}
 	for _, k := range kinds {
 		p := filepath.Join(dir, k.name+"ns")
 		if err := m.mount("pin", p, false); err != nil {

@@ -8,13 +8,15 @@ import (
 	"runtime"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/berth-project/berth/internal/host"
 )
 
 // mounts is the host side of a pod: the bind mounts that pin its
 // namespaces and the tmpfs mounts that hold its files. An interface so that
 // lifecycle tests run without mounts; hostMounts is the real one.
 type mounts interface {
-	pinNamespaces(dir, hostname string, kinds []nsKind) (map[string]string, error)
+	pinNamespaces(dir, hostname string, kinds []nsKind, userns *userNS) (map[string]string, error)
 	unpinNamespaces(paths map[string]string) error
 	bindNamespace(source, target string) error
 	unmountAndRemove(path string) error
@@ -28,7 +30,10 @@ type mounts interface {
 // hostMounts is mounts on the host.
 type hostMounts struct{}
 
-func (hostMounts) pinNamespaces(dir, hostname string, kinds []nsKind) (map[string]string, error) {
+func (hostMounts) pinNamespaces(dir, hostname string, kinds []nsKind, userns *userNS) (map[string]string, error) {
+	if userns != nil {
+		return pinUserNamespaces(dir, hostname, kinds, userns)
+	}
 	return pinNamespaces(dir, hostname, kinds)
 }
 func (hostMounts) unpinNamespaces(paths map[string]string) error { return unpinNamespaces(paths) }
@@ -46,6 +51,13 @@ func (hostMounts) isMountPoint(path string) bool       { return isMountPoint(pat
 type nsKind struct {
 	name string // file name under /proc/<tid>/ns and in the pod dir
 	flag int
+}
+
+// userNS is a pod's user namespace to make: its mappings, and the binary
+// (berth-pause) a child process that makes it runs.
+type userNS struct {
+	holder     string
+	uids, gids []host.IDMap
 }
 
 var (
@@ -111,6 +123,87 @@ func pinOnThread(dir, hostname string, kinds []nsKind) (map[string]string, error
 		paths[k.name] = target
 	}
 	return paths, nil
+}
+
+// pinUserNamespaces makes the pod's user namespace and, owned by it, the
+// namespaces in kinds, and pins them all as pinNamespaces does. A child
+// process makes them (a multi-threaded process cannot unshare a user
+// namespace); owned by the user namespace, the network namespace lets the
+// pod's root set its net.* sysctls and mount its sysfs. berthd then sets
+// the hostname and brings up loopback from a thread that joins them.
+func pinUserNamespaces(dir, hostname string, kinds []nsKind, u *userNS) (map[string]string, error) {
+	flags := 0
+	for _, k := range kinds {
+		flags |= k.flag
+	}
+	child, err := host.NewUserNamespace(u.holder, uintptr(flags), u.uids, u.gids)
+	if err != nil {
+		return nil, err
+	}
+	defer child.Close()
+	paths := map[string]string{}
+	for _, name := range append([]string{"user"}, kindNames(kinds)...) {
+		target := filepath.Join(dir, name+"ns")
+		if err := bindNamespace(child.Path(name), target); err != nil {
+			unpinNamespaces(paths)
+			return nil, err
+		}
+		paths[name] = target
+	}
+	if err := setupInNamespaces(paths, hostname); err != nil {
+		unpinNamespaces(paths)
+		return nil, err
+	}
+	return paths, nil
+}
+
+func kindNames(kinds []nsKind) []string {
+	out := make([]string, len(kinds))
+	for i, k := range kinds {
+		out[i] = k.name
+	}
+	return out
+}
+
+// setupInNamespaces sets the pod's hostname in its pinned UTS namespace
+// and brings up loopback in its network namespace, on a thread that joins
+// them and is never returned to the Go scheduler.
+func setupInNamespaces(paths map[string]string, hostname string) error {
+	ch := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		// Deliberately no UnlockOSThread: the thread is in the pod's namespaces.
+		ch <- func() error {
+			if p, ok := paths["uts"]; ok {
+				if err := setns(p, unix.CLONE_NEWUTS); err != nil {
+					return err
+				}
+				if err := unix.Sethostname([]byte(hostname)); err != nil {
+					return fmt.Errorf("set pod hostname %q: %w", hostname, err)
+				}
+			}
+			if p, ok := paths["net"]; ok {
+				if err := setns(p, unix.CLONE_NEWNET); err != nil {
+					return err
+				}
+				return loopbackUp()
+			}
+			return nil
+		}()
+	}()
+	return <-ch
+}
+
+func setns(path string, kind int) error {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	if err := unix.Setns(fd, kind); err != nil {
+		return fmt.Errorf("join pod namespace %s: %w", path, err)
+	}
+	return nil
 }
 
 func bindNamespace(source, target string) error {

@@ -88,12 +88,20 @@ func (s *Service) startPause(ctx context.Context, p *Sandbox, pod *spec.Pod) (er
 	if err := os.MkdirAll(rootfs, 0o755); err != nil {
 		return err
 	}
+	if u := pod.UserNS; u != nil {
+		// runc, as the pod's root, must reach the rootfs and makes the
+		// mount points in it: it lives outside the root-only state dir,
+		// owned by the pod's root. The bundle's rootfs dir stays unused.
+		if rootfs, err = s.cfg.UsernsDir.Make(p.ID, u.RootUID(), u.RootGID(), true); err != nil {
+			return fmt.Errorf("make the pause rootfs of a pod in a user namespace: %w", err)
+		}
+	}
 	ps, err := spec.GenerateSandbox(&spec.SandboxInput{
 		ID:          p.ID,
 		Pod:         pod,
 		RootfsPath:  rootfs,
 		Args:        []string{"/pause"},
-		Namespaces:  spec.SandboxNamespaces{Net: p.Namespaces["net"], IPC: p.Namespaces["ipc"], UTS: p.Namespaces["uts"]},
+		Namespaces:  spec.SandboxNamespaces{Net: p.Namespaces["net"], IPC: p.Namespaces["ipc"], UTS: p.Namespaces["uts"], User: p.Namespaces["user"]},
 		CgroupsPath: cgPath,
 		Host:        s.hostConfig(rt),
 	})
@@ -119,6 +127,7 @@ func (s *Service) startPause(ctx context.Context, p *Sandbox, pod *spec.Pod) (er
 		// the delete fails, the bundle stays and the teardown retries.
 		if err != nil && rt.Delete(context.WithoutCancel(ctx), p.ID, true) == nil {
 			os.RemoveAll(bundle)
+			s.cfg.UsernsDir.Remove(p.ID)
 		}
 	}()
 	if !p.SharedPID() {
@@ -160,6 +169,9 @@ func (s *Service) stopPause(ctx context.Context, p *Sandbox) error {
 		s.log.Debug("killing pause process", "pod", p.ID, "err", err)
 	}
 	if err := rt.Delete(ctx, p.ID, true); err != nil {
+		return err
+	}
+	if err := s.cfg.UsernsDir.Remove(p.ID); err != nil {
 		return err
 	}
 	if err := os.RemoveAll(s.pauseBundle(p)); err != nil {

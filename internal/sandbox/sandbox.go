@@ -15,16 +15,19 @@ import (
 	"sync"
 	"time"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-project/berth/internal/cgroups"
 	"github.com/berth-project/berth/internal/errdefs"
+	"github.com/berth-project/berth/internal/host"
 	"github.com/berth-project/berth/internal/metrics"
 	"github.com/berth-project/berth/internal/names"
 	"github.com/berth-project/berth/internal/runtime"
 	"github.com/berth-project/berth/internal/spec"
 	"github.com/berth-project/berth/internal/store"
+	"github.com/berth-project/berth/internal/usernsdir"
 )
 
 // State is a pod's lifecycle state as CRI knows it.
@@ -56,6 +59,14 @@ func (s *Sandbox) Files(stateDir string) (hostname, hosts, resolv, shm string) {
 	return filepath.Join(files, "hostname"), filepath.Join(files, "hosts"), filepath.Join(files, "resolv.conf"), shm
 }
 
+func idMaps(in []specs.LinuxIDMapping) []host.IDMap {
+	out := make([]host.IDMap, len(in))
+	for i, m := range in {
+		out[i] = host.IDMap{ContainerID: m.ContainerID, HostID: m.HostID, Size: m.Size}
+	}
+	return out
+}
+
 // podFilesDir is the pod dir's tmpfs for its hostname, hosts and resolv.conf.
 const podFilesDir = "files"
 
@@ -80,6 +91,9 @@ type Config struct {
 	CgroupDriver        string          // cgroupfs or systemd, for the pause process's cgroup
 	Network             Network         // nil: pods get loopback only
 	Logger              *slog.Logger
+	// UsernsDir holds the pause rootfs of pods in user namespaces (their
+	// remapped root must reach it); others have theirs in the pod dir.
+	UsernsDir usernsdir.Dir
 
 	mounts mounts // nil: the host's (tests fake it)
 }
@@ -233,10 +247,6 @@ func (s *Service) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, han
 	for _, opt := range opts {
 		opt(&o)
 	}
-	pod, err := spec.ValidatePod(cfg, &s.cfg.Host)
-	if err != nil {
-		return "", err
-	}
 	if o := cfg.GetLinux().GetSecurityContext().GetSelinuxOptions(); spec.SELinuxRequested(o) {
 		// ValidatePod refused them where SELinux is on.
 		s.log.Info("pod selinux_options ignored: SELinux is not enabled on this node", "name", Key(cfg.GetMetadata()),
@@ -247,6 +257,12 @@ func (s *Service) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, han
 		return "", err
 	}
 	handler = h.Name()
+	// Checked with the handler's facts: user namespaces are per handler.
+	host := s.hostConfig(h)
+	pod, err := spec.ValidatePod(cfg, &host)
+	if err != nil {
+		return "", err
+	}
 	key := Key(cfg.GetMetadata())
 	ticket, prior, err := s.names.Acquire(ctx, key)
 	if err != nil {
@@ -333,7 +349,11 @@ func (s *Service) create(ctx context.Context, id, key string, pod *spec.Pod, han
 	if !p.HostIPC {
 		kinds = append(kinds, nsIPC)
 	}
-	if p.Namespaces, err = s.cfg.mounts.pinNamespaces(dir, p.Hostname, kinds); err != nil {
+	var userns *userNS
+	if u := pod.UserNS; u != nil {
+		userns = &userNS{holder: s.cfg.PauseBinary, uids: idMaps(u.UIDs), gids: idMaps(u.GIDs)}
+	}
+	if p.Namespaces, err = s.cfg.mounts.pinNamespaces(dir, p.Hostname, kinds, userns); err != nil {
 		return err
 	}
 	steps.Done("namespaces")
@@ -395,8 +415,9 @@ func (s *Service) teardown(p *Sandbox) error {
 	}
 	errs = append(errs, s.cfg.mounts.unpinNamespaces(map[string]string{
 		"net": filepath.Join(dir, "netns"), "ipc": filepath.Join(dir, "ipcns"), "uts": filepath.Join(dir, "utsns"),
-		"pid": filepath.Join(dir, "pidns"),
+		"pid": filepath.Join(dir, "pidns"), "user": filepath.Join(dir, "userns"),
 	}))
+	errs = append(errs, s.cfg.UsernsDir.Remove(p.ID))
 	errs = append(errs, s.cfg.mounts.unmountShm(filepath.Join(dir, "shm")), s.cfg.mounts.unmountPodFiles(filepath.Join(dir, podFilesDir)))
 	if err := errors.Join(errs...); err != nil {
 		return err

@@ -587,3 +587,48 @@ func TestValidateContainer(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A pod in a user namespace: the container joins it with its mappings,
+// every bind mount (pod files, CRI volumes) is idmapped recursively, and an
+// image volume (idmapped by berth) is left alone.
+func TestGenerateUserNamespace(t *testing.T) {
+	tc := kubeletContainer()
+	tc.Host.UserNamespaces = true
+	tc.Host.MountOptions = []string{"ro"}
+	m := []*runtimeapi.IDMapping{{ContainerId: 0, HostId: 65536 * 7, Length: 65536}}
+	u := &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_POD, Uids: m, Gids: m}
+	tc.Sandbox.Linux.SecurityContext.NamespaceOptions.UsernsOptions = u
+	tc.Config.Linux.SecurityContext.NamespaceOptions.UsernsOptions = u
+	tc.Config.Mounts = append(tc.Config.Mounts, &runtimeapi.Mount{ContainerPath: "/data", Readonly: true, Image: &runtimeapi.ImageSpec{Image: "sha256:abc"}, ImageSubPath: "d"})
+	tc.Namespaces.User = testSandboxDir + "/userns"
+	tc.ImageVolumeSources = []string{"/run/berth/containers/x/imagevols/0/d"}
+	s, err := generate(context.Background(), tc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []specs.LinuxIDMapping{{ContainerID: 0, HostID: 65536 * 7, Size: 65536}}
+	if !slices.Equal(s.Linux.UIDMappings, want) || !slices.Equal(s.Linux.GIDMappings, want) {
+		t.Errorf("mappings %v %v", s.Linux.UIDMappings, s.Linux.GIDMappings)
+	}
+	if !slices.Contains(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace, Path: testSandboxDir + "/userns"}) {
+		t.Errorf("namespaces %v lack the pod's user namespace", s.Linux.Namespaces)
+	}
+	seen := 0
+	for _, mnt := range s.Mounts {
+		if mnt.Type != "bind" {
+			continue
+		}
+		seen++
+		idmapped := slices.Contains(mnt.Options, "ridmap") && slices.Equal(mnt.UIDMappings, want)
+		if mnt.Destination == "/data" {
+			if idmapped || mnt.Source != "/run/berth/containers/x/imagevols/0/d" || !slices.Contains(mnt.Options, "ro") {
+				t.Errorf("image volume mount %+v", mnt)
+			}
+		} else if !idmapped {
+			t.Errorf("bind mount %s is not idmapped: %+v", mnt.Destination, mnt)
+		}
+	}
+	if seen < 5 { // hostname, resolv.conf, shm, /etc/hosts, termination-log, /data
+		t.Errorf("only %d bind mounts", seen)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path"
+	"path/filepath"
 	"slices"
 	"strings"
 
@@ -49,6 +50,56 @@ type MountOptions struct {
 	// Propagation reports the host mount's propagation of a source, for
 	// rslave and rshared mounts; nil skips the check.
 	Propagation func(path string) (MountPropagation, error)
+	// Accepted are the mount options the runtime handler accepts (its
+	// features document): CRI mount_options are checked against them.
+	Accepted []string
+}
+
+// notBindOptions are mount options a CRI mount_options list may not carry
+// although runtimes accept them: berth makes every CRI mount a recursive
+// bind with the propagation its own field asks for.
+var notBindOptions = map[string]string{
+	"bind": "every mount is a recursive bind mount", "rbind": "every mount is a recursive bind mount",
+	"remount": "not a bind mount option", "tmpcopyup": "only for tmpfs mounts", "defaults": "not a bind mount option",
+	"private": "use the propagation field", "rprivate": "use the propagation field",
+	"shared": "use the propagation field", "rshared": "use the propagation field",
+	"slave": "use the propagation field", "rslave": "use the propagation field",
+	"unbindable": "use the propagation field", "runbindable": "use the propagation field",
+	"rro": "use recursive_read_only",
+}
+
+// mountOptions checks a CRI mount's mount_options against what the
+// runtime accepts and returns them for the OCI mount.
+func mountOptions(field string, m *runtimeapi.Mount, accepted []string) ([]string, error) {
+	opts := m.GetMountOptions()
+	if len(opts) == 0 {
+		return nil, nil
+	}
+	if accepted == nil {
+		return nil, errdefs.Invalid(fmt.Sprintf("%s.mount_options: the runtime handler does not say which mount options it supports (no features document)", field))
+	}
+	for _, o := range opts {
+		if why, ok := notBindOptions[o]; ok {
+			return nil, errdefs.Invalid(fmt.Sprintf("%s.mount_options: %q is not allowed: %s", field, o, why))
+		}
+		if !slices.Contains(accepted, o) {
+			return nil, errdefs.Invalid(fmt.Sprintf("%s.mount_options: unknown mount option %q (the runtime handler accepts: %s)", field, o, strings.Join(acceptedBindOptions(accepted), ", ")))
+		}
+		if o == "rw" && (m.GetReadonly() || m.GetRecursiveReadOnly()) {
+			return nil, errdefs.Invalid(fmt.Sprintf("%s.mount_options: \"rw\" contradicts readonly", field))
+		}
+	}
+	return slices.Clone(opts), nil
+}
+
+func acceptedBindOptions(accepted []string) []string {
+	var out []string
+	for _, o := range accepted {
+		if _, no := notBindOptions[o]; !no {
+			out = append(out, o)
+		}
+	}
+	return out
 }
 
 // podFileMounts are the pod's /etc/hostname, /etc/hosts,
@@ -98,16 +149,20 @@ func inCRIMounts(dst string, mounts []*runtimeapi.Mount) bool {
 // bindMounts checks the CRI mounts against the host and turns them into
 // OCI bind mounts, with the rootfs propagation they need ("" for none):
 // rshared for a Bidirectional mount, else rslave for a HostToContainer one.
-func bindMounts(mounts []*runtimeapi.Mount, o MountOptions) ([]specs.Mount, string, error) {
+func bindMounts(mounts []*runtimeapi.Mount, o MountOptions) ([]specs.Mount, []ImageVolume, string, error) {
 	var out []specs.Mount
+	var images []ImageVolume
 	var rootfsPropagation string
 	for i, m := range mounts {
 		if m == nil {
-			return nil, "", errdefs.Invalid(fmt.Sprintf("mounts[%d] is empty", i))
+			return nil, nil, "", errdefs.Invalid(fmt.Sprintf("mounts[%d] is empty", i))
 		}
 		sm, err := bindMount(i, m, o)
 		if err != nil {
-			return nil, "", err
+			return nil, nil, "", err
+		}
+		if ref := m.GetImage().GetImage(); ref != "" {
+			images = append(images, ImageVolume{Mount: len(out), Image: ref, SubPath: m.GetImageSubPath()})
 		}
 		switch m.GetPropagation() {
 		case runtimeapi.MountPropagation_PROPAGATION_BIDIRECTIONAL:
@@ -119,7 +174,7 @@ func bindMounts(mounts []*runtimeapi.Mount, o MountOptions) ([]specs.Mount, stri
 		}
 		out = append(out, sm)
 	}
-	return out, rootfsPropagation, nil
+	return out, images, rootfsPropagation, nil
 }
 
 // WithMounts adds bind mounts. They replace default mounts with the same
@@ -172,11 +227,14 @@ func bindMount(i int, m *runtimeapi.Mount, o MountOptions) (specs.Mount, error) 
 	if !isAbs(dst) {
 		return specs.Mount{}, errdefs.Invalid(fmt.Sprintf("%s.container_path %q must be an absolute path", field, dst))
 	}
-	if m.GetImage().GetImage() != "" {
-		return specs.Mount{}, errdefs.Invalid(fmt.Sprintf("%s.image: image volume mounts are not supported", field))
-	}
 	if len(m.GetUidMappings()) > 0 || len(m.GetGidMappings()) > 0 {
-		return specs.Mount{}, errdefs.Invalid(fmt.Sprintf("%s: id-mapped mounts are not supported", field))
+		return specs.Mount{}, errdefs.Invalid(fmt.Sprintf("%s: id-mapped mounts with their own uid/gid mappings are not supported (a pod in a user namespace gets every mount idmapped)", field))
+	}
+	if m.GetImage().GetImage() != "" {
+		return imageMount(field, m, o)
+	}
+	if m.GetImageSubPath() != "" {
+		return specs.Mount{}, errdefs.Invalid(fmt.Sprintf("%s.image_sub_path is set without image", field))
 	}
 	if !isAbs(src) {
 		return specs.Mount{}, errdefs.Invalid(fmt.Sprintf("%s.host_path %q must be an absolute path", field, src))
@@ -219,8 +277,46 @@ func bindMount(i int, m *runtimeapi.Mount, o MountOptions) (specs.Mount, error) 
 	default:
 		opts = append(opts, "rw")
 	}
+	extra, err := mountOptions(field, m, o.Accepted)
+	if err != nil {
+		return specs.Mount{}, err
+	}
+	opts = append(opts, extra...)
 	// selinux_relabel is ignored: berth does not run with SELinux labels.
 	return specs.Mount{Destination: path.Clean(dst), Type: "bind", Source: src, Options: opts}, nil
+}
+
+// ImageVolume is a mount of another image's filesystem (Mount.image):
+// the container service mounts the image and fills in the source.
+type ImageVolume struct {
+	Mount   int    // index in Container.Mounts
+	Image   string // the reference asked for (kubelet sends the image ID)
+	SubPath string // local path inside the image; "" for its root
+}
+
+// imageMount checks an image volume mount. The source is left empty:
+// GenerateContainer takes it from ContainerInput.ImageVolumeSources.
+func imageMount(field string, m *runtimeapi.Mount, o MountOptions) (specs.Mount, error) {
+	dst := path.Clean(m.GetContainerPath())
+	if m.GetHostPath() != "" {
+		return specs.Mount{}, errdefs.Invalid(fmt.Sprintf("%s: host_path and image are mutually exclusive", field))
+	}
+	// Image volumes are read-only by definition; kubelet always says so.
+	if !m.GetReadonly() {
+		return specs.Mount{}, errdefs.Invalid(fmt.Sprintf("%s: an image volume (image %s) must be readonly", field, m.GetImage().GetImage()))
+	}
+	if sp := m.GetImageSubPath(); sp != "" && !filepath.IsLocal(sp) {
+		return specs.Mount{}, errdefs.Invalid(fmt.Sprintf("%s.image_sub_path %q must be a relative path inside the image", field, sp))
+	}
+	if m.GetPropagation() != runtimeapi.MountPropagation_PROPAGATION_PRIVATE {
+		return specs.Mount{}, errdefs.Invalid(fmt.Sprintf("%s.propagation: an image volume has private propagation only", field))
+	}
+	opts := []string{"rbind", "rprivate", "ro"}
+	extra, err := mountOptions(field, m, o.Accepted)
+	if err != nil {
+		return specs.Mount{}, err
+	}
+	return specs.Mount{Destination: dst, Type: "bind", Options: append(opts, extra...)}, nil
 }
 
 // sortMounts orders mounts by path depth, keeping the given order among

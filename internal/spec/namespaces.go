@@ -2,6 +2,7 @@ package spec
 
 import (
 	"fmt"
+	"slices"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -79,8 +80,21 @@ func checkContainerNamespaces(pod *Pod, o *runtimeapi.NamespaceOption) (runtimea
 	default:
 		return 0, errdefs.Invalid(fmt.Sprintf("%s.pid: unknown mode %d", field, o.GetPid()))
 	}
-	if u := o.GetUsernsOptions(); u != nil && u.GetMode() != runtimeapi.NamespaceMode_NODE {
-		return 0, errdefs.Invalid(field + ".userns_options: user namespaces are not supported by berth")
+	// A container is in its pod's user namespace; its own options, which
+	// kubelet copies from the pod's, may only say the same.
+	if u := o.GetUsernsOptions(); u != nil {
+		podMode := runtimeapi.NamespaceMode_NODE
+		if pod.UserNS != nil {
+			podMode = runtimeapi.NamespaceMode_POD
+		}
+		if u.GetMode() != podMode {
+			return 0, errdefs.Invalid(fmt.Sprintf("%s.userns_options.mode %s: a container is in its pod's user namespace (mode %s)", field, u.GetMode(), podMode))
+		}
+		if pod.UserNS != nil && (len(u.GetUids()) > 0 || len(u.GetGids()) > 0) {
+			if got := userNSFrom(o); got == nil || !slices.Equal(got.UIDs, pod.UserNS.UIDs) || !slices.Equal(got.GIDs, pod.UserNS.GIDs) {
+				return 0, errdefs.Invalid(field + ".userns_options: the mappings differ from the pod's")
+			}
+		}
 	}
 	return pid, nil
 }
@@ -112,7 +126,10 @@ func checkPodNamespaces(o *runtimeapi.NamespaceOption) error {
 // container joins the pod's UTS namespace, where the sandbox set it. The
 // modes were checked by ValidatePod and ValidateContainer; what can still
 // fail is a namespace the pod does not have.
-func containerNamespaces(pod *Pod, pid runtimeapi.NamespaceMode, ns SandboxNamespaces, target string) (Opt, error) {
+//
+// idmapped are mount destinations already idmapped for the pod's user
+// namespace (image volumes, mapped by berth).
+func containerNamespaces(pod *Pod, pid runtimeapi.NamespaceMode, ns SandboxNamespaces, target string, idmapped map[string]bool) (Opt, error) {
 	var opts []Opt
 	if pod.Network == runtimeapi.NamespaceMode_NODE {
 		// Host network pods also use the host's UTS namespace (hostname).
@@ -150,5 +167,38 @@ func containerNamespaces(pod *Pod, pid runtimeapi.NamespaceMode, ns SandboxNames
 	default: // CONTAINER
 		opts = append(opts, WithNamespace(specs.PIDNamespace, ""))
 	}
+	if pod.UserNS != nil {
+		if ns.User == "" {
+			return nil, errdefs.Precondition("the pod sandbox has no user namespace to join")
+		}
+		opts = append(opts, WithUserNamespace(ns.User, pod.UserNS, idmapped))
+	}
 	return func(s *specs.Spec) error { return Apply(s, opts...) }, nil
+}
+
+// WithUserNamespace puts the process in the pod's user namespace at path,
+// with its mappings, and idmaps every bind mount the spec has so far with
+// them, so files keep their on-disk owners (a file owned by 0 on the host
+// is root's inside). Mounts already idmapped (image volumes, mapped by
+// berth) and non-bind mounts (proc, sysfs, tmpfs: made in the namespace)
+// are left alone. Apply it after the mounts.
+func WithUserNamespace(path string, u *UserNS, idmapped map[string]bool) Opt {
+	return func(s *specs.Spec) error {
+		if err := WithNamespace(specs.UserNamespace, path)(s); err != nil {
+			return err
+		}
+		s.Linux.UIDMappings = slices.Clone(u.UIDs)
+		s.Linux.GIDMappings = slices.Clone(u.GIDs)
+		for i := range s.Mounts {
+			m := &s.Mounts[i]
+			if m.Type != "bind" || idmapped[m.Destination] {
+				continue
+			}
+			m.UIDMappings = slices.Clone(u.UIDs)
+			m.GIDMappings = slices.Clone(u.GIDs)
+			// ridmap: the mounts below a volume are mapped too.
+			m.Options = append(m.Options, "ridmap")
+		}
+		return nil
+	}
 }

@@ -938,7 +938,7 @@ func TestOSHostDevices(t *testing.T) {
 
 func withCRIMounts(mounts []*runtimeapi.Mount, o MountOptions) Opt {
 	return func(s *specs.Spec) error {
-		m, prop, err := bindMounts(mounts, o)
+		m, _, prop, err := bindMounts(mounts, o)
 		if err != nil {
 			return err
 		}
@@ -1024,5 +1024,5 @@ func criNamespaces(podOpts, o *runtimeapi.NamespaceOption, ns SandboxNamespaces,
 	if err != nil {
 		return nil, err
 	}
-	return containerNamespaces(pod, pid, ns, target)
+	return containerNamespaces(pod, pid, ns, target, nil)
 }

@@ -9,7 +9,9 @@ package spec
 
 import (
 	"context"
+	"fmt"
 	"path"
+	"slices"
 	"strconv"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -73,6 +75,8 @@ type SandboxNamespaces struct {
 	IPC string
 	UTS string
 	PID string // the pause process's PID namespace, set only when the pod shares one
+	// User is the pod's user namespace, set only for a pod in one.
+	User string
 }
 
 // HostFS is the host access spec generation needs. OSHost is the real one;
@@ -120,6 +124,11 @@ type HostConfig struct {
 	CgroupNamespace bool
 	// RecursiveReadOnlyMounts says the OCI runtime and kernel support "rro".
 	RecursiveReadOnlyMounts bool
+	// MountOptions are the mount options the handler's runtime accepts
+	// (CRI mount_options are checked against them); nil: none are.
+	MountOptions []string
+	// UserNamespaces says the handler runs pods in user namespaces.
+	UserNamespaces bool
 	// PrivilegedWithoutHostDevices keeps the host's devices out of
 	// privileged containers (the handler's privileged_without_host_devices).
 	PrivilegedWithoutHostDevices bool
@@ -174,6 +183,10 @@ type ContainerInput struct {
 	// TargetPIDNamespace is the PID namespace file of the target container
 	// for namespace_options.pid = TARGET.
 	TargetPIDNamespace string
+	// ImageVolumeSources are the host paths of the container's image
+	// volumes (Container.ImageVolumes, in order): the mounted image, at its
+	// sub path.
+	ImageVolumeSources []string
 	// Pod files bind mounted into the container; empty means not mounted.
 	HostsPath, ResolvPath, HostnamePath, ShmPath string
 	CgroupsPath                                  string
@@ -295,6 +308,15 @@ func GenerateContainer(ctx context.Context, in *ContainerInput) (*specs.Spec, er
 		hostname = host.NodeHostname
 	}
 	userstr := c.User.userString(in.Image.User)
+	if len(in.ImageVolumeSources) != len(c.ImageVolumes) {
+		return nil, fmt.Errorf("%d image volumes but %d mounted images", len(c.ImageVolumes), len(in.ImageVolumeSources))
+	}
+	mounts := slices.Clone(c.Mounts)
+	idmapped := map[string]bool{}
+	for i, v := range c.ImageVolumes {
+		mounts[v.Mount].Source = in.ImageVolumeSources[i]
+		idmapped[mounts[v.Mount].Destination] = true
+	}
 	opts := []Opt{
 		WithProcessArgs(cfg.GetCommand(), cfg.GetArgs(), in.Image.Entrypoint, in.Image.Cmd),
 		WithDefaultPathEnv(),
@@ -312,7 +334,7 @@ func GenerateContainer(ctx context.Context, in *ContainerInput) (*specs.Spec, er
 		WithSupplementalGroups(c.SupplementalGroups),
 		WithCgroupMount(),
 		WithMounts(podFileMounts(in)),
-		WithMounts(c.Mounts),
+		WithMounts(mounts),
 		WithRootfsPropagation(c.RootfsPropagation),
 		WithMaskedPaths(c.MaskedPaths),
 		WithReadonlyPaths(c.ReadonlyPaths),
@@ -338,7 +360,7 @@ func GenerateContainer(ctx context.Context, in *ContainerInput) (*specs.Spec, er
 		WithOOMScoreAdj(c.Resources, host.OOMScoreAdjMin),
 		WithCgroupsPath(in.CgroupsPath),
 	)
-	nsOpt, err := containerNamespaces(pod, c.PIDMode, in.Namespaces, in.TargetPIDNamespace)
+	nsOpt, err := containerNamespaces(pod, c.PIDMode, in.Namespaces, in.TargetPIDNamespace, idmapped)
 	if err != nil {
 		return nil, err
 	}
@@ -393,6 +415,11 @@ func GenerateSandbox(in *SandboxInput) (*specs.Spec, error) {
 	}
 	adj := -998 // kubelet's sandbox score
 	uid := int64(defaultPauseUID)
+	if u := pod.UserNS; u != nil && (int64(u.UIDs[0].Size) <= uid || int64(u.GIDs[0].Size) <= uid) {
+		// 65535 is not mapped in a small user namespace: its root, which
+		// holds no capability there, runs the pause process instead.
+		uid = 0
+	}
 
 	opts := []Opt{
 		WithProcessArgs(args, nil, nil, nil),
@@ -420,6 +447,12 @@ func GenerateSandbox(in *SandboxInput) (*specs.Spec, error) {
 			return nil, errdefs.Invalid("sandbox has no IPC namespace path for a pod with its own IPC")
 		}
 		opts = append(opts, WithNamespace(specs.IPCNamespace, in.Namespaces.IPC))
+	}
+	if pod.UserNS != nil {
+		if in.Namespaces.User == "" {
+			return nil, errdefs.Invalid("sandbox has no user namespace path for a pod in one")
+		}
+		opts = append(opts, WithUserNamespace(in.Namespaces.User, pod.UserNS, nil))
 	}
 	opts = append(opts,
 		WithSeccomp(seccompProfile),

@@ -34,8 +34,10 @@ type Container struct {
 	MergeImageGroups   bool // supplemental_groups_policy Merge
 	Privileged         bool
 	Capabilities       Capabilities
-	// Mounts are the CRI bind mounts, checked against the host.
+	// Mounts are the CRI bind mounts, checked against the host. Those of
+	// ImageVolumes have their source filled in at generation.
 	Mounts            []specs.Mount
+	ImageVolumes      []ImageVolume
 	RootfsPropagation string
 	Devices           []Device
 	// Resources are checked (ranges, cgroup file names).
@@ -94,10 +96,11 @@ func ValidateContainer(cfg *runtimeapi.ContainerConfig, pod *Pod, host *HostConf
 		}
 	}
 	var err error
-	if c.Mounts, c.RootfsPropagation, err = bindMounts(cfg.GetMounts(), MountOptions{
+	if c.Mounts, c.ImageVolumes, c.RootfsPropagation, err = bindMounts(cfg.GetMounts(), MountOptions{
 		Stat:                    host.fs().Stat,
 		RecursiveReadOnlyMounts: host.RecursiveReadOnlyMounts,
 		Propagation:             host.propagation(),
+		Accepted:                host.MountOptions,
 	}); err != nil {
 		return nil, err
 	}

@@ -179,3 +179,86 @@ func TestValidatePod(t *testing.T) {
 		t.Fatalf("pause seccomp %+v, %v", p, err)
 	}
 }
+
+// CRI mount_options are checked against what the runtime accepts and end
+// up after berth's own bind options; unknown ones are refused by name.
+func TestValidateMountOptions(t *testing.T) {
+	accepted := []string{"ro", "rw", "noexec", "nodev", "nosuid", "rbind", "rprivate", "rnoexec"}
+	validate := func(opts []string, ro bool, accepted []string) (*Container, error) {
+		cfg := &runtimeapi.ContainerConfig{
+			Metadata: &runtimeapi.ContainerMetadata{Name: "c"},
+			Image:    &runtimeapi.ImageSpec{Image: "busybox"},
+			Mounts:   []*runtimeapi.Mount{{ContainerPath: "/data", HostPath: "/srv", Readonly: ro, MountOptions: opts}},
+		}
+		return ValidateContainer(cfg, ValidatedPod(&runtimeapi.PodSandboxConfig{}), &HostConfig{FS: fakeHost{paths: map[string]bool{"/srv": true}}, MountOptions: accepted})
+	}
+	c, err := validate([]string{"noexec", "nodev", "nosuid", "rnoexec"}, true, accepted)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(c.Mounts[0].Options, ","); got != "rbind,rprivate,ro,noexec,nodev,nosuid,rnoexec" {
+		t.Errorf("options = %s", got)
+	}
+	for _, tc := range []struct {
+		opts     []string
+		ro       bool
+		accepted []string
+		want     string
+	}{
+		{[]string{"noexec", "bogus"}, false, accepted, `unknown mount option "bogus"`},
+		{[]string{"rbind"}, false, accepted, `"rbind" is not allowed`},
+		{[]string{"rprivate"}, false, accepted, "propagation field"},
+		{[]string{"rw"}, true, accepted, "contradicts readonly"},
+		{[]string{"noexec"}, false, nil, "does not say which mount options"},
+	} {
+		_, err := validate(tc.opts, tc.ro, tc.accepted)
+		if !errdefs.IsInvalid(err) || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "mounts[0].mount_options") {
+			t.Errorf("mount_options %v: %v, want InvalidArgument with %q", tc.opts, err, tc.want)
+		}
+	}
+}
+
+// userns_options: POD with kubelet's mappings on a handler that supports
+// it; what kubelet never sends is refused naming the field.
+func TestValidatePodUserNS(t *testing.T) {
+	m := func(c, h, l uint32) *runtimeapi.IDMapping {
+		return &runtimeapi.IDMapping{ContainerId: c, HostId: h, Length: l}
+	}
+	pod := func(u *runtimeapi.UserNamespace) *runtimeapi.PodSandboxConfig {
+		return &runtimeapi.PodSandboxConfig{
+			Metadata: &runtimeapi.PodSandboxMetadata{Name: "p", Namespace: "n", Uid: "u"},
+			Linux: &runtimeapi.LinuxPodSandboxConfig{SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{
+				NamespaceOptions: &runtimeapi.NamespaceOption{UsernsOptions: u},
+			}},
+		}
+	}
+	ok := &HostConfig{UserNamespaces: true}
+	p, err := ValidatePod(pod(&runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_POD, Uids: []*runtimeapi.IDMapping{m(0, 65536, 65536)}, Gids: []*runtimeapi.IDMapping{m(0, 131072, 65536)}}), ok)
+	if err != nil || p.UserNS == nil || p.UserNS.RootUID() != 65536 || p.UserNS.RootGID() != 131072 {
+		t.Fatalf("POD: %+v, %v", p, err)
+	}
+	if p, err := ValidatePod(pod(&runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_NODE}), ok); err != nil || p.UserNS != nil {
+		t.Errorf("NODE: %+v, %v", p, err)
+	}
+	one := []*runtimeapi.IDMapping{m(0, 65536, 65536)}
+	for name, tc := range map[string]struct {
+		u    *runtimeapi.UserNamespace
+		host *HostConfig
+		want string
+	}{
+		"no support":    {&runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_POD, Uids: one, Gids: one}, &HostConfig{}, "does not support"},
+		"container":     {&runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_CONTAINER}, ok, "CONTAINER"},
+		"target":        {&runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_TARGET}, ok, "TARGET"},
+		"two":           {&runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_POD, Uids: []*runtimeapi.IDMapping{m(0, 65536, 10), m(10, 70000, 10)}, Gids: one}, ok, "uids: want exactly one"},
+		"not from 0":    {&runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_POD, Uids: one, Gids: []*runtimeapi.IDMapping{m(1, 65536, 10)}}, ok, "gids: the mapping must start at container id 0"},
+		"host root":     {&runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_POD, Uids: []*runtimeapi.IDMapping{m(0, 0, 10)}, Gids: one}, ok, "host id 0"},
+		"empty":         {&runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_POD, Uids: []*runtimeapi.IDMapping{m(0, 5, 0)}, Gids: one}, ok, "length is 0"},
+		"overflow":      {&runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_POD, Uids: []*runtimeapi.IDMapping{m(0, 1<<32-10, 100)}, Gids: one}, ok, "overflow"},
+		"node with map": {&runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_NODE, Uids: one}, ok, "NODE"},
+	} {
+		_, err := ValidatePod(pod(tc.u), tc.host)
+		if err == nil || !strings.Contains(err.Error(), "userns_options") || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want an error naming userns_options with %q", name, err, tc.want)
+		}
+	}
+}

@@ -43,7 +43,7 @@ func BenchmarkExecSync(b *testing.B) {
 	var floor []time.Duration
 	for i := 0; i < min(b.N, 50); i++ {
 		t0 := time.Now()
-		if out, err := exec.Command("runc", "--root", root, "exec", id, "echo", "ok").CombinedOutput(); err != nil || string(out) != "ok\n" {
+		if out, err := exec.Command(framework.Runc(), "--root", root, "exec", id, "echo", "ok").CombinedOutput(); err != nil || string(out) != "ok\n" {
 			b.Fatalf("runc exec: %v: %s", err, out)
 		}
 		floor = append(floor, time.Since(t0))

@@ -47,7 +47,7 @@ func TestCrashWindows(t *testing.T) {
 	ctx := framework.Ctx(t)
 	runc := func(args ...string) {
 		t.Helper()
-		if out, err := exec.Command("runc", append([]string{"--root", d.RuncRoot()}, args...)...).CombinedOutput(); err != nil {
+		if out, err := exec.Command(framework.Runc(), append([]string{"--root", d.RuncRoot()}, args...)...).CombinedOutput(); err != nil {
 			t.Fatalf("runc %v: %v: %s", args, err, out)
 		}
 	}

@@ -202,7 +202,11 @@ func runtimeList(t *testing.T, d *framework.Daemon, handler string) []string {
 	if _, err := os.Stat(root); os.IsNotExist(err) {
 		return nil
 	}
-	out, err := exec.Command("runc", "--root", root, "list", "-q").CombinedOutput()
+	bin := "runc" // the faulty handler wraps the runc on PATH
+	if handler == "runc" {
+		bin = framework.Runc()
+	}
+	out, err := exec.Command(bin, "--root", root, "list", "-q").CombinedOutput()
 	if err != nil {
 		t.Fatalf("runc --root %s list: %v: %s", root, err, out)
 	}

@@ -26,21 +26,30 @@ const nobody = 65534
 // asNobody runs argv as uid and gid 65534 with no supplementary groups (and
 // so no capabilities) and returns its combined output.
 func asNobody(argv ...string) (string, error) {
+	return asUser(nobody, argv...)
+}
+
+// asUser runs argv as uid and gid id, with no supplementary groups.
+func asUser(id uint32, argv ...string) (string, error) {
 	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody, Groups: []uint32{}}}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: id, Gid: id, Groups: []uint32{}}}
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }
 
-// openDaemonDir makes the daemon's top dir traversable by everyone for the
-// test, as /var/lib and /run are: os.MkdirTemp makes it 0700, which alone
-// would hide everything below from other users.
+// openDaemonDir makes the daemon's top dir readable by everyone for the
+// test, as /var/lib and /run are. The daemon's top dir is not berthd's:
+// it stands in for /run and /var/lib (the framework makes it 0711 so that
+// <state_dir>-userns beside the state dir is reachable, as under /run).
 func openDaemonDir(t *testing.T, d *framework.Daemon) {
 	t.Helper()
+	// Restored as it was: a shared daemon's later pods in user namespaces
+	// still need to reach <state_dir>-userns.
+	before := perm(t, d.Dir)
 	if err := os.Chmod(d.Dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = os.Chmod(d.Dir, 0o700) })
+	t.Cleanup(func() { _ = os.Chmod(d.Dir, before) })
 }
 
 func perm(t *testing.T, p string) os.FileMode {
@@ -123,6 +132,142 @@ func TestHardeningStateDirsRootOnly(t *testing.T) {
 	user.Linux.SecurityContext.RunAsUser = &runtimeapi.Int64Value{Value: 1000}
 	if st, out := runToExit(t, d, podID, pod, user); st.ExitCode != 0 || !strings.HasSuffix(out, "ok") {
 		t.Errorf("a uid 1000 container: exit %d, output %q", st.ExitCode, out)
+	}
+}
+
+// TestHardeningUserNSDirs: pods in user namespaces keep berth's state and
+// root dirs root-only (their remapped root reaches only its own rootfs
+// mount points, in <state_dir>-userns): neither uid 65534 nor the root of
+// another pod in a user namespace can list or enter them, nor read a
+// container's files, nor list the userns dir or enter a pod's entry.
+// Removing the pod removes its entries.
+func TestHardeningUserNSDirs(t *testing.T) {
+	d := framework.StartDaemon(t, framework.Options{})
+	openDaemonDir(t, d)
+	const rootA, rootB = usernsHost + 65536*4, usernsHost + 65536*5
+	mapping := func(host uint32) *runtimeapi.UserNamespace {
+		return usernsOptions(runtimeapi.NamespaceMode_POD, &runtimeapi.IDMapping{ContainerId: 0, HostId: host, Length: 65536})
+	}
+	run := func(name string, host uint32) (podID, id string) {
+		pod := d.PodConfig(t, name)
+		pod.Linux.SecurityContext.NamespaceOptions.UsernsOptions = mapping(host)
+		// A shared PID namespace: the pause process's rootfs is there too.
+		pod.Linux.SecurityContext.NamespaceOptions.Pid = runtimeapi.NamespaceMode_POD
+		podID = d.RunPod(t, pod)
+		cfg := framework.Sh("writer", "echo s3cret > /secret && chmod 0644 /secret && touch /ready && exec sleep 300")
+		cfg.Linux.SecurityContext.NamespaceOptions.UsernsOptions = mapping(host)
+		cfg.Linux.SecurityContext.NamespaceOptions.Pid = runtimeapi.NamespaceMode_POD
+		id = d.RunContainer(t, podID, pod, cfg)
+		return podID, id
+	}
+	podA, idA := run("userns-a", rootA)
+	podB, idB := run("userns-b", rootB)
+	usernsDir := d.StateDir + "-userns"
+	rootfsA := filepath.Join(usernsDir, idA, "rootfs")
+	if err := framework.WaitFor(10*time.Second, func() bool {
+		_, err := os.Stat(filepath.Join(rootfsA, "ready"))
+		return err == nil
+	}); err != nil {
+		t.Fatalf("the container did not write its file: %v", err)
+	}
+	files := []string{
+		filepath.Join(d.Root, "containers", idA, "upper", "secret"), // the writable layer
+		filepath.Join(rootfsA, "secret"),                            // the mounted rootfs
+	}
+	for _, f := range files {
+		if b, err := os.ReadFile(f); err != nil || strings.TrimSpace(string(b)) != "s3cret" {
+			t.Fatalf("root reading %s: %q, %v (the control case must pass)", f, b, err)
+		}
+	}
+	// Pod A's own root reaches its rootfs: what runc needs, and the
+	// control for the refusals below.
+	if out, err := asUser(rootA, "/bin/cat", files[1]); err != nil || strings.TrimSpace(out) != "s3cret" {
+		t.Errorf("pod A's root reading its own rootfs %s: %v, %q", files[1], err, out)
+	}
+	for _, who := range []uint32{nobody, rootB} {
+		for _, f := range files {
+			if out, err := asUser(who, "/bin/cat", f); err == nil || !strings.Contains(out, "Permission denied") {
+				t.Errorf("uid %d read a container's file %s: err %v, output %q", who, f, err, out)
+			}
+		}
+		// Neither listed nor entered.
+		for _, dir := range []string{
+			d.Root, d.StateDir, filepath.Join(d.StateDir, "containers"), filepath.Join(d.StateDir, "sandboxes"),
+			filepath.Join(d.StateDir, "containers", idA), filepath.Join(d.StateDir, "sandboxes", podA),
+			filepath.Join(usernsDir, idA), filepath.Join(usernsDir, podA),
+		} {
+			if out, err := asUser(who, "/bin/ls", dir); err == nil || !strings.Contains(out, "Permission denied") {
+				t.Errorf("uid %d listed %s: err %v, output %q", who, dir, err, out)
+			}
+			if out, err := asUser(who, "/bin/sh", "-c", "cd "+dir); err == nil {
+				t.Errorf("uid %d entered %s: output %q", who, dir, out)
+			}
+		}
+		// The userns dir is searchable, never listable.
+		if out, err := asUser(who, "/bin/ls", usernsDir); err == nil || !strings.Contains(out, "Permission denied") {
+			t.Errorf("uid %d listed %s: err %v, output %q", who, usernsDir, err, out)
+		}
+	}
+	for _, dir := range []string{
+		d.Root, d.StateDir, filepath.Join(d.StateDir, "containers"), filepath.Join(d.StateDir, "sandboxes"),
+		filepath.Join(d.StateDir, "containers", idA), filepath.Join(d.StateDir, "sandboxes", podA),
+	} {
+		if m := perm(t, dir); m != 0o700 {
+			t.Errorf("%s has mode %#o with pods in user namespaces running, want 0700", dir, m)
+		}
+	}
+	if m := perm(t, usernsDir); m != 0o711 {
+		t.Errorf("%s has mode %#o, want 0711", usernsDir, m)
+	}
+	for _, id := range []string{idA, podA} {
+		fi, err := os.Stat(filepath.Join(usernsDir, id))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st := fi.Sys().(*syscall.Stat_t); fi.Mode().Perm() != 0o710 || st.Uid != 0 || st.Gid != rootA {
+			t.Errorf("%s: %v %d:%d, want 0710 root:%d", filepath.Join(usernsDir, id), fi.Mode(), st.Uid, st.Gid, rootA)
+		}
+	}
+
+	// Removing a pod removes its entries; the other pod's stay.
+	for _, id := range []string{podA} {
+		if _, err := d.Runtime.StopPodSandbox(framework.Ctx(t), &runtimeapi.StopPodSandboxRequest{PodSandboxId: id}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := d.Runtime.RemovePodSandbox(framework.Ctx(t), &runtimeapi.RemovePodSandboxRequest{PodSandboxId: id}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, id := range []string{idA, podA} {
+		if _, err := os.Lstat(filepath.Join(usernsDir, id)); !os.IsNotExist(err) {
+			t.Errorf("%s after RemovePodSandbox: %v, want it gone", filepath.Join(usernsDir, id), err)
+		}
+	}
+	for _, id := range []string{idB, podB} {
+		if _, err := os.Lstat(filepath.Join(usernsDir, id)); err != nil {
+			t.Errorf("pod B's %s: %v", id, err)
+		}
+	}
+
+	// A leftover entry (a crash between steps) goes at the next start;
+	// a loosened userns dir is tightened.
+	d.Stop(t)
+	stray := filepath.Join(usernsDir, strings.Repeat("ab", 32))
+	if err := os.MkdirAll(filepath.Join(stray, "rootfs"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(usernsDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	d.Restart(t)
+	if _, err := os.Lstat(stray); !os.IsNotExist(err) {
+		t.Errorf("leftover %s after a restart: %v, want it removed", stray, err)
+	}
+	if m := perm(t, usernsDir); m != 0o711 {
+		t.Errorf("after restart %s has mode %#o, want 0711", usernsDir, m)
+	}
+	if st := d.ContainerStatus(t, idB); st.State != runtimeapi.ContainerState_CONTAINER_RUNNING {
+		t.Errorf("pod B's container is %v after the restart, want running", st.State)
 	}
 }
 

@@ -43,6 +43,43 @@ func TestRuntimeHandlersReported(t *testing.T) {
 		if h.Name == "runc" && !h.GetFeatures().GetRecursiveReadOnlyMounts() {
 			t.Errorf("runc handler does not report recursive read-only mounts (runc and this kernel support them)")
 		}
+		// berth's runc (hack/install.sh) has idmapped mounts, and this
+		// kernel idmaps tmpfs and the layers' filesystem; gVisor's sandbox
+		// is not wired for user namespaces.
+		if want := h.Name != "runsc"; h.GetFeatures().GetUserNamespaces() != want {
+			t.Errorf("handler %q reports user_namespaces %v, want %v", h.Name, h.GetFeatures().GetUserNamespaces(), want)
+		}
+	}
+	if !resp.GetFeatures().GetMountOptions() {
+		t.Errorf("Status.features.mount_options is false; every handler lists its mount options")
+	}
+}
+
+// TestDebianRuncHandler: the default runc handler runs berth's own runc
+// (hack/install.sh), and Debian's runc stays usable as a handler of its
+// own, without user namespaces (its 1.1.5 has no idmapped mounts).
+func TestDebianRuncHandler(t *testing.T) {
+	if _, err := exec.LookPath("/usr/sbin/runc"); err != nil {
+		t.Fatal("Debian's runc is missing: run hack/install.sh")
+	}
+	d := framework.StartDaemon(t, framework.Options{Config: "[runtimes.runc-debian]\npath = \"/usr/sbin/runc\"\n"})
+	resp, err := d.Runtime.Status(framework.Ctx(t), &runtimeapi.StatusRequest{Verbose: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(resp.Info["config"], framework.Runc()) || framework.Runc() == "runc" {
+		t.Errorf("the runc handler's path is not berth's runc %s: %s", framework.Runc(), resp.Info["config"])
+	}
+	for _, h := range resp.RuntimeHandlers {
+		if h.Name == "runc-debian" && h.GetFeatures().GetUserNamespaces() {
+			t.Errorf("Debian's runc 1.1.5 reports user namespaces")
+		}
+	}
+	pod := d.PodConfig(t, "debian-runc")
+	podID := runPodWithHandler(t, d, pod, "runc-debian")
+	st, out := runToExit(t, d, podID, pod, framework.Sh("hello", "echo hello from debian runc"))
+	if st.ExitCode != 0 || !strings.Contains(out, "hello from debian runc") {
+		t.Errorf("container under runc-debian: exit %d, output %q", st.ExitCode, out)
 	}
 }
 

@@ -209,6 +209,13 @@ func newDaemon(opts Options) (*Daemon, error) {
 		opts:         opts,
 	}
 	d.Bridge, d.Subnet = newTestNetwork()
+	// The daemon's top dir stands in for /run and /var/lib: searchable
+	// (os.MkdirTemp makes 0700), so that the remapped root of a pod in a
+	// user namespace reaches <state_dir>-userns beside the state dir. The
+	// state and root dirs in it stay 0700 (berthd makes them so).
+	if err := os.Chmod(dir, 0o711); err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(d.LogDir, 0o755); err != nil {
 		return nil, err
 	}

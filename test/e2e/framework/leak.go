@@ -12,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/berth-project/berth/internal/config"
 )
 
 // checkLeaks lists what is left of removed pods: mounts under the daemon's
@@ -160,6 +162,11 @@ func namesDir(cmdline []byte, dir string) bool {
 	return false
 }
 
+// Runc is the runc binary of berthd's default handler (berth's own from
+// hack/install.sh when installed), for inspecting its containers: an
+// older runc may not read a newer one's state.
+func Runc() string { return config.DefaultRuncPath() }
+
 // RuncRoot is runc's --root for this daemon.
 func (d *Daemon) RuncRoot() string { return filepath.Join(d.StateDir, "runtimes", "runc") }
 
@@ -168,7 +175,7 @@ func (d *Daemon) runcList() ([]string, error) {
 	if _, err := os.Stat(d.RuncRoot()); os.IsNotExist(err) {
 		return nil, nil
 	}
-	out, err := exec.Command("runc", "--root", d.RuncRoot(), "list", "-q").CombinedOutput()
+	out, err := exec.Command(Runc(), "--root", d.RuncRoot(), "list", "-q").CombinedOutput()
 	if err != nil {
 		return nil, fmt.Errorf("runc --root %s list: %v: %s", d.RuncRoot(), err, out)
 	}
@@ -257,7 +264,7 @@ func (d *Daemon) forceCleanup() {
 	}
 	ids, _ := d.runcList()
 	for _, id := range ids {
-		_ = exec.Command("runc", "--root", d.RuncRoot(), "delete", "--force", id).Run()
+		_ = exec.Command(Runc(), "--root", d.RuncRoot(), "delete", "--force", id).Run()
 	}
 	d.removeCgroups(true)
 	for _, m := range d.mounts() {
