@@ -23,6 +23,7 @@ import (
 	"github.com/berth-project/berth/internal/sandbox"
 	"github.com/berth-project/berth/internal/snapshot"
 	"github.com/berth-project/berth/internal/store"
+	"github.com/berth-project/berth/internal/usernsdir"
 )
 
 // fakeHandler is a runtime handler that plays runc under conmon in memory:
@@ -56,7 +57,7 @@ func newFakeHandler() *fakeHandler {
 }
 
 func (h *fakeHandler) Name() string                       { return "fake" }
-func (h *fakeHandler) Features() runtime.Features         { return runtime.Features{} }
+func (h *fakeHandler) Features() runtime.Features         { return runtime.Features{UserNamespaces: true} }
 func (h *fakeHandler) SpecSettings() runtime.SpecSettings { return runtime.SpecSettings{} }
 func (h *fakeHandler) PendingStarts() []int               { return nil }
 func (h *fakeHandler) List(context.Context) ([]runtime.State, error) {
@@ -375,6 +376,7 @@ type harness struct {
 	pods   *fakeSandboxes
 	rootfs *fakeRootfs
 	s      *Service
+	userns usernsdir.Dir
 }
 
 const testPod = "pod1"
@@ -415,6 +417,7 @@ func (h *harness) open() *Service {
 		Store: h.store, Root: filepath.Join(h.dir, "root"), StateDir: filepath.Join(h.dir, "state"),
 		Runtimes: fakeRuntimes{h.rt}, Sandboxes: h.pods, Images: fakeImages{&image.Image{ID: "sha256:abc", ChainIDs: []string{"sha256:l1"}}},
 		CgroupDriver: "cgroupfs", rootfs: h.rootfs, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		UsernsDir: h.userns,
 	})
 	if err != nil {
 		h.t.Fatal(err)
@@ -555,5 +558,67 @@ func eventually(t *testing.T, cond func() bool) {
 		if time.Now().After(deadline) {
 			t.Fatal("condition not met within 5s")
 		}
+	}
+}
+
+// TestUserNSRootfs: a container of a pod in a user namespace gets its
+// rootfs mount point in the userns dir, reachable by the pod's root group
+// only, while its bundle stays root-only; Remove takes the entry away, and
+// so does the clean-up of one left by a crash.
+func TestUserNSRootfs(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (chown)")
+	}
+	const podRoot = 65536 * 7
+	h := newHarness(t)
+	h.userns = usernsdir.New(filepath.Join(h.dir, "state-userns"))
+	if err := h.userns.Init(); err != nil {
+		t.Fatal(err)
+	}
+	h.s = h.open()
+	pod := h.pods.pods[testPod]
+	m := []*runtimeapi.IDMapping{{ContainerId: 0, HostId: podRoot, Length: 65536}}
+	pod.Config.Linux = &runtimeapi.LinuxPodSandboxConfig{SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{
+		NamespaceOptions: &runtimeapi.NamespaceOption{
+			Pid:           runtimeapi.NamespaceMode_CONTAINER,
+			UsernsOptions: &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_POD, Uids: m, Gids: m},
+		},
+	}}
+	pod.Namespaces["user"] = filepath.Join(h.dir, "userns")
+
+	id := h.create("c")
+	rootfs := filepath.Join(h.dir, "state-userns", id, "rootfs")
+	if !h.rootfs.IsMounted(rootfs) {
+		t.Fatalf("rootfs not mounted at %s (mounted: %v)", rootfs, h.rootfs.mounted)
+	}
+	fi, err := os.Stat(filepath.Dir(rootfs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := fi.Sys().(*syscall.Stat_t); fi.Mode().Perm() != 0o710 || st.Uid != 0 || st.Gid != podRoot {
+		t.Errorf("entry %v %d:%d, want 0710 root:%d", fi.Mode(), st.Uid, st.Gid, podRoot)
+	}
+	bundle := filepath.Join(h.dir, "state", "containers", id)
+	if fi, err := os.Stat(bundle); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("bundle %s: %v, %v; want 0700", bundle, fi.Mode(), err)
+	}
+	if err := h.s.Remove(context.Background(), id); err != nil {
+		t.Fatal(err)
+	}
+	if h.userns.Has(id) {
+		t.Errorf("entry of removed container %s is still there", id)
+	}
+
+	// A crash left a bundle and an entry, and no record.
+	const stray = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+	if err := os.MkdirAll(filepath.Join(h.dir, "state", "containers", stray), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.userns.Make(stray, podRoot, podRoot, false); err != nil {
+		t.Fatal(err)
+	}
+	h.s = h.open()
+	if h.userns.Has(stray) {
+		t.Error("orphan's entry survived the start-up clean-up")
 	}
 }

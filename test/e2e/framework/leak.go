@@ -45,6 +45,12 @@ func (d *Daemon) checkLeaks(running bool) []string {
 	}
 	leaks = append(leaks, d.cgroupLeaks()...)
 	leaks = append(leaks, d.networkLeaks()...)
+	// The rootfs mount points of pods in user namespaces go with them.
+	if entries, err := os.ReadDir((&config.Config{StateDir: d.StateDir}).UsernsDir()); err == nil {
+		for _, e := range entries {
+			leaks = append(leaks, "userns rootfs dir left: "+e.Name())
+		}
+	}
 	d.removeCgroups(false)
 	return leaks
 }
