@@ -5,18 +5,28 @@
 // small: one runs per such pod.
 //
 // Run by an OCI runtime (gVisor's pod sandbox), it only pauses: the
-// runtime isolated it. Started by berthd directly, as `berth-pause
-// --isolate` with BERTH_POD_DIR=<the pod dir> in its environment, in a new
-// PID and mount namespace and with fd 3 the write end of a pipe, it
-// isolates itself first (isolate) and writes "ok\n" or what failed to fd
-// 3, then closes every fd. The pod dir is in the environment, not the
-// command line, which the pod's containers can read.
+// runtime isolated it. Started by berthd directly it runs twice:
+//
+//   - `berth-pause --isolate`, as root, in a new PID and mount namespace,
+//     with BERTH_POD_DIR=<the pod dir> in its environment, fd 3 the write
+//     end of a pipe to berthd and fd 4 the sealed copy of its own binary
+//     it was started from: it replaces its root with an empty tmpfs,
+//     drops every privilege on its one locked thread and execs itself
+//     from fd 4 (isolate), so that the new image starts with those
+//     credentials on every thread; on failure it writes what failed to
+//     fd 3 and exits.
+//   - `berth-pause --isolated`: it becomes not dumpable, writes "ok\n" to
+//     fd 3, closes every fd and pauses.
+//
+// The pod dir is in the environment, not the command line, which the
+// pod's containers can read.
 package main
 
 import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime"
 	"syscall"
 	"unsafe"
 
@@ -28,25 +38,44 @@ import (
 const pauseID = 65535
 
 func main() {
+	if len(os.Args) == 2 && os.Args[1] == "--isolated" {
+		isolated()
+	}
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, syscall.SIGCHLD, syscall.SIGTERM, syscall.SIGINT)
 	if len(os.Args) == 2 && os.Args[1] == "--isolate" {
-		msg := "ok\n"
 		err := isolate(os.Getenv("BERTH_POD_DIR"))
-		if err != nil {
-			msg = err.Error()
-		}
-		unix.Write(3, []byte(msg))
-		if err != nil {
-			os.Exit(1)
-		}
-		// berthd reads until EOF: this close is the go-ahead.
-		if err := unix.CloseRange(0, ^uint(0), 0); err != nil {
-			for fd := 0; fd < 1024; fd++ {
-				unix.Close(fd)
-			}
+		// isolate returns only on failure.
+		unix.Write(statusFD, []byte(err.Error()))
+		os.Exit(1)
+	}
+	pause(sigs)
+}
+
+const (
+	statusFD = 3 // berthd's pipe
+	selfFD   = 4 // the binary berthd started, to exec again
+)
+
+// isolated is the second run: unprivileged already (the exec cleared the
+// dumpable flag's protection, so that first), it reports and closes every fd.
+func isolated() {
+	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
+		unix.Write(statusFD, []byte("set not dumpable: "+err.Error()))
+		os.Exit(1)
+	}
+	unix.Write(statusFD, []byte("ok\n"))
+	// berthd reads until EOF: this close is the go-ahead.
+	if err := unix.CloseRange(0, ^uint(0), 0); err != nil {
+		for fd := 0; fd < 1024; fd++ {
+			unix.Close(fd)
 		}
 	}
+}
+
+// pause reaps children (the PID namespace's orphans are its children)
+// until SIGTERM or SIGINT.
+func pause(sigs chan os.Signal) {
 	for sig := range sigs {
 		if sig != syscall.SIGCHLD {
 			os.Exit(0)
@@ -65,8 +94,9 @@ func main() {
 // open /proc/1/root, /proc/1/cwd or /proc/1/fd of the pod's PID 1 (the
 // pod's containers see it as such) finds an empty read-only tmpfs and no
 // files. Then it drops every privilege: no capabilities in any set, no
-// new privileges, uid and gid 65535, not dumpable (so /proc/<pid>/root,
-// cwd, fd, environ and ptrace need CAP_SYS_PTRACE even for its own uid).
+// new privileges, uid and gid 65535, and (in isolated, after the exec)
+// not dumpable, so /proc/<pid>/root, cwd, fd, environ and ptrace need
+// CAP_SYS_PTRACE even for its own uid.
 // The mount namespace is its own (berthd cloned it so), so its mounts
 // reach nobody else.
 func isolate(dir string) error {
@@ -93,23 +123,50 @@ func isolate(dir string) error {
 	if err := unix.Chdir("/"); err != nil {
 		return err
 	}
-	return dropPrivileges()
+	// Credentials are per thread, and the Go runtime has several: they
+	// are changed on this one only, which then execs. The new image
+	// starts with this thread's credentials on every thread it makes.
+	runtime.LockOSThread()
+	if err := dropPrivileges(); err != nil {
+		return err
+	}
+	return execSelf([]string{os.Args[0], "--isolated"}, os.Environ())
 }
 
-// dropPrivileges empties every capability set of every thread. Capability
-// sets and no_new_privs are per thread, and the Go runtime has several, so
-// those calls go to all of them (AllThreadsSyscall; berth-pause is built
-// without cgo). Set*id in package syscall already do.
+// execSelf execs the binary at selfFD (execveat, AT_EMPTY_PATH: its path
+// is gone with the host's root); it returns only on failure.
+func execSelf(args, env []string) error {
+	empty, err := unix.BytePtrFromString("")
+	if err != nil {
+		return err
+	}
+	argv, err := syscall.SlicePtrFromStrings(args)
+	if err != nil {
+		return err
+	}
+	envv, err := syscall.SlicePtrFromStrings(env)
+	if err != nil {
+		return err
+	}
+	_, _, e := unix.Syscall6(unix.SYS_EXECVEAT, selfFD, uintptr(unsafe.Pointer(empty)),
+		uintptr(unsafe.Pointer(&argv[0])), uintptr(unsafe.Pointer(&envv[0])), unix.AT_EMPTY_PATH, 0)
+	return fmt.Errorf("exec berth-pause again: %w", e)
+}
+
+// dropPrivileges empties every capability set of the calling thread, sets
+// no_new_privs and makes it uid and gid 65535, with raw system calls (the
+// package syscall wrappers of setresuid and the like change every thread,
+// at a stop of the world each: ~10 ms for the 41 capabilities alone).
 func dropPrivileges() error {
-	allThreads := func(what string, trap, a1, a2, a3 uintptr) error {
-		if _, _, e := syscall.AllThreadsSyscall(trap, a1, a2, a3); e != 0 {
+	prctl := func(what string, op, arg uintptr) error {
+		if _, _, e := unix.RawSyscall(unix.SYS_PRCTL, op, arg, 0); e != 0 {
 			return fmt.Errorf("%s: %w", what, e)
 		}
 		return nil
 	}
 	// The bounding set first: dropping needs CAP_SETPCAP, gone below.
-	for c := 0; c <= 63; c++ {
-		_, _, e := syscall.AllThreadsSyscall(unix.SYS_PRCTL, unix.PR_CAPBSET_DROP, uintptr(c), 0)
+	for c := uintptr(0); c <= 63; c++ {
+		_, _, e := unix.RawSyscall(unix.SYS_PRCTL, unix.PR_CAPBSET_DROP, c, 0)
 		if e == unix.EINVAL {
 			break // past the kernel's last capability
 		}
@@ -117,31 +174,27 @@ func dropPrivileges() error {
 			return fmt.Errorf("drop capability %d from the bounding set: %w", c, e)
 		}
 	}
-	if err := allThreads("clear ambient capabilities", unix.SYS_PRCTL, unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0); err != nil {
+	if err := prctl("clear ambient capabilities", unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL); err != nil {
 		return err
 	}
-	if err := allThreads("set no_new_privs", unix.SYS_PRCTL, unix.PR_SET_NO_NEW_PRIVS, 1, 0); err != nil {
+	if err := prctl("set no_new_privs", unix.PR_SET_NO_NEW_PRIVS, 1); err != nil {
 		return err
 	}
-	if err := syscall.Setgroups(nil); err != nil {
-		return fmt.Errorf("setgroups: %w", err)
+	if _, _, e := unix.RawSyscall(unix.SYS_SETGROUPS, 0, 0, 0); e != 0 {
+		return fmt.Errorf("setgroups: %w", e)
 	}
-	if err := syscall.Setresgid(pauseID, pauseID, pauseID); err != nil {
-		return fmt.Errorf("setresgid: %w", err)
+	if _, _, e := unix.RawSyscall(unix.SYS_SETRESGID, pauseID, pauseID, pauseID); e != 0 {
+		return fmt.Errorf("setresgid: %w", e)
 	}
 	// Leaving uid 0 clears the permitted, effective and ambient sets.
-	if err := syscall.Setresuid(pauseID, pauseID, pauseID); err != nil {
-		return fmt.Errorf("setresuid: %w", err)
+	if _, _, e := unix.RawSyscall(unix.SYS_SETRESUID, pauseID, pauseID, pauseID); e != 0 {
+		return fmt.Errorf("setresuid: %w", e)
 	}
 	// What remains is the inheritable set.
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
 	var data [2]unix.CapUserData
-	if _, _, e := syscall.AllThreadsSyscall(unix.SYS_CAPSET, uintptr(unsafe.Pointer(&hdr)), uintptr(unsafe.Pointer(&data[0])), 0); e != 0 {
+	if _, _, e := unix.RawSyscall(unix.SYS_CAPSET, uintptr(unsafe.Pointer(&hdr)), uintptr(unsafe.Pointer(&data[0])), 0); e != 0 {
 		return fmt.Errorf("clear capabilities: %w", e)
-	}
-	// After the uid change, which resets it.
-	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
-		return fmt.Errorf("set not dumpable: %w", err)
 	}
 	return nil
 }

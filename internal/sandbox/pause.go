@@ -81,8 +81,12 @@ func (s *Service) hasPauseBundle(p *Sandbox) bool {
 
 // directPause says whether pod p's pause process is started by berthd
 // itself rather than by its runtime handler.
-func (s *Service) directPause(p *Sandbox, h runtime.Handler) bool {
-	return p.SharedPID() && !h.Features().PodSandbox && s.cfg.CgroupDriver != cgroups.DriverSystemd
+func (s *Service) directPause(p *Sandbox) bool {
+	if !p.SharedPID() || s.cfg.CgroupDriver == cgroups.DriverSystemd {
+		return false
+	}
+	h, err := s.cfg.Runtimes.Handler(p.RuntimeHandler)
+	return err == nil && !h.Features().PodSandbox
 }
 
 func (s *Service) pauseCgroupsPath(p *Sandbox) (string, error) {
@@ -93,9 +97,6 @@ func (s *Service) startPause(ctx context.Context, p *Sandbox, pod *spec.Pod) (er
 	rt, err := s.cfg.Runtimes.Handler(p.RuntimeHandler)
 	if err != nil {
 		return err
-	}
-	if s.directPause(p, rt) {
-		return s.startDirectPause(ctx, p)
 	}
 	if s.cfg.PauseBinary == "" {
 		return errors.New("pods sharing a PID namespace need berth-pause, which was not found next to berthd or on PATH (run hack/install.sh)")

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 
 	"github.com/berth-project/berth/internal/cgroups"
 )
@@ -63,16 +64,17 @@ func (s *Service) readPauseRecord(p *Sandbox) (rec pauseRecord, ok bool, err err
 }
 
 // startDirectPause starts pod p's pause process without the runtime, in
-// its cgroup and pinned namespaces, and pins its PID namespace. What it did
-// is undone when it fails.
-func (s *Service) startDirectPause(ctx context.Context, p *Sandbox) (err error) {
+// its cgroup and the pinned namespaces ns, and pins its PID namespace,
+// whose pin it returns. What it did is undone when it fails. It runs
+// beside the pod's network setup, so it reads nothing of p that changes.
+func (s *Service) startDirectPause(ctx context.Context, p *Sandbox, ns map[string]string) (pidns string, err error) {
 	cg, err := s.pauseCgroupsPath(p)
 	if err != nil {
-		return err
+		return "", err
 	}
 	rec := pauseRecord{Cgroup: cg}
 	if err := s.writePauseRecord(p, rec); err != nil {
-		return err
+		return "", err
 	}
 	defer func() {
 		if err != nil {
@@ -91,25 +93,51 @@ func (s *Service) startDirectPause(ctx context.Context, p *Sandbox) (err error) 
 	if m := s.cfg.Host.OOMScoreAdjMin; m != nil && *m > adj {
 		adj = *m
 	}
+	rec.PauseProc, err = s.pauser.Start(ctx, PauseRequest{Dir: p.Dir(s.cfg.StateDir), Namespaces: ns, Cgroup: cg, OOMScoreAdj: adj})
+	if err != nil {
+		return "", fmt.Errorf("start pause process: %w", err)
+	}
+	if err := s.writePauseRecord(p, rec); err != nil {
+		return "", err
+	}
+	pidns = filepath.Join(p.Dir(s.cfg.StateDir), "pidns")
+	if err := s.cfg.mounts.bindNamespace(fmt.Sprintf("/proc/%d/ns/pid", rec.PID), pidns); err != nil {
+		return "", err
+	}
+	return pidns, nil
+}
+
+// startDirectPauseAsync starts pod p's pause process beside what create
+// does next (the network: CNI's ADD takes longer than the pause process's
+// start); wait returns its outcome and records its PID namespace in p.
+// wait must be called, also when create fails, before p is torn down.
+func (s *Service) startDirectPauseAsync(ctx context.Context, p *Sandbox) (wait func() error) {
 	ns := map[string]string{}
 	for _, k := range []string{"net", "ipc", "uts"} {
 		if path := p.Namespaces[k]; path != "" {
 			ns[k] = path
 		}
 	}
-	rec.PauseProc, err = s.pauser.Start(ctx, PauseRequest{Dir: p.Dir(s.cfg.StateDir), Namespaces: ns, Cgroup: cg, OOMScoreAdj: adj})
-	if err != nil {
-		return fmt.Errorf("start pause process: %w", err)
+	type result struct {
+		pidns string
+		err   error
 	}
-	if err := s.writePauseRecord(p, rec); err != nil {
+	ch := make(chan result, 1)
+	go func() {
+		pidns, err := s.startDirectPause(ctx, p, ns)
+		ch <- result{pidns, err}
+	}()
+	var once sync.Once
+	var err error
+	return func() error {
+		once.Do(func() {
+			r := <-ch
+			if err = r.err; err == nil {
+				p.Namespaces["pid"] = r.pidns
+			}
+		})
 		return err
 	}
-	pidns := filepath.Join(p.Dir(s.cfg.StateDir), "pidns")
-	if err := s.cfg.mounts.bindNamespace(fmt.Sprintf("/proc/%d/ns/pid", rec.PID), pidns); err != nil {
-		return err
-	}
-	p.Namespaces["pid"] = pidns
-	return nil
 }
 
 // stopDirectPause kills pod p's pause process (and so every process left

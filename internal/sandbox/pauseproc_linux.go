@@ -79,6 +79,40 @@ type hostPauser struct {
 
 	mu   sync.Mutex
 	done map[PauseProc]chan struct{} // closed once reaped
+	// image is a sealed in-memory copy of binary, made at the first start,
+	// which every pause process runs from: its /proc/<pid>/exe reaches no
+	// file of the host's that a container could open for writing once it
+	// exits (the runc CVE-2019-5736 pattern), and its pages are shared.
+	image *os.File
+}
+
+// sealedImage returns the sealed copy of the berth-pause binary.
+func (h *hostPauser) sealedImage() (*os.File, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.image != nil {
+		return h.image, nil
+	}
+	src, err := os.Open(h.binary)
+	if err != nil {
+		return nil, fmt.Errorf("open berth-pause: %w", err)
+	}
+	defer src.Close()
+	fd, err := unix.MemfdCreate(pauseName, unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+	if err != nil {
+		return nil, fmt.Errorf("copy berth-pause into memory: %w", err)
+	}
+	img := os.NewFile(uintptr(fd), "memfd:"+pauseName)
+	if _, err := io.Copy(img, src); err != nil {
+		img.Close()
+		return nil, fmt.Errorf("copy berth-pause into memory: %w", err)
+	}
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, unix.F_SEAL_SEAL|unix.F_SEAL_SHRINK|unix.F_SEAL_GROW|unix.F_SEAL_WRITE); err != nil {
+		img.Close()
+		return nil, fmt.Errorf("seal the copy of berth-pause: %w", err)
+	}
+	h.image = img
+	return img, nil
 }
 
 func newHostPauser(binary string, log *slog.Logger) *hostPauser {
@@ -89,23 +123,30 @@ func (h *hostPauser) Start(ctx context.Context, req PauseRequest) (PauseProc, er
 	if h.binary == "" {
 		return PauseProc{}, errors.New("pods sharing a PID namespace need berth-pause, which was not found next to berthd or on PATH (run hack/install.sh)")
 	}
+	img, err := h.sealedImage()
+	if err != nil {
+		return PauseProc{}, err
+	}
 	r, w, err := os.Pipe()
 	if err != nil {
 		return PauseProc{}, err
 	}
 	defer r.Close()
-	cmd := exec.Command(h.binary, "--isolate")
+	// The image is the child's fd 4 (it execs itself again from there).
+	cmd := exec.Command("/proc/self/fd/4", "--isolate")
 	// What the pod's containers read in /proc/1/cmdline: no host path.
 	cmd.Args[0] = pauseName
 	cmd.Dir = "/"
-	cmd.Env = []string{pauseDirEnv + "=" + req.Dir}
-	cmd.ExtraFiles = []*os.File{w}
+	// One P: it does nothing in parallel, and each P costs memory.
+	cmd.Env = []string{pauseDirEnv + "=" + req.Dir, "GOMAXPROCS=1"}
+	cmd.ExtraFiles = []*os.File{w, img}
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Cloneflags: unix.CLONE_NEWPID | unix.CLONE_NEWNS,
 		// Its own session: a terminal's ^C to berthd's process group must
 		// not end every shared-PID pod.
 		Setsid: true,
 	}
+	t0 := time.Now()
 	err = startInNamespaces(req.Namespaces, cmd.Start)
 	w.Close()
 	if err != nil {
@@ -137,9 +178,11 @@ func (h *hostPauser) Start(ctx context.Context, req PauseRequest) (PauseProc, er
 	if err != nil {
 		return fail(fmt.Errorf("read berth-pause's start time: %w", err))
 	}
+	t1 := time.Now()
 	if err := cgroups.Enter(req.Cgroup, pid, pauseCPUShares); err != nil {
 		return fail(err)
 	}
+	t2 := time.Now()
 	if err := os.WriteFile(fmt.Sprintf("/proc/%d/oom_score_adj", pid), []byte(strconv.Itoa(req.OOMScoreAdj)), 0); err != nil {
 		return fail(fmt.Errorf("set berth-pause's oom_score_adj: %w", err))
 	}
@@ -159,6 +202,7 @@ func (h *hostPauser) Start(ctx context.Context, req PauseRequest) (PauseProc, er
 		}
 		return fail(fmt.Errorf("berth-pause: %s", msg))
 	}
+	h.log.Debug("pause process started", "pid", pid, "fork", t1.Sub(t0), "cgroup", t2.Sub(t1), "setup", time.Since(t2))
 	return p, nil
 }
 
@@ -230,7 +274,7 @@ func (h *hostPauser) Find(podsDir string) map[string][]PauseProc {
 	out := map[string][]PauseProc{}
 	host.Find(func(proc host.Proc) bool {
 		args, err := proc.Cmdline()
-		if err != nil || len(args) != 2 || args[0] != pauseName || args[1] != "--isolate" {
+		if err != nil || len(args) != 2 || args[0] != pauseName || (args[1] != "--isolate" && args[1] != "--isolated") {
 			return false
 		}
 		dir, _, err := proc.Getenv(pauseDirEnv)

@@ -342,6 +342,13 @@ func (s *Service) create(ctx context.Context, id, key string, pod *spec.Pod, han
 		return err
 	}
 	steps.Done("namespaces")
+	direct := s.directPause(p)
+	var pauseStarted func() error
+	if direct {
+		pauseStarted = s.startDirectPauseAsync(ctx, p)
+		// Finished before the deferred teardown of a failed create.
+		defer pauseStarted()
+	}
 	if s.cfg.Network != nil && !p.HostNetwork {
 		var ips []string
 		// Assign, not declare: the deferred teardown below reads the
@@ -362,9 +369,14 @@ func (s *Service) create(ctx context.Context, id, key string, pod *spec.Pod, han
 		}
 		steps.Done("network")
 	}
-	// After the network: a gVisor sandbox takes the pod's interfaces over
-	// when it is made, and sees none that CNI adds later.
-	if s.needsPause(p) {
+	if direct {
+		if err := pauseStarted(); err != nil {
+			return err
+		}
+		steps.Done("pause")
+	} else if s.needsPause(p) {
+		// After the network: a gVisor sandbox takes the pod's interfaces
+		// over when it is made, and sees none that CNI adds later.
 		if err := s.startPause(ctx, p, pod); err != nil {
 			return err
 		}

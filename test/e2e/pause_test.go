@@ -79,7 +79,7 @@ true`))
 	}
 	kv := keyValues(strings.Split(out, "\n"))
 	want := map[string]string{
-		"cmd":  "berth-pause --isolate ",
+		"cmd":  "berth-pause --isolated ",
 		"Uid":  "65535 65535 65535 65535",
 		"Gid":  "65535 65535 65535 65535",
 		"root": "", "rootlink": "/", "cwd": "", "fd": "",
@@ -125,6 +125,13 @@ echo "zombies=$(cat /proc/[0-9]*/stat 2>/dev/null | awk '$3 == "Z"' | wc -l)"`))
 	pids := pausePIDs(t, podID)
 	if len(pids) != 1 {
 		t.Fatalf("pause processes of the pod on the host: %v, want one", pids)
+	}
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pids[0])); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(l, "Rss:") || strings.HasPrefix(l, "Pss:") {
+				t.Logf("pause process %s", strings.Join(strings.Fields(l), " "))
+			}
+		}
 	}
 	cg, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pids[0]))
 	if err != nil {
