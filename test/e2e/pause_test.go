@@ -197,3 +197,34 @@ func TestDirectPauseKill9(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestDirectPauseMemory logs what pause processes cost: the PSS of each of
+// ten (they share the pages of one sealed copy of the binary).
+func TestDirectPauseMemory(t *testing.T) {
+	d := framework.Shared(t)
+	var pids []int
+	for i := 0; i < 10; i++ {
+		_, podID := sharedPIDPod(t, d, fmt.Sprintf("pausemem%d", i))
+		pids = append(pids, pausePIDs(t, podID)...)
+	}
+	if len(pids) != 10 {
+		t.Fatalf("pause processes: %v, want ten", pids)
+	}
+	var pss, rss []string
+	for _, pid := range pids {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range strings.Split(string(b), "\n") {
+			f := strings.Fields(l)
+			if len(f) == 3 && f[0] == "Pss:" {
+				pss = append(pss, f[1])
+			}
+			if len(f) == 3 && f[0] == "Rss:" {
+				rss = append(rss, f[1])
+			}
+		}
+	}
+	t.Logf("10 pause processes: PSS kB %v, RSS kB %v", pss, rss)
+}
