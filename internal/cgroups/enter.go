@@ -21,15 +21,17 @@ func Enter(path string, pid int, shares uint64) error {
 		return fmt.Errorf("no cgroup hierarchy for %q", path)
 	}
 	for _, dir := range dirs {
-		if err := enterDir(dir, pid, shares); err != nil {
+		// The hierarchy's root: dir less the cgroup's path.
+		root := strings.TrimSuffix(dir, filepath.Clean("/"+path))
+		if err := enterDir(root, dir, pid, shares); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func enterDir(dir string, pid int, shares uint64) error {
-	if err := mkdirCgroup(dir); err != nil {
+func enterDir(root, dir string, pid int, shares uint64) error {
+	if err := mkdirCgroup(root, dir); err != nil {
 		return err
 	}
 	if shares != 0 {
@@ -49,32 +51,38 @@ func enterDir(dir string, pid int, shares uint64) error {
 	return nil
 }
 
-// mkdirCgroup makes dir and its missing parents. A v1 cpuset cgroup
-// starts with no cpus and mems, which refuses tasks: each one made gets
-// its parent's, as runc does.
-func mkdirCgroup(dir string) error {
+// mkdirCgroup makes dir and its missing parents below root (a
+// hierarchy's root directory). A v1 cpuset cgroup starts with no cpus and
+// mems, which refuses tasks: each one made gets its parent's, as runc does.
+func mkdirCgroup(root, dir string) error {
 	if _, err := os.Stat(dir); err == nil {
 		return nil
 	}
 	parent := filepath.Dir(dir)
-	if _, err := os.Stat(filepath.Join(parent, "cgroup.procs")); err != nil {
-		if !strings.HasPrefix(parent, "/sys/fs/cgroup/") && parent != "/sys/fs/cgroup" {
-			return fmt.Errorf("cgroup %s: parent is not a cgroup: %w", dir, err)
+	if parent != root {
+		if !strings.HasPrefix(parent, root+"/") {
+			return fmt.Errorf("cgroup %s is not below %s", dir, root)
 		}
-		if err := mkdirCgroup(parent); err != nil {
+		if err := mkdirCgroup(root, parent); err != nil {
 			return err
 		}
 	}
 	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
 		return fmt.Errorf("create cgroup %s: %w", dir, err)
 	}
+	return inheritCpuset(parent, dir)
+}
+
+// inheritCpuset gives the v1 cpuset cgroup dir, just made, its parent's
+// cpus and mems.
+func inheritCpuset(parent, dir string) error {
+	if _, err := os.Stat(filepath.Join(dir, "cgroup.controllers")); err == nil {
+		return nil // v2: an empty cpuset is the parent's
+	}
 	for _, f := range []string{"cpuset.cpus", "cpuset.mems"} {
 		cur, err := os.ReadFile(filepath.Join(dir, f))
 		if err != nil || strings.TrimSpace(string(cur)) != "" {
-			continue // not a v1 cpuset cgroup, or already set
-		}
-		if _, err := os.Stat(filepath.Join(dir, "cgroup.controllers")); err == nil {
-			continue // v2: empty means the parent's
+			continue // not a cpuset cgroup, or already set
 		}
 		val, err := os.ReadFile(filepath.Join(parent, f))
 		if err != nil {
