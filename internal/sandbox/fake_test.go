@@ -254,6 +254,22 @@ type fakePauser struct {
 	recorder
 	last    uint64
 	running map[PauseProc]string // -> pod id
+	exited  map[string]func()    // pod id -> the request's Exited
+}
+
+// exit ends pod id's pause process as if it exited by itself.
+func (f *fakePauser) exit(id string) {
+	f.mu.Lock()
+	for pp, pid := range f.running {
+		if pid == id {
+			delete(f.running, pp)
+		}
+	}
+	hook := f.exited[id]
+	f.mu.Unlock()
+	if hook != nil {
+		hook()
+	}
 }
 
 func (f *fakePauser) Start(ctx context.Context, req PauseRequest) (PauseProc, error) {
@@ -269,6 +285,10 @@ func (f *fakePauser) Start(ctx context.Context, req PauseRequest) (PauseProc, er
 	f.last++
 	pp := PauseProc{PID: os.Getpid(), StartTime: f.last}
 	f.running[pp] = id
+	if f.exited == nil {
+		f.exited = map[string]func(){}
+	}
+	f.exited[id] = req.Exited
 	return pp, nil
 }
 

@@ -464,3 +464,36 @@ func TestOlderBerthdPause(t *testing.T) {
 	}
 	h.assertNothingHeld()
 }
+
+// TestPauseExited: a pause process that exits by itself while berthd runs
+// leaves its pod NOTREADY, its network and namespaces released; stop and
+// removal then have nothing left to do but the record.
+func TestPauseExited(t *testing.T) {
+	ctx := context.Background()
+	h := newHarness(t)
+	id := h.run("web", true)
+	other := h.run("other", true)
+	h.pauser.exit(id)
+	p := h.get(id)
+	if p.State != NotReady || len(p.Namespaces) != 0 {
+		t.Errorf("pod whose pause process exited: %v %v, want not ready", p.State, p.Namespaces)
+	}
+	if stored, ok := h.stored(id); !ok || stored.State != NotReady {
+		t.Errorf("stored %v %v", stored.State, ok)
+	}
+	if h.net.attached[id] {
+		t.Errorf("network still attached")
+	}
+	if h.get(other).State != Ready {
+		t.Errorf("another pod changed")
+	}
+	for _, pid := range []string{id, other} {
+		if err := h.s.Stop(ctx, pid); err != nil {
+			t.Fatal(err)
+		}
+		if err := h.s.Remove(ctx, pid); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.assertNothingHeld()
+}

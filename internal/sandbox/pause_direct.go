@@ -93,7 +93,11 @@ func (s *Service) startDirectPause(ctx context.Context, p *Sandbox, ns map[strin
 	if m := s.cfg.Host.OOMScoreAdjMin; m != nil && *m > adj {
 		adj = *m
 	}
-	rec.PauseProc, err = s.pauser.Start(ctx, PauseRequest{Dir: p.Dir(s.cfg.StateDir), Namespaces: ns, Cgroup: cg, OOMScoreAdj: adj})
+	id := p.ID
+	rec.PauseProc, err = s.pauser.Start(ctx, PauseRequest{
+		Dir: p.Dir(s.cfg.StateDir), Namespaces: ns, Cgroup: cg, OOMScoreAdj: adj,
+		Exited: func() { s.pauseExited(id) },
+	})
 	if err != nil {
 		return "", fmt.Errorf("start pause process: %w", err)
 	}
@@ -209,4 +213,27 @@ func (s *Service) killOrphanPauses() {
 func (s *Service) directPauseGone(p *Sandbox) bool {
 	rec, ok, err := s.readPauseRecord(p)
 	return ok && err == nil && rec.PID != 0 && !s.pauser.Alive(rec.PauseProc)
+}
+
+// pauseExited handles the exit of a ready pod's pause process that berthd
+// did not ask for (a process of the pod sent it SIGTERM, or the OOM killer
+// chose it): its PID namespace is empty for good, so the pod can run no
+// container any more. As containerd does, the pod becomes NOTREADY, and
+// its stop is finished (network, namespaces), so that kubelet makes a
+// new one.
+func (s *Service) pauseExited(id string) {
+	unlock := s.lock(id)
+	defer unlock()
+	p, err := s.Get(id)
+	if err != nil || p.State != Ready || !s.directPauseGone(p) {
+		return
+	}
+	s.log.Warn("pod's pause process (PID 1 of its shared PID namespace) exited; marking pod not ready", "pod", id)
+	s.finishStop(p)
+	np := *p
+	np.State = NotReady
+	np.Namespaces = nil
+	if err := s.publish(&np); err != nil {
+		s.log.Error("recording a pod whose pause process exited", "pod", id, "err", err)
+	}
 }

@@ -41,6 +41,10 @@ type PauseRequest struct {
 	Cgroup string
 	// OOMScoreAdj is written to its oom_score_adj.
 	OOMScoreAdj int
+	// Exited, if set, is called (on a goroutine of its own) when the
+	// process exits while this berthd runs and Kill was not asked to end
+	// it: its PID namespace is then empty for good.
+	Exited func()
 }
 
 // Pauser starts and ends pause processes without an OCI runtime. The real
@@ -77,8 +81,9 @@ type hostPauser struct {
 	binary string
 	log    *slog.Logger
 
-	mu   sync.Mutex
-	done map[PauseProc]chan struct{} // closed once reaped
+	mu      sync.Mutex
+	done    map[PauseProc]chan struct{} // closed once reaped
+	killing map[PauseProc]bool          // Kill was asked to end it
 	// image is a sealed in-memory copy of binary, made at the first start,
 	// which every pause process runs from: its /proc/<pid>/exe reaches no
 	// file of the host's that a container could open for writing once it
@@ -116,7 +121,7 @@ func (h *hostPauser) sealedImage() (*os.File, error) {
 }
 
 func newHostPauser(binary string, log *slog.Logger) *hostPauser {
-	return &hostPauser{binary: binary, log: log, done: map[PauseProc]chan struct{}{}}
+	return &hostPauser{binary: binary, log: log, done: map[PauseProc]chan struct{}{}, killing: map[PauseProc]bool{}}
 }
 
 func (h *hostPauser) Start(ctx context.Context, req PauseRequest) (PauseProc, error) {
@@ -157,12 +162,23 @@ func (h *hostPauser) Start(ctx context.Context, req PauseRequest) (PauseProc, er
 	st, err := host.Process(pid).Stat()
 	p := PauseProc{PID: pid, StartTime: st.StartTime}
 	done := make(chan struct{})
+	started := make(chan struct{}) // closed once Start succeeded
 	go func() {
 		cmd.Wait()
 		close(done)
 		h.mu.Lock()
 		delete(h.done, p)
+		asked := h.killing[p]
+		delete(h.killing, p)
 		h.mu.Unlock()
+		select {
+		case <-started:
+			if !asked && req.Exited != nil {
+				h.log.Warn("pause process exited", "pid", pid, "state", cmd.ProcessState.String())
+				req.Exited()
+			}
+		default: // a failed start: Start reports it
+		}
 	}()
 	h.mu.Lock()
 	h.done[p] = done
@@ -203,6 +219,7 @@ func (h *hostPauser) Start(ctx context.Context, req PauseRequest) (PauseProc, er
 		return fail(fmt.Errorf("berth-pause: %s", msg))
 	}
 	h.log.Debug("pause process started", "pid", pid, "fork", t1.Sub(t0), "cgroup", t2.Sub(t1), "setup", time.Since(t2))
+	close(started)
 	return p, nil
 }
 
@@ -249,12 +266,15 @@ func (h *hostPauser) Kill(p PauseProc) error {
 	if !h.Alive(p) {
 		return nil
 	}
+	h.mu.Lock()
+	done := h.done[p]
+	if done != nil {
+		h.killing[p] = true
+	}
+	h.mu.Unlock()
 	if err := unix.Kill(p.PID, unix.SIGKILL); err != nil && !errors.Is(err, unix.ESRCH) {
 		return fmt.Errorf("kill pause process %d: %w", p.PID, err)
 	}
-	h.mu.Lock()
-	done := h.done[p]
-	h.mu.Unlock()
 	if done != nil {
 		// Our child: reaped by Start's Wait.
 		select {

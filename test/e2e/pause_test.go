@@ -228,3 +228,32 @@ func TestDirectPauseMemory(t *testing.T) {
 	}
 	t.Logf("10 pause processes: PSS kB %v, RSS kB %v", pss, rss)
 }
+
+// TestDirectPauseExits: a process of the pod ends PID 1 (SIGTERM, which
+// berth-pause obeys as Kubernetes' pause does): the pod's PID namespace
+// dies with every process in it, and the pod turns NOTREADY so that
+// kubelet makes a new one.
+func TestDirectPauseExits(t *testing.T) {
+	d := framework.Shared(t)
+	pod, podID := sharedPIDPod(t, d, "pauseexit")
+	sleeper := d.RunContainer(t, podID, pod, inSharedPID(framework.Sh("sleeper", "exec sleep 4242")))
+	killer := inSharedPID(framework.Sh("killer", "kill -TERM 1; sleep 10"))
+	d.RunContainer(t, podID, pod, killer)
+	deadline := time.Now().Add(10 * time.Second)
+	for d.PodStatus(t, podID).State != runtimeapi.PodSandboxState_SANDBOX_NOTREADY {
+		if time.Now().After(deadline) {
+			t.Fatalf("pod still %v 10 s after its pause process was told to exit", d.PodStatus(t, podID).State)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if left := pausePIDs(t, podID); len(left) != 0 {
+		t.Errorf("pause process left: %v", left)
+	}
+	d.WaitForState(t, sleeper, runtimeapi.ContainerState_CONTAINER_EXITED, 10*time.Second)
+	if _, err := d.Runtime.StopPodSandbox(framework.Ctx(t), &runtimeapi.StopPodSandboxRequest{PodSandboxId: podID}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Runtime.RemovePodSandbox(framework.Ctx(t), &runtimeapi.RemovePodSandboxRequest{PodSandboxId: podID}); err != nil {
+		t.Fatal(err)
+	}
+}
