@@ -163,6 +163,9 @@ func (h *hostPauser) Start(ctx context.Context, req PauseRequest) (PauseProc, er
 	p := PauseProc{PID: pid, StartTime: st.StartTime}
 	done := make(chan struct{})
 	started := make(chan struct{}) // closed once Start succeeded
+	h.mu.Lock()
+	h.done[p] = done
+	h.mu.Unlock()
 	go func() {
 		cmd.Wait()
 		close(done)
@@ -180,9 +183,6 @@ func (h *hostPauser) Start(ctx context.Context, req PauseRequest) (PauseProc, er
 		default: // a failed start: Start reports it
 		}
 	}()
-	h.mu.Lock()
-	h.done[p] = done
-	h.mu.Unlock()
 	fail := func(err error) (PauseProc, error) {
 		cmd.Process.Kill()
 		select {
