@@ -149,6 +149,10 @@ type Stat struct {
 	PPID    int
 	Pgrp    int
 	Session int
+	// StartTime is when the process started, in clock ticks after boot
+	// (field 22): with the pid, it names one process across pid reuse.
+	// Zero when the line is cut short before it.
+	StartTime uint64
 }
 
 // ParseStat parses a /proc/<pid>/stat line. The command name (field 2) is
@@ -172,6 +176,13 @@ func ParseStat(b []byte) (Stat, error) {
 	st.Session, errs[2] = strconv.Atoi(f[3])
 	if err := errors.Join(errs[:]...); err != nil {
 		return Stat{}, fmt.Errorf("stat line %q: %w", b, err)
+	}
+	if len(f) > 19 {
+		v, err := strconv.ParseUint(f[19], 10, 64)
+		if err != nil {
+			return Stat{}, fmt.Errorf("stat line %q: start time: %w", b, err)
+		}
+		st.StartTime = v
 	}
 	return st, nil
 }

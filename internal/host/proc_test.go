@@ -22,6 +22,8 @@ func TestParseStat(t *testing.T) {
 		{line: "5 (a) b) R c) R 4 3 2 0", want: Stat{State: 'R', PPID: 4, Pgrp: 3, Session: 2}},
 		{line: "9 (x y) D 8 7 6", want: Stat{State: 'D', PPID: 8, Pgrp: 7, Session: 6}},
 		{line: "42 (a (b) c) S 1 40 41 0 -1 4194560", want: Stat{State: 'S', PPID: 1, Pgrp: 40, Session: 41}},
+		// A whole line: the start time is field 22.
+		{line: "4242 (berth-pause) S 4200 4242 4242 0 -1 4194560 101 0 0 0 0 0 0 0 20 0 1 0 1234567 1265664 196 18446744073709551615", want: Stat{State: 'S', PPID: 4200, Pgrp: 4242, Session: 4242, StartTime: 1234567}},
 		{line: "garbage", bad: true},
 		{line: "", bad: true},
 		{line: "1 (init", bad: true},

@@ -37,11 +37,46 @@ type countingHandler struct {
 	exits  map[string]runtime.Exit
 	onExit func(id string)
 	reaped []string // ids ReapOrphan was asked to remove
+	pauser *testPauser
 }
 
 func newCountingHandler() *countingHandler {
-	return &countingHandler{calls: map[string]int{}, status: map[string]string{}, exits: map[string]runtime.Exit{}}
+	return &countingHandler{calls: map[string]int{}, status: map[string]string{}, exits: map[string]runtime.Exit{}, pauser: &testPauser{}}
 }
+
+// testPauser stands in for the pause processes berthd starts itself
+// (sandbox.Pauser): the test's own process is each one, its PID namespace
+// the one pinned.
+type testPauser struct {
+	mu      sync.Mutex
+	started sandbox.PauseProc // the last
+	killed  map[sandbox.PauseProc]bool
+}
+
+func (p *testPauser) Start(ctx context.Context, req sandbox.PauseRequest) (sandbox.PauseProc, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.started = sandbox.PauseProc{PID: os.Getpid(), StartTime: p.started.StartTime + 1}
+	return p.started, nil
+}
+
+func (p *testPauser) Kill(pp sandbox.PauseProc) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.killed == nil {
+		p.killed = map[sandbox.PauseProc]bool{}
+	}
+	p.killed[pp] = true
+	return nil
+}
+
+func (p *testPauser) Alive(pp sandbox.PauseProc) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return pp.StartTime != 0 && pp.StartTime <= p.started.StartTime && !p.killed[pp]
+}
+
+func (p *testPauser) Find(string) map[string][]sandbox.PauseProc { return nil }
 
 func (h *countingHandler) count(m string) {
 	h.mu.Lock()
@@ -248,7 +283,7 @@ func newTestPods(t *testing.T, h *countingHandler, opts ...func(*Config)) *Servi
 	rts := countingRuntimes{h}
 	sandboxes, err := sandbox.New(sandbox.Config{
 		Store: st, StateDir: state, DefaultCgroupParent: "/berth-pod-test", Runtimes: rts,
-		PauseBinary: pause, CgroupDriver: "cgroupfs",
+		PauseBinary: pause, CgroupDriver: "cgroupfs", Pauser: h.pauser,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -314,12 +349,10 @@ func TestPodRuntimeCalls(t *testing.T) {
 			want: map[string]int{"Create": 1, "Start": 1, "Kill": 1, "Delete": 1},
 		},
 		{
-			// Shared PID namespace: the pause process is also created,
-			// queried once for its pid (to pin its namespace), started,
-			// killed and deleted once (the kill before the forced delete
-			// saves runc's 100 ms poll; see sandbox.stopPause).
+			// Shared PID namespace: berthd starts and kills the pause
+			// process itself, so no runtime call more.
 			name: "shared pid", pid: runtimeapi.NamespaceMode_POD,
-			want: map[string]int{"Create": 1, "CreateUnmonitored": 1, "State": 1, "Start": 2, "Kill": 2, "Delete": 2},
+			want: map[string]int{"Create": 1, "Start": 1, "Kill": 1, "Delete": 1},
 		},
 		{
 			// A pod-sandbox runtime (gVisor): the pause process is the
@@ -426,9 +459,9 @@ func TestOrphanPolicy(t *testing.T) {
 	}
 	h.mu.Lock()
 	reaped := fmt.Sprint(h.reaped)
-	_, pauseKept := h.status[podID]
 	_, ctrKept := h.status[ctrID]
 	h.mu.Unlock()
+	pauseKept := h.pauser.Alive(h.pauser.started)
 	if reaped != "[left-by-a-crash]" {
 		t.Errorf("reaped %s, want only the runtime state no record owns", reaped)
 	}

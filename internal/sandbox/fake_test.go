@@ -251,6 +251,86 @@ func (r *fakeRuntime) live() int {
 	return len(r.running)
 }
 
+// fakePauser runs berthd's own pause processes in memory; each is named by
+// the test's pid and a start time of its own.
+type fakePauser struct {
+	recorder
+	last    uint64
+	running map[PauseProc]string // -> pod id
+	exited  map[string]func()    // pod id -> the request's Exited
+}
+
+// exit ends pod id's pause process as if it exited by itself.
+func (f *fakePauser) exit(id string) {
+	f.mu.Lock()
+	for pp, pid := range f.running {
+		if pid == id {
+			delete(f.running, pp)
+		}
+	}
+	hook := f.exited[id]
+	f.mu.Unlock()
+	if hook != nil {
+		hook()
+	}
+}
+
+func (f *fakePauser) Start(ctx context.Context, req PauseRequest) (PauseProc, error) {
+	id := filepath.Base(req.Dir)
+	if err := f.call("start", id); err != nil {
+		return PauseProc{}, err
+	}
+	if req.Namespaces["net"] == "" || req.Cgroup == "" {
+		return PauseProc{}, fmt.Errorf("pause of %s: no network namespace or cgroup: %+v", id, req)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.last++
+	pp := PauseProc{PID: os.Getpid(), StartTime: f.last}
+	f.running[pp] = id
+	if f.exited == nil {
+		f.exited = map[string]func(){}
+	}
+	f.exited[id] = req.Exited
+	return pp, nil
+}
+
+func (f *fakePauser) Kill(pp PauseProc) error {
+	f.mu.Lock()
+	id := f.running[pp]
+	f.mu.Unlock()
+	if err := f.call("kill", id); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	delete(f.running, pp)
+	f.mu.Unlock()
+	return nil
+}
+
+func (f *fakePauser) Alive(pp PauseProc) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	_, ok := f.running[pp]
+	return ok
+}
+
+func (f *fakePauser) Find(podsDir string) map[string][]PauseProc {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := map[string][]PauseProc{}
+	for pp, id := range f.running {
+		out[id] = append(out[id], pp)
+	}
+	return out
+}
+
+func (f *fakePauser) live() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.running)
+}
+
 type fakeRuntimes struct{ h *fakeRuntime }
 
 func (f fakeRuntimes) Handler(name string) (runtime.Handler, error) {
@@ -268,8 +348,12 @@ type harness struct {
 	mounts *fakeMounts
 	net    *fakeNetwork
 	rt     *fakeRuntime
+	pauser *fakePauser
 	s      *Service
 }
+
+// pauses counts the pause processes of either kind.
+func (h *harness) pauses() int { return h.rt.live() + h.pauser.live() }
 
 func newHarness(t *testing.T) *harness {
 	t.Helper()
@@ -283,6 +367,7 @@ func newHarness(t *testing.T) *harness {
 		mounts: &fakeMounts{mounted: map[string]bool{}},
 		net:    &fakeNetwork{attached: map[string]bool{}},
 		rt:     &fakeRuntime{running: map[string]string{}},
+		pauser: &fakePauser{running: map[PauseProc]string{}},
 	}
 	t.Cleanup(func() { h.store.Close() })
 	h.s = h.open()
@@ -296,7 +381,7 @@ func (h *harness) open() *Service {
 	s, err := New(Config{
 		Store: h.store, StateDir: filepath.Join(h.dir, "state"), Runtimes: fakeRuntimes{h.rt},
 		PauseBinary: "/bin/true", CgroupDriver: "cgroupfs", DefaultCgroupParent: "/berth-test-" + filepath.Base(h.dir),
-		Network: h.net, mounts: h.mounts, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Network: h.net, mounts: h.mounts, Pauser: h.pauser, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {
 		h.t.Fatal(err)
@@ -359,7 +444,7 @@ func (h *harness) assertNothingHeld() {
 	if len(h.net.attached) != 0 {
 		h.t.Errorf("network attachments left: %v", h.net.attached)
 	}
-	if n := h.rt.live(); n != 0 {
+	if n := h.pauses(); n != 0 {
 		h.t.Errorf("%d pause processes left", n)
 	}
 	if d := h.podDirs(); len(d) != 0 {

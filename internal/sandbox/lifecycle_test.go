@@ -15,10 +15,11 @@ func TestRun(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
 		sharedPID bool
-		wantRT    []string // pause process calls
+		wantPause []string // pause process calls
 	}{
 		{"own PID namespaces", false, nil},
-		{"shared PID namespace: pause process", true, []string{"create", "state", "start"}},
+		// Started by berthd: no runtime call.
+		{"shared PID namespace: pause process", true, []string{"start"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t)
@@ -39,11 +40,11 @@ func TestRun(t *testing.T) {
 				t.Errorf("pid namespace pinned: %v, want %v", h.mounts.isMountPoint(p.Namespaces["pid"]), tc.sharedPID)
 			}
 			var kinds []string
-			for _, c := range h.rt.Calls("") {
+			for _, c := range h.pauser.Calls("") {
 				kinds = append(kinds, c[:len(c)-len(id)-1])
 			}
-			if !slices.Equal(kinds, tc.wantRT) {
-				t.Errorf("runtime calls %q, want %q", h.rt.Calls(""), tc.wantRT)
+			if !slices.Equal(kinds, tc.wantPause) || len(h.rt.Calls("")) != 0 {
+				t.Errorf("pause calls %q, runtime calls %q; want %q and none", h.pauser.Calls(""), h.rt.Calls(""), tc.wantPause)
 			}
 			if got := h.net.Calls(""); !slices.Equal(got, []string{"setup " + id}) {
 				t.Errorf("network calls %q", got)
@@ -99,8 +100,8 @@ func TestRunFailureUndoes(t *testing.T) {
 		{"pod files mount fails", false, func(h *harness, _ context.CancelFunc) { h.mounts.failOn("files", boom) }},
 		{"shm mount fails", false, func(h *harness, _ context.CancelFunc) { h.mounts.failOn("shm", boom) }},
 		{"namespace pin fails", false, func(h *harness, _ context.CancelFunc) { h.mounts.failOn("pin", boom) }},
-		{"pause create fails", true, func(h *harness, _ context.CancelFunc) { h.rt.failOn("create", boom) }},
-		{"pause start fails", true, func(h *harness, _ context.CancelFunc) { h.rt.failOn("start", boom) }},
+		{"pause start fails", true, func(h *harness, _ context.CancelFunc) { h.pauser.failOn("start", boom) }},
+		{"pid namespace pin fails", true, func(h *harness, _ context.CancelFunc) { h.mounts.failOn("bind", boom) }},
 		{"network setup fails", false, func(h *harness, _ context.CancelFunc) { h.net.failOn("setup", boom) }},
 		{"network setup fails with a pause process", true, func(h *harness, _ context.CancelFunc) { h.net.failOn("setup", boom) }},
 		{"caller gone after network setup", false, func(h *harness, cancel context.CancelFunc) {
@@ -127,7 +128,7 @@ func TestRunFailureUndoes(t *testing.T) {
 			if tc.name == "record write fails" {
 				return
 			}
-			h.mounts.fail, h.net.fail, h.rt.fail = nil, nil, nil
+			h.mounts.fail, h.net.fail, h.rt.fail, h.pauser.fail = nil, nil, nil, nil
 			h.s.cfg.Network = h.net
 			h.run("web", tc.sharedPID)
 		})
@@ -162,21 +163,21 @@ func TestStop(t *testing.T) {
 		if n := h.mounts.count(); n != 0 {
 			t.Errorf("stopped pod holds %d mounts", n)
 		}
-		if len(h.net.attached) != 0 || h.rt.live() != 0 {
-			t.Errorf("stopped pod holds network %v, pause processes %d", h.net.attached, h.rt.live())
+		if len(h.net.attached) != 0 || h.pauses() != 0 {
+			t.Errorf("stopped pod holds network %v, pause processes %d", h.net.attached, h.pauses())
 		}
 		if stored, ok := h.stored(id); !ok || stored.State != NotReady {
 			t.Errorf("stored %v %v", stored.State, ok)
 		}
 		// Idempotent, and for unknown pods too: no more host work.
-		mounts, net, rt := len(h.mounts.Calls("")), len(h.net.Calls("")), len(h.rt.Calls(""))
+		mounts, net, rt := len(h.mounts.Calls("")), len(h.net.Calls("")), len(h.rt.Calls(""))+len(h.pauser.Calls(""))
 		if err := h.s.Stop(ctx, id); err != nil {
 			t.Errorf("second stop: %v", err)
 		}
 		if err := h.s.Stop(ctx, "nosuch"); err != nil {
 			t.Errorf("stop of an unknown pod: %v", err)
 		}
-		if len(h.mounts.Calls("")) != mounts || len(h.net.Calls("")) != net || len(h.rt.Calls("")) != rt {
+		if len(h.mounts.Calls("")) != mounts || len(h.net.Calls("")) != net || len(h.rt.Calls(""))+len(h.pauser.Calls("")) != rt {
 			t.Errorf("repeated stop worked again: mounts %q network %q runtime %q",
 				h.mounts.Calls("")[mounts:], h.net.Calls("")[net:], h.rt.Calls("")[rt:])
 		}
@@ -299,7 +300,7 @@ func TestRecover(t *testing.T) {
 	if h.net.attached[lost] {
 		t.Errorf("network of the lost pod still attached")
 	}
-	if _, ok := h.rt.running[lost]; ok {
+	if n := h.pauser.Find("")[lost]; len(n) != 0 {
 		t.Errorf("pause process of the lost pod left")
 	}
 	// The half-created pod is gone, its network torn down.
@@ -349,18 +350,150 @@ func TestStopPauseFails(t *testing.T) {
 	ctx := context.Background()
 	h := newHarness(t)
 	id := h.run("web", true)
-	h.rt.failOn("delete", errors.New("runc delete: device busy"))
+	h.pauser.failOn("kill", errors.New("pause process did not exit"))
 	if err := h.s.Stop(ctx, id); err == nil {
-		t.Fatal("stop succeeded while the pause process could not be deleted")
+		t.Fatal("stop succeeded while the pause process could not be killed")
 	}
 	if p := h.get(id); p.State != Ready {
 		t.Errorf("state %v after a failed stop", p.State)
 	}
-	h.rt.failOn("delete", nil)
+	h.pauser.failOn("kill", nil)
 	if err := h.s.Stop(ctx, id); err != nil {
 		t.Fatal(err)
 	}
-	if h.rt.live() != 0 || h.mounts.count() != 0 {
-		t.Errorf("after the retried stop: pause processes %d, mounts %d", h.rt.live(), h.mounts.count())
+	if h.pauses() != 0 || h.mounts.count() != 0 {
+		t.Errorf("after the retried stop: pause processes %d, mounts %d", h.pauses(), h.mounts.count())
 	}
+}
+
+// TestRecoverDirectPause: what a restarted berthd does with the pause
+// processes it started itself.
+func TestRecoverDirectPause(t *testing.T) {
+	ctx := context.Background()
+	h := newHarness(t)
+	intact := h.run("intact", true)
+	died := h.run("died", true)
+	// A pause process died while berthd was down (its PID namespace is empty).
+	for pp, id := range h.pauser.running {
+		if id == died {
+			delete(h.pauser.running, pp)
+		}
+	}
+	// A create cut short between the start and the record: a pause
+	// process and a record without its pid, in a pod dir with no pod.
+	half := filepath.Join(h.dir, "state", "sandboxes", "half")
+	if err := os.MkdirAll(half, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(half, pauseRecordFile), []byte(`{"cgroup":"/berth-test-none/half"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h.pauser.running[PauseProc{PID: 1, StartTime: 1000}] = "half"
+	// And one the intact pod does not own (a retried create's leftover).
+	h.pauser.running[PauseProc{PID: 2, StartTime: 1001}] = intact
+
+	h.s = h.open()
+	if p := h.get(intact); p.State != Ready {
+		t.Errorf("intact pod %v after restart, want ready", p.State)
+	}
+	if got := h.pauser.Find("")[intact]; len(got) != 1 || got[0].PID != os.Getpid() {
+		t.Errorf("pause processes of the intact pod after restart: %v, want its own only", got)
+	}
+	if p := h.get(died); p.State != NotReady {
+		t.Errorf("pod whose pause process died: %v, want not ready", p.State)
+	}
+	if got := h.pauser.Find("")["half"]; len(got) != 0 {
+		t.Errorf("pause process of a half-created pod left: %v", got)
+	}
+	if _, err := os.Stat(half); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("half-created pod dir left: %v", err)
+	}
+	for _, id := range []string{intact, died} {
+		if err := h.s.Remove(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.assertNothingHeld()
+}
+
+// TestStopPauseRecordWithoutPid: a record that names no process (a crash
+// between the start and the record) has its pause process found by its
+// command line and killed.
+func TestStopPauseRecordWithoutPid(t *testing.T) {
+	h := newHarness(t)
+	id := h.run("web", true)
+	p := h.get(id)
+	rec, ok, err := h.s.readPauseRecord(p)
+	if !ok || err != nil || rec.PID == 0 || rec.Cgroup == "" {
+		t.Fatalf("pause record %+v, %v, %v", rec, ok, err)
+	}
+	if err := h.s.writePauseRecord(p, pauseRecord{Cgroup: rec.Cgroup}); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.s.Remove(context.Background(), id); err != nil {
+		t.Fatal(err)
+	}
+	h.assertNothingHeld()
+}
+
+// TestOlderBerthdPause: a shared-PID pod whose pause process an older
+// berthd ran through the runtime (its bundle says so) stops and is removed
+// through the runtime.
+func TestOlderBerthdPause(t *testing.T) {
+	ctx := context.Background()
+	h := newHarness(t)
+	// The runtime path, as every shared-PID pod had it before.
+	h.rt.podSandbox = true
+	id := h.run("old", true)
+	h.rt.podSandbox = false
+	if h.rt.live() != 1 || h.pauser.live() != 0 {
+		t.Fatalf("runtime pauses %d, direct %d", h.rt.live(), h.pauser.live())
+	}
+	h.s = h.open()
+	if p := h.get(id); p.State != Ready {
+		t.Fatalf("old pod %v after restart", p.State)
+	}
+	if err := h.s.Stop(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.rt.Calls("delete"); !slices.Equal(got, []string{"delete " + id}) {
+		t.Errorf("runtime deletes %q, want the old pause's", got)
+	}
+	if err := h.s.Remove(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	h.assertNothingHeld()
+}
+
+// TestPauseExited: a pause process that exits by itself while berthd runs
+// leaves its pod NOTREADY, its network and namespaces released; stop and
+// removal then have nothing left to do but the record.
+func TestPauseExited(t *testing.T) {
+	ctx := context.Background()
+	h := newHarness(t)
+	id := h.run("web", true)
+	other := h.run("other", true)
+	h.pauser.exit(id)
+	p := h.get(id)
+	if p.State != NotReady || len(p.Namespaces) != 0 {
+		t.Errorf("pod whose pause process exited: %v %v, want not ready", p.State, p.Namespaces)
+	}
+	if stored, ok := h.stored(id); !ok || stored.State != NotReady {
+		t.Errorf("stored %v %v", stored.State, ok)
+	}
+	if h.net.attached[id] {
+		t.Errorf("network still attached")
+	}
+	if h.get(other).State != Ready {
+		t.Errorf("another pod changed")
+	}
+	for _, pid := range []string{id, other} {
+		if err := h.s.Stop(ctx, pid); err != nil {
+			t.Fatal(err)
+		}
+		if err := h.s.Remove(ctx, pid); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.assertNothingHeld()
 }

@@ -18,10 +18,16 @@ import (
 
 // The pause process exists only for pods that share one PID namespace
 // between their containers (namespace_options.pid = POD): a PID namespace
-// dies with its init, so something must be PID 1. It runs under the pod's
-// runtime handler with the pod's id, from an empty read-only rootfs with the
-// berth-pause binary bind mounted in. Its namespace is pinned like the
-// others, so containers join it by path.
+// dies with its init, so something must be PID 1. Its namespace is pinned
+// like the others, so containers join it by path.
+//
+// Under a runc-style handler with the cgroupfs driver berthd starts it
+// itself (pauseproc_linux.go: no runtime round trip), records it in the pod
+// dir's pause.json and kills it at stop. Under a pod-sandbox handler
+// (gVisor), and under the systemd cgroup driver (whose scopes the runtime
+// makes), it runs under the pod's runtime handler with the pod's id, from
+// an empty read-only rootfs with the berth-pause binary bind mounted in
+// (its bundle, pause/, says so).
 
 // OwnsRuntimeID says whether id names runtime state of this service: a
 // pod's pause process runs under the pod's id (a pod whose record is in
@@ -57,14 +63,35 @@ func (s *Service) needsPause(p *Sandbox) bool {
 	return err == nil && h.Features().PodSandbox
 }
 
-// hasPause says whether pod p may have a pause process: its pause bundle
-// exists. startPause makes the bundle before the runtime's create and
-// stopPause removes it after the runtime's delete, so a pod without one
-// (never had a pause process, or it is stopped already) costs no runtime
-// call at stop or removal; one made under another config is still found.
+// hasPause says whether pod p may have a pause process: its pause record
+// (berthd's own) or its pause bundle (the runtime's) exists. startPause
+// makes the bundle before the runtime's create and stopPause removes it
+// after the runtime's delete, so a pod without one (never had a pause
+// process, or it is stopped already) costs no runtime call at stop or
+// removal; one made under another config or by an older berthd (always
+// the runtime's) is still found.
 func (s *Service) hasPause(p *Sandbox) bool {
+	return s.hasDirectPause(p) || s.hasPauseBundle(p)
+}
+
+func (s *Service) hasPauseBundle(p *Sandbox) bool {
 	_, err := os.Stat(s.pauseBundle(p))
 	return err == nil
+}
+
+// directPause says whether pod p's pause process is started by berthd
+// itself rather than by its runtime handler.
+func (s *Service) directPause(p *Sandbox) bool {
+	if !p.SharedPID() || s.cfg.CgroupDriver == cgroups.DriverSystemd {
+		return false
+	}
+	if p.Namespaces["user"] != "" {
+		// A pod in a user namespace: its PID namespace must belong to
+		// that user namespace, which the runtime's pause container joins.
+		return false
+	}
+	h, err := s.cfg.Runtimes.Handler(p.RuntimeHandler)
+	return err == nil && !h.Features().PodSandbox
 }
 
 func (s *Service) pauseCgroupsPath(p *Sandbox) (string, error) {
@@ -157,6 +184,14 @@ func (s *Service) startPause(ctx context.Context, p *Sandbox, pod *spec.Pod) (er
 // forced delete kills it first; an absent one is fine), then its bundle,
 // which tells later stops and removals that nothing is left to do.
 func (s *Service) stopPause(ctx context.Context, p *Sandbox) error {
+	if err := s.stopDirectPause(p); err != nil {
+		return err
+	}
+	// A pod of a crash mid-create (no record, no handler) has its runtime
+	// pause reaped by the pod layer's orphan policy instead.
+	if p.RuntimeHandler == "" || !s.hasPauseBundle(p) {
+		return nil
+	}
 	rt, err := s.cfg.Runtimes.Handler(p.RuntimeHandler)
 	if err != nil {
 		return nil

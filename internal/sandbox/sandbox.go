@@ -88,6 +88,7 @@ type Config struct {
 	Runtimes            Runtimes        // the runtime handlers: names, pause processes
 	Host                spec.HostConfig // the node's; each handler adds its own (hostConfig)
 	PauseBinary         string          // berth-pause, for pods sharing a PID namespace
+	Pauser              Pauser          // starts pause processes without a runtime; nil: berth-pause on the host
 	CgroupDriver        string          // cgroupfs or systemd, for the pause process's cgroup
 	Network             Network         // nil: pods get loopback only
 	Logger              *slog.Logger
@@ -109,6 +110,7 @@ type Runtimes interface {
 type Service struct {
 	cfg     Config
 	log     *slog.Logger
+	pauser  Pauser
 	names   *names.Registry
 	records *table
 	// quarantined are ids whose records could not be read at start: what
@@ -129,7 +131,10 @@ func New(cfg Config) (*Service, error) {
 	if cfg.mounts == nil {
 		cfg.mounts = hostMounts{}
 	}
-	s := &Service{cfg: cfg, log: cfg.Logger, names: names.New("pod"), pods: map[string]*Sandbox{}}
+	s := &Service{cfg: cfg, log: cfg.Logger, pauser: cfg.Pauser, names: names.New("pod"), pods: map[string]*Sandbox{}}
+	if s.pauser == nil {
+		s.pauser = newHostPauser(cfg.PauseBinary, cfg.Logger)
+	}
 	// Pod dirs hold the pod's files and namespaces: root-only, also when
 	// an older berthd made the dir traversable.
 	podsDir := filepath.Join(cfg.StateDir, "sandboxes")
@@ -357,6 +362,13 @@ func (s *Service) create(ctx context.Context, id, key string, pod *spec.Pod, han
 		return err
 	}
 	steps.Done("namespaces")
+	direct := s.directPause(p)
+	var pauseStarted func() error
+	if direct {
+		pauseStarted = s.startDirectPauseAsync(ctx, p)
+		// Finished before the deferred teardown of a failed create.
+		defer pauseStarted()
+	}
 	if s.cfg.Network != nil && !p.HostNetwork {
 		var ips []string
 		// Assign, not declare: the deferred teardown below reads the
@@ -377,9 +389,14 @@ func (s *Service) create(ctx context.Context, id, key string, pod *spec.Pod, han
 		}
 		steps.Done("network")
 	}
-	// After the network: a gVisor sandbox takes the pod's interfaces over
-	// when it is made, and sees none that CNI adds later.
-	if s.needsPause(p) {
+	if direct {
+		if err := pauseStarted(); err != nil {
+			return err
+		}
+		steps.Done("pause")
+	} else if s.needsPause(p) {
+		// After the network: a gVisor sandbox takes the pod's interfaces
+		// over when it is made, and sees none that CNI adds later.
 		if err := s.startPause(ctx, p, pod); err != nil {
 			return err
 		}
@@ -410,7 +427,7 @@ func (s *Service) create(ctx context.Context, id, key string, pod *spec.Pod, han
 func (s *Service) teardown(p *Sandbox) error {
 	dir := p.Dir(s.cfg.StateDir)
 	var errs []error
-	if p.RuntimeHandler != "" && s.hasPause(p) {
+	if s.hasPause(p) {
 		errs = append(errs, s.stopPause(context.Background(), p))
 	}
 	errs = append(errs, s.cfg.mounts.unpinNamespaces(map[string]string{
@@ -596,20 +613,30 @@ func (s *Service) recover() error {
 		if p.State != Ready {
 			continue
 		}
+		why := ""
 		for _, path := range p.Namespaces {
 			if !s.cfg.mounts.isMountPoint(path) {
-				s.log.Warn("pod namespaces are gone; marking pod not ready", "pod", p.ID)
-				s.finishStop(p)
-				np := *p
-				np.State = NotReady
-				np.Namespaces = nil
-				if err := s.publish(&np); err != nil {
-					return err
-				}
+				why = "pod namespaces are gone; marking pod not ready"
 				break
 			}
 		}
+		if why == "" && s.directPauseGone(p) {
+			why = "pod's pause process (PID 1 of its shared PID namespace) is gone; marking pod not ready"
+		}
+		if why != "" {
+			s.log.Warn(why, "pod", p.ID)
+			s.finishStop(p)
+			np := *p
+			np.State = NotReady
+			np.Namespaces = nil
+			if err := s.publish(&np); err != nil {
+				return err
+			}
+		}
 	}
+	// Before the half-created pods are torn down: a pause process holds
+	// its cgroup busy.
+	s.killOrphanPauses()
 	defer func() { s.log.Info("pods recovered", "count", len(rows), "took", time.Since(start)) }()
 	entries, err := os.ReadDir(filepath.Join(s.cfg.StateDir, "sandboxes"))
 	if err != nil {

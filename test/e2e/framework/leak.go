@@ -140,8 +140,16 @@ func (d *Daemon) processes() []proc {
 			continue
 		}
 		data, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil || !namesDir(data, d.Dir) {
+		if err != nil {
 			continue
+		}
+		if !namesDir(data, d.Dir) {
+			// berthd's own pause processes name their pod dir in the
+			// environment (BERTH_POD_DIR) only.
+			env, err := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
+			if err != nil || !namesDir(env, d.Dir) {
+				continue
+			}
 		}
 		out = append(out, proc{pid: pid, cmdline: strings.TrimSpace(string(bytes.ReplaceAll(data, []byte{0}, []byte{' '})))})
 	}

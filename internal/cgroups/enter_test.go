@@ -1,0 +1,82 @@
+package cgroups
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func TestSharesToWeight(t *testing.T) {
+	for shares, want := range map[uint64]uint64{0: 0, 1: 1, 2: 1, 1024: 39, 262144: 10000, 1 << 30: 10000} {
+		if got := SharesToWeight(shares); got != want {
+			t.Errorf("SharesToWeight(%d) = %d, want %d", shares, got, want)
+		}
+	}
+}
+
+// TestMkdirCgroup: missing parents are made, nothing outside the
+// hierarchy.
+func TestMkdirCgroup(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "memory")
+	if err := os.Mkdir(root, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	deep := filepath.Join(root, "a/b/c")
+	if err := mkdirCgroup(root, deep); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(deep); err != nil {
+		t.Errorf("parents not made: %v", err)
+	}
+	if err := mkdirCgroup(root, deep); err != nil {
+		t.Errorf("existing cgroup: %v", err)
+	}
+	if err := mkdirCgroup(root, filepath.Join(filepath.Dir(root), "elsewhere", "x")); err == nil {
+		t.Errorf("a dir outside the hierarchy was made")
+	}
+}
+
+// TestInheritCpuset: a v1 cpuset cgroup starts empty (the kernel makes
+// the files) and gets its parent's cpus and mems; set ones, other
+// controllers' dirs and v2 ones are left alone.
+func TestInheritCpuset(t *testing.T) {
+	dir := t.TempDir()
+	write := func(p, s string) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(dir, p), []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	read := func(p string) string {
+		b, _ := os.ReadFile(filepath.Join(dir, p))
+		return string(b)
+	}
+	for _, d := range []string{"v1/child", "set/child", "v2/child", "memory/child"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("v1/cpuset.cpus", "0-1\n")
+	write("v1/cpuset.mems", "0\n")
+	write("v1/child/cpuset.cpus", "\n")
+	write("v1/child/cpuset.mems", "")
+	write("set/cpuset.cpus", "0-1\n")
+	write("set/cpuset.mems", "0\n")
+	write("set/child/cpuset.cpus", "1\n")
+	write("set/child/cpuset.mems", "0\n")
+	write("v2/child/cgroup.controllers", "cpuset\n")
+	write("v2/child/cpuset.cpus", "")
+	for _, d := range []string{"v1", "set", "v2", "memory"} {
+		if err := inheritCpuset(filepath.Join(dir, d), filepath.Join(dir, d, "child")); err != nil {
+			t.Errorf("%s: %v", d, err)
+		}
+	}
+	for p, want := range map[string]string{
+		"v1/child/cpuset.cpus": "0-1\n", "v1/child/cpuset.mems": "0\n",
+		"set/child/cpuset.cpus": "1\n", "v2/child/cpuset.cpus": "",
+	} {
+		if got := read(p); got != want {
+			t.Errorf("%s = %q, want %q", p, got, want)
+		}
+	}
+}
