@@ -291,6 +291,11 @@ func TestNetworkInProcessKill9(t *testing.T) {
 	d.Kill9(t)
 	wg.Wait()
 	d.Restart(t)
+	// What the kill caught is up to timing: say it.
+	if log, err := os.ReadFile(d.LogPath); err == nil {
+		t.Logf("restart: %d half-created pods removed at start, %d pods recovered",
+			strings.Count(string(log), "removing half-created pod"), len(podIDs(t, d, nil)))
+	}
 	for _, id := range podIDs(t, d, nil) {
 		stopRemove(t, d, id)
 	}
