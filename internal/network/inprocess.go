@@ -37,6 +37,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"syscall"
 	"time"
 
@@ -383,7 +384,18 @@ func ensureAddr(br netlink.Link, family int, gw *net.IPNet) error {
 	if err := netlink.AddrAdd(br, &netlink.Addr{IPNet: gw}); err != nil && !errors.Is(err, syscall.EEXIST) {
 		return fmt.Errorf("add %s to %q: %w", gw, br.Attrs().Name, err)
 	}
-	if err := netlink.LinkSetHardwareAddr(br, br.Attrs().HardwareAddr); err != nil {
+	mac := br.Attrs().HardwareAddr
+	if slices.Equal(mac, make(net.HardwareAddr, len(mac))) {
+		// A bridge whose last port left before its MAC was pinned (an
+		// earlier ADD failed here) has none until a port joins; the pod's
+		// has by now. (The plugin would fail: it pins the all-zero MAC.)
+		l, err := netlinksafe.LinkByName(br.Attrs().Name)
+		if err != nil {
+			return fmt.Errorf("look up bridge %q: %w", br.Attrs().Name, err)
+		}
+		mac = l.Attrs().HardwareAddr
+	}
+	if err := netlink.LinkSetHardwareAddr(br, mac); err != nil {
 		return fmt.Errorf("set the MAC of %q: %w", br.Attrs().Name, err)
 	}
 	return nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -307,4 +308,30 @@ func TestNetworkInProcessKill9(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestNetworkInProcessFailedAdd: an ADD that fails after the veth and the
+// lease (the bridge holds another address, which the plugin refuses too)
+// undoes them; the next pod works once the address is gone.
+func TestNetworkInProcessFailedAdd(t *testing.T) {
+	d := framework.StartDaemon(t, framework.Options{})
+	other := netip.MustParsePrefix(d.Subnet).Addr().Next().Next().String() + "/24"
+	for _, args := range [][]string{{"link", "add", d.Bridge, "type", "bridge"}, {"addr", "add", other, "dev", d.Bridge}} {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %v: %v: %s", args, err, out)
+		}
+	}
+	err := runPodErr(t, d, framework.Ctx(t), "bridge-taken")
+	if !strings.Contains(err.Error(), "already has an IP address") || !strings.Contains(err.Error(), "in-process") {
+		t.Errorf("RunPodSandbox with the bridge's address taken: %v", err)
+	}
+	assertNoPods(t, d)
+	assertNetworkEmpty(t, d)
+	if out, err := exec.Command("ip", "addr", "del", other, "dev", d.Bridge).CombinedOutput(); err != nil {
+		t.Fatalf("ip addr del: %v: %s", err, out)
+	}
+	id := d.RunPod(t, d.PodConfig(t, "after"))
+	wantPath(t, d, id, true)
+	stopRemove(t, d, id)
+	assertNetworkEmpty(t, d)
 }
