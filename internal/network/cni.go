@@ -423,6 +423,10 @@ func (m *Manager) Teardown(ctx context.Context, p *sandbox.Sandbox) error {
 // truncated one, which libcni then neither reads nor deletes.
 func (m *Manager) dropCache(id string) {
 	left, _ := filepath.Glob(filepath.Join(m.cfg.CacheDir, "results", "*-"+id+"-*"))
+	// Likewise a berthd killed while writing an in-process record (before
+	// the ADD's first step, so nothing else of it is there) leaves its
+	// temp file.
+	left = append(left, recordPath(m.recDir, id)+".tmp")
 	for _, f := range left {
 		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
 			m.log.Warn("removing a pod's cached CNI result", "pod", id, "file", f, "err", err)

@@ -324,8 +324,11 @@ func delInProcess(recDir string, r *inprocRecord, netnsPath string) error {
 	if err != nil {
 		return fmt.Errorf("release IP of pod %s: %w", r.ContainerID, err)
 	}
-	if err := os.Remove(recordPath(recDir, r.ContainerID)); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
+	// A temp file left by a crash in writeRecord goes too, then the record.
+	for _, f := range []string{recordPath(recDir, r.ContainerID) + ".tmp", recordPath(recDir, r.ContainerID)} {
+		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
 	}
 	return nil
 }
