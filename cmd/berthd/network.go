@@ -25,6 +25,7 @@ func newNetwork(cfg *config.Config, log *slog.Logger) (*network.Manager, error) 
 			Subnet:       cfg.Network.DefaultSubnet,
 			DefaultRoute: cfg.Network.DefaultRoute,
 			IPMasq:       cfg.Network.DefaultIPMasq,
+			InProcess:    cfg.Network.BuiltinInProcess,
 			DataDir:      filepath.Join(cfg.StateDir, "cni", "networks"),
 		}
 	}

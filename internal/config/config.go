@@ -77,7 +77,9 @@ type Network struct {
 	DefaultBridge  string   `toml:"default_bridge" doc:"bridge interface of the built-in network"`
 	BuiltinNetwork bool     `toml:"builtin_network" doc:"use the built-in bridge network while conf_dir holds no config; false: NetworkReady stays false until a CNI config is installed"`
 	DefaultRoute   bool     `toml:"default_route" doc:"pods on the built-in network get a default route via the bridge"`
-	DefaultIPMasq  bool     `toml:"default_ip_masq" doc:"masquerade traffic from built-in network pods that leaves its subnet (one nat rule set for the subnet, installed at start; see docs/networking.md)"`
+	// BuiltinInProcess: see internal/network/inprocess.go.
+	BuiltinInProcess bool `toml:"builtin_inprocess" doc:"run the built-in network inside berthd (same bridge, veth, routes and host-local lease store as the bridge and host-local plugins, without their two execs per pod ADD and DEL); pods with a hostPort and networks from conf_dir always run the plugins; false: the plugins for every pod"`
+	DefaultIPMasq    bool `toml:"default_ip_masq" doc:"masquerade traffic from built-in network pods that leaves its subnet (one nat rule set for the subnet, installed at start; see docs/networking.md)"`
 }
 
 // Streaming configures the exec/attach/port-forward server.
@@ -139,13 +141,14 @@ func Default() *Config {
 			"runc": {Path: DefaultRuncPath(), Args: []string{}, PodAnnotations: []string{}, ContainerAnnotations: []string{}},
 		},
 		Network: Network{
-			ConfDir:        "/etc/cni/net.d",
-			BinDirs:        []string{"/usr/lib/cni", "/opt/cni/bin"},
-			DefaultSubnet:  "10.88.0.0/16",
-			DefaultBridge:  "berth0",
-			BuiltinNetwork: true,
-			DefaultRoute:   true,
-			DefaultIPMasq:  true,
+			ConfDir:          "/etc/cni/net.d",
+			BinDirs:          []string{"/usr/lib/cni", "/opt/cni/bin"},
+			DefaultSubnet:    "10.88.0.0/16",
+			DefaultBridge:    "berth0",
+			BuiltinNetwork:   true,
+			DefaultRoute:     true,
+			DefaultIPMasq:    true,
+			BuiltinInProcess: true,
 		},
 		Streaming: Streaming{Address: "127.0.0.1:0"},
 		Images: Images{

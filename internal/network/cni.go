@@ -52,6 +52,11 @@ type Manager struct {
 	log *slog.Logger
 	cni *libcni.CNIConfig
 
+	// inproc runs the built-in network in-process (nil: off); recDir
+	// holds its per-pod records, read at teardown whatever the setting.
+	inproc *bridgeNet
+	recDir string
+
 	cur      atomic.Pointer[netConf]
 	reloadMu sync.Mutex
 	masqMu   sync.Mutex
@@ -81,10 +86,17 @@ func New(cfg Config) (*Manager, error) {
 		}
 	}
 	m := &Manager{
-		cfg:  cfg,
-		log:  cfg.Logger,
-		cni:  libcni.NewCNIConfigWithCacheDir(cfg.BinDirs, cfg.CacheDir, nil),
-		done: make(chan struct{}),
+		cfg:    cfg,
+		log:    cfg.Logger,
+		cni:    libcni.NewCNIConfigWithCacheDir(cfg.BinDirs, cfg.CacheDir, nil),
+		recDir: filepath.Join(cfg.CacheDir, inprocessDir),
+		done:   make(chan struct{}),
+	}
+	if cfg.Builtin != nil && cfg.Builtin.InProcess {
+		// A bad subnet is reported by selectConf (Status), as for the plugins.
+		if bn, err := newBridgeNet(*cfg.Builtin, cfg.CacheDir); err == nil {
+			m.inproc = bn
+		}
 	}
 	// The conf dir must exist to be watched; a fresh node has none yet.
 	if err := os.MkdirAll(cfg.ConfDir, 0o755); err != nil {
@@ -240,8 +252,12 @@ func (m *Manager) Setup(ctx context.Context, p *sandbox.Sandbox, cfg *runtimeapi
 	if err != nil {
 		return nil, err
 	}
+	_, hostPorts := rt.CapabilityArgs["portMappings"]
+	if n.source == builtinSource && m.inproc != nil && !hostPorts {
+		return m.setupInProcess(ctx, p, netns)
+	}
 	list := n.list
-	if _, ok := rt.CapabilityArgs["portMappings"]; !ok && n.noPorts != nil {
+	if !hostPorts && n.noPorts != nil {
 		list = n.noPorts
 	}
 	start := time.Now()
@@ -264,6 +280,39 @@ func (m *Manager) Setup(ctx context.Context, p *sandbox.Sandbox, cfg *runtimeapi
 	}
 	m.log.Debug("pod network set up", "pod", p.ID, "network", list.Name, "plugins", pluginTypes(list), "ips", ips, "took", time.Since(start))
 	return ips, nil
+}
+
+// setupInProcess attaches the pod to the built-in network without the
+// plugins (see inprocess.go).
+func (m *Manager) setupInProcess(ctx context.Context, p *sandbox.Sandbox, netns string) ([]string, error) {
+	start := time.Now()
+	res, err := m.inproc.add(ctx, m.log, p.ID, netns)
+	var ips []string
+	if err == nil {
+		if ips, err = podIPs(res); err != nil {
+			// Not expected: add made them. Undo as for any failure.
+			if derr := m.teardownInProcess(p.ID, netns); derr != nil {
+				m.log.Error("undoing a failed in-process network ADD", "pod", p.ID, "err", derr)
+			}
+		}
+	}
+	if err != nil {
+		if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
+			err = fmt.Errorf("%w (%w)", err, cerr)
+		}
+		return nil, fmt.Errorf("built-in network %q (in-process): %w", m.cfg.Builtin.Name, err)
+	}
+	m.log.Debug("pod network set up", "pod", p.ID, "network", m.cfg.Builtin.Name, "inprocess", true, "ips", ips, "took", time.Since(start))
+	return ips, nil
+}
+
+// teardownInProcess undoes an in-process ADD of pod id, if it made one.
+func (m *Manager) teardownInProcess(id, netns string) error {
+	rec, err := readRecord(m.recDir, id)
+	if err != nil || rec == nil {
+		return err
+	}
+	return delInProcess(m.recDir, rec, netns)
 }
 
 // podIPs returns the addresses the result gives the pod's eth0, IPv4
@@ -311,9 +360,24 @@ func (m *Manager) Teardown(ctx context.Context, p *sandbox.Sandbox) error {
 		netns = ""
 	}
 	start := time.Now()
+	// An in-process ADD (inprocess.go) left a record: undo it the same way,
+	// also when the setting has changed since.
+	rec, err := readRecord(m.recDir, p.ID)
+	if err != nil {
+		return fmt.Errorf("tear down network of pod %s: %w", p.ID, err)
+	}
+	if rec != nil {
+		if err := delInProcess(m.recDir, rec, netns); err != nil {
+			return fmt.Errorf("tear down network of pod %s: built-in network %q (in-process): %w", p.ID, rec.Network, err)
+		}
+	}
 	atts, err := m.cni.GetCachedAttachments(p.ID)
 	if err != nil {
 		return fmt.Errorf("read CNI cache of pod %s: %w", p.ID, err)
+	}
+	if len(atts) == 0 && rec != nil {
+		m.log.Debug("pod network torn down", "pod", p.ID, "inprocess", true, "took", time.Since(start))
+		return nil
 	}
 	if len(atts) == 0 {
 		m.delUncached(ctx, p, netns)
@@ -359,6 +423,10 @@ func (m *Manager) Teardown(ctx context.Context, p *sandbox.Sandbox) error {
 // truncated one, which libcni then neither reads nor deletes.
 func (m *Manager) dropCache(id string) {
 	left, _ := filepath.Glob(filepath.Join(m.cfg.CacheDir, "results", "*-"+id+"-*"))
+	// Likewise a berthd killed while writing an in-process record (before
+	// the ADD's first step, so nothing else of it is there) leaves its
+	// temp file.
+	left = append(left, recordPath(m.recDir, id)+".tmp")
 	for _, f := range left {
 		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
 			m.log.Warn("removing a pod's cached CNI result", "pod", id, "file", f, "err", err)

@@ -32,6 +32,9 @@ type Builtin struct {
 	// for the subnet that the Manager installs when it loads the network
 	// (see masq.go), not with the bridge plugin's per-pod ipMasq.
 	IPMasq bool
+	// InProcess runs the network in berthd (inprocess.go) for pods without
+	// a hostPort; false: the plugins, through libcni, for every pod.
+	InProcess bool
 	// DataDir is host-local's lease directory (one subdirectory per
 	// network name). Under berthd's state dir it is emptied at reboot,
 	// together with the pods that held the leases.
@@ -45,21 +48,9 @@ type Builtin struct {
 // sets route_localnet on the bridge and masquerades the localhost-sourced
 // connections it DNATs into the pod.
 func (b Builtin) ConfList() ([]byte, error) {
-	prefix, err := netip.ParsePrefix(b.Subnet)
+	ipam, err := b.ipam()
 	if err != nil {
-		return nil, fmt.Errorf("built-in network subnet %q: %w", b.Subnet, err)
-	}
-	ipam := map[string]any{
-		"type":    "host-local",
-		"ranges":  [][]map[string]string{{{"subnet": prefix.Masked().String()}}},
-		"dataDir": b.DataDir,
-	}
-	if b.DefaultRoute {
-		dst := "0.0.0.0/0"
-		if prefix.Addr().Is6() {
-			dst = "::/0"
-		}
-		ipam["routes"] = []map[string]string{{"dst": dst}}
+		return nil, err
 	}
 	list := map[string]any{
 		"cniVersion": cniVersion,
@@ -81,6 +72,29 @@ func (b Builtin) ConfList() ([]byte, error) {
 		},
 	}
 	return json.MarshalIndent(list, "", "  ")
+}
+
+// ipam is the bridge plugin's "ipam" section: host-local over the subnet.
+// The in-process built-in network (inprocess.go) reads the same section,
+// so that both paths allocate alike from the one lease store.
+func (b Builtin) ipam() (map[string]any, error) {
+	prefix, err := netip.ParsePrefix(b.Subnet)
+	if err != nil {
+		return nil, fmt.Errorf("built-in network subnet %q: %w", b.Subnet, err)
+	}
+	ipam := map[string]any{
+		"type":    "host-local",
+		"ranges":  [][]map[string]string{{{"subnet": prefix.Masked().String()}}},
+		"dataDir": b.DataDir,
+	}
+	if b.DefaultRoute {
+		dst := "0.0.0.0/0"
+		if prefix.Addr().Is6() {
+			dst = "::/0"
+		}
+		ipam["routes"] = []map[string]string{{"dst": dst}}
+	}
+	return ipam, nil
 }
 
 // loopbackNetwork is the network name under which berthd up to this

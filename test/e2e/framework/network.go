@@ -105,7 +105,8 @@ func (d *Daemon) writeConfig() (string, error) {
 func (d *Daemon) LeaseDir() string { return filepath.Join(d.StateDir, "cni", "networks", "berth") }
 
 // networkLeaks reports veths still on the daemon's bridge and IP leases
-// still held in its built-in network.
+// still held in its built-in network, and in-process network records
+// (internal/network/inprocess.go) of pods gone.
 func (d *Daemon) networkLeaks() []string {
 	var leaks []string
 	ports, _ := os.ReadDir(filepath.Join("/sys/class/net", d.Bridge, "brif"))
@@ -114,6 +115,10 @@ func (d *Daemon) networkLeaks() []string {
 	}
 	for _, ip := range Leases(d.LeaseDir()) {
 		leaks = append(leaks, fmt.Sprintf("IP lease left in %s: %s", d.LeaseDir(), ip))
+	}
+	recs, _ := os.ReadDir(filepath.Join(d.StateDir, "cni", "cache", "inprocess"))
+	for _, r := range recs {
+		leaks = append(leaks, fmt.Sprintf("in-process network record left: %s", r.Name()))
 	}
 	return leaks
 }
