@@ -84,6 +84,11 @@ func New(cfg Config) (*Manager, error) {
 		if err := os.MkdirAll(cfg.Builtin.DataDir, 0o700); err != nil {
 			return nil, fmt.Errorf("network: create IP lease dir: %w", err)
 		}
+		if freed, err := sweepEmptyLeases(cfg.Builtin.Name, cfg.Builtin.DataDir); err != nil {
+			cfg.Logger.Warn("checking the built-in network's IP leases", "err", err)
+		} else if len(freed) > 0 {
+			cfg.Logger.Warn("freed IP leases a crash left without a pod id", "ips", freed)
+		}
 	}
 	m := &Manager{
 		cfg:    cfg,

@@ -38,6 +38,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -99,6 +100,44 @@ func newBridgeNet(b Builtin, cacheDir string) (*bridgeNet, error) {
 		return nil, fmt.Errorf("built-in network: %w", err)
 	}
 	return &bridgeNet{bridge: b.Bridge, ipam: ipamConf, recDir: recDir}, nil
+}
+
+// sweepEmptyLeases removes the empty lease files of host-local's store
+// <dataDir>/<name>, at start-up, before any ADD of this berthd: host-local
+// makes a lease file (O_EXCL) and then writes the pod's id into it, so a
+// crash between the two (berthd's, for an in-process ADD; a plugin killed
+// with it) leaves a lease no DEL can match by id, and the address is lost
+// until someone deletes the file. It returns the addresses freed.
+func sweepEmptyLeases(name, dataDir string) ([]string, error) {
+	store, err := disk.New(name, dataDir)
+	if err != nil {
+		return nil, err
+	}
+	defer store.Close()
+	if err := store.Lock(); err != nil {
+		return nil, err
+	}
+	defer store.Unlock()
+	dir := filepath.Join(dataDir, name)
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var freed []string
+	for _, e := range entries {
+		n := e.Name()
+		if n == "lock" || strings.HasPrefix(n, "last_reserved_ip") || !e.Type().IsRegular() {
+			continue
+		}
+		if fi, err := e.Info(); err != nil || fi.Size() != 0 {
+			continue
+		}
+		if err := os.Remove(filepath.Join(dir, n)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return freed, err
+		}
+		freed = append(freed, n)
+	}
+	return freed, nil
 }
 
 func recordPath(recDir, id string) string { return filepath.Join(recDir, id+".json") }

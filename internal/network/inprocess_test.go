@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -165,5 +166,38 @@ func TestInprocessLeases(t *testing.T) {
 	}
 	if len(leases) != 2 {
 		t.Errorf("leases after pod a's DEL: %v, want the plugin pod's and pod b's", leases)
+	}
+}
+
+// TestSweepEmptyLeases: a lease file a crash left empty (made, no pod id
+// written yet) is freed at start; leases with an id, the lock and the
+// last-reserved marker stay.
+func TestSweepEmptyLeases(t *testing.T) {
+	dataDir := t.TempDir()
+	dir := filepath.Join(dataDir, "berth")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]string{
+		"10.88.0.2":          "pod-a\r\neth0",
+		"10.88.0.3":          "",
+		"last_reserved_ip.0": "10.88.0.3",
+	}
+	for n, c := range files {
+		if err := os.WriteFile(filepath.Join(dir, n), []byte(c), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	freed, err := sweepEmptyLeases("berth", dataDir)
+	if err != nil || !slices.Equal(freed, []string{"10.88.0.3"}) {
+		t.Fatalf("freed %v, %v; want [10.88.0.3]", freed, err)
+	}
+	for _, n := range []string{"10.88.0.2", "last_reserved_ip.0", "lock"} {
+		if _, err := os.Stat(filepath.Join(dir, n)); err != nil {
+			t.Errorf("%s: %v", n, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "10.88.0.3")); !os.IsNotExist(err) {
+		t.Errorf("empty lease left: %v", err)
 	}
 }

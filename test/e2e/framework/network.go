@@ -114,7 +114,9 @@ func (d *Daemon) networkLeaks() []string {
 		leaks = append(leaks, fmt.Sprintf("veth left on bridge %s: %s", d.Bridge, p.Name()))
 	}
 	for _, ip := range Leases(d.LeaseDir()) {
-		leaks = append(leaks, fmt.Sprintf("IP lease left in %s: %s", d.LeaseDir(), ip))
+		// The content (pod id, interface) says whose it was.
+		owner, _ := os.ReadFile(filepath.Join(d.LeaseDir(), ip))
+		leaks = append(leaks, fmt.Sprintf("IP lease left in %s: %s (%q)", d.LeaseDir(), ip, owner))
 	}
 	recs, _ := os.ReadDir(filepath.Join(d.StateDir, "cni", "cache", "inprocess"))
 	for _, r := range recs {
