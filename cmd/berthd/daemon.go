@@ -175,6 +175,7 @@ func run(ctx context.Context, cfg *config.Config, reload func() (*config.Config,
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	go reloadOnHUP(ctx, log, reload, puller, images)
+	go dumpStacksOnUSR1(ctx, log)
 	go func() {
 		if err := containers.Watch(ctx); err != nil && ctx.Err() == nil {
 			log.Error("exit watcher stopped", "err", err)

@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -51,5 +52,23 @@ func TestConfigDefault(t *testing.T) {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("berthd config default lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// TestStacksOnUSR1: SIGUSR1 makes berthd log every goroutine's stack and
+// go on serving.
+func TestStacksOnUSR1(t *testing.T) {
+	d := framework.Shared(t)
+	if err := syscall.Kill(d.PID(), syscall.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	if !waitUntil(10*time.Second, func() bool {
+		b, _ := os.ReadFile(d.LogPath)
+		return strings.Contains(string(b), "SIGUSR1: goroutine stacks") && strings.Contains(string(b), "goroutine 1 [")
+	}) {
+		t.Fatal("no goroutine stacks in berthd's log after SIGUSR1")
+	}
+	if _, err := d.Runtime.Version(framework.Ctx(t), &runtimeapi.VersionRequest{}); err != nil {
+		t.Fatalf("berthd after SIGUSR1: %v", err)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -55,16 +56,23 @@ func readGauges(t *testing.T, d *framework.Daemon, metricsURL string) daemonGaug
 }
 
 // waitIdle waits until berthd's gauges are back to at most idle (a
-// goroutine of a just-closed stream may take a moment to end) and reports
-// them when they do not come back.
+// goroutine of a just-closed stream may take a moment to end; on a loaded
+// machine two once took longer than 15 s, then ended) and reports them,
+// with berthd's goroutine stacks, when they do not come back: a leak stays.
 func waitIdle(t *testing.T, d *framework.Daemon, metricsURL string, idle daemonGauges) daemonGauges {
 	t.Helper()
 	var g daemonGauges
-	if !waitUntil(15*time.Second, func() bool {
+	if !waitUntil(60*time.Second, func() bool {
 		g = readGauges(t, d, metricsURL)
 		return g.fds <= idle.fds && g.goroutines <= idle.goroutines
 	}) {
 		t.Errorf("berthd after every pod was removed: %d fds and %d goroutines, idle was %d and %d", g.fds, g.goroutines, idle.fds, idle.goroutines)
+		// Which ones: berthd logs every goroutine's stack on SIGUSR1, and
+		// the log is printed with the failure.
+		if pid := d.PID(); pid > 0 {
+			_ = syscall.Kill(pid, syscall.SIGUSR1)
+			time.Sleep(500 * time.Millisecond)
+		}
 	}
 	return g
 }
