@@ -150,7 +150,9 @@ static void enter_empty_root(const char *dir)
 /*
  * drop_privileges empties every capability set, sets no_new_privs and
  * makes it uid and gid 65535. The process has one thread, so each call
- * changes the credentials of the whole process.
+ * changes the credentials of the whole process. prctl is variadic and
+ * the kernel reads its arguments as unsigned longs (refusing non-zero
+ * unused ones): they are passed as such, not as ints.
  */
 static void drop_privileges(void)
 {
@@ -161,7 +163,7 @@ static void drop_privileges(void)
 
 	/* The bounding set first: dropping needs CAP_SETPCAP, gone below. */
 	for (c = 0; c <= 63; c++) {
-		if (prctl(PR_CAPBSET_DROP, c, 0, 0, 0) == 0)
+		if (prctl(PR_CAPBSET_DROP, (unsigned long)c, 0UL, 0UL, 0UL) == 0)
 			continue;
 		if (errno == EINVAL)
 			break; /* past the kernel's last capability */
@@ -171,9 +173,9 @@ static void drop_privileges(void)
 		errno = saved;
 		fail(what);
 	}
-	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0)
+	if (prctl(PR_CAP_AMBIENT, (unsigned long)PR_CAP_AMBIENT_CLEAR_ALL, 0UL, 0UL, 0UL) < 0)
 		fail("clear ambient capabilities");
-	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1UL, 0UL, 0UL, 0UL) < 0)
 		fail("set no_new_privs");
 	if (setgroups(0, NULL) < 0)
 		fail("setgroups");
@@ -190,7 +192,7 @@ static void drop_privileges(void)
 	 * Not dumpable: /proc/<pid>/root, cwd, fd, environ and ptrace need
 	 * CAP_SYS_PTRACE even for its own uid.
 	 */
-	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+	if (prctl(PR_SET_DUMPABLE, 0UL, 0UL, 0UL, 0UL) < 0)
 		fail("set not dumpable");
 }
 
