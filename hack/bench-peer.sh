@@ -27,7 +27,9 @@
 #   BENCH_LOG_DIR       keep the daemons' and the registry's logs there
 #   BERTH_LOG_LEVEL     berthd's log level (info; debug logs each step's time)
 #   BERTH_BASE_BIN      a dir with another build's berthd and berth-pause, run
-#                       beside the checkout's as target berth-base (before/after)
+#                       beside the checkout's as target berth-base (before/after);
+#                       make its berth-pause with hack/build-pause.sh DIR/berth-pause
+#                       (it is C; older trees built it with go build)
 #   BENCH_STEPS         1: turn on berthd's metrics endpoint and print its
 #                       per-step times of the sequential workloads (off by
 #                       default: the endpoint adds to berthd's memory)
@@ -113,9 +115,10 @@ trap 'exit 130' INT TERM
 
 note "building berthd, berth, berth-pause and berth-bench into $work/bin"
 mkdir -p "$work/bin"
-for c in berthd berth berth-pause berth-bench; do
+for c in berthd berth berth-bench; do
 	CGO_ENABLED=0 go build -o "$work/bin/$c" "./cmd/$c"
 done
+./hack/build-pause.sh "$work/bin/berth-pause"
 if [[ $BENCH_ONLY != berth && ! -x $CONTAINERD_BIN/containerd-shim-runc-v2 ]]; then
 	note "building containerd $CONTAINERD_VERSION and its runc shim into $CONTAINERD_BIN (a few minutes)"
 	mkdir -p "$CONTAINERD_BIN"

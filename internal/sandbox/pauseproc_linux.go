@@ -137,13 +137,13 @@ func (h *hostPauser) Start(ctx context.Context, req PauseRequest) (PauseProc, er
 		return PauseProc{}, err
 	}
 	defer r.Close()
-	// The image is the child's fd 4 (it execs itself again from there).
+	// The image is the child's fd 4, only to be exec'd from (berth-pause
+	// closes it with every other fd once isolated).
 	cmd := exec.Command("/proc/self/fd/4", "--isolate")
 	// What the pod's containers read in /proc/1/cmdline: no host path.
 	cmd.Args[0] = pauseName
 	cmd.Dir = "/"
-	// One P: it does nothing in parallel, and each P costs memory.
-	cmd.Env = []string{pauseDirEnv + "=" + req.Dir, "GOMAXPROCS=1"}
+	cmd.Env = []string{pauseDirEnv + "=" + req.Dir}
 	cmd.ExtraFiles = []*os.File{w, img}
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Cloneflags: unix.CLONE_NEWPID | unix.CLONE_NEWNS,
@@ -294,6 +294,8 @@ func (h *hostPauser) Find(podsDir string) map[string][]PauseProc {
 	out := map[string][]PauseProc{}
 	host.Find(func(proc host.Proc) bool {
 		args, err := proc.Cmdline()
+		// --isolated: the second stage of the Go berth-pause of older
+		// berths, whose pause processes outlive an upgrade.
 		if err != nil || len(args) != 2 || args[0] != pauseName || (args[1] != "--isolate" && args[1] != "--isolated") {
 			return false
 		}

@@ -64,7 +64,7 @@ func TestDirectPauseIsolation(t *testing.T) {
 	// of a process of another uid that is not dumpable asks for.
 	look := inSharedPID(framework.Sh("looker", `sleep 0.3
 echo "cmd=$(tr '\0' ' ' </proc/1/cmdline)"
-for k in Uid Gid Groups CapInh CapPrm CapEff CapBnd CapAmb NoNewPrivs; do echo "$k=$(awk -v k="$k:" '$1 == k {$1=""; print substr($0, 2)}' /proc/1/status)"; done
+for k in Uid Gid Groups CapInh CapPrm CapEff CapBnd CapAmb NoNewPrivs Threads; do echo "$k=$(awk -v k="$k:" '$1 == k {$1=""; print substr($0, 2)}' /proc/1/status)"; done
 echo "root=$(ls -A /proc/1/root | tr '\n' ,)"
 echo "rootlink=$(readlink /proc/1/root)"
 echo "cwd=$(ls -A /proc/1/cwd | tr '\n' ,)"
@@ -79,7 +79,8 @@ true`))
 	}
 	kv := keyValues(strings.Split(out, "\n"))
 	want := map[string]string{
-		"cmd":  "berth-pause --isolated ",
+		// One process, isolated in the exec berthd made (no second one).
+		"cmd":  "berth-pause --isolate ",
 		"Uid":  "65535 65535 65535 65535",
 		"Gid":  "65535 65535 65535 65535",
 		"root": "", "rootlink": "/", "cwd": "", "fd": "",
@@ -91,6 +92,9 @@ true`))
 		want[c] = "0000000000000000"
 	}
 	want["NoNewPrivs"] = "1"
+	// Single-threaded C: its credentials are the whole process's.
+	want["Threads"] = "1"
+	want["Groups"] = ""
 	for k, v := range want {
 		if got := strings.Join(strings.Fields(kv[k]), " "); got != strings.TrimSpace(v) {
 			t.Errorf("PID 1 as a container sees it: %s = %q, want %q", k, kv[k], v)
