@@ -23,6 +23,9 @@
 #   CONTAINERD_BIN      where containerd and containerd-shim-runc-v2 are
 #                       (default ~/.cache/berth/containerd-$CONTAINERD_VERSION/bin;
 #                       built there when missing)
+#   RUNC                the runc that berth (its default handler), containerd
+#                       and the floor all run (default: berth's own,
+#                       /usr/local/lib/berth/runc, else runc on PATH)
 #   BENCH_ONLY          berth or containerd: measure only that one
 #   BENCH_LOG_DIR       keep the daemons' and the registry's logs there
 #   BERTH_LOG_LEVEL     berthd's log level (info; debug logs each step's time)
@@ -43,7 +46,14 @@ BENCH_LOG_DIR="${BENCH_LOG_DIR:-}"
 BERTH_LOG_LEVEL="${BERTH_LOG_LEVEL:-info}"
 BERTH_BASE_BIN="${BERTH_BASE_BIN:-}"
 BENCH_STEPS="${BENCH_STEPS:-}"
-RUNC="$(command -v runc)"
+# One runc for all three: berth's default handler binary (hack/install.sh
+# builds it; Debian's 1.1.5 when it is absent), which containerd and the
+# floor then run too, so that no ratio hides a difference between runc
+# versions (1.5.3 runs a container ~5 ms slower than 1.1.5 here).
+RUNC="${RUNC:-}"
+if [[ -z $RUNC ]]; then
+	if [[ -x /usr/local/lib/berth/runc ]]; then RUNC=/usr/local/lib/berth/runc; else RUNC="$(command -v runc)"; fi
+fi
 CNI_BIN=/usr/lib/cni # Debian's containernetworking-plugins
 
 if [[ $(id -u) -ne 0 ]]; then
@@ -225,6 +235,8 @@ default_bridge = "$bridge"
 default_subnet = "$subnet"
 [images]
 registry_config_dir = "$work/hosts.d"
+[runtimes.runc]
+path = "$RUNC"
 CONF
 	metrics=
 	if [[ $BENCH_STEPS == 1 ]]; then

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -93,16 +94,22 @@ func TestStats(t *testing.T) {
 	}
 
 	// Two samples a couple of seconds apart: the rate is over that window.
-	pollStats(t, d, busy, "cpu usage > 0", func(s *runtimeapi.ContainerStats) bool {
+	first := pollStats(t, d, busy, "cpu usage > 0", func(s *runtimeapi.ContainerStats) bool {
 		return s.GetCpu().GetUsageCoreNanoSeconds().GetValue() > 0
 	})
 	time.Sleep(2 * time.Second)
 	st = pollStats(t, d, busy, "usage_nano_cores set", func(s *runtimeapi.ContainerStats) bool {
 		return s.GetCpu().GetUsageNanoCores() != nil
 	})
-	// The host has two cores and other tests may run: allow some slack.
-	if nc := st.Cpu.UsageNanoCores.Value; nc < 0.6e9 || nc > 1.15e9 {
-		t.Errorf("busy loop usage_nano_cores %d, want about 1e9", nc)
+	// The loop's share of the host's two cores depends on what else runs,
+	// so the rate is checked against the loop's own counter over (nearly)
+	// the same window, not against one core: berthd's window starts at the
+	// sample it kept, at or a poll before first.
+	nc := float64(st.Cpu.UsageNanoCores.Value)
+	own := float64(st.Cpu.UsageCoreNanoSeconds.Value-first.Cpu.UsageCoreNanoSeconds.Value) /
+		(float64(st.Cpu.Timestamp-first.Cpu.Timestamp) / 1e9)
+	if nc < 0.1e9 || nc > 1.15e9 || math.Abs(nc-own) > 0.25e9 {
+		t.Errorf("busy loop usage_nano_cores %.0f, want at most one core and near its own counter's %.0f over the window", nc, own)
 	}
 
 	// Pod: its own cgroup (kubelet-style parent), loopback traffic counted.
