@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
 
 	"github.com/berth-project/berth/internal/admin"
@@ -202,7 +203,8 @@ func run(ctx context.Context, cfg *config.Config, reload func() (*config.Config,
 		Stats: statsSvc, Events: bus, Streams: streams, Security: cri.SecurityStatus(host)}
 	// After a burst of pod starts, stops or pulls, give back what it left
 	// mapped (internal/memtrim).
-	trimmer := memtrim.New(cfg.MemoryTrimAfter.Duration, func() { trimQuietMemory(log) })
+	trimmer := memtrim.New(cfg.MemoryTrimAfter.Duration, func() { trimQuietMemory(log) },
+		func() { unmapBinary(unix.MADV_DONTNEED) })
 	go trimmer.Run(ctx)
 	grpcServer := grpc.NewServer(append(server.ServerOptions(), grpc.ChainUnaryInterceptor(trimmer.UnaryInterceptor))...)
 	server.Register(grpcServer)

@@ -6,6 +6,13 @@
 // fault-around, most of the binary's pclntab and text) mapped in berthd,
 // counted in its RSS, until the process exits.
 //
+// Once quiet, the pages a garbage collection faults back in are given back
+// after each cycle too: a cycle reads the pclntab and type data of every
+// frame on every goroutine's stack and of every type in the heap, and with
+// fault-around that maps back 7-10 MiB of the binary (measured with 100
+// pods) that would otherwise stay until the next burst. That costs a
+// minor fault per 64 KiB on the next cycle (about 2 ms), only at rest.
+//
 // Polled calls (List*, *Status, *Stats, Version, ImageFsInfo) neither delay
 // nor start a trim: kubelet makes them every second or so, and they touch
 // little. A trim never runs while a state-changing call is in flight, so it
@@ -17,6 +24,7 @@ package memtrim
 
 import (
 	"context"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -25,11 +33,14 @@ import (
 )
 
 // Trimmer runs its trim once state-changing calls have been quiet for its
-// delay after the last one ended.
+// delay after the last one ended, and its idle trim after every garbage
+// collection while they stay quiet.
 type Trimmer struct {
 	after time.Duration
 	trim  func()
+	idle  func()
 	now   func() time.Time
+	gc    chan struct{} // a collection cycle ended
 
 	busy atomic.Int32 // state-changing calls in flight
 	last atomic.Int64 // when the last one ended, unix ns
@@ -37,9 +48,11 @@ type Trimmer struct {
 }
 
 // New returns a trimmer that calls trim once calls have been quiet for
-// after. after <= 0: never.
-func New(after time.Duration, trim func()) *Trimmer {
-	return &Trimmer{after: after, trim: trim, now: time.Now, kick: make(chan struct{}, 1)}
+// after, and idle (which must not collect garbage itself) after each
+// collection while they stay quiet. after <= 0: never.
+func New(after time.Duration, trim, idle func()) *Trimmer {
+	return &Trimmer{after: after, trim: trim, idle: idle, now: time.Now,
+		kick: make(chan struct{}, 1), gc: make(chan struct{}, 1)}
 }
 
 // Begin counts a state-changing call in flight; end (exactly once) ends it.
@@ -61,10 +74,18 @@ func (t *Trimmer) Run(ctx context.Context) {
 	if t.after <= 0 {
 		return
 	}
+	var stop atomic.Bool
+	defer stop.Store(true)
+	t.watchGC(&stop)
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-t.gc:
+			if t.busy.Load() == 0 && t.now().Sub(time.Unix(0, t.last.Load())) >= t.after {
+				t.idle()
+			}
+			continue
 		case <-t.kick:
 		}
 		if !t.waitQuiet(ctx) {
@@ -72,6 +93,24 @@ func (t *Trimmer) Run(ctx context.Context) {
 		}
 		t.trim()
 	}
+}
+
+// gcSentinel has a pointer so that it is not batched with other tiny
+// objects: it dies in the first collection after it is made.
+type gcSentinel struct{ _ *int }
+
+// watchGC signals t.gc after each collection cycle until stop: a sentinel's
+// cleanup runs once a cycle has found it unreachable, and makes the next.
+func (t *Trimmer) watchGC(stop *atomic.Bool) {
+	runtime.AddCleanup(new(gcSentinel), func(stop *atomic.Bool) {
+		select {
+		case t.gc <- struct{}{}:
+		default:
+		}
+		if !stop.Load() {
+			t.watchGC(stop)
+		}
+	}, stop)
 }
 
 // waitQuiet returns once no call is in flight and the last ended at least

@@ -2,6 +2,7 @@ package memtrim
 
 import (
 	"context"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -14,7 +15,7 @@ const quiet = 50 * time.Millisecond
 func start(t *testing.T, after time.Duration) (*Trimmer, *atomic.Int32) {
 	t.Helper()
 	var n atomic.Int32
-	tr := New(after, func() { n.Add(1) })
+	tr := New(after, func() { n.Add(1) }, func() {})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { tr.Run(ctx); close(done) }()
@@ -80,6 +81,33 @@ func TestPolledCallsDoNotCount(t *testing.T) {
 	}
 	tr.UnaryInterceptor(context.Background(), nil, &grpc.UnaryServerInfo{FullMethod: "/runtime.v1.RuntimeService/StartContainer"}, handler)
 	waitFor(t, n, 1)
+}
+
+func TestIdleTrimAfterEachCollection(t *testing.T) {
+	var idle atomic.Int32
+	tr := New(quiet, func() {}, func() { idle.Add(1) })
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { tr.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	end := tr.Begin() // in flight: a collection must not trim
+	runtime.GC()
+	time.Sleep(quiet)
+	if got := idle.Load(); got != 0 {
+		t.Fatalf("%d idle trims while a call was in flight", got)
+	}
+	end()
+	time.Sleep(2 * quiet)
+	for i := int32(1); i <= 3; i++ {
+		runtime.GC()
+		deadline := time.Now().Add(5 * time.Second)
+		for idle.Load() < i {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d idle trims after %d collections at rest", idle.Load(), i)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
 }
 
 func TestPolled(t *testing.T) {
