@@ -202,7 +202,8 @@ func run(ctx context.Context, cfg *config.Config, reload func() (*config.Config,
 	server := &cri.Server{Config: cfg, Runtimes: runtimes, Pods: pods, Sandboxes: sandboxes, Containers: containers, Images: images, Puller: puller, Network: podNetwork, Log: log,
 		Stats: statsSvc, Events: bus, Streams: streams, Security: cri.SecurityStatus(host)}
 	// After a burst of pod starts, stops or pulls, give back what it left
-	// mapped (internal/memtrim).
+	// mapped, and at rest what each GC cycle maps again (internal/memtrim);
+	// the idle trim's error is the full trim's, logged there.
 	trimmer := memtrim.New(cfg.MemoryTrimAfter.Duration, func() { trimQuietMemory(log) },
 		func() { unmapBinary(unix.MADV_DONTNEED) })
 	go trimmer.Run(ctx)

@@ -4,7 +4,8 @@
 // (returned to the kernel only slowly by the runtime's scavenger) and
 // the pages of code and tables it ran (with the kernel's 64 KiB
 // fault-around, most of the binary's pclntab and text) mapped in berthd,
-// counted in its RSS, until the process exits.
+// counted in its RSS, until the process exits or memory pressure makes the
+// kernel reclaim them.
 //
 // Once quiet, the pages a garbage collection faults back in are given back
 // after each cycle too: a cycle reads the pclntab and type data of every
