@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
 
 	"github.com/berth-project/berth/internal/admin"
@@ -24,6 +25,7 @@ import (
 	"github.com/berth-project/berth/internal/events"
 	"github.com/berth-project/berth/internal/host"
 	"github.com/berth-project/berth/internal/image"
+	"github.com/berth-project/berth/internal/memtrim"
 	"github.com/berth-project/berth/internal/nri"
 	"github.com/berth-project/berth/internal/pod"
 	"github.com/berth-project/berth/internal/registry"
@@ -199,7 +201,13 @@ func run(ctx context.Context, cfg *config.Config, reload func() (*config.Config,
 	log.Info("streaming server listening", "url", streams.URL())
 	server := &cri.Server{Config: cfg, Runtimes: runtimes, Pods: pods, Sandboxes: sandboxes, Containers: containers, Images: images, Puller: puller, Network: podNetwork, Log: log,
 		Stats: statsSvc, Events: bus, Streams: streams, Security: cri.SecurityStatus(host)}
-	grpcServer := grpc.NewServer(server.ServerOptions()...)
+	// After a burst of pod starts, stops or pulls, give back what it left
+	// mapped, and at rest what each GC cycle maps again (internal/memtrim);
+	// the idle trim's error is the full trim's, logged there.
+	trimmer := memtrim.New(cfg.MemoryTrimAfter.Duration, func() { trimQuietMemory(log) },
+		func() { unmapBinary(unix.MADV_DONTNEED) })
+	go trimmer.Run(ctx)
+	grpcServer := grpc.NewServer(append(server.ServerOptions(), grpc.ChainUnaryInterceptor(trimmer.UnaryInterceptor))...)
 	server.Register(grpcServer)
 	admin.Register(grpcServer, adminBackend{Service: images, puller: puller})
 

@@ -1,8 +1,11 @@
 package main
 
 import (
+	"log/slog"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestBinaryRanges(t *testing.T) {
@@ -34,4 +37,16 @@ func TestTrimStartupMemory(t *testing.T) {
 	if n == 0 {
 		t.Error("found no mapping of the test binary to trim")
 	}
+}
+
+func TestUnmapBinaryDontNeed(t *testing.T) {
+	// What the trim after a burst does: safe while this very code runs.
+	n, err := unmapBinary(unix.MADV_DONTNEED)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n == 0 {
+		t.Error("found no mapping of the test binary to trim")
+	}
+	trimQuietMemory(slog.New(slog.DiscardHandler))
 }

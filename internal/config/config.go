@@ -41,6 +41,7 @@ type Config struct {
 	DefaultCgroupParent  string             `toml:"default_cgroup_parent" doc:"cgroup parent for pods whose config names none (a path, or a .slice with systemd)"`
 	RestrictOOMScoreAdj  AutoBool           `toml:"restrict_oom_score_adj" doc:"clamp oom_score_adj to berthd's own: auto (when berthd lacks CAP_SYS_RESOURCE), true or false"`
 	UncollectedResultTTL Duration           `toml:"uncollected_result_ttl" doc:"how long a create result nobody collected is kept for the kubelet's retry before cleanup"`
+	MemoryTrimAfter      Duration           `toml:"memory_trim_after" doc:"once no state-changing CRI call has run for this long (the end of a burst of pod starts, stops or pulls), give the heap's free memory and the pages of code the burst ran back to the host (docs/PERFORMANCE.md); 0s: never"`
 	ExecSyncMaxOutput    int                `toml:"exec_sync_max_output" doc:"ExecSync output cap in bytes, stdout and stderr together (never more than a 16 MiB CRI response holds)"`
 	DefaultRuntime       string             `toml:"default_runtime" doc:"OCI runtime handler used when the pod names no RuntimeClass handler"`
 	Runtimes             map[string]Runtime `toml:"runtimes" doc:"OCI runtime handlers by RuntimeClass handler name; a drop-in changes only the keys it sets"`
@@ -135,6 +136,7 @@ func Default() *Config {
 		DefaultCgroupParent:  "/berth",
 		RestrictOOMScoreAdj:  AutoBool("auto"),
 		UncollectedResultTTL: Duration{5 * time.Minute},
+		MemoryTrimAfter:      Duration{3 * time.Second},
 		ExecSyncMaxOutput:    16 << 20,
 		DefaultRuntime:       "runc",
 		Runtimes: map[string]Runtime{

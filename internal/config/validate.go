@@ -63,6 +63,9 @@ func (c *Config) Validate() error {
 	if c.UncollectedResultTTL.Duration <= 0 {
 		bad("uncollected_result_ttl", c.UncollectedResultTTL.Duration, `a positive duration such as "5m"`)
 	}
+	if c.MemoryTrimAfter.Duration < 0 {
+		bad("memory_trim_after", c.MemoryTrimAfter.Duration, `a duration such as "3s", or "0s" for never`)
+	}
 	if c.ExecSyncMaxOutput <= 0 {
 		bad("exec_sync_max_output", c.ExecSyncMaxOutput, "a positive number of bytes")
 	}

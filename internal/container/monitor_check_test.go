@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 
@@ -94,5 +95,66 @@ func TestSettleOrphaned(t *testing.T) {
 	rows, err := s.records.Load(nil)
 	if err != nil || len(rows) != 1 || rows[0].Status.State != Exited {
 		t.Errorf("stored records: %v %+v", err, rows)
+	}
+}
+
+// TestMonitorWatch: a live monitor is found once through its files and
+// then watched through a pidfd; its exit shows at the next check; a pid
+// the files no longer name after the open is not kept.
+func TestMonitorWatch(t *testing.T) {
+	cmd := exec.Command("sleep", "60")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	pid := cmd.Process.Pid
+	w := monitorWatch{}
+	defer w.closeAll()
+	finds := 0
+	find := func() (int, bool) { finds++; return pid, true }
+	if !w.alive("c1", find) || !w.alive("c1", find) {
+		t.Fatal("a live monitor reads as gone")
+	}
+	if finds != 2 || len(w) != 1 {
+		t.Fatalf("files read %d times, %d fds kept; want 2 reads (find, then check after the open) and 1 fd", finds, len(w))
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	if w.alive("c1", find) {
+		t.Error("an exited monitor reads as alive")
+	}
+	if len(w) != 0 {
+		t.Errorf("%d fds kept after the exit", len(w))
+	}
+
+	// The files name another pid on the second read: not kept.
+	other := exec.Command("sleep", "60")
+	if err := other.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { other.Process.Kill(); other.Wait() }()
+	n := 0
+	moving := func() (int, bool) {
+		n++
+		if n == 1 {
+			return other.Process.Pid, true
+		}
+		return other.Process.Pid + 1, true
+	}
+	if w.alive("c2", moving) || len(w) != 0 {
+		t.Errorf("a pid the files stopped naming was kept (%d fds)", len(w))
+	}
+	if w.alive("c3", func() (int, bool) { return 0, false }) {
+		t.Error("no monitor reads as alive")
+	}
+	if !w.alive("c4", func() (int, bool) { return 0, true }) || len(w) != 0 {
+		t.Error("a container without a monitor pid (handler gone) must read as monitored, unwatched")
+	}
+	if !w.alive("c5", func() (int, bool) { return other.Process.Pid, true }) || len(w) != 1 {
+		t.Fatal("live monitor not watched")
+	}
+	w.forget(map[string]bool{})
+	if len(w) != 0 {
+		t.Errorf("forget kept %d fds", len(w))
 	}
 }
