@@ -65,7 +65,8 @@ func newRunCommand() *cobra.Command {
   - N kubelet-shaped pods (PID namespace per container) started and removed one after the other,
   - the same with a PID namespace shared by the pod (CRI's default),
   - ExecSync of echo in a running container,
-  - a bare "runc run" of the same busybox sleep (the floor, once),
+  - a bare "runc run" of the same busybox sleep (the floor, for all targets at
+    once: half its runs before the sequential pods, half after them),
   - M clients starting N pods at once (pods/s), the daemon's and helpers' memory
     and ListPodSandbox/ListContainers/ListContainerStats/ListPodSandboxStats with them running,
     then the same clients stopping and removing them,
@@ -191,19 +192,30 @@ func run(ctx context.Context, o *runOptions) error {
 		}
 	}
 	c := o.counts
+	// The floor's runs are split: half before the sequential pods, half
+	// after them, so that it samples the machine over the same stretch of
+	// time as the pod starts it is compared with (these VMs drift by tens
+	// of percent within minutes).
+	floor := newRecorder()
+	runFloor := func(n int) {
+		if n <= 0 || ctx.Err() != nil || rep.FloorError != "" {
+			return
+		}
+		slog.Info("workload", "workload", "runc floor", "runs", n)
+		if err := runcFloor(o.runc, o.workDir, n, floor); err != nil {
+			rep.FloorError = err.Error()
+			slog.Error("runc floor failed", "err", err)
+		}
+	}
+	runFloor(c.FloorRuns / 2)
 	each("sequential kubelet-shaped pods", func(r *runner) error { return r.sequential(ctx, Kubelet, c.Pods) })
 	each("sequential shared-PID pods", func(r *runner) error { return r.sequential(ctx, SharedPID, c.Pods) })
 	each("ExecSync", func(r *runner) error { return r.execs(ctx, c.Execs) })
 	if c.CLIRuns > 0 {
 		each("berth run --rm", func(r *runner) error { return r.cliRuns(ctx, c.CLIRuns) })
 	}
-	if c.FloorRuns > 0 && ctx.Err() == nil {
-		slog.Info("workload", "workload", "runc floor")
-		floor := newRecorder()
-		if err := runcFloor(o.runc, o.workDir, c.FloorRuns, floor); err != nil {
-			rep.FloorError = err.Error()
-			slog.Error("runc floor failed", "err", err)
-		}
+	runFloor(c.FloorRuns - c.FloorRuns/2)
+	if c.FloorRuns > 0 {
 		rep.Floor = floor.results()
 	}
 	each("concurrent pods", func(r *runner) error {
