@@ -47,15 +47,18 @@ func trimQuietMemory(log *slog.Logger) {
 }
 
 // unmapBinary applies advice (MADV_PAGEOUT or MADV_DONTNEED) to the
-// read-only mappings of berthd's binary. Both are safe while that code
-// runs: its pages are never written, so a fault maps them back from the
-// file.
+// read-only mappings of berthd's binary that hold no private copy of a
+// page. Both are safe while that code runs: its pages are never written,
+// so a fault maps them back from the file. A read-only mapping with
+// anonymous pages (a PIE build's relocated .data.rel.ro, a debugger's
+// breakpoint) is left alone: MADV_DONTNEED would drop those copies and
+// the next fault would read the file's unrelocated bytes.
 func unmapBinary(advice uintptr) (trimmed int, err error) {
 	exe, err := os.Readlink("/proc/self/exe")
 	if err != nil {
 		return 0, err
 	}
-	f, err := os.Open("/proc/self/maps")
+	f, err := os.Open("/proc/self/smaps")
 	if err != nil {
 		return 0, err
 	}
@@ -74,26 +77,50 @@ func unmapBinary(advice uintptr) (trimmed int, err error) {
 	return trimmed, nil
 }
 
-// binaryRanges returns the read-only mappings of exe (code and tables) in
-// a /proc/<pid>/maps listing. Writable ones (data, bss) hold state.
+// binaryRanges returns, from a /proc/<pid>/smaps listing, the read-only
+// mappings of exe (code and tables) without anonymous pages. Writable
+// ones (data, bss) hold state.
 func binaryRanges(r io.Reader, exe string) ([][2]uintptr, error) {
 	var out [][2]uintptr
+	var cur *[2]uintptr // the mapping whose fields are being read, if a candidate
+	flush := func() {
+		if cur != nil {
+			out = append(out, *cur)
+			cur = nil
+		}
+	}
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
-		fs := strings.Fields(sc.Text())
-		if len(fs) < 6 || strings.Join(fs[5:], " ") != exe || strings.Contains(fs[1], "w") {
+		line := sc.Text()
+		if v, ok := strings.CutPrefix(line, "Anonymous:"); ok {
+			if cur != nil && strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")) != "0" {
+				cur = nil // holds private copies: leave it
+			}
 			continue
 		}
-		lo, hi, ok := strings.Cut(fs[0], "-")
-		if !ok {
+		fs := strings.Fields(line)
+		lo, hi, isHeader := strings.Cut(fs0(fs), "-")
+		if !isHeader || len(fs) < 5 || strings.HasSuffix(fs[0], ":") {
+			continue // a field line of the current mapping
+		}
+		flush()
+		if len(fs) < 6 || strings.Join(fs[5:], " ") != exe || strings.Contains(fs[1], "w") {
 			continue
 		}
 		start, err1 := strconv.ParseUint(lo, 16, 64)
 		end, err2 := strconv.ParseUint(hi, 16, 64)
 		if err1 != nil || err2 != nil || end <= start {
-			return nil, fmt.Errorf("/proc/self/maps: bad range %q", fs[0])
+			return nil, fmt.Errorf("/proc/self/smaps: bad range %q", fs[0])
 		}
-		out = append(out, [2]uintptr{uintptr(start), uintptr(end)})
+		cur = &[2]uintptr{uintptr(start), uintptr(end)}
 	}
+	flush()
 	return out, sc.Err()
+}
+
+func fs0(fs []string) string {
+	if len(fs) == 0 {
+		return ""
+	}
+	return fs[0]
 }

@@ -9,17 +9,30 @@ import (
 )
 
 func TestBinaryRanges(t *testing.T) {
-	maps := `00400000-00dd5000 r-xp 00000000 fd:01 123 /usr/bin/berthd
+	smaps := `00400000-00dd5000 r-xp 00000000 fd:01 123 /usr/bin/berthd
+Size:              10068 kB
+Rss:                4096 kB
+Anonymous:             0 kB
+VmFlags: rd ex mr mw me
 00dd5000-01933000 r--p 009d5000 fd:01 123 /usr/bin/berthd
-01933000-019bb000 rw-p 01533000 fd:01 123 /usr/bin/berthd
+Anonymous:             0 kB
+01933000-01940000 r--p 01533000 fd:01 123 /usr/bin/berthd
+Anonymous:            12 kB
+01940000-019bb000 rw-p 01540000 fd:01 123 /usr/bin/berthd
+Anonymous:           400 kB
 019bb000-03a08000 rw-p 00000000 00:00 0
+Anonymous:          8000 kB
 7f0000000000-7f0000001000 r--p 00000000 fd:01 9 /usr/bin/berthd-other
+Anonymous:             0 kB
 7f0000002000-7f0000003000 r--s 00000000 fd:01 7 /var/lib/berth/berth.db
+Anonymous:             0 kB
 `
-	got, err := binaryRanges(strings.NewReader(maps), "/usr/bin/berthd")
+	got, err := binaryRanges(strings.NewReader(smaps), "/usr/bin/berthd")
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Not the read-only mapping with private copies (a PIE's relocated
+	// .data.rel.ro), nor the writable ones or other files.
 	want := [][2]uintptr{{0x400000, 0xdd5000}, {0xdd5000, 0x1933000}}
 	if len(got) != len(want) || got[0] != want[0] || got[1] != want[1] {
 		t.Errorf("ranges %x, want %x", got, want)
