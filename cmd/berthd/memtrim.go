@@ -50,9 +50,10 @@ func trimQuietMemory(log *slog.Logger) {
 // read-only mappings of berthd's binary that hold no private copy of a
 // page. Both are safe while that code runs: its pages are never written,
 // so a fault maps them back from the file. A read-only mapping with
-// anonymous pages (a PIE build's relocated .data.rel.ro, a debugger's
-// breakpoint) is left alone: MADV_DONTNEED would drop those copies and
-// the next fault would read the file's unrelocated bytes.
+// anonymous pages, in memory or swapped out (a PIE build's relocated
+// .data.rel.ro, a debugger's breakpoint), is left alone: MADV_DONTNEED
+// would drop those copies and the next fault would read the file's
+// unrelocated bytes.
 func unmapBinary(advice uintptr) (trimmed int, err error) {
 	exe, err := os.Readlink("/proc/self/exe")
 	if err != nil {
@@ -78,7 +79,8 @@ func unmapBinary(advice uintptr) (trimmed int, err error) {
 }
 
 // binaryRanges returns, from a /proc/<pid>/smaps listing, the read-only
-// mappings of exe (code and tables) without anonymous pages. Writable
+// mappings of exe (code and tables) without anonymous pages, resident or
+// swapped. Writable
 // ones (data, bss) hold state.
 func binaryRanges(r io.Reader, exe string) ([][2]uintptr, error) {
 	var out [][2]uintptr
@@ -92,7 +94,12 @@ func binaryRanges(r io.Reader, exe string) ([][2]uintptr, error) {
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
 		line := sc.Text()
-		if v, ok := strings.CutPrefix(line, "Anonymous:"); ok {
+		// Private copies in memory (Anonymous) or swapped out (Swap).
+		v, anon := strings.CutPrefix(line, "Anonymous:")
+		if !anon {
+			v, anon = strings.CutPrefix(line, "Swap:")
+		}
+		if anon {
 			if cur != nil && strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")) != "0" {
 				cur = nil // holds private copies: leave it
 			}

@@ -16,8 +16,12 @@ Anonymous:             0 kB
 VmFlags: rd ex mr mw me
 00dd5000-01933000 r--p 009d5000 fd:01 123 /usr/bin/berthd
 Anonymous:             0 kB
-01933000-01940000 r--p 01533000 fd:01 123 /usr/bin/berthd
+01933000-01938000 r--p 01533000 fd:01 123 /usr/bin/berthd
 Anonymous:            12 kB
+Swap:                  0 kB
+01938000-01940000 r--p 01538000 fd:01 123 /usr/bin/berthd
+Anonymous:             0 kB
+Swap:                  8 kB
 01940000-019bb000 rw-p 01540000 fd:01 123 /usr/bin/berthd
 Anonymous:           400 kB
 019bb000-03a08000 rw-p 00000000 00:00 0
@@ -31,8 +35,8 @@ Anonymous:             0 kB
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Not the read-only mapping with private copies (a PIE's relocated
-	// .data.rel.ro), nor the writable ones or other files.
+	// Not the read-only mappings with private copies, resident or swapped
+	// (a PIE's relocated .data.rel.ro), nor the writable ones or other files.
 	want := [][2]uintptr{{0x400000, 0xdd5000}, {0xdd5000, 0x1933000}}
 	if len(got) != len(want) || got[0] != want[0] || got[1] != want[1] {
 		t.Errorf("ranges %x, want %x", got, want)

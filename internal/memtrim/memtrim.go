@@ -40,27 +40,40 @@ type Trimmer struct {
 	after time.Duration
 	trim  func()
 	idle  func()
-	now   func() time.Time
 	gc    chan struct{} // a collection cycle ended
+	// minGap is the least time between two trims of either kind, so that
+	// calls spaced just over after apart, or a client whose polls drive
+	// collections, cannot make trimming (and refaulting) a steady cost.
+	minGap time.Duration
+	// base is the monotonic origin of last and trimmed: a wall clock
+	// stepped back (NTP on a fresh VM) must not stall or hurry trims.
+	base time.Time
 
-	busy atomic.Int32 // state-changing calls in flight
-	last atomic.Int64 // when the last one ended, unix ns
-	kick chan struct{}
+	busy    atomic.Int32 // state-changing calls in flight
+	last    atomic.Int64 // when the last one ended, ns since base
+	trimmed time.Duration
+	kick    chan struct{}
 }
+
+// DefaultMinGap is the least time between two trims.
+const DefaultMinGap = 10 * time.Second
+
+// since returns the monotonic time since base.
+func (t *Trimmer) since() time.Duration { return time.Since(t.base) }
 
 // New returns a trimmer that calls trim once calls have been quiet for
 // after, and idle (which must not collect garbage itself) after each
 // collection while they stay quiet. after <= 0: never.
 func New(after time.Duration, trim, idle func()) *Trimmer {
-	return &Trimmer{after: after, trim: trim, idle: idle, now: time.Now,
-		kick: make(chan struct{}, 1), gc: make(chan struct{}, 1)}
+	return &Trimmer{after: after, trim: trim, idle: idle, minGap: DefaultMinGap, base: time.Now(),
+		trimmed: -DefaultMinGap, kick: make(chan struct{}, 1), gc: make(chan struct{}, 1)}
 }
 
 // Begin counts a state-changing call in flight; end (exactly once) ends it.
 func (t *Trimmer) Begin() (end func()) {
 	t.busy.Add(1)
 	return func() {
-		t.last.Store(t.now().UnixNano())
+		t.last.Store(int64(t.since()))
 		t.busy.Add(-1)
 		select {
 		case t.kick <- struct{}{}:
@@ -83,8 +96,10 @@ func (t *Trimmer) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.gc:
-			if t.busy.Load() == 0 && t.now().Sub(time.Unix(0, t.last.Load())) >= t.after {
+			now := t.since()
+			if t.busy.Load() == 0 && now-time.Duration(t.last.Load()) >= t.after && now-t.trimmed >= t.minGap {
 				t.idle()
+				t.trimmed = t.since()
 			}
 			continue
 		case <-t.kick:
@@ -93,6 +108,7 @@ func (t *Trimmer) Run(ctx context.Context) {
 			return
 		}
 		t.trim()
+		t.trimmed = t.since()
 	}
 }
 
@@ -114,8 +130,9 @@ func (t *Trimmer) watchGC(stop *atomic.Bool) {
 	}, stop)
 }
 
-// waitQuiet returns once no call is in flight and the last ended at least
-// t.after ago; false when ctx ended first.
+// waitQuiet returns once no call is in flight, the last ended at least
+// t.after ago and the last trim ran at least t.minGap ago; false when ctx
+// ended first.
 func (t *Trimmer) waitQuiet(ctx context.Context) bool {
 	wait := t.after
 	for {
@@ -136,11 +153,12 @@ func (t *Trimmer) waitQuiet(ctx context.Context) bool {
 			wait = t.after
 			continue
 		}
-		since := t.now().Sub(time.Unix(0, t.last.Load()))
-		if since >= t.after {
+		now := t.since()
+		quiet, gap := now-time.Duration(t.last.Load()), now-t.trimmed
+		if quiet >= t.after && gap >= t.minGap {
 			return true
 		}
-		wait = t.after - since
+		wait = max(t.after-quiet, t.minGap-gap)
 	}
 }
 
@@ -153,10 +171,11 @@ func (t *Trimmer) UnaryInterceptor(ctx context.Context, req any, info *grpc.Unar
 	return handler(ctx, req)
 }
 
-// Polled reports whether a gRPC method (/package.Service/Method) only reads
-// state, as kubelet's periodic calls do.
+// Polled reports whether a gRPC method (/package.Service/Method) changes
+// no state berthd keeps, as kubelet's periodic calls: reads, exec probes
+// (ExecSync) and the streaming URLs (Exec, Attach, PortForward).
 func Polled(fullMethod string) bool {
 	m := fullMethod[strings.LastIndexByte(fullMethod, '/')+1:]
 	return strings.HasPrefix(m, "List") || strings.HasSuffix(m, "Status") || strings.HasSuffix(m, "Stats") ||
-		m == "Version" || m == "ImageFsInfo"
+		m == "Version" || m == "ImageFsInfo" || m == "ExecSync" || m == "Exec" || m == "Attach" || m == "PortForward"
 }

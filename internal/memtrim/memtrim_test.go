@@ -13,9 +13,14 @@ import (
 const quiet = 50 * time.Millisecond
 
 func start(t *testing.T, after time.Duration) (*Trimmer, *atomic.Int32) {
+	return startGap(t, after, 0)
+}
+
+func startGap(t *testing.T, after, minGap time.Duration) (*Trimmer, *atomic.Int32) {
 	t.Helper()
 	var n atomic.Int32
 	tr := New(after, func() { n.Add(1) }, func() {})
+	tr.minGap = minGap
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { tr.Run(ctx); close(done) }()
@@ -60,6 +65,25 @@ func TestNoTrimWhileACallRuns(t *testing.T) {
 	waitFor(t, n, 1)
 }
 
+// TestMinGap: a burst right after a trim waits for the gap, then trims
+// once.
+func TestMinGap(t *testing.T) {
+	gap := 8 * quiet
+	tr, n := startGap(t, quiet, gap)
+	tr.Begin()()
+	waitFor(t, n, 1)
+	first := time.Now()
+	tr.Begin()()
+	waitFor(t, n, 2)
+	if d := time.Since(first); d < gap-quiet/2 {
+		t.Errorf("second trim %v after the first, want at least the gap %v", d, gap)
+	}
+	time.Sleep(2 * quiet)
+	if got := n.Load(); got != 2 {
+		t.Errorf("trimmed %d times after two bursts, want 2", got)
+	}
+}
+
 func TestDisabled(t *testing.T) {
 	tr, n := start(t, 0)
 	tr.Begin()()
@@ -86,6 +110,7 @@ func TestPolledCallsDoNotCount(t *testing.T) {
 func TestIdleTrimAfterEachCollection(t *testing.T) {
 	var idle atomic.Int32
 	tr := New(quiet, func() {}, func() { idle.Add(1) })
+	tr.minGap = 0
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { tr.Run(ctx); close(done) }()
@@ -120,7 +145,9 @@ func TestPolled(t *testing.T) {
 		"/runtime.v1.RuntimeService/Version":             true,
 		"/runtime.v1.ImageService/ImageStatus":           true,
 		"/runtime.v1.RuntimeService/RunPodSandbox":       false,
-		"/runtime.v1.RuntimeService/ExecSync":            false,
+		"/runtime.v1.RuntimeService/ExecSync":            true,
+		"/runtime.v1.RuntimeService/PortForward":         true,
+		"/runtime.v1.RuntimeService/StopContainer":       false,
 		"/runtime.v1.ImageService/PullImage":             false,
 		"/runtime.v1.RuntimeService/UpdateRuntimeConfig": false,
 	} {
