@@ -222,6 +222,15 @@ static void isolate(const char *dir)
 {
 	static const char ok[] = "ok\n";
 
+	/*
+	 * Only as PID 1 of a new PID namespace, as berthd starts it (which
+	 * also gives it a mount namespace of its own): run by hand in the
+	 * host's namespaces, the pivot below would move the host's root.
+	 */
+	if (getpid() != 1) {
+		errno = EPERM;
+		fail("--isolate runs only as PID 1 of a new PID and mount namespace (berthd starts it so)");
+	}
 	if (dir == NULL || dir[0] != '/') {
 		char what[512];
 
