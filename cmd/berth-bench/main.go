@@ -66,7 +66,8 @@ func newRunCommand() *cobra.Command {
   - the same with a PID namespace shared by the pod (CRI's default),
   - ExecSync of echo in a running container,
   - a bare "runc run" of the same busybox sleep (the floor, for all targets at
-    once: half its runs before the sequential pods, half after them),
+    once: half its runs before the sequential pods, half after them and the
+    execs and CLI runs; each half's figures are printed too),
   - M clients starting N pods at once (pods/s), the daemon's and helpers' memory
     and ListPodSandbox/ListContainers/ListContainerStats/ListPodSandboxStats with them running,
     then the same clients stopping and removing them,
@@ -193,28 +194,37 @@ func run(ctx context.Context, o *runOptions) error {
 	}
 	c := o.counts
 	// The floor's runs are split: half before the sequential pods, half
-	// after them, so that it samples the machine over the same stretch of
-	// time as the pod starts it is compared with (these VMs drift by tens
-	// of percent within minutes).
+	// after them (and the execs and CLI runs), so that it samples the
+	// machine over the same stretch of time as the pod starts it is
+	// compared with (these VMs drift by tens of percent within minutes).
+	// Each half's figures are reported too: a p50 pooled from two halves
+	// that drifted apart falls between them.
 	floor := newRecorder()
-	runFloor := func(n int) {
+	runFloor := func(n int, half string) {
 		if n <= 0 || ctx.Err() != nil || rep.FloorError != "" {
 			return
 		}
-		slog.Info("workload", "workload", "runc floor", "runs", n)
-		if err := runcFloor(o.runc, o.workDir, n, floor); err != nil {
+		slog.Info("workload", "workload", "runc floor", "runs", n, "half", half)
+		part := newRecorder()
+		err := runcFloor(o.runc, o.workDir, n, part)
+		for _, res := range part.results() {
+			res.Step = half + ": " + res.Step
+			rep.FloorHalves = append(rep.FloorHalves, res)
+		}
+		floor.merge(part)
+		if err != nil {
 			rep.FloorError = err.Error()
 			slog.Error("runc floor failed", "err", err)
 		}
 	}
-	runFloor(c.FloorRuns / 2)
+	runFloor(c.FloorRuns/2, "before the sequential pods")
 	each("sequential kubelet-shaped pods", func(r *runner) error { return r.sequential(ctx, Kubelet, c.Pods) })
 	each("sequential shared-PID pods", func(r *runner) error { return r.sequential(ctx, SharedPID, c.Pods) })
 	each("ExecSync", func(r *runner) error { return r.execs(ctx, c.Execs) })
 	if c.CLIRuns > 0 {
 		each("berth run --rm", func(r *runner) error { return r.cliRuns(ctx, c.CLIRuns) })
 	}
-	runFloor(c.FloorRuns - c.FloorRuns/2)
+	runFloor(c.FloorRuns-c.FloorRuns/2, "after them")
 	if c.FloorRuns > 0 {
 		rep.Floor = floor.results()
 	}

@@ -48,3 +48,15 @@ func (r *recorder) results() []StepResult {
 	}
 	return out
 }
+
+// merge adds every duration other recorded to r.
+func (r *recorder) merge(other *recorder) {
+	other.mu.Lock()
+	order, ds := other.order, other.ds
+	other.mu.Unlock()
+	for _, s := range order {
+		for _, d := range ds[s] {
+			r.add(s, d)
+		}
+	}
+}

@@ -10,21 +10,24 @@ import (
 
 // Report is one bench run: every target measured with the same workloads.
 type Report struct {
-	Date       string          `json:"date"`
-	Host       string          `json:"host"`
-	Kernel     string          `json:"kernel"`
-	CPUs       int             `json:"cpus"`
-	LoadBefore string          `json:"loadavg_before"`
-	LoadAfter  string          `json:"loadavg_after"`
-	Client     string          `json:"client"`
-	Counts     Counts          `json:"counts"`
-	Image      string          `json:"image"`
-	PullImage  string          `json:"pull_image"`
-	Runc       string          `json:"runc"`
-	Floor      []StepResult    `json:"floor,omitempty"`
-	FloorError string          `json:"floor_error,omitempty"`
-	Targets    []*TargetResult `json:"targets"`
-	Seconds    float64         `json:"seconds"`
+	Date       string       `json:"date"`
+	Host       string       `json:"host"`
+	Kernel     string       `json:"kernel"`
+	CPUs       int          `json:"cpus"`
+	LoadBefore string       `json:"loadavg_before"`
+	LoadAfter  string       `json:"loadavg_after"`
+	Client     string       `json:"client"`
+	Counts     Counts       `json:"counts"`
+	Image      string       `json:"image"`
+	PullImage  string       `json:"pull_image"`
+	Runc       string       `json:"runc"`
+	Floor      []StepResult `json:"floor,omitempty"`
+	// FloorHalves are the floor's two halves (before and after the
+	// sequential pods), each on its own.
+	FloorHalves []StepResult    `json:"floor_halves,omitempty"`
+	FloorError  string          `json:"floor_error,omitempty"`
+	Targets     []*TargetResult `json:"targets"`
+	Seconds     float64         `json:"seconds"`
 }
 
 func (r *Report) steps() []string {
@@ -187,6 +190,9 @@ func (r *Report) WriteTable(out io.Writer) {
 	if len(r.Floor) > 0 {
 		floor := r.Floor[0]
 		fmt.Fprintf(out, "floor: %s: p50 %.1f  p95 %.1f  p99 %.1f ms (n %d)\n", floor.Step, floor.P50, floor.P95, floor.P99, floor.N)
+		for _, h := range r.FloorHalves {
+			fmt.Fprintf(out, "  floor, %s: p50 %.1f  p95 %.1f ms (n %d)\n", h.Step, h.P50, h.P95, h.N)
+		}
 		for _, t := range r.Targets {
 			var parts []string
 			for _, shape := range []Shape{Kubelet, SharedPID} {
@@ -196,8 +202,9 @@ func (r *Report) WriteTable(out io.Writer) {
 			}
 			fmt.Fprintf(out, "%s: %s\n", t.Name, strings.Join(parts, ", "))
 		}
-	} else if r.FloorError != "" {
-		fmt.Fprintf(out, "floor: not measured: %s\n", r.FloorError)
+	}
+	if r.FloorError != "" {
+		fmt.Fprintf(out, "floor: failed (ratios above, if any, are over the runs before the failure): %s\n", r.FloorError)
 	}
 	for _, t := range r.Targets {
 		for _, e := range t.Errors {

@@ -71,3 +71,15 @@ func TestRatio(t *testing.T) {
 		t.Error("Ratio with a missing side is not NaN")
 	}
 }
+
+func TestRecorderMerge(t *testing.T) {
+	a, b := newRecorder(), newRecorder()
+	a.add("x", time.Millisecond)
+	b.add("x", 3*time.Millisecond)
+	b.add("y", 2*time.Millisecond)
+	a.merge(b)
+	res := a.results()
+	if len(res) != 2 || res[0].Step != "x" || res[0].N != 2 || res[1].Step != "y" || res[1].N != 1 {
+		t.Errorf("merged results %+v", res)
+	}
+}
