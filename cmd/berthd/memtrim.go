@@ -9,6 +9,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -55,16 +56,7 @@ func trimQuietMemory(log *slog.Logger) {
 // would drop those copies and the next fault would read the file's
 // unrelocated bytes.
 func unmapBinary(advice uintptr) (trimmed int, err error) {
-	exe, err := os.Readlink("/proc/self/exe")
-	if err != nil {
-		return 0, err
-	}
-	f, err := os.Open("/proc/self/smaps")
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	ranges, err := binaryRanges(f, exe)
+	ranges, err := binaryMappings()
 	if err != nil {
 		return 0, err
 	}
@@ -77,6 +69,24 @@ func unmapBinary(advice uintptr) (trimmed int, err error) {
 	}
 	return trimmed, nil
 }
+
+// binaryMappings reads the ranges to trim once, at the first trim (the
+// start-up one, before its MADV_PAGEOUT can swap a PIE's relocated pages
+// out of sight): a read-only mapping without private copies cannot gain
+// any later (nothing writes it; a debugger's breakpoint aside), and
+// reading smaps at every trim would cost about a millisecond each time.
+var binaryMappings = sync.OnceValues(func() ([][2]uintptr, error) {
+	exe, err := os.Readlink("/proc/self/exe")
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.Open("/proc/self/smaps")
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return binaryRanges(f, exe)
+})
 
 // binaryRanges returns, from a /proc/<pid>/smaps listing, the read-only
 // mappings of exe (code and tables) without anonymous pages, resident or
