@@ -29,9 +29,9 @@
 #   BENCH_ONLY          berth or containerd: measure only that one
 #   BENCH_LOG_DIR       keep the daemons' and the registry's logs there
 #   BERTH_LOG_LEVEL     berthd's log level (info; debug logs each step's time)
-#   BERTH_BASE_BIN      a dir with another build's berthd and berth-pause, run
+#   BERTH_BASE_BIN      a dir with another build's berthd, berth-pause and berth-monitor, run
 #                       beside the checkout's as target berth-base (before/after);
-#                       make its berth-pause with hack/build-pause.sh DIR/berth-pause
+#                       make its berth-pause and berth-monitor with hack/build-helpers.sh DIR
 #                       (it is C; older trees built it with go build)
 #   BENCH_STEPS         1: turn on berthd's metrics endpoint and print its
 #                       per-step times of the sequential workloads (off by
@@ -123,12 +123,12 @@ teardown() {
 trap teardown EXIT
 trap 'exit 130' INT TERM
 
-note "building berthd, berth, berth-pause and berth-bench into $work/bin"
+note "building berthd, berth, berth-pause, berth-monitor and berth-bench into $work/bin"
 mkdir -p "$work/bin"
 for c in berthd berth berth-bench; do
 	CGO_ENABLED=0 go build -o "$work/bin/$c" "./cmd/$c"
 done
-./hack/build-pause.sh "$work/bin/berth-pause"
+./hack/build-helpers.sh "$work/bin"
 if [[ $BENCH_ONLY != berth && ! -x $CONTAINERD_BIN/containerd-shim-runc-v2 ]]; then
 	note "building containerd $CONTAINERD_VERSION and its runc shim into $CONTAINERD_BIN (a few minutes)"
 	mkdir -p "$CONTAINERD_BIN"
@@ -246,7 +246,7 @@ CONF
 	fi
 	"$bindir/berthd" --config "$b.toml" --root "$b/root" --state-dir "$b/state" --socket "$work/$name.sock" >"$work/$name.log" 2>&1 &
 	pids+=($!)
-	targets+=(--target "name=$name,endpoint=unix://$work/$name.sock,helpers=conmon|berth-pause,pid=$!,cli=$work/bin/berth$metrics")
+	targets+=(--target "name=$name,endpoint=unix://$work/$name.sock,helpers=conmon|berth-monitor|berth-pause,pid=$!,cli=$work/bin/berth$metrics")
 	socks+=("$name.sock")
 }
 if [[ $BENCH_ONLY != containerd ]]; then

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Prepare a Debian 12 host to build and run berth: host packages, Go on PATH,
 # berth's own runc (a current release built from the Go module proxy),
-# optionally gVisor's runsc, then berthd, berth and berth-pause into ./bin.
+# optionally gVisor's runsc, then berthd, berth, berth-pause and berth-monitor into ./bin.
 # Safe to run again: every step checks before it acts. It never starts a
 # daemon.
 #
@@ -23,7 +23,7 @@ RUNSC_VERSION="${RUNSC_VERSION:-v0.0.0-20260905035102-160fafc42237}"
 RUNC_VERSION="${RUNC_VERSION:-v1.5.3}"
 RUNC_DIR="${RUNC_DIR:-/usr/local/lib/berth}"
 BIN_DIR="${BIN_DIR:-/usr/local/bin}"
-# gcc and libc6-dev: berth-pause is a static C program (hack/build-pause.sh).
+# gcc and libc6-dev: berth-pause and berth-monitor are static C programs (hack/build-helpers.sh).
 PACKAGES=(runc conmon containernetworking-plugins iptables iproute2 busybox-static
 	docker-registry apache2-utils openssl libseccomp-dev skopeo gcc libc6-dev)
 
@@ -198,12 +198,12 @@ fi
 
 # --- berthd and berth --------------------------------------------------------
 if ((build)); then
-	note "build: go build -o bin/ ./cmd/berthd ./cmd/berth and hack/build-pause.sh bin/berth-pause in $repo"
+	note "build: go build -o bin/ ./cmd/berthd ./cmd/berth and hack/build-helpers.sh bin in $repo"
 	t0=$(date +%s)
 	# Static (no cgo): berth needs nothing from libc, and not mapping it
-	# saves berthd about 1.7 MiB of RSS. berth-pause is static C.
-	if (cd "$repo" && CGO_ENABLED=0 go build -o bin/ ./cmd/berthd ./cmd/berth && mkdir -p bin && ./hack/build-pause.sh bin/berth-pause); then
-		record build "$repo/bin/berthd, $repo/bin/berth, $repo/bin/berth-pause ($(elapsed "$t0"))"
+	# saves berthd about 1.7 MiB of RSS. berth-pause and berth-monitor are static C.
+	if (cd "$repo" && CGO_ENABLED=0 go build -o bin/ ./cmd/berthd ./cmd/berth && ./hack/build-helpers.sh bin); then
+		record build "$repo/bin/berthd, $repo/bin/berth, $repo/bin/berth-pause, $repo/bin/berth-monitor ($(elapsed "$t0"))"
 	else
 		record build "FAILED (see the go build output above)"
 		failed=1

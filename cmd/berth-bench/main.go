@@ -78,7 +78,7 @@ processes' memory and makes pod cgroups and log directories, as kubelet does).`,
 		RunE: func(cmd *cobra.Command, args []string) error { return run(cmd.Context(), &o) },
 	}
 	f := cmd.Flags()
-	f.StringArrayVar(&o.targets, "target", []string{"name=berth,endpoint=unix:///run/berth/berth.sock,helpers=conmon"},
+	f.StringArrayVar(&o.targets, "target", []string{"name=berth,endpoint=unix:///run/berth/berth.sock,helpers=berth-monitor|conmon|berth-pause"},
 		"endpoint to measure, repeatable: name=NAME,endpoint=unix:///PATH[,helpers=REGEXP][,pid=PID]; helpers matches the names of the processes the runtime runs beside each pod or container (conmon; containerd-shim-runc-v2|pause); the daemon is the process listening on the socket unless pid is given")
 	f.StringVar(&o.image, "image", upstream+"/"+busyboxRepo, "workload image (busybox with sleep and echo), pulled if absent")
 	f.StringVar(&o.pullImage, "pull-image", upstream+"/"+pullRepo, "image the pull step pulls and removes")

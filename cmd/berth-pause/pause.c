@@ -4,7 +4,7 @@
  * runs it only for such pods (other pods need no process at all).
  *
  * It is a small, single-threaded, static C program (built by
- * hack/build-pause.sh), as Kubernetes' own pause is: one runs per such
+ * hack/build-helpers.sh), as Kubernetes' own pause is: one runs per such
  * pod, and on hosts where page faults are dear a Go binary's start costs
  * several milliseconds more. Single-threaded, it also drops its
  * credentials for the whole process with one call each, so it isolates

@@ -83,7 +83,7 @@ func run(ctx context.Context, cfg *config.Config, reload func() (*config.Config,
 	// The runtime handlers, each asked for its features; after this the
 	// config's [runtimes] is read only through them.
 	runtimes, err := runtime.NewRegistry(ctx, runtime.Options{
-		Handlers: cfg.Runtimes, Default: cfg.DefaultRuntime, Conmon: cfg.Conmon,
+		Handlers: cfg.Runtimes, Default: cfg.DefaultRuntime, Conmon: monitorBinary(cfg.Conmon),
 		StateDir: cfg.StateDir, ExitDir: filepath.Join(cfg.StateDir, "exits"),
 		SystemdCgroup: cfg.CgroupDriver() == "systemd", RecursiveReadOnlyMounts: host.MountSetattr(),
 		IDMapMounts: idmap == nil, Logger: log,
@@ -325,16 +325,34 @@ func janitor(ctx context.Context, ttl time.Duration, sandboxes *sandbox.Service,
 	}
 }
 
+// monitorBinary is the per-container monitor: the config's, else
+// berth-monitor next to berthd or on PATH, else conmon on PATH (which
+// speaks the same protocol; berth-monitor starts in a sixth of its time,
+// see cmd/berth-monitor).
+func monitorBinary(configured string) string {
+	if configured != "" {
+		return configured
+	}
+	if p := helperBinary("berth-monitor"); p != "" {
+		return p
+	}
+	return "conmon"
+}
+
 // pauseBinary finds berth-pause next to berthd, else on PATH. Without it,
 // only pods that share a PID namespace fail.
-func pauseBinary() string {
+func pauseBinary() string { return helperBinary("berth-pause") }
+
+// helperBinary finds one of berth's helper binaries next to berthd, else
+// on PATH; "" when there is none.
+func helperBinary(name string) string {
 	if exe, err := os.Executable(); err == nil {
-		p := filepath.Join(filepath.Dir(exe), "berth-pause")
+		p := filepath.Join(filepath.Dir(exe), name)
 		if _, err := os.Stat(p); err == nil {
 			return p
 		}
 	}
-	if p, err := exec.LookPath("berth-pause"); err == nil {
+	if p, err := exec.LookPath(name); err == nil {
 		return p
 	}
 	return ""

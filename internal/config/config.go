@@ -36,7 +36,7 @@ type Config struct {
 	Socket               string             `toml:"socket" doc:"CRI gRPC socket the kubelet connects to (created 0660, root-owned)"`
 	LogLevel             string             `toml:"log_level" doc:"daemon log level: debug, info, warn or error"`
 	LogFormat            string             `toml:"log_format" doc:"daemon log format: text or json"`
-	Conmon               string             `toml:"conmon" doc:"path to conmon; empty: search PATH"`
+	Conmon               string             `toml:"conmon" doc:"the per-container monitor: berth-monitor, or conmon (both speak conmon's protocol); empty: berth-monitor next to berthd, else berth-monitor or conmon on PATH"`
 	CgroupDriverSetting  string             `toml:"cgroup_driver" doc:"cgroupfs or systemd; empty: systemd when /run/systemd/system exists, else cgroupfs"`
 	DefaultCgroupParent  string             `toml:"default_cgroup_parent" doc:"cgroup parent for pods whose config names none (a path, or a .slice with systemd)"`
 	RestrictOOMScoreAdj  AutoBool           `toml:"restrict_oom_score_adj" doc:"clamp oom_score_adj to berthd's own: auto (when berthd lacks CAP_SYS_RESOURCE), true or false"`

@@ -201,9 +201,10 @@ func (r *Registry) Close() {
 
 // installHint says how to get a missing binary on Debian.
 var installHint = map[string]string{
-	"runc":   "apt-get install runc (or run hack/install.sh)",
-	"conmon": "apt-get install conmon (or run hack/install.sh)",
-	"runsc":  "hack/install.sh --with-runsc builds gVisor's runsc",
+	"runc":          "apt-get install runc (or run hack/install.sh)",
+	"conmon":        "apt-get install conmon (or run hack/install.sh)",
+	"berth-monitor": "hack/install.sh builds it next to berthd (hack/build-helpers.sh)",
+	"runsc":         "hack/install.sh --with-runsc builds gVisor's runsc",
 }
 
 // LookBinary finds a binary the config names (name when path is empty),

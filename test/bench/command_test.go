@@ -46,7 +46,7 @@ func TestBenchCommand(t *testing.T) {
 	report := filepath.Join(dir, "report.json")
 	start := time.Now()
 	cmd := exec.Command(bin, "run",
-		"--target", "name=berth,endpoint=unix://"+d.Socket+",helpers=conmon", // pid: found from the socket
+		"--target", "name=berth,endpoint=unix://"+d.Socket+",helpers=berth-monitor|conmon", // pid: found from the socket
 		"--pods", "2", "--concurrent-pods", "3", "--clients", "2", "--execs", "2", "--lists", "1",
 		"--pulls", "1", "--floor-runs", "2", "--settle", "0s", "--json", report)
 	out, err := cmd.CombinedOutput()
@@ -122,8 +122,8 @@ func TestBenchCommand(t *testing.T) {
 	if tr.Idle == nil || tr.Idle.RSS <= 0 || tr.Busy == nil || tr.Busy.PSS <= 0 {
 		t.Errorf("daemon memory idle %+v, with pods %+v", tr.Idle, tr.Busy)
 	}
-	if tr.Helpers == nil || tr.Helpers.Count["conmon"] != 3 {
-		t.Errorf("helpers %+v, want 3 conmon", tr.Helpers)
+	if tr.Helpers == nil || tr.Helpers.Count["berth-monitor"] != 3 {
+		t.Errorf("helpers %+v, want 3 berth-monitor", tr.Helpers)
 	}
 	if len(rep.Floor) != 1 || rep.Floor[0].N != 2 {
 		t.Errorf("floor %+v, want 2 runs", rep.Floor)

@@ -121,13 +121,13 @@ func BenchmarkMemory(b *testing.B) {
 			pss = append(pss, smapsMiB(b, pid, "Pss:"))
 		}
 		if len(pss) != 20 {
-			b.Fatalf("found %d conmon processes for 20 containers", len(pss))
+			b.Fatalf("found %d monitor processes for 20 containers", len(pss))
 		}
 		sort.Float64s(pss)
 		b.ReportMetric(idle, "berthd-idle-RSS-MiB")
 		b.ReportMetric(busy, "berthd-20pods-RSS-MiB")
-		b.ReportMetric(pss[len(pss)/2], "conmon-PSS-MiB")
-		b.ReportMetric(smapsMiB(b, conmonPIDs(d.StateDir)[0], "Rss:"), "conmon-RSS-MiB")
+		b.ReportMetric(pss[len(pss)/2], "monitor-PSS-MiB")
+		b.ReportMetric(smapsMiB(b, conmonPIDs(d.StateDir)[0], "Rss:"), "monitor-RSS-MiB")
 		for _, p := range pods {
 			stopPod(b, d, p)
 		}
@@ -172,7 +172,8 @@ func kbToMiB(v string) float64 {
 	return kb / 1024
 }
 
-// conmonPIDs finds the conmon processes serving containers under stateDir.
+// conmonPIDs finds the monitor processes (berth-monitor or conmon) serving
+// containers under stateDir.
 func conmonPIDs(stateDir string) []int {
 	var pids []int
 	entries, _ := os.ReadDir("/proc")
@@ -182,7 +183,7 @@ func conmonPIDs(stateDir string) []int {
 			continue
 		}
 		comm, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "comm"))
-		if strings.TrimSpace(string(comm)) != "conmon" {
+		if c := strings.TrimSpace(string(comm)); c != "berth-monitor" && c != "conmon" {
 			continue
 		}
 		cmdline, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))

@@ -187,7 +187,7 @@ func conmons(d *framework.Daemon) []string {
 			continue
 		}
 		args := strings.Split(string(data), "\x00")
-		if filepath.Base(args[0]) == "conmon" && strings.Contains(string(data), "\x00"+d.StateDir+"/") {
+		if framework.IsMonitor(args[0]) && strings.Contains(string(data), "\x00"+d.StateDir+"/") {
 			out = append(out, e.Name())
 		}
 	}

@@ -68,11 +68,12 @@ func run(m *testing.M) int {
 		fmt.Fprintf(os.Stderr, "e2e: go build ./cmd/berthd: %v\n%s", err, out)
 		return 1
 	}
-	// berthd finds berth-pause next to itself (pods sharing a PID
-	// namespace). It is C, built by the script every build uses.
-	pause := exec.Command(filepath.Join(root, "hack", "build-pause.sh"), filepath.Join(binDir, "berth-pause"))
-	if out, err := pause.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "e2e: hack/build-pause.sh: %v\n%s", err, out)
+	// berthd finds berth-pause (pods sharing a PID namespace) and
+	// berth-monitor (every container) next to itself. They are C, built
+	// by the script every build uses.
+	helpers := exec.Command(filepath.Join(root, "hack", "build-helpers.sh"), binDir)
+	if out, err := helpers.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: hack/build-helpers.sh: %v\n%s", err, out)
 		return 1
 	}
 	if _, err := os.Stat(filepath.Join(root, "cmd", "berth")); err == nil {

@@ -165,7 +165,7 @@ func (d *Daemon) hostObjects() []hostObject {
 			}
 		}
 		what := "process " + filepath.Base(args[0])
-		if !strings.HasSuffix(args[0], "conmon") {
+		if !IsMonitor(args[0]) {
 			what += " (" + p.cmdline + ")"
 		}
 		out = append(out, hostObject{what, id})
@@ -289,7 +289,14 @@ func procAlive(pid int) bool {
 	return i > 0 && i+2 < len(st) && st[i+2] != 'Z'
 }
 
-// conmonAlive says the conmon whose pid file is in dir runs.
+// IsMonitor says whether a process's argv[0] is a container monitor:
+// berth-monitor (berthd's default) or conmon.
+func IsMonitor(arg0 string) bool {
+	base := filepath.Base(arg0)
+	return base == "berth-monitor" || base == "conmon"
+}
+
+// conmonAlive says the monitor whose pid file is in dir runs.
 func conmonAlive(dir string) bool {
 	b, err := os.ReadFile(filepath.Join(dir, "conmon.pid"))
 	if err != nil {
@@ -300,5 +307,6 @@ func conmonAlive(dir string) bool {
 		return false
 	}
 	cmd, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
-	return err == nil && bytes.Contains(cmd, []byte("conmon"))
+	arg0, _, _ := bytes.Cut(cmd, []byte{0})
+	return err == nil && IsMonitor(string(arg0))
 }
