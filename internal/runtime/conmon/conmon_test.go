@@ -844,3 +844,43 @@ func TestUnreadStdinDoesNotStallLog(t *testing.T) {
 		t.Fatalf("exit = %+v, want 137", ex)
 	}
 }
+
+// Output is data, never log structure: binary bytes, carriage returns, a
+// line far longer than one read and a line shaped like a log entry all
+// come back from the log byte for byte, each entry under the monitor's
+// own timestamp.
+func TestHostileOutput(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	forged := "2020-01-01T00:00:00.000000000Z stdout F forged"
+	cfg := e.config("hostile", `printf 'a\0b\rc\n'; head -c 100000 /dev/zero | tr '\0' x; echo; echo '`+forged+`' >&2`)
+	start := time.Now()
+	if _, err := Create(ctx, cfg); err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	if err := e.rt.Start(ctx, cfg.ID); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	if ex := waitExit(t, cfg); ex.Code != 0 {
+		t.Fatalf("exit = %+v", ex)
+	}
+	got := map[string]*strings.Builder{"stdout": {}, "stderr": {}}
+	for _, l := range readLog(t, cfg.LogPath) {
+		if len(l.content) > 8192 {
+			t.Errorf("entry of %d bytes, want at most 8192", len(l.content))
+		}
+		if l.ts.Before(start.Add(-time.Second)) {
+			t.Errorf("entry dated %v, before the container ran", l.ts)
+		}
+		got[l.stream].WriteString(l.content)
+		if l.tag == "F" {
+			got[l.stream].WriteString("\n")
+		}
+	}
+	if want := "a\x00b\rc\n" + strings.Repeat("x", 100000) + "\n"; got["stdout"].String() != want {
+		t.Errorf("stdout from the log: %d bytes, want %d (%q...)", got["stdout"].Len(), len(want), got["stdout"].String()[:min(40, got["stdout"].Len())])
+	}
+	if got["stderr"].String() != forged+"\n" {
+		t.Errorf("stderr from the log = %q, want %q", got["stderr"].String(), forged+"\n")
+	}
+}
