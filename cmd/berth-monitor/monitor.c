@@ -79,6 +79,9 @@
 
 /* BUF is one read of the container's output: one log entry, one packet. */
 #define BUF 8192
+/* IN_BUF is the largest attach input packet taken whole (a SOCK_SEQPACKET
+ * read drops the rest of a longer one); berthd sends at most 32 KiB. */
+#define IN_BUF 65536
 /* MAX_CLIENTS bounds the attach connections held at once. */
 #define MAX_CLIENTS 16
 /* MAX_RUNTIME_ARGS bounds --runtime-arg. */
@@ -234,7 +237,9 @@ static int write_file_atomic(const char *dir, const char *name, const char *text
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0)
 		return -1;
-	if (write_all(fd, text, strlen(text)) < 0) {
+	/* Synced before the rename: after a host crash the file holds the
+	 * code or is absent, never empty. */
+	if (write_all(fd, text, strlen(text)) < 0 || fsync(fd) < 0) {
 		close(fd);
 		unlink(tmp);
 		return -1;
@@ -295,9 +300,17 @@ static void open_log(void)
 {
 	if (!opt.log_path)
 		return;
-	/* O_NOFOLLOW: the log dir is kubelet's, but a container's volume
-	 * could plant a symlink there; never write through one. */
-	int fd = open(opt.log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640);
+	/* The log dir is kubelet's, but a pod with a hostPath there could
+	 * plant something at the path: never write through a symlink
+	 * (O_NOFOLLOW), never wait for a FIFO's reader (O_NONBLOCK, then
+	 * only a regular file is kept). */
+	int fd = open(opt.log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0640);
+	struct stat st;
+	if (fd >= 0 && (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))) {
+		close(fd);
+		fd = -1;
+		errno = EINVAL;
+	}
 	if (fd < 0) {
 		say("opening log %s: %s", opt.log_path, strerror(errno));
 		return;
@@ -325,52 +338,132 @@ static int timestamp(char *buf, size_t len)
 			(off % 3600) / 60);
 }
 
+/* writev_all writes every iovec, resuming after short writes and EINTR.
+ * It changes iov. */
+static int writev_all(int fd, struct iovec *iov, int cnt)
+{
+	while (cnt > 0) {
+		ssize_t n = writev(fd, iov, cnt);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		while (cnt > 0 && (size_t)n >= iov->iov_len) {
+			n -= (ssize_t)iov->iov_len;
+			iov++;
+			cnt--;
+		}
+		if (cnt > 0) {
+			iov->iov_base = (char *)iov->iov_base + n;
+			iov->iov_len -= (size_t)n;
+		}
+	}
+	return 0;
+}
+
+/* LOG_IOV is how many iovecs one writev of log entries takes. */
+#define LOG_IOV 1020
+
 /* write_log writes one read of output as CRI log entries: one per line,
- * "F" for a full line, "P" (and a newline) for the rest without one. */
+ * "F" for a full line, "P" (and a newline) for the rest without one, all
+ * under one timestamp and in as few writev calls as fit (a container
+ * printing empty lines must not make its monitor spend a system call per
+ * line). A failed write (disk full) loses entries, never the container. */
 static void write_log(const char *stream, const char *buf, size_t len)
 {
 	if (log_fd < 0)
 		return;
-	char ts[64];
+	char ts[64], full[96], part[96];
 	int tslen = timestamp(ts, sizeof ts);
+	int flen = snprintf(full, sizeof full, "%.*s %s F ", tslen, ts, stream);
+	int plen = snprintf(part, sizeof part, "%.*s %s P ", tslen, ts, stream);
+	struct iovec iov[LOG_IOV];
+	int cnt = 0;
 	while (len > 0) {
 		const char *nl = memchr(buf, '\n', len);
 		size_t line = nl ? (size_t)(nl - buf) + 1 : len;
-		int partial = !nl;
-		char head[96];
-		int hlen = snprintf(head, sizeof head, "%.*s %s %s ", tslen, ts, stream, partial ? "P" : "F");
-		struct iovec iov[3] = {
-			{.iov_base = head, .iov_len = (size_t)hlen},
-			{.iov_base = (void *)buf, .iov_len = line},
-			{.iov_base = "\n", .iov_len = partial ? 1 : 0},
-		};
-		/* One writev per entry: O_APPEND keeps entries whole. A failed
-		 * write (disk full) loses the entry, never the container. */
-		while (writev(log_fd, iov, 3) < 0 && errno == EINTR)
-			;
+		if (nl) {
+			iov[cnt++] = (struct iovec){.iov_base = full, .iov_len = (size_t)flen};
+			iov[cnt++] = (struct iovec){.iov_base = (void *)buf, .iov_len = line};
+		} else {
+			iov[cnt++] = (struct iovec){.iov_base = part, .iov_len = (size_t)plen};
+			iov[cnt++] = (struct iovec){.iov_base = (void *)buf, .iov_len = line};
+			iov[cnt++] = (struct iovec){.iov_base = "\n", .iov_len = 1};
+		}
 		buf += line;
 		len -= line;
+		if (cnt > LOG_IOV - 3 || len == 0) {
+			if (writev_all(log_fd, iov, cnt) < 0)
+				return;
+			cnt = 0;
+		}
 	}
 }
 
 /* ---- attach clients ------------------------------------------------- */
 
-/* A client that shut down its sending side still receives output. */
+/* A client that shut down its sending side still receives output. Output
+ * a client cannot take at once waits in its queue, up to QUEUE_MAX; a
+ * client that falls further behind is disconnected (it sees its attach
+ * end) rather than stall the container or silently lose output. */
+#define QUEUE_MAX (1 << 20)
 static struct client {
 	int fd;
-	int reading; /* still sends stdin */
+	int reading;   /* still sends stdin */
+	char *queue;   /* packets not sent yet, each: 2-byte length, bytes */
+	size_t queued; /* bytes in queue */
 } clients[MAX_CLIENTS];
 static int n_clients;
 
 static void drop_client(int i)
 {
 	close(clients[i].fd);
+	free(clients[i].queue);
 	clients[i] = clients[--n_clients];
 }
 
-/* to_clients sends output to every attach client. A client that cannot
- * take it now loses the packet: a slow reader must never stall the
- * container or its log. */
+/* enqueue appends a packet to client c's queue; -1 when it is full. */
+static int enqueue(struct client *c, const char *pkt, size_t len)
+{
+	if (c->queued + 2 + len > QUEUE_MAX)
+		return -1;
+	if (!c->queue && !(c->queue = malloc(QUEUE_MAX)))
+		return -1;
+	c->queue[c->queued] = (char)(len >> 8);
+	c->queue[c->queued + 1] = (char)len;
+	memcpy(c->queue + c->queued + 2, pkt, len);
+	c->queued += 2 + len;
+	return 0;
+}
+
+static int send_again(void) { return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR || errno == ENOBUFS; }
+
+/* flush_client sends what client i has queued, as far as it goes; it
+ * returns -1 when the client is gone. */
+static int flush_client(int i)
+{
+	struct client *c = &clients[i];
+	size_t off = 0;
+	while (off < c->queued) {
+		size_t len = ((size_t)(unsigned char)c->queue[off] << 8) | (unsigned char)c->queue[off + 1];
+		if (send(c->fd, c->queue + off + 2, len, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
+			if (send_again())
+				break;
+			return -1;
+		}
+		off += 2 + len;
+	}
+	memmove(c->queue, c->queue + off, c->queued - off);
+	c->queued -= off;
+	if (!c->queued) {
+		free(c->queue);
+		c->queue = NULL;
+	}
+	return 0;
+}
+
+/* to_clients sends output to every attach client, or queues it. */
 static void to_clients(int stream, const char *buf, size_t len)
 {
 	char pkt[BUF + 1];
@@ -379,9 +472,19 @@ static void to_clients(int stream, const char *buf, size_t len)
 	pkt[0] = (char)stream;
 	memcpy(pkt + 1, buf, len);
 	for (int i = 0; i < n_clients; i++) {
-		if (send(clients[i].fd, pkt, len + 1, MSG_DONTWAIT | MSG_NOSIGNAL) < 0 && errno != EAGAIN &&
-		    errno != EWOULDBLOCK && errno != EINTR && errno != ENOBUFS)
+		struct client *c = &clients[i];
+		if (!c->queued) {
+			if (send(c->fd, pkt, len + 1, MSG_DONTWAIT | MSG_NOSIGNAL) >= 0)
+				continue;
+			if (!send_again()) {
+				drop_client(i--);
+				continue;
+			}
+		}
+		if (enqueue(c, pkt, len + 1) < 0) {
+			say("attach client %zu bytes behind: disconnected", c->queued);
 			drop_client(i--);
+		}
 	}
 }
 
@@ -389,27 +492,33 @@ static void to_clients(int stream, const char *buf, size_t len)
 
 static int stdout_r = -1, stderr_r = -1, stdin_w = -1, master = -1;
 
-/* console_socket listens where the runtime sends the terminal's master. */
-static char console_dir[] = "/tmp/berth-monitor-XXXXXX";
-static char console_path[sizeof console_dir + 16];
+/* console_listen listens where the runtime sends the terminal's master:
+ * in the bundle dir (root-only, unlike /tmp, which pods may share through
+ * a hostPath), named through /proc/<pid>/fd/<dir fd> since the bundle
+ * path may be longer than a socket address holds. */
+static char console_path[64];
+static int bundle_fd = -1;
 static int console_listen(void)
 {
-	if (!mkdtemp(console_dir))
-		fail("console socket dir: %s", strerror(errno));
-	snprintf(console_path, sizeof console_path, "%s/console", console_dir);
+	char bindpath[64];
+	snprintf(bindpath, sizeof bindpath, "/proc/self/fd/%d/console", bundle_fd);
+	snprintf(console_path, sizeof console_path, "/proc/%d/fd/%d/console", (int)getpid(), bundle_fd);
+	unlinkat(bundle_fd, "console", 0);
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	strcpy(sa.sun_path, console_path);
-	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(fd, 1) < 0)
-		fail("console socket %s: %s", console_path, strerror(errno));
+	strcpy(sa.sun_path, bindpath);
+	mode_t um = umask(0077);
+	int bound = fd >= 0 ? bind(fd, (struct sockaddr *)&sa, sizeof sa) : -1;
+	umask(um);
+	if (bound < 0 || listen(fd, 1) < 0)
+		fail("console socket in %s: %s", opt.bundle, strerror(errno));
 	return fd;
 }
 
 static void console_cleanup(void)
 {
 	if (console_path[0]) {
-		unlink(console_path);
-		rmdir(console_dir);
+		unlinkat(bundle_fd, "console", 0);
 		console_path[0] = 0;
 	}
 }
@@ -423,6 +532,13 @@ static int console_receive(int lfd)
 	int c = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
 	if (c < 0)
 		return -1;
+	/* Only root (the runtime) hands over the terminal. */
+	struct ucred cred;
+	socklen_t cl = sizeof cred;
+	if (getsockopt(c, SOL_SOCKET, SO_PEERCRED, &cred, &cl) < 0 || cred.uid != 0) {
+		close(c);
+		return -1;
+	}
 	char name[64], cbuf[CMSG_SPACE(sizeof(int))];
 	struct iovec iov = {.iov_base = name, .iov_len = sizeof name};
 	struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf};
@@ -456,17 +572,43 @@ static int read_pid(const char *path)
 	return (int)pid;
 }
 
+/* spawn_runtime starts the runtime with the given stdio. vfork: the child
+ * shares this small address space until it execs, so neither process
+ * pays copy-on-write faults for a fork (dear on hosts where a page fault
+ * costs tens of microseconds). The child only makes system calls on its
+ * own stack before it execs. A function of its own, so that no caller's
+ * local lives across the vfork. */
+static __attribute__((noinline)) pid_t spawn_runtime(const char **argv, int i0, int o1, int e2, sigset_t *oldmask)
+{
+	pid_t self = getpid();
+	pid_t rt = vfork();
+	if (rt != 0)
+		return rt;
+	/* The runtime dies with its monitor: berthd kills the monitor to
+	 * undo a create that overran its deadline. */
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (getppid() != self)
+		_exit(1);
+	if (dup2(i0, 0) < 0 || dup2(o1, 1) < 0 || dup2(e2, 2) < 0)
+		_exit(126);
+	sigprocmask(SIG_SETMASK, oldmask, NULL);
+	signal(SIGPIPE, SIG_DFL);
+	execv(argv[0], (char *const *)argv);
+	static const char msg[] = "cannot execute the OCI runtime\n";
+	(void)!write(2, msg, sizeof msg - 1);
+	_exit(127);
+}
+
 /* run_create runs the runtime's create and returns the container's pid;
  * on failure it reports and exits. */
 static int run_create(sigset_t *oldmask)
 {
-	int out[2] = {-1, -1}, err[2] = {-1, -1}, in[2] = {-1, -1}, lfd = -1;
+	int out[2] = {-1, -1}, err[2] = {-1, -1}, in[2] = {-1, -1};
+	int lfd = opt.terminal ? console_listen() : -1;
 	int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
 	if (devnull < 0)
 		fail("/dev/null: %s", strerror(errno));
-	if (opt.terminal) {
-		lfd = console_listen();
-	} else {
+	if (!opt.terminal) {
 		if (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0)
 			fail("pipes: %s", strerror(errno));
 		if (opt.stdin_ && pipe2(in, O_CLOEXEC) < 0)
@@ -494,29 +636,9 @@ static int run_create(sigset_t *oldmask)
 	int o1 = opt.terminal ? devnull : out[1];
 	int e2 = opt.terminal ? devnull : err[1];
 	unsetenv("_OCI_SYNCPIPE");
-	pid_t self = getpid();
-	/* vfork: the child shares this small address space until it execs,
-	 * so neither process pays copy-on-write faults for a fork (dear on
-	 * hosts where a page fault costs tens of microseconds). The child
-	 * only makes system calls on its own stack before it execs. */
-	pid_t rt = vfork();
+	pid_t rt = spawn_runtime(argv, i0, o1, e2, oldmask);
 	if (rt < 0)
 		fail("vfork: %s", strerror(errno));
-	if (rt == 0) {
-		/* The runtime dies with its monitor: berthd kills the monitor
-		 * to undo a create that overran its deadline. */
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (getppid() != self)
-			_exit(1);
-		if (dup2(i0, 0) < 0 || dup2(o1, 1) < 0 || dup2(e2, 2) < 0)
-			_exit(126);
-		sigprocmask(SIG_SETMASK, oldmask, NULL);
-		signal(SIGPIPE, SIG_DFL);
-		execv(opt.runtime, (char *const *)argv);
-		static const char msg[] = "cannot execute the OCI runtime\n";
-		(void)!write(2, msg, sizeof msg - 1);
-		_exit(127);
-	}
 	close(devnull);
 	if (!opt.terminal) {
 		close(out[1]);
@@ -636,6 +758,7 @@ static void handle_ctl(int ctl)
 {
 	static char line[128];
 	static size_t have;
+	static int discarding; /* in the rest of an overlong line */
 	ssize_t n = read(ctl, line + have, sizeof line - 1 - have);
 	if (n <= 0)
 		return;
@@ -643,6 +766,13 @@ static void handle_ctl(int ctl)
 	char *nl;
 	while ((nl = memchr(line, '\n', have))) {
 		*nl = 0;
+		if (discarding) {
+			discarding = 0;
+			size_t used = (size_t)(nl - line) + 1;
+			memmove(line, nl + 1, have - used);
+			have -= used;
+			continue;
+		}
 		int type, h, w;
 		if (sscanf(line, "%d %d %d", &type, &h, &w) == 3) {
 			if (type == CTL_RESIZE && master >= 0 && h > 0 && w > 0 && h <= 0xffff && w <= 0xffff) {
@@ -656,8 +786,10 @@ static void handle_ctl(int ctl)
 		memmove(line, nl + 1, have - used);
 		have -= used;
 	}
-	if (have == sizeof line - 1)
-		have = 0; /* an overlong line: drop it */
+	if (have == sizeof line - 1) {
+		have = 0; /* an overlong line: drop it, up to its newline */
+		discarding = 1;
+	}
 }
 
 /* pump reads one buffer of output into the log and to attach clients. It
@@ -679,21 +811,25 @@ static int pump(int *fd, const char *stream, int attach)
 	return 1;
 }
 
-/* drain reads what is left without waiting: a process the container left
- * behind (in a shared PID namespace) may hold the pipe open. */
+/* DRAIN_MAX bounds what is read after the container's exit. */
+#define DRAIN_MAX (1 << 20)
+
+/* drain reads what is left without waiting, and at most DRAIN_MAX: a
+ * process the container left behind (in a shared or the host's PID
+ * namespace) may hold the pipe open and keep it full. */
 static void drain(int *fd, const char *stream, int attach)
 {
 	if (*fd < 0)
 		return;
 	fcntl(*fd, F_SETFL, O_NONBLOCK);
-	while (pump(fd, stream, attach) > 0)
+	for (int i = 0; i < DRAIN_MAX / BUF && pump(fd, stream, attach) > 0; i++)
 		;
 }
 
 /* stdin_pending holds attach input the container's stdin could not take
  * yet: while it is there, clients are not read (backpressure), so the
  * monitor never blocks on a container that does not read its stdin. */
-static char stdin_pending[BUF];
+static char stdin_pending[IN_BUF];
 static size_t pending_len, pending_off;
 
 static int input_fd(void) { return opt.terminal ? master : stdin_w; }
@@ -721,6 +857,7 @@ static void feed(const char *buf, size_t len)
 		if (n < 0) { /* EPIPE: nobody reads the container's stdin any more */
 			if (!opt.terminal)
 				close_stdin();
+			pending_len = pending_off = 0;
 			return;
 		}
 		buf += n;
@@ -738,7 +875,7 @@ static void feed(const char *buf, size_t len)
 static void flush_pending(void)
 {
 	size_t len = pending_len - pending_off;
-	char tmp[BUF];
+	static char tmp[IN_BUF];
 	memcpy(tmp, stdin_pending + pending_off, len);
 	feed(tmp, len);
 }
@@ -746,7 +883,7 @@ static void flush_pending(void)
 /* client_input forwards one attach packet to the container's stdin. */
 static void client_input(int i)
 {
-	char buf[BUF];
+	static char buf[IN_BUF];
 	ssize_t n = recv(clients[i].fd, buf, sizeof buf, MSG_DONTWAIT);
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return;
@@ -784,8 +921,15 @@ int main(int argc, char **argv)
 			usage_fail("_OCI_SYNCPIPE is not an open fd", sp);
 		sync_fd = (int)fd;
 	}
-	/* Nothing else berthd left open reaches the runtime or container. */
-	syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC);
+	/* Nothing else the caller left open stays, nor reaches the runtime
+	 * or the container. */
+	if (sync_fd < 0) {
+		syscall(SYS_close_range, 3, ~0U, 0);
+	} else {
+		if (sync_fd > 3)
+			syscall(SYS_close_range, 3, (unsigned)sync_fd - 1, 0);
+		syscall(SYS_close_range, (unsigned)sync_fd + 1, ~0U, 0);
+	}
 	signal(SIGPIPE, SIG_IGN);
 
 	pid_t child = fork();
@@ -817,19 +961,20 @@ int main(int argc, char **argv)
 	daemonized = 1;
 	if (opt.syslog_)
 		openlog("berth-monitor", LOG_PID, LOG_DAEMON);
-	/* As conmon: the OOM killer should pick the container, not the
-	 * process that records its exit (fails without CAP_SYS_RESOURCE). */
-	int adj = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
-	if (adj >= 0) {
-		(void)!write(adj, "-1000", 5);
-		close(adj);
-	}
 	/* The container's init is reparented here when the runtime exits. */
 	prctl(PR_SET_CHILD_SUBREAPER, 1);
 
 	sigset_t mask, oldmask;
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGCHLD);
+	/* A stop of whatever ran berthd (a service manager killing its
+	 * cgroup, a terminal's ^C) must not end the monitors: the containers
+	 * outlive berthd, and their exits must be recorded. SIGKILL still
+	 * ends a monitor. The runtime gets the old mask back. */
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP);
+	sigaddset(&mask, SIGQUIT);
 	sigprocmask(SIG_BLOCK, &mask, &oldmask);
 	int sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
 	if (sfd < 0)
@@ -837,21 +982,21 @@ int main(int argc, char **argv)
 
 	/* The ctl fifo and the attach socket exist before berthd hears of
 	 * the container: it may resize or attach before the start. */
-	int bdir = open(opt.bundle, O_PATH | O_DIRECTORY | O_CLOEXEC);
-	if (bdir < 0)
+	bundle_fd = open(opt.bundle, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (bundle_fd < 0)
 		fail("bundle %s: %s", opt.bundle, strerror(errno));
-	unlinkat(bdir, "ctl", 0);
-	if (mkfifoat(bdir, "ctl", 0600) < 0)
+	unlinkat(bundle_fd, "ctl", 0);
+	if (mkfifoat(bundle_fd, "ctl", 0600) < 0)
 		fail("ctl fifo in %s: %s", opt.bundle, strerror(errno));
 	/* Read-write: the fifo never reads as closed between writers. */
-	int ctl = openat(bdir, "ctl", O_RDWR | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW);
+	int ctl = openat(bundle_fd, "ctl", O_RDWR | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW);
 	if (ctl < 0)
 		fail("ctl fifo: %s", strerror(errno));
 	/* The bundle path may be longer than a socket address holds. */
-	unlinkat(bdir, "attach", 0);
+	unlinkat(bundle_fd, "attach", 0);
 	int asock = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	snprintf(sa.sun_path, sizeof sa.sun_path, "/proc/self/fd/%d/attach", bdir);
+	snprintf(sa.sun_path, sizeof sa.sun_path, "/proc/self/fd/%d/attach", bundle_fd);
 	/* Root-only from birth: the umask applies to the socket's inode. */
 	mode_t um = umask(0077);
 	int bound = asock >= 0 ? bind(asock, (struct sockaddr *)&sa, sizeof sa) : -1;
@@ -864,6 +1009,15 @@ int main(int argc, char **argv)
 		fail("opening log file %s: %s", opt.log_path, strerror(errno));
 
 	int cpid = run_create(&oldmask);
+	/* As conmon: the OOM killer should pick the container, not the
+	 * process that records its exit (fails without CAP_SYS_RESOURCE).
+	 * After the create: the runtime and the container would inherit
+	 * it, and its floor with it. */
+	int adj = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+	if (adj >= 0) {
+		(void)!write(adj, "-1000", 5);
+		close(adj);
+	}
 	oom_setup(cpid);
 	report(cpid, NULL);
 
@@ -873,14 +1027,20 @@ int main(int argc, char **argv)
 		int nf = 0;
 		fds[nf++] = (struct pollfd){.fd = sfd, .events = POLLIN};
 		fds[nf++] = (struct pollfd){.fd = ctl, .events = POLLIN};
-		fds[nf++] = (struct pollfd){.fd = n_clients < MAX_CLIENTS ? asock : -1, .events = POLLIN};
+		fds[nf++] = (struct pollfd){.fd = asock, .events = POLLIN};
 		fds[nf++] = (struct pollfd){.fd = opt.terminal ? master : stdout_r, .events = POLLIN};
 		fds[nf++] = (struct pollfd){.fd = stderr_r, .events = POLLIN};
 		fds[nf++] = (struct pollfd){.fd = pending_len ? input_fd() : -1, .events = POLLOUT};
+		/* Every client is polled, for its hang-up at least. */
 		int polled = n_clients;
-		for (int i = 0; i < n_clients; i++)
-			fds[nf++] = (struct pollfd){.fd = clients[i].reading && !pending_len ? clients[i].fd : -1,
-						    .events = POLLIN};
+		for (int i = 0; i < n_clients; i++) {
+			short ev = 0;
+			if (clients[i].reading && !pending_len)
+				ev |= POLLIN;
+			if (clients[i].queued)
+				ev |= POLLOUT;
+			fds[nf++] = (struct pollfd){.fd = clients[i].fd, .events = ev};
+		}
 		if (poll(fds, (nfds_t)nf, -1) < 0) {
 			if (errno == EINTR)
 				continue;
@@ -893,9 +1053,15 @@ int main(int argc, char **argv)
 		 * into its place. */
 		if (fds[5].revents)
 			flush_pending();
-		for (int i = polled - 1; i >= 0; i--)
-			if (fds[6 + i].revents && !pending_len)
-				client_input(i);
+		for (int i = polled - 1; i >= 0; i--) {
+			short re = fds[6 + i].revents;
+			if ((re & POLLOUT) && flush_client(i) < 0)
+				drop_client(i);
+			else if ((re & POLLIN) && !pending_len)
+				client_input(i); /* may drop it */
+			else if (re & (POLLHUP | POLLERR | POLLNVAL))
+				drop_client(i);
+		}
 		/* Output before the exit: what the container wrote before it
 		 * exited is logged before its exit is recorded. */
 		if (fds[3].revents) {
@@ -910,7 +1076,9 @@ int main(int argc, char **argv)
 			handle_ctl(ctl);
 		if (fds[2].revents) {
 			int c = accept4(asock, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-			if (c >= 0)
+			if (c >= 0 && n_clients == MAX_CLIENTS)
+				close(c); /* refused at once, not left queued */
+			else if (c >= 0)
 				clients[n_clients++] = (struct client){.fd = c, .reading = 1};
 		}
 		if (fds[0].revents) {

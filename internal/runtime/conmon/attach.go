@@ -26,6 +26,9 @@ const (
 // stream byte; the slack guards against a conmon with bigger reads.
 const attachBufSize = 64<<10 + 1
 
+// attachInMax is the largest stdin packet sent to the monitor.
+const attachInMax = 32 << 10
+
 // AttachIO is one attach session's streams.
 type AttachIO struct {
 	// Stdin goes to the container's stdin; nil sends nothing.
@@ -60,7 +63,12 @@ func Attach(ctx context.Context, bundleDir string, o AttachIO) error {
 	if o.Stdin != nil {
 		inDone = make(chan error, 1)
 		go func() {
-			_, err := io.Copy(conn, o.Stdin)
+			// Packets of at most attachInMax bytes: a SOCK_SEQPACKET
+			// read takes one packet and drops what does not fit in
+			// its buffer (berth-monitor's and conmon's hold 64 and
+			// 32 KiB). The wrappers keep io.CopyBuffer from going
+			// around the buffer through WriteTo or ReadFrom.
+			_, err := io.CopyBuffer(struct{ io.Writer }{conn}, struct{ io.Reader }{o.Stdin}, make([]byte, attachInMax))
 			// Half-close: conmon sees the end of input (and closes a
 			// stdin_once container's stdin) but keeps sending output.
 			_ = conn.CloseWrite()

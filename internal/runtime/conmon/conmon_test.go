@@ -884,3 +884,70 @@ func TestHostileOutput(t *testing.T) {
 		t.Errorf("stderr from the log = %q, want %q", got["stderr"].String(), forged+"\n")
 	}
 }
+
+// The monitor outlives a SIGTERM (a service manager stopping berthd's
+// cgroup) and still records the container's exit.
+func TestMonitorSurvivesSIGTERM(t *testing.T) {
+	if filepath.Base(testMonitor) == "conmon" {
+		t.Skip("conmon exits on SIGTERM, SIGINT or SIGHUP")
+	}
+	e := newEnv(t)
+	ctx := context.Background()
+	cfg := e.config("sigterm", "sleep 30")
+	p, err := Create(ctx, cfg)
+	if err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	if err := e.rt.Start(ctx, cfg.ID); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP} {
+		if err := syscall.Kill(p.ConmonPid, sig); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(200 * time.Millisecond)
+	if _, alive := ConmonAlive(cfg.Dir); !alive {
+		t.Fatal("the monitor died of SIGTERM, SIGINT or SIGHUP")
+	}
+	if err := e.rt.Kill(ctx, cfg.ID, syscall.SIGKILL, false); err != nil {
+		t.Fatal(err)
+	}
+	if ex := waitExit(t, cfg); ex.Code != 137 {
+		t.Fatalf("exit = %+v, want 137", ex)
+	}
+}
+
+// A FIFO planted at the log path (a pod with a hostPath on the log dir)
+// does not block the monitor at the next reopen: it keeps the old file
+// and still records the exit.
+func TestReopenLogFIFO(t *testing.T) {
+	if filepath.Base(testMonitor) == "conmon" {
+		t.Skip("conmon blocks opening a FIFO at its log path")
+	}
+	e := newEnv(t)
+	ctx := context.Background()
+	cfg := e.config("fifo", "sleep 30")
+	if _, err := Create(ctx, cfg); err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	if err := e.rt.Start(ctx, cfg.ID); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	if err := os.Rename(cfg.LogPath, cfg.LogPath+".1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(cfg.LogPath, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	_ = ReopenLog(rctx, cfg.BundleDir, cfg.LogPath) // the path exists: it returns at once
+	time.Sleep(200 * time.Millisecond)
+	if err := e.rt.Kill(ctx, cfg.ID, syscall.SIGKILL, false); err != nil {
+		t.Fatal(err)
+	}
+	if ex := waitExit(t, cfg); ex.Code != 137 {
+		t.Fatalf("exit = %+v, want 137", ex)
+	}
+}
