@@ -186,6 +186,7 @@ func run(ctx context.Context, o *runOptions) error {
 			if r.failed || ctx.Err() != nil {
 				continue
 			}
+			waitQuiet(ctx, r.spec.Name+": "+name)
 			slog.Info("workload", "target", r.spec.Name, "workload", name)
 			if err := f(r); err != nil {
 				r.fail(name, err)
@@ -204,6 +205,7 @@ func run(ctx context.Context, o *runOptions) error {
 		if n <= 0 || ctx.Err() != nil || rep.FloorError != "" {
 			return
 		}
+		waitQuiet(ctx, "runc floor")
 		slog.Info("workload", "workload", "runc floor", "runs", n, "half", half)
 		part := newRecorder()
 		err := runcFloor(o.runc, o.workDir, n, part)

@@ -83,3 +83,21 @@ func TestRecorderMerge(t *testing.T) {
 		t.Errorf("merged results %+v", res)
 	}
 }
+
+func TestIdleFraction(t *testing.T) {
+	for _, c := range []struct {
+		t0, i0, t1, i1 uint64
+		want           float64
+	}{
+		{100, 50, 200, 140, 0.9},
+		{100, 50, 200, 50, 0},
+		{100, 50, 100, 50, 1}, // no time passed: nothing ran
+	} {
+		if got := idleFraction(c.t0, c.i0, c.t1, c.i1); got != c.want {
+			t.Errorf("idleFraction(%d, %d, %d, %d) = %v, want %v", c.t0, c.i0, c.t1, c.i1, got, c.want)
+		}
+	}
+	if total, idle, err := cpuTimes(); err != nil || total == 0 || idle > total {
+		t.Errorf("cpuTimes() = %d, %d, %v", total, idle, err)
+	}
+}
