@@ -122,8 +122,12 @@ static void say(const char *fmt, ...)
 		syslog(LOG_ERR, "%s: %s", opt.cid ? opt.cid : "?", msg);
 }
 
+static void fail(const char *fmt, ...);
+
 static void usage_fail(const char *why, const char *arg)
 {
+	if (daemonized) /* a spare's command line: berthd hears on the sync pipe */
+		fail("%s%s%s", why, arg ? ": " : "", arg ? arg : "");
 	dprintf(2, "berth-monitor: %s%s%s\n", why, arg ? ": " : "", arg ? arg : "");
 	exit(1);
 }
@@ -280,7 +284,7 @@ static void report(int pid, const char *message)
 
 /* fail reports a failed create and exits: nothing is running yet that
  * the monitor must watch. berthd removes what was made. */
-static void fail(const char *fmt, ...)
+static __attribute__((format(printf, 1, 2))) void fail(const char *fmt, ...)
 {
 	char msg[MSG_MAX];
 	va_list ap;
@@ -910,9 +914,61 @@ static int exit_code(int st)
 	return 255;
 }
 
+/* ARGS_FD is a spare monitor's pipe from berthd: its command line. */
+#define ARGS_FD 4
+/* ARGS_MAX bounds a spare's command line. */
+#define ARGS_MAX 16384
+
+/* take_args is a spare monitor taking its job: it reads its command line
+ * (NUL-separated arguments, without argv[0]) from ARGS_FD, and writes it
+ * over its own arguments, which berthd made long enough (a padding
+ * argument), so that /proc/<pid>/cmdline names the container's files as
+ * an exec'd monitor's does (berthd and the tests find monitors by it). It
+ * exits when berthd closes the pipe without a job. */
+static void take_args(int argc, char **argv)
+{
+	static char block[ARGS_MAX];
+	static char *args[MAX_RUNTIME_ARGS * 2 + 64];
+	size_t len = 0;
+	ssize_t n;
+	while (len < sizeof block && (n = read(ARGS_FD, block + len, sizeof block - len)) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			_exit(1);
+		len += (size_t)n;
+	}
+	close(ARGS_FD);
+	if (len == 0)
+		_exit(0); /* no job: berthd stopped, or died */
+	if (len == sizeof block || block[len - 1] != 0)
+		_exit(1);
+	/* The argument area: argv[0] up to the end of the last argument. */
+	char *area = argv[0];
+	size_t room = (size_t)(argv[argc - 1] + strlen(argv[argc - 1]) - area);
+	const char *name = "berth-monitor";
+	size_t nlen = strlen(name) + 1;
+	if (nlen + len > room)
+		_exit(1); /* berthd checks the room before it hands a job over */
+	int na = 0;
+	args[na++] = (char *)name;
+	for (size_t off = 0; off < len && na < (int)(sizeof args / sizeof *args) - 1; off += strlen(block + off) + 1)
+		args[na++] = block + off;
+	args[na] = NULL;
+	memset(area, 0, room + 1);
+	memcpy(area, name, nlen);
+	memcpy(area + nlen, block, len);
+	parse_args(na, args);
+}
+
 int main(int argc, char **argv)
 {
-	parse_args(argc, argv);
+	/* A spare: started ahead of any container, it takes its command line
+	 * from berthd later, so that the exec and the fork to the background
+	 * are off a container create's path. */
+	int spare = argc == 3 && !strcmp(argv[1], "--spare");
+	if (!spare)
+		parse_args(argc, argv);
 	const char *sp = getenv("_OCI_SYNCPIPE");
 	if (sp) {
 		char *end;
@@ -923,18 +979,23 @@ int main(int argc, char **argv)
 	}
 	/* Nothing else the caller left open stays, nor reaches the runtime
 	 * or the container. */
+	if (spare && (sync_fd != 3 || fcntl(ARGS_FD, F_SETFD, FD_CLOEXEC) < 0))
+		usage_fail("a spare needs _OCI_SYNCPIPE=3 and its command line on fd 4", NULL);
+	int keep = spare ? ARGS_FD : sync_fd; /* the highest fd kept */
 	if (sync_fd < 0) {
 		syscall(SYS_close_range, 3, ~0U, 0);
 	} else {
 		if (sync_fd > 3)
 			syscall(SYS_close_range, 3, (unsigned)sync_fd - 1, 0);
-		syscall(SYS_close_range, (unsigned)sync_fd + 1, ~0U, 0);
+		syscall(SYS_close_range, (unsigned)keep + 1, ~0U, 0);
 	}
 	signal(SIGPIPE, SIG_IGN);
 
 	pid_t child = fork();
 	if (child < 0)
 		usage_fail("fork", strerror(errno));
+	if (child > 0 && spare)
+		_exit(0); /* the spare writes its pid file when it has one */
 	if (child > 0) {
 		char b[32];
 		snprintf(b, sizeof b, "%d", child);
@@ -959,6 +1020,18 @@ int main(int argc, char **argv)
 			close(nul);
 	}
 	daemonized = 1;
+	if (spare) {
+		take_args(argc, argv);
+		char b[32];
+		snprintf(b, sizeof b, "%d", (int)getpid());
+		int fd = open(opt.monitor_pidfile, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+		if (fd < 0 || write_all(fd, b, strlen(b)) < 0)
+			fail("writing %s: %s", opt.monitor_pidfile, strerror(errno));
+		close(fd);
+		/* As an exec'd one's: not berthd's dir, which it would hold. */
+		if (chdir(opt.persist_dir) < 0)
+			say("chdir %s: %s", opt.persist_dir, strerror(errno));
+	}
 	if (opt.syslog_)
 		openlog("berth-monitor", LOG_PID, LOG_DAEMON);
 	/* The container's init is reparented here when the runtime exits. */

@@ -16,6 +16,7 @@ import (
 type conmonHandler struct {
 	rt         *cli
 	conmonPath string
+	spares     *conmon.Spares // monitors started ahead; nil for conmon
 	exitDir    string         // shared by all handlers: conmon writes <exitDir>/<id>
 	monitorRT  conmon.Runtime // what conmon runs for the create: rt, or a shim
 	features   Features
@@ -32,6 +33,7 @@ func (h *conmonHandler) SpecSettings() SpecSettings { return h.spec }
 func (h *conmonHandler) Create(ctx context.Context, o CreateOptions) (Process, error) {
 	p, err := conmon.Create(ctx, conmon.Config{
 		ConmonPath: h.conmonPath,
+		Spares:     h.spares,
 		Runtime:    h.monitorRT,
 		ID:         o.ID,
 		BundleDir:  o.BundleDir,

@@ -60,6 +60,10 @@ func NewRegistry(ctx context.Context, o Options) (*Registry, error) {
 		return nil, err
 	}
 	r := &Registry{handlers: map[string]Handler{}, def: o.Default, exitDir: o.ExitDir}
+	// One monitor started ahead for the next container, whichever its
+	// handler (berth-monitor only; see conmon.Spares).
+	spares := conmon.NewSpares(conmonPath, log)
+	r.closers = append(r.closers, spares.Close)
 	if err := os.MkdirAll(o.ExitDir, 0o700); err != nil {
 		return nil, err
 	}
@@ -70,7 +74,7 @@ func NewRegistry(ctx context.Context, o Options) (*Registry, error) {
 	}
 	for _, name := range slices.Sorted(maps.Keys(o.Handlers)) {
 		c := o.Handlers[name]
-		h, err := r.newHandler(ctx, name, c, conmonPath, o, log)
+		h, err := r.newHandler(ctx, name, c, conmonPath, spares, o, log)
 		if err != nil {
 			r.Close()
 			return nil, fmt.Errorf("runtime handler %q: %w", name, err)
@@ -81,7 +85,7 @@ func NewRegistry(ctx context.Context, o Options) (*Registry, error) {
 	return r, nil
 }
 
-func (r *Registry) newHandler(ctx context.Context, name string, c config.Runtime, conmonPath string, o Options, log *slog.Logger) (Handler, error) {
+func (r *Registry) newHandler(ctx context.Context, name string, c config.Runtime, conmonPath string, spares *conmon.Spares, o Options, log *slog.Logger) (Handler, error) {
 	path, err := LookBinary(name, c.Path)
 	if err != nil {
 		return nil, err
@@ -126,7 +130,7 @@ func (r *Registry) newHandler(ctx context.Context, name string, c config.Runtime
 		"recursive_read_only_mounts", features.RecursiveReadOnlyMounts, "idmap_mounts", features.IDMapMounts,
 		"user_namespaces", features.UserNamespaces, "mount_options", len(features.MountOptions))
 	h := conmonHandler{
-		rt: rt, conmonPath: conmonPath, exitDir: o.ExitDir, monitorRT: rt, features: features,
+		rt: rt, conmonPath: conmonPath, spares: spares, exitDir: o.ExitDir, monitorRT: rt, features: features,
 		fifoStart: filepath.Base(path) == "runc",
 		spec: SpecSettings{
 			PrivilegedWithoutHostDevices: c.PrivilegedWithoutHostDevices,

@@ -78,6 +78,9 @@ type Config struct {
 	Terminal   bool
 	Stdin      bool
 	StdinOnce  bool // close the container's stdin when the first attached client leaves
+	// Spares, when set, may provide a berth-monitor started ahead of the
+	// create (see Spares); nil: the monitor is exec'd for the create.
+	Spares *Spares
 }
 
 // Process is a created container: its init pid and its conmon's pid.
@@ -184,49 +187,38 @@ func Create(ctx context.Context, cfg Config) (_ *Process, retErr error) {
 		filepath.Join(cfg.Dir, oomFile), filepath.Join(cfg.Dir, conmonPidFile),
 		filepath.Join(cfg.Dir, containerPidFile), filepath.Join(cfg.Dir, runtimeLogFile))
 
-	syncR, syncW, err := os.Pipe()
-	if err != nil {
-		return nil, fmt.Errorf("monitor: container %s: sync pipe: %w", cfg.ID, err)
-	}
-	defer syncR.Close()
-
-	cmd := exec.Command(cfg.ConmonPath, cfg.args()...)
-	cmd.Dir = cfg.Dir // conmon also drops an "oom" marker in its working dir
-	path := os.Getenv("PATH")
-	if path == "" {
-		path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-	}
-	cmd.Env = []string{"_OCI_SYNCPIPE=3", "PATH=" + path}
-	cmd.ExtraFiles = []*os.File{syncW}
-	var stderr bytes.Buffer
-	cmd.Stderr = &limitedBuffer{buf: &stderr, max: 8192}
-	// Our own process group: a signal to berthd's group (a test's kill, a
-	// terminal's ^C) must not reach conmon before it setsid()s itself.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.WaitDelay = 5 * time.Second
-
 	conmonPid := 0
 	defer func() {
 		if retErr != nil {
+			if conmonPid <= 0 {
+				// A spare writes its pid file once it has its job.
+				conmonPid, _ = readPid(filepath.Join(cfg.Dir, conmonPidFile))
+			}
 			cleanupFailed(cfg, conmonPid)
 		}
 	}()
-	if err := cmd.Start(); err != nil {
-		syncW.Close()
-		return nil, fmt.Errorf("monitor: starting conmon for container %s: %w", cfg.ID, err)
+	var syncR *os.File
+	args := cfg.args()
+	if sp := cfg.Spares.take(args); sp != nil {
+		if err := sp.give(args); err != nil {
+			slog.Warn("handing a container to a spare monitor; starting one", "id", cfg.ID, "err", err)
+			sp.syncR.Close()
+		} else {
+			syncR = sp.syncR
+		}
 	}
-	syncW.Close()
-
-	// conmon forks its daemon and the first process exits at once, after
-	// writing the daemon's pid: reap it so berthd never holds a zombie and
-	// never waits on the long-lived monitor.
-	waitErr := cmd.Wait()
-	conmonPid, _ = readPid(filepath.Join(cfg.Dir, conmonPidFile))
-	if waitErr != nil {
-		return nil, fmt.Errorf("monitor: conmon for container %s failed: %v: %s", cfg.ID, waitErr, strings.TrimSpace(stderr.String()))
+	if syncR == nil {
+		var err error
+		if syncR, conmonPid, err = startMonitor(cfg, args); err != nil {
+			return nil, err
+		}
 	}
+	defer syncR.Close()
 
 	msg, err := readSync(ctx, syncR)
+	if conmonPid <= 0 {
+		conmonPid, _ = readPid(filepath.Join(cfg.Dir, conmonPidFile))
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			kind := error(errdefs.ErrUnavailable)
@@ -253,6 +245,55 @@ func Create(ctx context.Context, cfg Config) (_ *Process, retErr error) {
 	}
 	slog.Debug("container created", "id", cfg.ID, "pid", pid, "conmon_pid", conmonPid)
 	return &Process{Pid: pid, ConmonPid: conmonPid}, nil
+}
+
+// startMonitor execs the monitor for cfg and waits for its first process,
+// which exits once the monitor runs in the background, having written its
+// pid file. It returns the read end of the monitor's sync pipe and its pid.
+func startMonitor(cfg Config, args []string) (_ *os.File, conmonPid int, retErr error) {
+	syncR, syncW, err := os.Pipe()
+	if err != nil {
+		return nil, 0, fmt.Errorf("monitor: container %s: sync pipe: %w", cfg.ID, err)
+	}
+	defer func() {
+		if retErr != nil {
+			syncR.Close()
+		}
+	}()
+	cmd := exec.Command(cfg.ConmonPath, args...)
+	cmd.Dir = cfg.Dir // conmon also drops an "oom" marker in its working dir
+	cmd.Env = monitorEnv()
+	cmd.ExtraFiles = []*os.File{syncW}
+	var stderr bytes.Buffer
+	cmd.Stderr = &limitedBuffer{buf: &stderr, max: 8192}
+	// Our own process group: a signal to berthd's group (a test's kill, a
+	// terminal's ^C) must not reach conmon before it setsid()s itself.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.WaitDelay = 5 * time.Second
+	if err := cmd.Start(); err != nil {
+		syncW.Close()
+		return nil, 0, fmt.Errorf("monitor: starting conmon for container %s: %w", cfg.ID, err)
+	}
+	syncW.Close()
+
+	// conmon forks its daemon and the first process exits at once, after
+	// writing the daemon's pid: reap it so berthd never holds a zombie and
+	// never waits on the long-lived monitor.
+	waitErr := cmd.Wait()
+	conmonPid, _ = readPid(filepath.Join(cfg.Dir, conmonPidFile))
+	if waitErr != nil {
+		return nil, conmonPid, fmt.Errorf("monitor: conmon for container %s failed: %v: %s", cfg.ID, waitErr, strings.TrimSpace(stderr.String()))
+	}
+	return syncR, conmonPid, nil
+}
+
+// monitorEnv is a monitor's environment: its sync pipe (fd 3) and PATH.
+func monitorEnv() []string {
+	path := os.Getenv("PATH")
+	if path == "" {
+		path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+	}
+	return []string{"_OCI_SYNCPIPE=3", "PATH=" + path}
 }
 
 // readSync reads conmon's first sync message, giving up when ctx ends.

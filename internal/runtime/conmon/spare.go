@@ -1,0 +1,170 @@
+package conmon
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+)
+
+// Spares keeps one berth-monitor started ahead of the next container
+// create, waiting for its command line (`berth-monitor --spare`): the
+// monitor's exec and its fork to the background, about 3 ms on the
+// project's machines, are then off the create's path. A create takes the
+// spare when there is one and starts the next in the background; a create
+// that finds none (the spare is still starting, or another create took
+// it) starts its monitor as before. conmon has no such mode: a nil *Spares
+// (see NewSpares) never has a spare.
+//
+// A spare holds nothing of a container. It exits when its command line
+// pipe closes without a job: when berthd closes it (Close) or dies, so a
+// crashed berthd leaves no spare behind.
+type Spares struct {
+	path string
+	log  *slog.Logger
+
+	mu       sync.Mutex
+	next     *spare
+	starting bool
+	closed   bool
+}
+
+// spare is a started spare monitor: the read end of its sync pipe and the
+// write end of its command line pipe.
+type spare struct {
+	syncR, argsW *os.File
+}
+
+// sparePad is the spare's padding argument: the room its real command
+// line is written over, so that /proc/<pid>/cmdline names the container's
+// files as an exec'd monitor's does (ConmonAlive and the orphan reaper
+// find monitors by it).
+var sparePad = strings.Repeat("-", 8192)
+
+// NewSpares returns the spares of monitorPath, or nil when it is not
+// berth-monitor. The first spare starts in the background.
+func NewSpares(monitorPath string, log *slog.Logger) *Spares {
+	if filepath.Base(monitorPath) != "berth-monitor" {
+		return nil
+	}
+	s := &Spares{path: monitorPath, log: log}
+	s.mu.Lock()
+	s.refillLocked()
+	s.mu.Unlock()
+	return s
+}
+
+// take returns the spare for a command line of args, or nil (then the
+// caller execs a monitor), and starts the next spare.
+func (s *Spares) take(args []string) *spare {
+	if s == nil || !s.fits(args) {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sp := s.next
+	s.next = nil
+	s.refillLocked()
+	return sp
+}
+
+// fits says whether args fit over the spare's own command line.
+func (s *Spares) fits(args []string) bool {
+	need := len("berth-monitor") + 1
+	for _, a := range args {
+		need += len(a) + 1
+	}
+	return need <= len(s.path)+1+len("--spare")+1+len(sparePad)
+}
+
+func (s *Spares) refillLocked() {
+	if s.closed || s.starting || s.next != nil {
+		return
+	}
+	s.starting = true
+	go func() {
+		sp, err := s.start()
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.starting = false
+		switch {
+		case err != nil:
+			// The next create execs its monitor and tries again.
+			s.log.Warn("starting a spare container monitor", "err", err)
+		case s.closed:
+			sp.close()
+		default:
+			s.next = sp
+		}
+	}()
+}
+
+// start starts one spare and waits for its first process, which exits
+// once the spare runs in the background.
+func (s *Spares) start() (*spare, error) {
+	syncR, syncW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	argsR, argsW, err := os.Pipe()
+	if err != nil {
+		syncR.Close()
+		syncW.Close()
+		return nil, err
+	}
+	cmd := exec.Command(s.path, "--spare", sparePad)
+	cmd.Env = monitorEnv()
+	cmd.ExtraFiles = []*os.File{syncW, argsR} // fds 3 and 4
+	// Its own process group, as an exec'd monitor's (see Create).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	err = cmd.Start()
+	syncW.Close()
+	argsR.Close()
+	if err == nil {
+		err = cmd.Wait()
+	}
+	if err != nil {
+		syncR.Close()
+		argsW.Close()
+		return nil, fmt.Errorf("%s --spare: %w", s.path, err)
+	}
+	return &spare{syncR: syncR, argsW: argsW}, nil
+}
+
+// give hands the spare its command line; from then on it is the
+// container's monitor.
+func (sp *spare) give(args []string) error {
+	block := strings.Join(args, "\x00") + "\x00"
+	_, err := sp.argsW.WriteString(block)
+	if cerr := sp.argsW.Close(); err == nil {
+		err = cerr
+	}
+	if errors.Is(err, syscall.EPIPE) {
+		err = errors.New("the spare monitor is gone")
+	}
+	return err
+}
+
+func (sp *spare) close() {
+	sp.argsW.Close() // the spare exits
+	sp.syncR.Close()
+}
+
+// Close ends the waiting spare.
+func (s *Spares) Close() {
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	if s.next != nil {
+		s.next.close()
+		s.next = nil
+	}
+}
