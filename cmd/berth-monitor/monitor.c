@@ -557,18 +557,27 @@ static int console_receive(int lfd)
 	return fd;
 }
 
+/* read_small reads up to size-1 bytes of a small file (pid file, cgroup
+ * file) into buf, NUL-terminated; -1 when it is missing or empty. */
+static int read_small(const char *path, char *buf, size_t size)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	ssize_t n = read(fd, buf, size - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = 0;
+	return 0;
+}
+
 /* read_pid reads a pid file the runtime wrote. */
 static int read_pid(const char *path)
 {
 	char b[32];
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
+	if (read_small(path, b, sizeof b) < 0)
 		return -1;
-	ssize_t n = read(fd, b, sizeof b - 1);
-	close(fd);
-	if (n <= 0)
-		return -1;
-	b[n] = 0;
 	char *end;
 	long pid = strtol(b, &end, 10);
 	if (pid <= 0 || pid > INT_MAX || (*end && *end != '\n'))
@@ -706,14 +715,8 @@ static long oom_base = -1;
 static long oom_kills(void)
 {
 	char b[1024];
-	int fd = open(oom_file, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
+	if (read_small(oom_file, b, sizeof b) < 0)
 		return -1;
-	ssize_t n = read(fd, b, sizeof b - 1);
-	close(fd);
-	if (n <= 0)
-		return -1;
-	b[n] = 0;
 	char *p = strstr(b, "oom_kill ");
 	return p ? strtol(p + 9, NULL, 10) : -1;
 }
@@ -722,14 +725,8 @@ static void oom_setup(int pid)
 {
 	char path[64], b[4096];
 	snprintf(path, sizeof path, "/proc/%d/cgroup", pid);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
+	if (read_small(path, b, sizeof b) < 0)
 		return;
-	ssize_t n = read(fd, b, sizeof b - 1);
-	close(fd);
-	if (n <= 0)
-		return;
-	b[n] = 0;
 	char *v1 = NULL, *v2 = NULL;
 	for (char *line = strtok(b, "\n"); line; line = strtok(NULL, "\n")) {
 		char *c1 = strchr(line, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
