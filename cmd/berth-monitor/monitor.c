@@ -949,8 +949,11 @@ static void take_args(int argc, char **argv)
 		_exit(1); /* berthd checks the room before it hands a job over */
 	int na = 0;
 	args[na++] = (char *)name;
-	for (size_t off = 0; off < len && na < (int)(sizeof args / sizeof *args) - 1; off += strlen(block + off) + 1)
+	for (size_t off = 0; off < len; off += strlen(block + off) + 1) {
+		if (na == (int)(sizeof args / sizeof *args) - 1)
+			usage_fail("too many arguments", NULL);
 		args[na++] = block + off;
+	}
 	args[na] = NULL;
 	memset(area, 0, room + 1);
 	memcpy(area, name, nlen);
@@ -991,8 +994,12 @@ int main(int argc, char **argv)
 	pid_t child = fork();
 	if (child < 0)
 		usage_fail("fork", strerror(errno));
-	if (child > 0 && spare)
-		_exit(0); /* the spare writes its pid file when it has one */
+	if (child > 0 && spare) {
+		/* The spare writes its pid file when it has a job; berthd
+		 * hears its pid now, to end it if the job is abandoned before. */
+		dprintf(1, "%d\n", (int)child);
+		_exit(0);
+	}
 	if (child > 0) {
 		char b[32];
 		snprintf(b, sizeof b, "%d", child);

@@ -60,10 +60,6 @@ func NewRegistry(ctx context.Context, o Options) (*Registry, error) {
 		return nil, err
 	}
 	r := &Registry{handlers: map[string]Handler{}, def: o.Default, exitDir: o.ExitDir}
-	// One monitor started ahead for the next container, whichever its
-	// handler (berth-monitor only; see conmon.Spares).
-	spares := conmon.NewSpares(conmonPath, log)
-	r.closers = append(r.closers, spares.Close)
 	if err := os.MkdirAll(o.ExitDir, 0o700); err != nil {
 		return nil, err
 	}
@@ -72,6 +68,11 @@ func NewRegistry(ctx context.Context, o Options) (*Registry, error) {
 	if err := os.Chmod(o.ExitDir, 0o700); err != nil {
 		return nil, err
 	}
+	// One monitor started ahead for the next container, whichever its
+	// handler (berth-monitor only; see conmon.Spares). A failure below
+	// ends it through r.Close.
+	spares := conmon.NewSpares(conmonPath, log)
+	r.closers = append(r.closers, spares.Close)
 	for _, name := range slices.Sorted(maps.Keys(o.Handlers)) {
 		c := o.Handlers[name]
 		h, err := r.newHandler(ctx, name, c, conmonPath, spares, o, log)

@@ -75,6 +75,9 @@ func ValidateContainer(cfg *runtimeapi.ContainerConfig, pod *Pod, host *HostConf
 		if logDir == "" {
 			return nil, errdefs.Invalid("log_path is set but the pod sandbox has no log_directory")
 		}
+		if strings.ContainsRune(lp, 0) {
+			return nil, errdefs.Invalid("log_path contains a NUL byte")
+		}
 		// The log path is joined to the pod's log directory; it must stay inside.
 		if !filepath.IsLocal(lp) {
 			return nil, errdefs.Invalid(fmt.Sprintf("log_path %q must be a relative path inside the pod's log directory", lp))

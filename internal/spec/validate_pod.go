@@ -126,6 +126,9 @@ func ValidatePod(cfg *runtimeapi.PodSandboxConfig, host *HostConfig) (*Pod, erro
 	if h := cfg.GetHostname(); h != "" && (len(h) > 253 || !hostnameRE.MatchString(h)) {
 		return nil, errdefs.Invalid(fmt.Sprintf("config.hostname %q is not a valid host name", h))
 	}
+	if d := cfg.GetLogDirectory(); strings.ContainsRune(d, 0) {
+		return nil, errdefs.Invalid("config.log_directory contains a NUL byte")
+	}
 	if d := cfg.GetLogDirectory(); d != "" && !filepath.IsAbs(d) {
 		return nil, errdefs.Invalid(fmt.Sprintf("config.log_directory %q must be an absolute path", d))
 	}

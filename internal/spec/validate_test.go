@@ -34,6 +34,9 @@ func TestValidateLogPath(t *testing.T) {
 		{"/var/log/pods/ns_p_u", "/etc/passwd", "", true},
 		{"", "app/0.log", "", true},
 		{"/var/log/pods/ns_p_u", "a/./b.log", "/var/log/pods/ns_p_u/a/b.log", false},
+		// A NUL would end the path for the kernel, and split a
+		// monitor's NUL-separated command line into more arguments.
+		{"/var/log/pods/ns_p_u", "0.log\x00-r\x00x", "", true},
 	} {
 		c, err := validateMinimal(tc.dir, func(c *runtimeapi.ContainerConfig) { c.LogPath = tc.rel })
 		if tc.invalid {
@@ -127,11 +130,12 @@ func TestValidatePod(t *testing.T) {
 		return c.Linux.SecurityContext
 	}
 	for name, mutate := range map[string]func(*runtimeapi.PodSandboxConfig){
-		"metadata.name": func(c *runtimeapi.PodSandboxConfig) { c.Metadata.Name = "" },
-		"metadata.uid":  func(c *runtimeapi.PodSandboxConfig) { c.Metadata.Uid = "" },
-		"metadata":      func(c *runtimeapi.PodSandboxConfig) { c.Metadata = nil },
-		"hostname":      func(c *runtimeapi.PodSandboxConfig) { c.Hostname = "bad_name!" },
-		"log_directory": func(c *runtimeapi.PodSandboxConfig) { c.LogDirectory = "relative/dir" },
+		"metadata.name":          func(c *runtimeapi.PodSandboxConfig) { c.Metadata.Name = "" },
+		"metadata.uid":           func(c *runtimeapi.PodSandboxConfig) { c.Metadata.Uid = "" },
+		"metadata":               func(c *runtimeapi.PodSandboxConfig) { c.Metadata = nil },
+		"hostname":               func(c *runtimeapi.PodSandboxConfig) { c.Hostname = "bad_name!" },
+		"log_directory":          func(c *runtimeapi.PodSandboxConfig) { c.LogDirectory = "relative/dir" },
+		"log_directory contains": func(c *runtimeapi.PodSandboxConfig) { c.LogDirectory = "/var/log/pods/x\x00-t" },
 		"dns_config": func(c *runtimeapi.PodSandboxConfig) {
 			c.DnsConfig = &runtimeapi.DNSConfig{Servers: []string{"1.1.1.1\nnameserver 6.6.6.6"}}
 		},

@@ -110,6 +110,10 @@ func (c *Config) validate() error {
 		return errdefs.Invalid("monitor: bundle, state and exit paths must be absolute")
 	case c.LogPath != "" && !filepath.IsAbs(c.LogPath):
 		return errdefs.Invalid(fmt.Sprintf("monitor: log path %q must be absolute", c.LogPath))
+	case strings.ContainsRune(c.BundleDir+c.Dir+c.ExitDir+c.LogPath, 0):
+		// A spare takes its command line NUL-separated: a NUL inside one
+		// would add arguments (exec refuses them anyway).
+		return errdefs.Invalid("monitor: a path contains a NUL byte")
 	}
 	return nil
 }
@@ -205,6 +209,13 @@ func Create(ctx context.Context, cfg Config) (_ *Process, retErr error) {
 			sp.syncR.Close()
 		} else {
 			syncR = sp.syncR
+			// Known before the spare writes its pid file: a create
+			// abandoned in between still ends this monitor.
+			defer func() {
+				if retErr != nil && conmonPid <= 0 {
+					sp.kill()
+				}
+			}()
 		}
 	}
 	if syncR == nil {

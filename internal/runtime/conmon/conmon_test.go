@@ -561,6 +561,8 @@ func TestConfigValidate(t *testing.T) {
 		func(c *Config) { c.ID = "a.b" },
 		func(c *Config) { c.LogPath = "rel.log" },
 		func(c *Config) { c.Runtime = nil },
+		func(c *Config) { c.LogPath = "/l/0.log\x00-r\x00/x" },
+		func(c *Config) { c.BundleDir = "/b\x00-t" },
 	} {
 		c := base
 		mod(&c)

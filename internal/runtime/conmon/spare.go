@@ -1,15 +1,20 @@
 package conmon
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
+	"time"
+
+	"github.com/berth-project/berth/internal/host"
 )
 
 // Spares keeps one berth-monitor started ahead of the next container
@@ -38,6 +43,7 @@ type Spares struct {
 // write end of its command line pipe.
 type spare struct {
 	syncR, argsW *os.File
+	pid          int // the spare's own pid, which its first process reports
 }
 
 // sparePad is the spare's padding argument: the room its real command
@@ -118,6 +124,8 @@ func (s *Spares) start() (*spare, error) {
 		return nil, err
 	}
 	cmd := exec.Command(s.path, "--spare", sparePad)
+	var out bytes.Buffer
+	cmd.Stdout = &limitedBuffer{buf: &out, max: 64} // the spare's pid
 	cmd.Env = monitorEnv()
 	cmd.ExtraFiles = []*os.File{syncW, argsR} // fds 3 and 4
 	// Its own process group, as an exec'd monitor's (see Create).
@@ -128,12 +136,29 @@ func (s *Spares) start() (*spare, error) {
 	if err == nil {
 		err = cmd.Wait()
 	}
+	pid, perr := strconv.Atoi(strings.TrimSpace(out.String()))
+	if err == nil && (perr != nil || pid <= 0) {
+		err = fmt.Errorf("reported pid %q", out.String())
+	}
 	if err != nil {
 		syncR.Close()
 		argsW.Close()
 		return nil, fmt.Errorf("%s --spare: %w", s.path, err)
 	}
-	return &spare{syncR: syncR, argsW: argsW}, nil
+	return &spare{syncR: syncR, argsW: argsW, pid: pid}, nil
+}
+
+// kill ends a spare that has its job but whose create was abandoned
+// before it wrote its pid file; the process is checked to be this spare
+// (a monitor of this binary, under its spare or its new command line),
+// not a reused pid.
+func (sp *spare) kill() {
+	args, err := host.Process(sp.pid).Cmdline()
+	if err != nil || len(args) < 2 || filepath.Base(args[0]) != "berth-monitor" {
+		return
+	}
+	_ = syscall.Kill(sp.pid, syscall.SIGKILL)
+	host.WaitGone(sp.pid, 2*time.Second)
 }
 
 // give hands the spare its command line; from then on it is the
@@ -141,9 +166,9 @@ func (s *Spares) start() (*spare, error) {
 func (sp *spare) give(args []string) error {
 	block := strings.Join(args, "\x00") + "\x00"
 	_, err := sp.argsW.WriteString(block)
-	if cerr := sp.argsW.Close(); err == nil {
-		err = cerr
-	}
+	// Once written, the job is the spare's whatever Close says: falling
+	// back to an exec'd monitor then would make two.
+	sp.argsW.Close()
 	if errors.Is(err, syscall.EPIPE) {
 		err = errors.New("the spare monitor is gone")
 	}
