@@ -1,7 +1,9 @@
 package conmon
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -10,6 +12,9 @@ import (
 	"testing"
 	"time"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/berth-project/berth/internal/errdefs"
 	"github.com/berth-project/berth/internal/host"
 )
 
@@ -50,14 +55,18 @@ func TestCreateWithSpare(t *testing.T) {
 	s := NewSpares(testMonitor, slog.Default())
 	defer s.Close()
 	waitSpare(t, s)
-	if n := len(spareProcs(testMonitor)); n != 1 {
-		t.Fatalf("%d spare processes, want 1", n)
+	spares := spareProcs(testMonitor)
+	if len(spares) != 1 {
+		t.Fatalf("%d spare processes, want 1", len(spares))
 	}
 	cfg := e.config("spare", "echo from-spare; exit 5")
 	cfg.Spares = s
 	p, err := Create(ctx, cfg)
 	if err != nil {
 		t.Fatalf("Create: %v", err)
+	}
+	if p.ConmonPid != spares[0] {
+		t.Fatalf("the container's monitor is %d, not the spare %d", p.ConmonPid, spares[0])
 	}
 	if pid, alive := ConmonAlive(cfg.Dir); !alive || pid != p.ConmonPid {
 		t.Fatalf("ConmonAlive = %d, %v; want %d, true", pid, alive, p.ConmonPid)
@@ -94,7 +103,8 @@ func TestCreateWithSpare(t *testing.T) {
 	}
 }
 
-// A failed create through a spare leaves nothing behind either.
+// A failed create through a spare leaves nothing behind either: a runtime
+// that fails, and one that outlives the create's deadline.
 func TestSpareCreateFailure(t *testing.T) {
 	if filepath.Base(testMonitor) != "berth-monitor" {
 		t.Skip("only berth-monitor has spares")
@@ -102,22 +112,106 @@ func TestSpareCreateFailure(t *testing.T) {
 	e := newEnv(t)
 	s := NewSpares(testMonitor, slog.Default())
 	defer s.Close()
-	waitSpare(t, s)
-	cfg := e.config("sparefail", "true")
-	cfg.Spares = s
-	if err := os.Remove(filepath.Join(cfg.BundleDir, "config.json")); err != nil {
+	for _, tc := range []struct {
+		name    string
+		prepare func(cfg Config)
+		timeout time.Duration
+	}{
+		{"sparefail", func(cfg Config) {
+			if err := os.Remove(filepath.Join(cfg.BundleDir, "config.json")); err != nil {
+				t.Fatal(err)
+			}
+		}, time.Minute},
+		{"sparehang", func(cfg Config) {
+			p := filepath.Join(cfg.BundleDir, "config.json")
+			data, _ := os.ReadFile(p)
+			var spec specs.Spec
+			if err := json.Unmarshal(data, &spec); err != nil {
+				t.Fatal(err)
+			}
+			spec.Hooks = &specs.Hooks{CreateRuntime: []specs.Hook{{Path: "/bin/sleep", Args: []string{"sleep", "2"}}}}
+			data, _ = json.Marshal(&spec)
+			if err := os.WriteFile(p, data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}, 300 * time.Millisecond},
+	} {
+		waitSpare(t, s)
+		spares := spareProcs(testMonitor)
+		cfg := e.config(tc.name, "true")
+		cfg.Spares = s
+		tc.prepare(cfg)
+		ctx, cancel := context.WithTimeout(context.Background(), tc.timeout)
+		_, err := Create(ctx, cfg)
+		cancel()
+		if err == nil {
+			t.Fatalf("%s: Create succeeded", tc.name)
+		}
+		t.Logf("%s: %v", tc.name, err)
+		// The spare took the job (and went with it): it is not waiting.
+		for _, pid := range spareProcs(testMonitor) {
+			if len(spares) == 1 && pid == spares[0] {
+				t.Fatalf("%s: the spare %d was not used", tc.name, pid)
+			}
+		}
+		if pids := conmonProcs(cfg.Dir); len(pids) != 0 {
+			t.Fatalf("%s: processes left: %v", tc.name, pids)
+		}
+		if _, err := e.rt.State(context.Background(), cfg.ID); !errdefs.IsNotFound(err) {
+			t.Fatalf("%s: runtime state left: %v", tc.name, err)
+		}
+		for _, f := range []string{ctlFifo, attachSocket} {
+			if _, err := os.Stat(filepath.Join(cfg.BundleDir, f)); err == nil {
+				t.Errorf("%s: %s left after a failed create", tc.name, f)
+			}
+		}
+	}
+}
+
+// A spare whose job is abandoned before it wrote its pid file is ended by
+// the pid its first process reported.
+func TestSpareKill(t *testing.T) {
+	if filepath.Base(testMonitor) != "berth-monitor" {
+		t.Skip("only berth-monitor has spares")
+	}
+	s := &Spares{path: testMonitor, log: slog.Default()}
+	sp, err := s.start()
+	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Create(context.Background(), cfg); err == nil {
-		t.Fatal("Create without config.json succeeded")
+	defer sp.syncR.Close()
+	if got := spareProcs(testMonitor); len(got) != 1 || got[0] != sp.pid {
+		t.Fatalf("spares %v, want the reported pid %d", got, sp.pid)
 	}
-	if _, alive := ConmonAlive(cfg.Dir); alive {
-		t.Error("the monitor of a failed create still runs")
+	// A job whose runtime never returns: the monitor is still at it when
+	// it is killed.
+	dir := t.TempDir()
+	hang := filepath.Join(dir, "hang")
+	if err := os.WriteFile(hang, []byte("#!/bin/sh\nexec sleep 60\n"), 0o755); err != nil {
+		t.Fatal(err)
 	}
-	for _, f := range []string{ctlFifo, attachSocket} {
-		if _, err := os.Stat(filepath.Join(cfg.BundleDir, f)); err == nil {
-			t.Errorf("%s left after a failed create", f)
-		}
+	args := []string{"-c", "x", "-r", hang, "-b", dir, "-p", dir + "/pid", "-P", dir + "/conmon.pid",
+		"-l", "none:", "--exit-dir", dir, "--persist-dir", dir}
+	if err := sp.give(args); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	// Alive and not a zombie (init reaps it in its own time).
+	alive := func() bool {
+		st, err := os.ReadFile("/proc/" + strconv.Itoa(sp.pid) + "/stat")
+		i := bytes.LastIndexByte(st, ')')
+		return err == nil && i > 0 && i+2 < len(st) && st[i+2] != 'Z'
+	}
+	if !alive() {
+		t.Fatalf("the spare %d is not at its job", sp.pid)
+	}
+	sp.kill()
+	if alive() {
+		t.Fatalf("the spare %d runs after kill", sp.pid)
+	}
+	// Its runtime died with it (PDEATHSIG).
+	if pids := conmonProcs(dir); len(pids) != 0 {
+		t.Fatalf("processes left: %v", pids)
 	}
 }
 
