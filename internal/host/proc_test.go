@@ -146,17 +146,25 @@ func TestSystem(t *testing.T) {
 	if !Alive(os.Getpid()) {
 		t.Fatal("berthd's own process not alive")
 	}
-	cmd := exec.Command("sh", "-c", "exec sleep 30")
+	// sleep itself, not through a shell: /proc/<pid>/environ read while a
+	// second exec replaces the image reads empty, which made this test flaky.
+	cmd := exec.Command("sleep", "30")
 	cmd.Env = []string{"BERTH_HOST_TEST=marker"}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	pid := cmd.Process.Pid
-	found := Find(func(p Proc) bool {
-		v, ok, err := p.Getenv("BERTH_HOST_TEST")
-		return err == nil && ok && v == "marker"
-	})
+	var found []int
+	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		found = Find(func(p Proc) bool {
+			v, ok, err := p.Getenv("BERTH_HOST_TEST")
+			return err == nil && ok && v == "marker"
+		})
+		if len(found) > 0 || time.Now().After(deadline) {
+			break
+		}
+	}
 	if !reflect.DeepEqual(found, []int{pid}) {
 		t.Errorf("Find by environment = %v, want [%d]", found, pid)
 	}
