@@ -36,6 +36,10 @@
 #   BENCH_STEPS         1: turn on berthd's metrics endpoint and print its
 #                       per-step times of the sequential workloads (off by
 #                       default: the endpoint adds to berthd's memory)
+#   BENCH_HOLD          1: start everything, print the berth-bench command
+#                       and the daemons' sockets, and wait (instead of
+#                       measuring) until this script gets SIGTERM or SIGINT;
+#                       for measuring by hand against the same setup
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/usr/local/go/bin:$PATH"
@@ -46,6 +50,7 @@ BENCH_LOG_DIR="${BENCH_LOG_DIR:-}"
 BERTH_LOG_LEVEL="${BERTH_LOG_LEVEL:-info}"
 BERTH_BASE_BIN="${BERTH_BASE_BIN:-}"
 BENCH_STEPS="${BENCH_STEPS:-}"
+BENCH_HOLD="${BENCH_HOLD:-}"
 # One runc for all three: berth's default handler binary (hack/install.sh
 # builds it; Debian's 1.1.5 when it is absent), which containerd and the
 # floor then run too, so that no ratio hides a difference between runc
@@ -304,6 +309,11 @@ for s in "${socks[@]}"; do
 	[[ -S $work/$s ]] || { note "no $s after 30 s"; tail -20 "$work/${s%.sock}"*.log >&2; exit 1; }
 done
 
+if [[ $BENCH_HOLD == 1 ]]; then
+	note "holding: $work/bin/berth-bench run ${targets[*]} --runc $RUNC"
+	note "stop with: kill $$"
+	while :; do sleep 1; done
+fi
 note "load before: $(cat /proc/loadavg)"
 rc=0
 "$work/bin/berth-bench" run "${targets[@]}" --runc "$RUNC" "$@" || rc=$?

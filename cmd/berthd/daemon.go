@@ -140,6 +140,8 @@ func run(ctx context.Context, cfg *config.Config, reload func() (*config.Config,
 	if err != nil {
 		return err
 	}
+	// Before the network closes: the pod network prepared ahead goes.
+	defer sandboxes.Close()
 	bus := events.NewBus(eventBacklog)
 	containers, err := container.New(ctx, container.Config{
 		Store: st, Root: cfg.Root, StateDir: cfg.StateDir, Runtimes: runtimes,

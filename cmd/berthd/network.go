@@ -26,6 +26,7 @@ func newNetwork(cfg *config.Config, log *slog.Logger) (*network.Manager, error) 
 			DefaultRoute: cfg.Network.DefaultRoute,
 			IPMasq:       cfg.Network.DefaultIPMasq,
 			InProcess:    cfg.Network.BuiltinInProcess,
+			PrepareAhead: cfg.Network.PrepareAhead,
 			DataDir:      filepath.Join(cfg.StateDir, "cni", "networks"),
 		}
 	}

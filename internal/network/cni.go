@@ -65,7 +65,7 @@ type Manager struct {
 	done     chan struct{}
 }
 
-var _ sandbox.Network = (*Manager)(nil)
+var _ sandbox.PreparableNetwork = (*Manager)(nil)
 
 // New loads the network and starts watching the conf dir. A missing or
 // broken network is not an error here: Status reports it, and pods fail
@@ -285,6 +285,26 @@ func (m *Manager) Setup(ctx context.Context, p *sandbox.Sandbox, cfg *runtimeapi
 	}
 	m.log.Debug("pod network set up", "pod", p.ID, "network", list.Name, "plugins", pluginTypes(list), "ips", ips, "took", time.Since(start))
 	return ips, nil
+}
+
+// Preparable says whether a pod with cfg (nil: any pod) gets the network
+// set-up every pod gets, so that it can take a network prepared ahead
+// (sandbox.PreparableNetwork): the built-in network in-process, whose
+// ADD depends on nothing but the pod's id and namespace, for a pod
+// without host ports (those run the plugins, portmap included). A pod
+// whose config Setup would refuse (a bad bandwidth annotation) is not
+// preparable either, so that it still gets Setup's error.
+func (m *Manager) Preparable(cfg *runtimeapi.PodSandboxConfig) bool {
+	n := m.cur.Load()
+	if n.err != nil || n.source != builtinSource || m.inproc == nil || !m.cfg.Builtin.PrepareAhead {
+		return false
+	}
+	rt, err := runtimeConf(&sandbox.Sandbox{}, cfg, "")
+	if err != nil {
+		return false
+	}
+	_, hostPorts := rt.CapabilityArgs["portMappings"]
+	return !hostPorts
 }
 
 // setupInProcess attaches the pod to the built-in network without the

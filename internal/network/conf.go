@@ -35,6 +35,9 @@ type Builtin struct {
 	// InProcess runs the network in berthd (inprocess.go) for pods without
 	// a hostPort; false: the plugins, through libcni, for every pod.
 	InProcess bool
+	// PrepareAhead lets pods of the in-process network take a namespace
+	// attached ahead of them (Manager.Preparable, sandbox's prepared.go).
+	PrepareAhead bool
 	// DataDir is host-local's lease directory (one subdirectory per
 	// network name). Under berthd's state dir it is emptied at reboot,
 	// together with the pods that held the leases.

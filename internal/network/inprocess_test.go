@@ -14,6 +14,7 @@ import (
 	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/containernetworking/plugins/plugins/ipam/host-local/backend/allocator"
 	"github.com/containernetworking/plugins/plugins/ipam/host-local/backend/disk"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
 // The in-process path reads the IPAM section host-local would get from the
@@ -199,5 +200,40 @@ func TestSweepEmptyLeases(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "10.88.0.3")); !os.IsNotExist(err) {
 		t.Errorf("empty lease left: %v", err)
+	}
+}
+
+// Preparable: only pods whose in-process ADD any pod would get, on the
+// built-in network with prepare_ahead on, and not a config Setup refuses.
+func TestPreparable(t *testing.T) {
+	useFakeTables(t, newFakeTables()) // the built-in network's masquerade
+	on := *testBuiltin
+	on.InProcess, on.PrepareAhead = true, true
+	m := newBuiltinManager(t, on)
+	ports := func(host int32) *runtimeapi.PodSandboxConfig {
+		return &runtimeapi.PodSandboxConfig{PortMappings: []*runtimeapi.PortMapping{{ContainerPort: 80, HostPort: host}}}
+	}
+	for _, tc := range []struct {
+		name string
+		cfg  *runtimeapi.PodSandboxConfig
+		want bool
+	}{
+		{"any pod", nil, true},
+		{"a container port only", ports(0), true},
+		{"DNS config", &runtimeapi.PodSandboxConfig{DnsConfig: &runtimeapi.DNSConfig{Servers: []string{"10.0.0.10"}}}, true},
+		{"a host port", ports(8080), false},
+		{"a bad bandwidth annotation", &runtimeapi.PodSandboxConfig{Annotations: map[string]string{IngressBandwidthAnnotation: "fast"}}, false},
+	} {
+		if got := m.Preparable(tc.cfg); got != tc.want {
+			t.Errorf("%s: Preparable = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	for name, b := range map[string]Builtin{
+		"prepare_ahead off": func() Builtin { b := on; b.PrepareAhead = false; return b }(),
+		"plugins":           func() Builtin { b := on; b.InProcess = false; return b }(),
+	} {
+		if newBuiltinManager(t, b).Preparable(nil) {
+			t.Errorf("%s: preparable", name)
+		}
 	}
 }

@@ -131,6 +131,21 @@ func (m *fakeMounts) mountShm(target string) error             { return m.mount(
 func (m *fakeMounts) unmountShm(target string) error           { return m.unmount("unshm", target) }
 func (m *fakeMounts) mountPodFiles(target string, n int) error { return m.mount("files", target, true) }
 func (m *fakeMounts) unmountPodFiles(target string) error      { return m.unmount("unfiles", target) }
+func (m *fakeMounts) rename(from, to string) error {
+	if err := os.Rename(from, to); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for p := range m.mounted {
+		if strings.HasPrefix(p, from+"/") {
+			delete(m.mounted, p)
+			m.mounted[to+p[len(from):]] = true
+		}
+	}
+	return nil
+}
+
 func (m *fakeMounts) isMountPoint(path string) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -143,10 +158,23 @@ func (m *fakeMounts) count() int {
 	return len(m.mounted)
 }
 
-// fakeNetwork is CNI: Setup hands out an IP, Teardown forgets it.
+// fakeNetwork is CNI: Setup hands out an IP, Teardown forgets it. With
+// prepare set it is a PreparableNetwork for pods without host ports.
 type fakeNetwork struct {
 	recorder
 	attached map[string]bool
+	prepare  bool
+}
+
+func (n *fakeNetwork) Preparable(cfg *runtimeapi.PodSandboxConfig) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, pm := range cfg.GetPortMappings() {
+		if pm.GetHostPort() > 0 {
+			return false
+		}
+	}
+	return n.prepare
 }
 
 func (n *fakeNetwork) Setup(ctx context.Context, p *Sandbox, cfg *runtimeapi.PodSandboxConfig) ([]string, error) {

@@ -25,6 +25,8 @@ type mounts interface {
 	mountPodFiles(target string, content int) error
 	unmountPodFiles(target string) error
 	isMountPoint(path string) bool
+	// rename moves a dir, and the mounts in it with it.
+	rename(from, to string) error
 }
 
 // hostMounts is mounts on the host.
@@ -46,6 +48,7 @@ func (hostMounts) mountPodFiles(target string, content int) error {
 }
 func (hostMounts) unmountPodFiles(target string) error { return unmountPodFiles(target) }
 func (hostMounts) isMountPoint(path string) bool       { return isMountPoint(path) }
+func (hostMounts) rename(from, to string) error        { return os.Rename(from, to) }
 
 // nsKind is one namespace a pod can own.
 type nsKind struct {

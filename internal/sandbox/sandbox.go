@@ -117,6 +117,8 @@ type Service struct {
 	// is on the host under them is left alone, not removed as an orphan.
 	quarantined map[string]bool
 
+	prep preparer // the pod network prepared ahead (prepared.go)
+
 	mu   sync.RWMutex
 	pods map[string]*Sandbox
 	// opMu serialises state changes per pod (stop/remove vs. create).
@@ -147,6 +149,7 @@ func New(cfg Config) (*Service, error) {
 	if err := s.recover(); err != nil {
 		return nil, err
 	}
+	s.refillPrepared()
 	return s, nil
 }
 
@@ -277,7 +280,15 @@ func (s *Service) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, han
 		s.log.Info("handing undelivered pod to retry", "pod", prior, "name", key)
 		return prior, nil
 	}
-	id = names.NewID()
+	// The next network is prepared once this create is done: not to
+	// compete with it for the CPU.
+	defer s.refillPrepared()
+	pn := s.takePrepared(pod)
+	if pn != nil {
+		id = pn.id
+	} else {
+		id = names.NewID()
+	}
 	defer func() {
 		ticket.Done(id, err, ctx.Err() == nil, func(ctx context.Context, id string) {
 			s.log.Warn("removing pod whose create result was never collected", "pod", id)
@@ -287,7 +298,7 @@ func (s *Service) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, han
 		})
 	}()
 	start := time.Now()
-	if err := s.create(ctx, id, key, pod, handler, o); err != nil {
+	if err := s.create(ctx, id, key, pod, handler, o, pn); err != nil {
 		id = ""
 		return "", err
 	}
@@ -295,7 +306,9 @@ func (s *Service) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, han
 	return id, nil
 }
 
-func (s *Service) create(ctx context.Context, id, key string, pod *spec.Pod, handler string, o runOptions) (err error) {
+// create makes pod id; pn, when not nil, is its network, prepared ahead
+// under id.
+func (s *Service) create(ctx context.Context, id, key string, pod *spec.Pod, handler string, o runOptions, pn *preparedNet) (err error) {
 	steps := metrics.StartSteps("RunPodSandbox")
 	cfg := pod.Config
 	p := &Sandbox{
@@ -315,7 +328,13 @@ func (s *Service) create(ctx context.Context, id, key string, pod *spec.Pod, han
 		return fmt.Errorf("linux.cgroup_parent with the %s cgroup driver: %w", s.cfg.CgroupDriver, err)
 	}
 	dir := p.Dir(s.cfg.StateDir)
-	if err := os.Mkdir(dir, 0o700); err != nil {
+	if pn != nil {
+		// The dir with the pinned, attached namespace becomes the pod's.
+		if err := s.cfg.mounts.rename(s.preparedPath(id), dir); err != nil {
+			s.discardPrepared(pn)
+			return fmt.Errorf("create pod dir: %w", err)
+		}
+	} else if err := os.Mkdir(dir, 0o700); err != nil {
 		return fmt.Errorf("create pod dir: %w", err)
 	}
 	defer func() {
@@ -325,6 +344,15 @@ func (s *Service) create(ctx context.Context, id, key string, pod *spec.Pod, han
 			}
 		}
 	}()
+	if pn != nil {
+		defer func() {
+			if err != nil {
+				if terr := s.cfg.Network.Teardown(context.WithoutCancel(ctx), p); terr != nil {
+					s.log.Error("tearing down network of failed pod", "pod", id, "err", terr)
+				}
+			}
+		}()
+	}
 
 	files, err := makePodFiles(cfg, p.HostNetwork)
 	if err != nil {
@@ -349,7 +377,10 @@ func (s *Service) create(ctx context.Context, id, key string, pod *spec.Pod, han
 	var kinds []nsKind
 	if !p.HostNetwork {
 		// UTS follows the network: host-network pods keep the host's name.
-		kinds = append(kinds, nsNet, nsUTS)
+		if pn == nil {
+			kinds = append(kinds, nsNet)
+		}
+		kinds = append(kinds, nsUTS)
 	}
 	if !p.HostIPC {
 		kinds = append(kinds, nsIPC)
@@ -361,6 +392,9 @@ func (s *Service) create(ctx context.Context, id, key string, pod *spec.Pod, han
 	if p.Namespaces, err = s.cfg.mounts.pinNamespaces(dir, p.Hostname, kinds, userns); err != nil {
 		return err
 	}
+	if pn != nil {
+		p.Namespaces["net"] = filepath.Join(dir, "netns")
+	}
 	steps.Done("namespaces")
 	direct := s.directPause(p)
 	var pauseStarted func() error
@@ -369,7 +403,12 @@ func (s *Service) create(ctx context.Context, id, key string, pod *spec.Pod, han
 		// Finished before the deferred teardown of a failed create.
 		defer pauseStarted()
 	}
-	if s.cfg.Network != nil && !p.HostNetwork {
+	if pn != nil {
+		if len(pn.ips) > 0 {
+			p.IP, p.AdditionalIPs = pn.ips[0], pn.ips[1:]
+		}
+		steps.Done("network")
+	} else if s.cfg.Network != nil && !p.HostNetwork {
 		var ips []string
 		// Assign, not declare: the deferred teardown below reads the
 		// function's named err.
@@ -637,6 +676,7 @@ func (s *Service) recover() error {
 	// Before the half-created pods are torn down: a pause process holds
 	// its cgroup busy.
 	s.killOrphanPauses()
+	s.recoverPrepared()
 	defer func() { s.log.Info("pods recovered", "count", len(rows), "took", time.Since(start)) }()
 	entries, err := os.ReadDir(filepath.Join(s.cfg.StateDir, "sandboxes"))
 	if err != nil {

@@ -61,7 +61,9 @@ func TestCritest(t *testing.T) {
 	nriSocket := filepath.Join(work, "nri.sock")
 	d := framework.StartDaemon(t, framework.Options{
 		NoImage: true,
-		Config: fmt.Sprintf("[images]\nregistry_config_dir = %q\n\n[nri]\nenable = true\nsocket_path = %q\nplugin_path = \"\"\nplugin_request_timeout = \"10s\"\n",
+		Config: fmt.Sprintf("[images]\nregistry_config_dir = %q\n\n[nri]\nenable = true\nsocket_path = %q\nplugin_path = \"\"\nplugin_request_timeout = \"10s\"\n"+
+			// berthd's default, which the e2e framework turns off.
+			"\n[network]\nprepare_ahead = true\n",
 			mirrors, nriSocket),
 	})
 

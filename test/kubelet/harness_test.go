@@ -67,7 +67,8 @@ func newEnv(t *testing.T, opts envOptions) *env {
 	writeMirrors(t, mirrors, reg)
 	d := framework.StartDaemon(t, framework.Options{
 		NoImage: true,
-		Config:  fmt.Sprintf("[images]\nregistry_config_dir = %q\n", mirrors),
+		// prepare_ahead: berthd's default, which the e2e framework turns off.
+		Config: fmt.Sprintf("[images]\nregistry_config_dir = %q\n\n[network]\nprepare_ahead = true\n", mirrors),
 	})
 	e := &env{t: t, d: d, reg: reg}
 	e.k = newKubelet(t, bin, d, opts.KubeletConfig)

@@ -83,6 +83,10 @@ func (d *Daemon) writeConfig() (string, error) {
 		"builtin_network": true,
 		"default_route":   false,
 		"default_ip_masq": false,
+		// Off: the checks and counts of veths, leases and mounts while
+		// berthd runs would see the prepared one. Tests of it, critest
+		// and the kubelet suite turn it on.
+		"prepare_ahead": false,
 	}
 	for k := range given.Network {
 		delete(defaults, k)
