@@ -307,6 +307,30 @@ func (m *Manager) Preparable(cfg *runtimeapi.PodSandboxConfig) bool {
 	return !hostPorts
 }
 
+// Prepare attaches the namespace netns to the built-in network in-process
+// under pod id, as Setup does for a preparable pod (Preparable), and
+// fails for any other network: one installed in the conf dir since
+// Preparable said yes never runs for a pod nobody asked for.
+func (m *Manager) Prepare(ctx context.Context, id, netns string) ([]string, error) {
+	if !m.Preparable(nil) {
+		return nil, errors.New("the pod network is not the built-in one in-process: nothing is prepared")
+	}
+	if err := m.nodeMasquerade(); err != nil {
+		return nil, errdefs.Precondition("pod network is not ready: " + err.Error())
+	}
+	return m.setupInProcess(ctx, &sandbox.Sandbox{ID: id}, netns)
+}
+
+// Unprepare releases what a Prepare of id made, going by its in-process
+// record: nothing when there is none (no plugin runs for an id that never
+// had an ADD).
+func (m *Manager) Unprepare(id, netns string) error {
+	if !isNetns(netns) {
+		netns = ""
+	}
+	return m.teardownInProcess(id, netns)
+}
+
 // setupInProcess attaches the pod to the built-in network without the
 // plugins (see inprocess.go).
 func (m *Manager) setupInProcess(ctx context.Context, p *sandbox.Sandbox, netns string) ([]string, error) {

@@ -177,6 +177,14 @@ func (n *fakeNetwork) Preparable(cfg *runtimeapi.PodSandboxConfig) bool {
 	return n.prepare
 }
 
+func (n *fakeNetwork) Prepare(ctx context.Context, id, netns string) ([]string, error) {
+	return n.Setup(ctx, &Sandbox{ID: id, Namespaces: map[string]string{"net": netns}}, &runtimeapi.PodSandboxConfig{})
+}
+
+func (n *fakeNetwork) Unprepare(id, netns string) error {
+	return n.Teardown(context.Background(), &Sandbox{ID: id})
+}
+
 func (n *fakeNetwork) Setup(ctx context.Context, p *Sandbox, cfg *runtimeapi.PodSandboxConfig) ([]string, error) {
 	if err := n.call("setup", p.ID); err != nil {
 		return nil, err

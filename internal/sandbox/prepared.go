@@ -35,10 +35,17 @@ import (
 // pod is known. Preparable says whether a pod with cfg gets the same
 // network set-up as any other pod, nothing in cfg changing it; only such
 // pods take a prepared network, and only while Preparable(nil) holds are
-// networks prepared.
+// networks prepared. Prepare attaches the namespace at netns as Setup
+// would for such a pod with that id, and fails for any other network (one
+// that changed since Preparable); Unprepare releases what a Prepare of id
+// made, any part of it, and nothing else (no plugin runs for an id that
+// never had an ADD). A pod that took a prepared network is torn down by
+// Teardown as any pod.
 type PreparableNetwork interface {
 	Network
 	Preparable(cfg *runtimeapi.PodSandboxConfig) bool
+	Prepare(ctx context.Context, id, netns string) (ips []string, err error)
+	Unprepare(id, netns string) error
 }
 
 // preparedDir holds prepared networks under the state dir.
@@ -63,8 +70,14 @@ type preparer struct {
 	next      *preparedNet
 	preparing bool
 	closed    bool
-	done      sync.WaitGroup // the preparation in flight
+	cancel    context.CancelFunc // of the preparation in flight
+	failedAt  time.Time          // the last failed preparation
+	done      sync.WaitGroup     // the preparation in flight
 }
+
+// prepareRetry is how long after a failed preparation the next is tried:
+// on an exhausted subnet each would make and pin a namespace for nothing.
+const prepareRetry = 10 * time.Second
 
 // preparable returns the network when networks can be prepared now.
 func (s *Service) preparable() PreparableNetwork {
@@ -111,19 +124,29 @@ func (s *Service) refillPrepared() {
 	}
 	s.prep.mu.Lock()
 	defer s.prep.mu.Unlock()
-	if s.prep.closed || s.prep.preparing || s.prep.next != nil {
+	if s.prep.closed || s.prep.preparing || s.prep.next != nil ||
+		(!s.prep.failedAt.IsZero() && time.Since(s.prep.failedAt) < prepareRetry) {
 		return
 	}
 	s.prep.preparing = true
+	ctx, cancel := context.WithTimeout(context.Background(), prepareTimeout)
+	s.prep.cancel = cancel
 	s.prep.done.Add(1)
 	go func() {
 		defer s.prep.done.Done()
-		pn, err := s.prepare()
+		defer cancel()
+		pn, err := s.prepare(ctx)
 		s.prep.mu.Lock()
 		s.prep.preparing = false
+		s.prep.cancel = nil
 		closed := s.prep.closed
 		if err == nil && !closed {
 			s.prep.next = pn
+		}
+		if err != nil {
+			s.prep.failedAt = time.Now()
+		} else {
+			s.prep.failedAt = time.Time{}
 		}
 		s.prep.mu.Unlock()
 		switch {
@@ -138,7 +161,7 @@ func (s *Service) refillPrepared() {
 
 // prepare pins a network namespace under the prepared dir and attaches it
 // as a pod with no config would be. On failure nothing is left.
-func (s *Service) prepare() (_ *preparedNet, err error) {
+func (s *Service) prepare(ctx context.Context) (_ *preparedNet, err error) {
 	n := s.preparable()
 	if n == nil {
 		return nil, errors.New("the pod network cannot be prepared ahead")
@@ -153,7 +176,7 @@ func (s *Service) prepare() (_ *preparedNet, err error) {
 	}
 	defer func() {
 		if err != nil {
-			if derr := s.removePrepared(id, false); derr != nil {
+			if derr := s.removePrepared(id); derr != nil {
 				s.log.Error("cleaning up a failed network preparation", "pod", id, "err", derr)
 			}
 		}
@@ -162,9 +185,7 @@ func (s *Service) prepare() (_ *preparedNet, err error) {
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), prepareTimeout)
-	defer cancel()
-	ips, err := n.Setup(ctx, &Sandbox{ID: id, Namespaces: paths}, &runtimeapi.PodSandboxConfig{})
+	ips, err := n.Prepare(ctx, id, paths["net"])
 	if err != nil {
 		return nil, err
 	}
@@ -174,19 +195,20 @@ func (s *Service) prepare() (_ *preparedNet, err error) {
 
 // discardPrepared tears a prepared network down.
 func (s *Service) discardPrepared(pn *preparedNet) {
-	if err := s.removePrepared(pn.id, true); err != nil {
+	if err := s.removePrepared(pn.id); err != nil {
 		s.log.Error("removing a prepared pod network", "pod", pn.id, "err", err)
 	}
 }
 
 // removePrepared releases what a preparation of id made, any part of it:
-// the network (when attached may be true), the namespace pin, the dir.
-func (s *Service) removePrepared(id string, attached bool) error {
+// the network, the namespace pin, then the dir. The dir stays when a
+// release fails, for the next berthd's start to try again.
+func (s *Service) removePrepared(id string) error {
 	dir := s.preparedPath(id)
 	netns := filepath.Join(dir, "netns")
 	var errs []error
-	if attached && s.cfg.Network != nil {
-		errs = append(errs, s.cfg.Network.Teardown(context.Background(), &Sandbox{ID: id, Namespaces: map[string]string{"net": netns}}))
+	if n, ok := s.cfg.Network.(PreparableNetwork); ok {
+		errs = append(errs, n.Unprepare(id, netns))
 	}
 	errs = append(errs, s.cfg.mounts.unpinNamespaces(map[string]string{"net": netns}))
 	if err := errors.Join(errs...); err != nil {
@@ -208,7 +230,7 @@ func (s *Service) recoverPrepared() {
 		return
 	}
 	for _, e := range entries {
-		if err := s.removePrepared(e.Name(), true); err != nil {
+		if err := s.removePrepared(e.Name()); err != nil {
 			s.log.Error("removing a prepared pod network left by an earlier berthd", "pod", e.Name(), "err", err)
 		}
 	}
@@ -219,6 +241,9 @@ func (s *Service) recoverPrepared() {
 func (s *Service) Close() {
 	s.prep.mu.Lock()
 	s.prep.closed = true
+	if s.prep.cancel != nil {
+		s.prep.cancel()
+	}
 	s.prep.mu.Unlock()
 	s.prep.done.Wait()
 	s.prep.mu.Lock()

@@ -158,16 +158,19 @@ func TestPreparedNetworkNotTaken(t *testing.T) {
 func TestPreparedNetworkFailedCreate(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
-		setup func(h *harness)
+		setup func(h *harness, cfg *runtimeapi.PodSandboxConfig)
 	}{
-		{"pause start fails", func(h *harness) { h.pauser.failOn("start", errors.New("boom")) }},
-		{"namespace pin fails", func(h *harness) { h.mounts.failOn("pin", errors.New("boom")) }},
+		{"pause start fails", func(h *harness, _ *runtimeapi.PodSandboxConfig) { h.pauser.failOn("start", errors.New("boom")) }},
+		{"namespace pin fails", func(h *harness, _ *runtimeapi.PodSandboxConfig) { h.mounts.failOn("pin", errors.New("boom")) }},
+		// Refused before the pod dir exists.
+		{"cgroup parent refused", func(h *harness, cfg *runtimeapi.PodSandboxConfig) { cfg.Linux.CgroupParent = "foo-.slice" }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := preparedHarness(t)
 			prep := h.waitPrepared("")
-			tc.setup(h)
-			if id, err := h.s.Run(context.Background(), h.podConfig("web", true), ""); err == nil {
+			cfg := h.podConfig("web", true)
+			tc.setup(h, cfg)
+			if id, err := h.s.Run(context.Background(), cfg, ""); err == nil {
 				t.Fatalf("run = %s, want an error", id)
 			}
 			if !slices.Contains(h.net.Calls("teardown"), "teardown "+prep) {
@@ -198,4 +201,40 @@ func TestPreparedNetworkRecovered(t *testing.T) {
 	if len(h.podDirs()) != 0 {
 		t.Errorf("pod dirs %v", h.podDirs())
 	}
+}
+
+// A failed preparation is not retried at once: each Run would otherwise
+// make and pin a namespace for nothing (an exhausted subnet).
+func TestPreparedNetworkRetry(t *testing.T) {
+	h := newHarness(t)
+	h.s.Close()
+	h.net.prepare = true
+	h.net.failOn("setup", errors.New("no IP addresses available"))
+	h.s = h.open()
+	t.Cleanup(h.s.Close)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		h.s.prep.mu.Lock()
+		failed := !h.s.prep.failedAt.IsZero() && !h.s.prep.preparing
+		h.s.prep.mu.Unlock()
+		if failed {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the preparation did not fail")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if dirs := h.preparedDirs(); len(dirs) != 0 {
+		t.Errorf("a failed preparation left %v", dirs)
+	}
+	h.s.refillPrepared()
+	h.s.prep.mu.Lock()
+	again := h.s.prep.preparing
+	h.s.prep.mu.Unlock()
+	if again || len(h.net.Calls("setup")) != 1 {
+		t.Errorf("retried at once: preparing %v, setup calls %q", again, h.net.Calls("setup"))
+	}
+	h.s.Close()
+	h.assertNothingHeld()
 }

@@ -320,6 +320,16 @@ func (s *Service) create(ctx context.Context, id, key string, pod *spec.Pod, han
 		Config:         proto.Clone(cfg).(*runtimeapi.PodSandboxConfig),
 	}
 	p.fillFromConfig()
+	// A prepared network is this create's to undo until its dir is the
+	// pod's (then teardown and the network's Teardown below undo it).
+	taken := false
+	if pn != nil {
+		defer func() {
+			if !taken {
+				s.discardPrepared(pn)
+			}
+		}()
+	}
 	if p.CgroupParent == "" {
 		p.CgroupParent = s.cfg.DefaultCgroupParent
 	}
@@ -331,9 +341,9 @@ func (s *Service) create(ctx context.Context, id, key string, pod *spec.Pod, han
 	if pn != nil {
 		// The dir with the pinned, attached namespace becomes the pod's.
 		if err := s.cfg.mounts.rename(s.preparedPath(id), dir); err != nil {
-			s.discardPrepared(pn)
 			return fmt.Errorf("create pod dir: %w", err)
 		}
+		taken = true
 	} else if err := os.Mkdir(dir, 0o700); err != nil {
 		return fmt.Errorf("create pod dir: %w", err)
 	}

@@ -23,7 +23,9 @@ func BenchmarkCrashChurn(b *testing.B) {
 		points = v
 	}
 	seed, _ := strconv.ParseUint(os.Getenv("BERTH_CRASH_SEED"), 10, 64)
-	d := framework.StartDaemon(b, framework.Options{})
+	// berthd's default pod network prepared ahead, which the framework's
+	// daemons turn off.
+	d := framework.StartDaemon(b, framework.Options{Config: "[network]\nprepare_ahead = true\n"})
 	res := d.CrashChurn(b, framework.ChurnOptions{Workers: 4, KillPoints: points, Seed: seed, Images: 3})
 	for _, v := range res.Violations {
 		b.Logf("violation: %s", v)

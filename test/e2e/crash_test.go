@@ -26,9 +26,11 @@ import (
 // is listed twice, that what is listed is really there, that the host holds
 // nothing without a record, and that the image store on disk matches the
 // image records; at the end nothing may leak. BenchmarkCrashChurn
-// (test/bench) is the 100-point version.
+// (test/bench) is the 100-point version. berthd runs with its default
+// network.prepare_ahead (the framework's daemons turn it off): kills also
+// land in a preparation and in a create that took a prepared network.
 func TestCrashChurn(t *testing.T) {
-	d := framework.StartDaemon(t, framework.Options{})
+	d := framework.StartDaemon(t, framework.Options{Config: "[network]\nprepare_ahead = true\n"})
 	res := d.CrashChurn(t, framework.ChurnOptions{Workers: 3, KillPoints: 8, Images: 3})
 	res.Log(t)
 	for _, v := range res.Violations {

@@ -106,8 +106,13 @@ func (c *churn) check(t testing.TB) {
 			}
 		}
 	}
-	known := func(id string) bool { return pods[id] != nil || ctrs[id] != nil }
-	for _, f := range d.hostObjects() {
+	objects := d.hostObjects()
+	// Read after what they explain: a network being prepared has its dir
+	// before its pin, lease and veth. It is no pod's yet
+	// (network.prepare_ahead).
+	prepared := d.preparedIDs()
+	known := func(id string) bool { return pods[id] != nil || ctrs[id] != nil || prepared[id] }
+	for _, f := range objects {
 		if !known(f.id) {
 			c.violation("host "+f.what+" "+f.id, fmt.Sprintf("%s for %s, which is neither a listed pod nor container", f.what, f.id))
 		}
@@ -120,7 +125,15 @@ func (c *churn) check(t testing.TB) {
 			ready++
 		}
 	}
-	for _, l := range d.leaseOwners() {
+	leaseOwners := d.leaseOwners()
+	ports, _ := os.ReadDir(filepath.Join("/sys/class/net", d.Bridge, "brif"))
+	for id := range d.preparedIDs() {
+		prepared[id] = true
+	}
+	for _, l := range leaseOwners {
+		if prepared[l] {
+			continue
+		}
 		if p := pods[l]; p == nil || p.State != runtimeapi.PodSandboxState_SANDBOX_READY {
 			c.violation("lease "+l, fmt.Sprintf("IP lease held for %s, which is not a listed READY pod", l))
 		}
@@ -130,8 +143,11 @@ func (c *churn) check(t testing.TB) {
 			c.violation("cni-cache "+id, fmt.Sprintf("cached CNI result for %s, which is not a listed READY pod", id))
 		}
 	}
-	if ports, _ := os.ReadDir(filepath.Join("/sys/class/net", d.Bridge, "brif")); len(ports) > ready {
-		c.violation(fmt.Sprintf("veths %d>%d", len(ports), ready), fmt.Sprintf("%d veths on bridge %s for %d READY pods", len(ports), d.Bridge, ready))
+	if len(ports) > ready+len(prepared) {
+		c.violation(fmt.Sprintf("veths %d>%d", len(ports), ready+len(prepared)), fmt.Sprintf("%d veths on bridge %s for %d READY pods and %d prepared networks", len(ports), d.Bridge, ready, len(prepared)))
+	}
+	if len(prepared) > 1 {
+		c.violation(fmt.Sprintf("prepared %d", len(prepared)), fmt.Sprintf("%d prepared pod networks, want at most one", len(prepared)))
 	}
 	// The image store: no image half present, nothing unreferenced.
 	for k, msg := range d.imageStoreProblems(ctx) {
@@ -205,13 +221,24 @@ func (d *Daemon) hostObjects() []hostObject {
 
 // idInPath returns the object id a path under the daemon's dirs belongs to.
 func idInPath(d *Daemon, p string) string {
-	for _, base := range []string{filepath.Join(d.StateDir, "sandboxes"), filepath.Join(d.StateDir, "containers"), filepath.Join(d.Root, "containers")} {
+	for _, base := range []string{filepath.Join(d.StateDir, "sandboxes"), filepath.Join(d.StateDir, "containers"), filepath.Join(d.Root, "containers"), filepath.Join(d.StateDir, "prepared")} {
 		if rest, ok := strings.CutPrefix(p, base+"/"); ok {
 			id, _, _ := strings.Cut(rest, "/")
 			return id
 		}
 	}
 	return ""
+}
+
+// preparedIDs returns the ids of the pod networks berthd holds prepared
+// for its next pods (network.prepare_ahead).
+func (d *Daemon) preparedIDs() map[string]bool {
+	entries, _ := os.ReadDir(filepath.Join(d.StateDir, "prepared"))
+	out := map[string]bool{}
+	for _, e := range entries {
+		out[e.Name()] = true
+	}
+	return out
 }
 
 // leaseOwners returns the pod ids host-local holds leases for.
