@@ -5,8 +5,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/berth-project/berth/internal/host"
 )
 
 // Enter creates the cgroup at path (a cgroupfs path below the hierarchy
@@ -20,26 +23,41 @@ func Enter(path string, pid int, shares uint64) error {
 	if len(dirs) == 0 {
 		return fmt.Errorf("no cgroup hierarchy for %q", path)
 	}
+	v2 := host.CgroupV2()
 	for _, dir := range dirs {
 		// The hierarchy's root: dir less the cgroup's path.
 		root := strings.TrimSuffix(dir, filepath.Clean("/"+path))
-		if err := enterDir(root, dir, pid, shares); err != nil {
+		if err := enterDir(root, dir, pid, shares, v2); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func enterDir(root, dir string, pid int, shares uint64) error {
-	if err := mkdirCgroup(root, dir); err != nil {
+// enterDir is Enter in the hierarchy at root. Its kind comes from its
+// name (a v1 hierarchy is mounted as its controllers, "cpu,cpuacct";
+// "unified" is a hybrid host's v2 one) rather than from probing files:
+// a pause process's start waits on these ten or so hierarchies, and each
+// lookup in cgroupfs costs.
+func enterDir(root, dir string, pid int, shares uint64, v2 bool) error {
+	base := filepath.Base(root)
+	v2 = v2 || base == "unified"
+	ctrls := strings.Split(base, ",")
+	cpuset := !v2 && slices.Contains(ctrls, "cpuset")
+	if err := mkdirCgroup(root, dir, cpuset); err != nil {
 		return err
 	}
 	if shares != 0 {
-		file, val := "cpu.shares", strconv.FormatUint(shares, 10)
-		if _, err := os.Stat(filepath.Join(dir, "cpu.weight")); err == nil {
-			file, val = "cpu.weight", strconv.FormatUint(SharesToWeight(shares), 10)
+		file, val := "", ""
+		switch {
+		case v2:
+			if _, err := os.Stat(filepath.Join(dir, "cpu.weight")); err == nil {
+				file, val = "cpu.weight", strconv.FormatUint(SharesToWeight(shares), 10)
+			}
+		case slices.Contains(ctrls, "cpu"):
+			file, val = "cpu.shares", strconv.FormatUint(shares, 10)
 		}
-		if _, err := os.Stat(filepath.Join(dir, file)); err == nil {
+		if file != "" {
 			if err := os.WriteFile(filepath.Join(dir, file), []byte(val), 0); err != nil {
 				return fmt.Errorf("set %s in %s: %w", file, dir, err)
 			}
@@ -53,24 +71,32 @@ func enterDir(root, dir string, pid int, shares uint64) error {
 
 // mkdirCgroup makes dir and its missing parents below root (a
 // hierarchy's root directory). A v1 cpuset cgroup starts with no cpus and
-// mems, which refuses tasks: each one made gets its parent's, as runc does.
-func mkdirCgroup(root, dir string) error {
-	if _, err := os.Stat(dir); err == nil {
+// mems, which refuses tasks: in a cpuset hierarchy each one made gets its
+// parent's, as runc does.
+func mkdirCgroup(root, dir string, cpuset bool) error {
+	if !strings.HasPrefix(dir, root+"/") || strings.Contains(dir, "/../") {
+		return fmt.Errorf("cgroup %s is not below %s", dir, root)
+	}
+	err := os.Mkdir(dir, 0o755)
+	if errors.Is(err, os.ErrExist) {
 		return nil
 	}
 	parent := filepath.Dir(dir)
-	if parent != root {
-		if !strings.HasPrefix(parent, root+"/") {
-			return fmt.Errorf("cgroup %s is not below %s", dir, root)
-		}
-		if err := mkdirCgroup(root, parent); err != nil {
+	if errors.Is(err, os.ErrNotExist) && parent != root {
+		if err := mkdirCgroup(root, parent, cpuset); err != nil {
 			return err
 		}
+		if err = os.Mkdir(dir, 0o755); errors.Is(err, os.ErrExist) {
+			return nil
+		}
 	}
-	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+	if err != nil {
 		return fmt.Errorf("create cgroup %s: %w", dir, err)
 	}
-	return inheritCpuset(parent, dir)
+	if cpuset {
+		return inheritCpuset(parent, dir)
+	}
+	return nil
 }
 
 // inheritCpuset gives the v1 cpuset cgroup dir, just made, its parent's

@@ -22,16 +22,16 @@ func TestMkdirCgroup(t *testing.T) {
 		t.Fatal(err)
 	}
 	deep := filepath.Join(root, "a/b/c")
-	if err := mkdirCgroup(root, deep); err != nil {
+	if err := mkdirCgroup(root, deep, false); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(deep); err != nil {
 		t.Errorf("parents not made: %v", err)
 	}
-	if err := mkdirCgroup(root, deep); err != nil {
+	if err := mkdirCgroup(root, deep, false); err != nil {
 		t.Errorf("existing cgroup: %v", err)
 	}
-	if err := mkdirCgroup(root, filepath.Join(filepath.Dir(root), "elsewhere", "x")); err == nil {
+	if err := mkdirCgroup(root, filepath.Join(filepath.Dir(root), "elsewhere", "x"), false); err == nil {
 		t.Errorf("a dir outside the hierarchy was made")
 	}
 }
