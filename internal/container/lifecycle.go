@@ -71,6 +71,15 @@ func (s *Service) Start(ctx context.Context, id string) error {
 	return nil
 }
 
+// PrepareAhead has the runtime handlers make again what they keep ready
+// for the next container (runtime.Registry: a spare monitor), if it was
+// taken. The pod layer calls it once a pod start is over.
+func (s *Service) PrepareAhead() {
+	if a, ok := s.cfg.Runtimes.(interface{ PrepareAhead() }); ok {
+		a.PrepareAhead()
+	}
+}
+
 // Stop stops a running container: its stop signal (the CRI config's, else
 // the image's, else SIGTERM), then SIGKILL once timeout has passed. Unknown or already stopped
 // containers are fine.

@@ -34,9 +34,11 @@ const (
 
 // ServerOptions are the options berthd's gRPC server is built with:
 // panic recovery outside the readiness gate and call log, message size
-// limits, a bound on concurrent streams and keepalive enforcement.
+// limits, a bound on concurrent streams, keepalive enforcement, and
+// what is kept ready for the next pod start made again after the reply
+// to a StartContainer (afterStart).
 func (s *Server) ServerOptions() []grpc.ServerOption {
-	return []grpc.ServerOption{
+	opts := []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(s.recoverUnary, s.UnaryInterceptor),
 		grpc.ChainStreamInterceptor(s.recoverStream, s.StreamInterceptor),
 		grpc.MaxRecvMsgSize(MaxMsgSize),
@@ -47,6 +49,10 @@ func (s *Server) ServerOptions() []grpc.ServerOption {
 			PermitWithoutStream: true, // kubelet pings an idle connection
 		}),
 	}
+	if s.Pods != nil {
+		opts = append(opts, grpc.StatsHandler(afterStart{prepare: s.Pods.PrepareAhead}))
+	}
+	return opts
 }
 
 // recoverUnary turns a handler panic into an Internal error: without it a

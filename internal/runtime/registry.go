@@ -45,6 +45,7 @@ type Registry struct {
 	def      string
 	exitDir  string
 	runtimes []conmon.Runtime // every handler's runtime, for reaping orphans
+	spares   *conmon.Spares
 	closers  []func()
 }
 
@@ -72,6 +73,7 @@ func NewRegistry(ctx context.Context, o Options) (*Registry, error) {
 	// handler (berth-monitor only; see conmon.Spares). A failure below
 	// ends it through r.Close.
 	spares := conmon.NewSpares(conmonPath, log)
+	r.spares = spares
 	r.closers = append(r.closers, spares.Close)
 	for _, name := range slices.Sorted(maps.Keys(o.Handlers)) {
 		c := o.Handlers[name]
@@ -85,6 +87,11 @@ func NewRegistry(ctx context.Context, o Options) (*Registry, error) {
 	}
 	return r, nil
 }
+
+// PrepareAhead starts what is kept ready for the next container (a spare
+// monitor) if it was taken: berthd calls it once a container is started,
+// when the create and start a pod start waits on are done.
+func (r *Registry) PrepareAhead() { r.spares.Refill() }
 
 func (r *Registry) newHandler(ctx context.Context, name string, c config.Runtime, conmonPath string, spares *conmon.Spares, o Options, log *slog.Logger) (Handler, error) {
 	path, err := LookBinary(name, c.Path)

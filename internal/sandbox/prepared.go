@@ -20,8 +20,9 @@ import (
 // will get. Making the namespace and attaching it (veth pair, bridge
 // port, IP lease, addresses, routes) is most of a RunPodSandbox, ~5 ms
 // of ~7 on the project's machines; a pod that takes the prepared one
-// skips both, and the next is prepared in the background once the
-// create is done.
+// skips both, and the next is prepared in the background once a
+// container is started (PrepareAhead), after the create and start a pod
+// start waits on, or a second after the RunPodSandbox if none is.
 //
 // Only a network whose set-up depends on nothing but the pod's id and
 // namespace can be prepared: the built-in network in-process, for pods
@@ -71,8 +72,10 @@ type preparer struct {
 	preparing bool
 	closed    bool
 	cancel    context.CancelFunc // of the preparation in flight
-	failedAt  time.Time          // the last failed preparation
-	done      sync.WaitGroup     // the preparation in flight
+	timer     *time.Timer        // refillPreparedLater's
+	timerSet  bool
+	failedAt  time.Time      // the last failed preparation
+	done      sync.WaitGroup // the preparation in flight
 }
 
 // prepareRetry is how long after a failed preparation the next is tried:
@@ -105,6 +108,35 @@ func (s *Service) takePrepared(pod *spec.Pod) *preparedNet {
 	pn := s.prep.next
 	s.prep.next = nil
 	return pn
+}
+
+// refillAfter is how long after a RunPodSandbox the next network is
+// prepared when no container start (PrepareAhead) comes first.
+const refillAfter = time.Second
+
+// refillPreparedLater has the next network prepared refillAfter from
+// now, unless PrepareAhead comes first.
+func (s *Service) refillPreparedLater() {
+	s.prep.mu.Lock()
+	defer s.prep.mu.Unlock()
+	if s.prep.timerSet || s.prep.closed {
+		return
+	}
+	s.prep.timerSet = true
+	s.prep.timer = time.AfterFunc(refillAfter, s.PrepareAhead)
+}
+
+// PrepareAhead prepares the next network if none is ready: berthd calls
+// it once a container is started, when the create and start a pod start
+// waits on are done.
+func (s *Service) PrepareAhead() {
+	s.prep.mu.Lock()
+	if s.prep.timerSet {
+		s.prep.timer.Stop()
+		s.prep.timerSet = false
+	}
+	s.prep.mu.Unlock()
+	s.refillPrepared()
 }
 
 // refillPrepared prepares the next network in the background unless one
@@ -241,6 +273,10 @@ func (s *Service) recoverPrepared() {
 func (s *Service) Close() {
 	s.prep.mu.Lock()
 	s.prep.closed = true
+	if s.prep.timerSet {
+		s.prep.timer.Stop()
+		s.prep.timerSet = false
+	}
 	if s.prep.cancel != nil {
 		s.prep.cancel()
 	}

@@ -92,6 +92,14 @@ func TestPreparedNetworkTaken(t *testing.T) {
 	if st, ok := h.stored(id); !ok || st.Namespaces["net"] != netns {
 		t.Errorf("record %+v, %v", st, ok)
 	}
+	// The next is prepared once a container is started, not at once.
+	h.s.prep.mu.Lock()
+	early := h.s.prep.next != nil || h.s.prep.preparing
+	h.s.prep.mu.Unlock()
+	if early {
+		t.Error("the next network is prepared during the pod start")
+	}
+	h.s.PrepareAhead()
 	next := h.waitPrepared(prep)
 	if dirs := h.preparedDirs(); !slices.Equal(dirs, []string{next}) {
 		t.Errorf("prepared dirs %v, want [%s]", dirs, next)
@@ -145,6 +153,7 @@ func TestPreparedNetworkNotTaken(t *testing.T) {
 	h.net.prepare = false
 	h.net.mu.Unlock()
 	id3 := h.run("after", false)
+	h.s.PrepareAhead() // as a container start does
 	if id3 == prep {
 		t.Fatal("a pod took a network prepared for another one")
 	}

@@ -21,8 +21,8 @@ import (
 // create, waiting for its command line (`berth-monitor --spare`): the
 // monitor's exec and its fork to the background, about 3 ms on the
 // project's machines, are then off the create's path. A create takes the
-// spare when there is one and starts the next in the background; a create
-// that finds none (the spare is still starting, or another create took
+// spare when there is one, and the next starts in the background once the
+// container is started (see take); a create that finds none (the spare is still starting, or another create took
 // it) starts its monitor as before. conmon has no such mode: a nil *Spares
 // (see NewSpares) never has a spare.
 //
@@ -37,6 +37,8 @@ type Spares struct {
 	next     *spare
 	starting bool
 	closed   bool
+	timer    *time.Timer // Refill after a take, unless one came first
+	timerSet bool
 }
 
 // spare is a started spare monitor: the read end of its sync pipe and the
@@ -66,7 +68,10 @@ func NewSpares(monitorPath string, log *slog.Logger) *Spares {
 }
 
 // take returns the spare for a command line of args, or nil (then the
-// caller execs a monitor), and starts the next spare.
+// caller execs a monitor). The next spare starts at Refill, which berthd
+// calls once the container is started, or refillAfter after the take
+// when no start comes: started at once, it would compete for the CPU
+// with the create and start a pod start waits on.
 func (s *Spares) take(args []string) *spare {
 	if s == nil || !s.fits(args) {
 		return nil
@@ -75,8 +80,29 @@ func (s *Spares) take(args []string) *spare {
 	defer s.mu.Unlock()
 	sp := s.next
 	s.next = nil
-	s.refillLocked()
+	if !s.timerSet && !s.closed {
+		s.timerSet = true
+		s.timer = time.AfterFunc(refillAfter, s.Refill)
+	}
 	return sp
+}
+
+// refillAfter is how long after a take the next spare starts when no
+// Refill comes first.
+const refillAfter = time.Second
+
+// Refill starts the next spare unless one is waiting or starting.
+func (s *Spares) Refill() {
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.timerSet {
+		s.timer.Stop()
+		s.timerSet = false
+	}
+	s.refillLocked()
 }
 
 // fits says whether args fit over the spare's own command line.
@@ -188,6 +214,10 @@ func (s *Spares) Close() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.closed = true
+	if s.timerSet {
+		s.timer.Stop()
+		s.timerSet = false
+	}
 	if s.next != nil {
 		s.next.close()
 		s.next = nil
