@@ -5,9 +5,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/berth-project/berth/internal/host"
 )
@@ -17,7 +17,8 @@ import (
 // (v1 cpu.shares; v2 cpu.weight where the cpu controller is on) when
 // shares is not zero. It serves the one process berth starts without an
 // OCI runtime, a pod's pause process (runc does the same for containers).
-// What it made before a failure stays for Remove to take away.
+// What it made before a failure stays: Remove takes the cgroup at path
+// away, not the parents it made.
 func Enter(path string, pid int, shares uint64) error {
 	dirs := Dirs(path)
 	if len(dirs) == 0 {
@@ -34,28 +35,19 @@ func Enter(path string, pid int, shares uint64) error {
 	return nil
 }
 
-// enterDir is Enter in the hierarchy at root. Its kind comes from its
-// name (a v1 hierarchy is mounted as its controllers, "cpu,cpuacct";
-// "unified" is a hybrid host's v2 one) rather than from probing files:
-// a pause process's start waits on these ten or so hierarchies, and each
-// lookup in cgroupfs costs.
+// enterDir is Enter in the hierarchy at root.
 func enterDir(root, dir string, pid int, shares uint64, v2 bool) error {
-	base := filepath.Base(root)
-	v2 = v2 || base == "unified"
-	ctrls := strings.Split(base, ",")
-	cpuset := !v2 && slices.Contains(ctrls, "cpuset")
-	if err := mkdirCgroup(root, dir, cpuset); err != nil {
+	k := kindOf(root, v2)
+	if err := mkdirCgroup(root, dir, k.cpuset); err != nil {
 		return err
 	}
-	if shares != 0 {
-		file, val := "", ""
-		switch {
-		case v2:
-			if _, err := os.Stat(filepath.Join(dir, "cpu.weight")); err == nil {
-				file, val = "cpu.weight", strconv.FormatUint(SharesToWeight(shares), 10)
+	if shares != 0 && k.shares != "" {
+		file, val := k.shares, strconv.FormatUint(shares, 10)
+		if k.shares == weightIfOn {
+			file, val = "cpu.weight", strconv.FormatUint(SharesToWeight(shares), 10)
+			if _, err := os.Stat(filepath.Join(dir, file)); err != nil {
+				file = ""
 			}
-		case slices.Contains(ctrls, "cpu"):
-			file, val = "cpu.shares", strconv.FormatUint(shares, 10)
 		}
 		if file != "" {
 			if err := os.WriteFile(filepath.Join(dir, file), []byte(val), 0); err != nil {
@@ -69,34 +61,81 @@ func enterDir(root, dir string, pid int, shares uint64, v2 bool) error {
 	return nil
 }
 
+// weightIfOn: a v2 hierarchy, whose cgroups have cpu.weight where the cpu
+// controller is enabled above them, which can change: probed per cgroup.
+const weightIfOn = "cpu.weight if on"
+
+// kind is what Enter does in a hierarchy besides the move: cpuset
+// inheritance (v1 cpuset), and which file takes cpu shares ("": none).
+type kind struct {
+	cpuset bool
+	shares string
+}
+
+// kinds caches each hierarchy root's kind, probed once: a pause
+// process's start waits on the ten or so hierarchies of a v1 host, and
+// each lookup in cgroupfs costs.
+var kinds sync.Map // root -> kind
+
+func kindOf(root string, v2 bool) kind {
+	if k, ok := kinds.Load(root); ok {
+		return k.(kind)
+	}
+	has := func(f string) bool { _, err := os.Stat(filepath.Join(root, f)); return err == nil }
+	var k kind
+	v2 = v2 || has("cgroup.controllers")
+	switch {
+	case v2:
+		k.shares = weightIfOn
+	default:
+		k.cpuset = has("cpuset.cpus")
+		if has("cpu.shares") {
+			k.shares = "cpu.shares"
+		}
+	}
+	kinds.Store(root, k)
+	return k
+}
+
 // mkdirCgroup makes dir and its missing parents below root (a
 // hierarchy's root directory). A v1 cpuset cgroup starts with no cpus and
-// mems, which refuses tasks: in a cpuset hierarchy each one made gets its
-// parent's, as runc does.
+// mems, which refuses tasks: in a cpuset hierarchy each one gets its
+// parent's, as runc does, also one that existed (another start may have
+// made it a moment ago, and not have filled it yet).
 func mkdirCgroup(root, dir string, cpuset bool) error {
 	if !strings.HasPrefix(dir, root+"/") || strings.Contains(dir, "/../") {
 		return fmt.Errorf("cgroup %s is not below %s", dir, root)
 	}
 	err := os.Mkdir(dir, 0o755)
-	if errors.Is(err, os.ErrExist) {
-		return nil
-	}
 	parent := filepath.Dir(dir)
 	if errors.Is(err, os.ErrNotExist) && parent != root {
 		if err := mkdirCgroup(root, parent, cpuset); err != nil {
 			return err
 		}
-		if err = os.Mkdir(dir, 0o755); errors.Is(err, os.ErrExist) {
-			return nil
-		}
+		err = os.Mkdir(dir, 0o755)
 	}
-	if err != nil {
+	if err != nil && !errors.Is(err, os.ErrExist) {
 		return fmt.Errorf("create cgroup %s: %w", dir, err)
 	}
 	if cpuset {
-		return inheritCpuset(parent, dir)
+		return ensureCpuset(root, dir)
 	}
 	return nil
+}
+
+// ensureCpuset gives the v1 cpuset cgroup dir its parent's cpus and mems,
+// filling the parent first when it is empty too (made a moment ago by
+// another start that has not filled it yet).
+func ensureCpuset(root, dir string) error {
+	parent := filepath.Dir(dir)
+	if parent != root && strings.HasPrefix(parent, root+"/") {
+		if b, err := os.ReadFile(filepath.Join(parent, "cpuset.cpus")); err == nil && strings.TrimSpace(string(b)) == "" {
+			if err := ensureCpuset(root, parent); err != nil {
+				return err
+			}
+		}
+	}
+	return inheritCpuset(parent, dir)
 }
 
 // inheritCpuset gives the v1 cpuset cgroup dir, just made, its parent's

@@ -80,3 +80,34 @@ func TestInheritCpuset(t *testing.T) {
 		}
 	}
 }
+
+// TestKindOf: a hierarchy's kind comes from the files its root has, not
+// from its name.
+func TestKindOf(t *testing.T) {
+	dir := t.TempDir()
+	for name, tc := range map[string]struct {
+		files []string
+		v2    bool
+		want  kind
+	}{
+		"cpuset":           {[]string{"cpuset.cpus", "cgroup.procs"}, false, kind{cpuset: true}},
+		"odd-name":         {[]string{"cpuset.cpus", "cpu.shares"}, false, kind{cpuset: true, shares: "cpu.shares"}},
+		"cpu,cpuacct":      {[]string{"cpu.shares", "cpuacct.usage"}, false, kind{shares: "cpu.shares"}},
+		"memory":           {[]string{"memory.limit_in_bytes"}, false, kind{}},
+		"unified":          {[]string{"cgroup.controllers", "cgroup.subtree_control"}, false, kind{shares: weightIfOn}},
+		"v2-by-the-caller": {nil, true, kind{shares: weightIfOn}},
+	} {
+		root := filepath.Join(dir, name)
+		if err := os.Mkdir(root, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range tc.files {
+			if err := os.WriteFile(filepath.Join(root, f), nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got := kindOf(root, tc.v2); got != tc.want {
+			t.Errorf("%s: kind %+v, want %+v", name, got, tc.want)
+		}
+	}
+}

@@ -73,7 +73,7 @@ func (s *Service) Start(ctx context.Context, id string) error {
 
 // PrepareAhead has the runtime handlers make again what they keep ready
 // for the next container (runtime.Registry: a spare monitor), if it was
-// taken. The pod layer calls it once a pod start is over.
+// taken. The pod layer calls it once the pod start calls are over.
 func (s *Service) PrepareAhead() {
 	if a, ok := s.cfg.Runtimes.(interface{ PrepareAhead() }); ok {
 		a.PrepareAhead()

@@ -9,27 +9,34 @@ import (
 	"google.golang.org/grpc/stats"
 )
 
-// TestAfterStart: prepare runs at the end of a StartContainer call, not
-// before its end, and not for other calls.
-func TestAfterStart(t *testing.T) {
+// TestAfterStarts: prepare runs prepareDelay after the last pod start
+// call in flight ends, once for calls that follow each other closely, and
+// not for other calls.
+func TestAfterStarts(t *testing.T) {
 	var calls atomic.Int32
-	h := afterStart{prepare: func() { calls.Add(1) }}
-	start := h.TagRPC(context.Background(), &stats.RPCTagInfo{FullMethodName: startContainerMethod})
-	other := h.TagRPC(context.Background(), &stats.RPCTagInfo{FullMethodName: "/runtime.v1.RuntimeService/CreateContainer"})
-	h.HandleRPC(start, &stats.Begin{})
-	h.HandleRPC(start, &stats.OutPayload{})
-	h.HandleRPC(other, &stats.End{})
-	time.Sleep(2 * prepareDelay)
-	if n := calls.Load(); n != 0 {
-		t.Fatalf("prepare ran %d times before a StartContainer ended", n)
+	h := &afterStarts{prepare: func() { calls.Add(1) }}
+	tag := func(m string) context.Context {
+		return h.TagRPC(context.Background(), &stats.RPCTagInfo{FullMethodName: "/runtime.v1.RuntimeService/" + m})
 	}
+	run, create, start, stop := tag("RunPodSandbox"), tag("CreateContainer"), tag("StartContainer"), tag("StopContainer")
+	h.HandleRPC(stop, &stats.Begin{})
+	h.HandleRPC(stop, &stats.End{})
+	h.HandleRPC(run, &stats.Begin{})
+	h.HandleRPC(create, &stats.Begin{}) // another pod's, at the same time
+	h.HandleRPC(run, &stats.End{})
+	time.Sleep(3 * prepareDelay)
+	if n := calls.Load(); n != 0 {
+		t.Fatalf("prepare ran %d times with a create in flight", n)
+	}
+	h.HandleRPC(create, &stats.End{})
+	h.HandleRPC(start, &stats.Begin{})
 	h.HandleRPC(start, &stats.End{})
 	deadline := time.Now().Add(5 * time.Second)
 	for calls.Load() == 0 && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
 	}
-	time.Sleep(2 * prepareDelay)
+	time.Sleep(3 * prepareDelay)
 	if n := calls.Load(); n != 1 {
-		t.Errorf("prepare ran %d times after a StartContainer ended, want 1", n)
+		t.Errorf("prepare ran %d times after the pod start calls ended, want 1", n)
 	}
 }

@@ -35,8 +35,8 @@ const (
 // ServerOptions are the options berthd's gRPC server is built with:
 // panic recovery outside the readiness gate and call log, message size
 // limits, a bound on concurrent streams, keepalive enforcement, and
-// what is kept ready for the next pod start made again after the reply
-// to a StartContainer (afterStart).
+// what is kept ready for the next pod start made again once the pod
+// start calls are over (afterStarts).
 func (s *Server) ServerOptions() []grpc.ServerOption {
 	opts := []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(s.recoverUnary, s.UnaryInterceptor),
@@ -50,7 +50,7 @@ func (s *Server) ServerOptions() []grpc.ServerOption {
 		}),
 	}
 	if s.Pods != nil {
-		opts = append(opts, grpc.StatsHandler(afterStart{prepare: s.Pods.PrepareAhead}))
+		opts = append(opts, grpc.StatsHandler(&afterStarts{prepare: s.Pods.PrepareAhead}))
 	}
 	return opts
 }

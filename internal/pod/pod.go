@@ -246,11 +246,10 @@ func (s *Service) CreateContainer(ctx context.Context, podID string, cfg *runtim
 
 // PrepareAhead has what berthd keeps ready for the next pod start (a pod
 // network, a spare container monitor) made again in the background if
-// it was taken. The CRI layer calls it once the reply to a
-// StartContainer, the last call of a pod start, is sent: made during the
-// create and start, they would compete with them for the CPU (on two
-// CPUs, ~5 ms more per create). Without a call they are made a second
-// after they were taken.
+// it was taken. The CRI layer calls it once no pod start call has been
+// in flight for a moment: made during the create and start, they would
+// compete with them for the CPU (on two CPUs, ~5 ms more per create).
+// Without a call they are made a second after they were taken.
 func (s *Service) PrepareAhead() {
 	s.sandboxes.PrepareAhead()
 	s.containers.PrepareAhead()

@@ -89,8 +89,8 @@ func NewRegistry(ctx context.Context, o Options) (*Registry, error) {
 }
 
 // PrepareAhead starts what is kept ready for the next container (a spare
-// monitor) if it was taken: berthd calls it once a container is started,
-// when the create and start a pod start waits on are done.
+// monitor) if it was taken: berthd calls it once the pod start calls
+// (RunPodSandbox, CreateContainer, StartContainer) are over.
 func (r *Registry) PrepareAhead() { r.spares.Refill() }
 
 func (r *Registry) newHandler(ctx context.Context, name string, c config.Runtime, conmonPath string, spares *conmon.Spares, o Options, log *slog.Logger) (Handler, error) {

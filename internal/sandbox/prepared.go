@@ -20,8 +20,8 @@ import (
 // will get. Making the namespace and attaching it (veth pair, bridge
 // port, IP lease, addresses, routes) is most of a RunPodSandbox, ~5 ms
 // of ~7 on the project's machines; a pod that takes the prepared one
-// skips both, and the next is prepared in the background once a
-// container is started (PrepareAhead), after the create and start a pod
+// skips both, and the next is prepared in the background once the pod
+// start calls are over (PrepareAhead), after the create and start a pod
 // start waits on, or a second after the RunPodSandbox if none is.
 //
 // Only a network whose set-up depends on nothing but the pod's id and
@@ -111,7 +111,7 @@ func (s *Service) takePrepared(pod *spec.Pod) *preparedNet {
 }
 
 // refillAfter is how long after a RunPodSandbox the next network is
-// prepared when no container start (PrepareAhead) comes first.
+// prepared when no PrepareAhead comes first.
 const refillAfter = time.Second
 
 // refillPreparedLater has the next network prepared refillAfter from
@@ -127,8 +127,8 @@ func (s *Service) refillPreparedLater() {
 }
 
 // PrepareAhead prepares the next network if none is ready: berthd calls
-// it once a container is started, when the create and start a pod start
-// waits on are done.
+// it once the pod start calls (RunPodSandbox, CreateContainer,
+// StartContainer) are over.
 func (s *Service) PrepareAhead() {
 	s.prep.mu.Lock()
 	if s.prep.timerSet {

@@ -92,7 +92,7 @@ func TestPreparedNetworkTaken(t *testing.T) {
 	if st, ok := h.stored(id); !ok || st.Namespaces["net"] != netns {
 		t.Errorf("record %+v, %v", st, ok)
 	}
-	// The next is prepared once a container is started, not at once.
+	// The next is prepared once the pod start calls are over, not at once.
 	h.s.prep.mu.Lock()
 	early := h.s.prep.next != nil || h.s.prep.preparing
 	h.s.prep.mu.Unlock()

@@ -17,14 +17,15 @@ import (
 	"github.com/berth-project/berth/internal/host"
 )
 
-// Spares keeps one berth-monitor started ahead of the next container
-// create, waiting for its command line (`berth-monitor --spare`): the
-// monitor's exec and its fork to the background, about 3 ms on the
-// project's machines, are then off the create's path. A create takes the
-// spare when there is one, and the next starts in the background once the
-// container is started (see take); a create that finds none (the spare is still starting, or another create took
-// it) starts its monitor as before. conmon has no such mode: a nil *Spares
-// (see NewSpares) never has a spare.
+// Spares keeps spareCount berth-monitors started ahead of the next
+// container creates, waiting for their command line (`berth-monitor
+// --spare`): the monitor's exec and its fork to the background, about 3
+// ms on the project's machines, are then off the create's path. A create
+// takes a spare when there is one, and the spares taken are started again
+// in the background once the pod start is over (see take); a create that
+// finds none (they are still starting, or other creates took them) starts
+// its monitor as before. conmon has no such mode: a nil *Spares (see
+// NewSpares) never has a spare.
 //
 // A spare holds nothing of a container. It exits when its command line
 // pipe closes without a job: when berthd closes it (Close) or dies, so a
@@ -34,8 +35,8 @@ type Spares struct {
 	log  *slog.Logger
 
 	mu       sync.Mutex
-	next     *spare
-	starting bool
+	ready    []*spare
+	starting int
 	closed   bool
 	timer    *time.Timer // Refill after a take, unless one came first
 	timerSet bool
@@ -47,6 +48,12 @@ type spare struct {
 	syncR, argsW *os.File
 	pid          int // the spare's own pid, which its first process reports
 }
+
+// spareCount is how many spares are kept: two, so that a pod start that
+// makes two monitors (a pause container through the runtime, as under
+// gVisor, then the first container; or two containers) finds one for each
+// before they are made again after it.
+const spareCount = 2
 
 // sparePad is the spare's padding argument: the room its real command
 // line is written over, so that /proc/<pid>/cmdline names the container's
@@ -68,18 +75,21 @@ func NewSpares(monitorPath string, log *slog.Logger) *Spares {
 }
 
 // take returns the spare for a command line of args, or nil (then the
-// caller execs a monitor). The next spare starts at Refill, which berthd
-// calls once the container is started, or refillAfter after the take
-// when no start comes: started at once, it would compete for the CPU
-// with the create and start a pod start waits on.
+// caller execs a monitor). The spares taken start again at Refill, which
+// berthd calls once the pod start calls are over, or refillAfter after
+// the take when they never are: started at once, they would compete for
+// the CPU with the create and start a pod start waits on.
 func (s *Spares) take(args []string) *spare {
 	if s == nil || !s.fits(args) {
 		return nil
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	sp := s.next
-	s.next = nil
+	if len(s.ready) == 0 {
+		return nil
+	}
+	sp := s.ready[len(s.ready)-1]
+	s.ready = s.ready[:len(s.ready)-1]
 	if !s.timerSet && !s.closed {
 		s.timerSet = true
 		s.timer = time.AfterFunc(refillAfter, s.Refill)
@@ -115,25 +125,24 @@ func (s *Spares) fits(args []string) bool {
 }
 
 func (s *Spares) refillLocked() {
-	if s.closed || s.starting || s.next != nil {
-		return
+	for !s.closed && len(s.ready)+s.starting < spareCount {
+		s.starting++
+		go func() {
+			sp, err := s.start()
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			s.starting--
+			switch {
+			case err != nil:
+				// The next create execs its monitor and tries again.
+				s.log.Warn("starting a spare container monitor", "err", err)
+			case s.closed:
+				sp.close()
+			default:
+				s.ready = append(s.ready, sp)
+			}
+		}()
 	}
-	s.starting = true
-	go func() {
-		sp, err := s.start()
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		s.starting = false
-		switch {
-		case err != nil:
-			// The next create execs its monitor and tries again.
-			s.log.Warn("starting a spare container monitor", "err", err)
-		case s.closed:
-			sp.close()
-		default:
-			s.next = sp
-		}
-	}()
 }
 
 // start starts one spare and waits for its first process, which exits
@@ -206,7 +215,7 @@ func (sp *spare) close() {
 	sp.syncR.Close()
 }
 
-// Close ends the waiting spare.
+// Close ends the waiting spares.
 func (s *Spares) Close() {
 	if s == nil {
 		return
@@ -218,8 +227,8 @@ func (s *Spares) Close() {
 		s.timer.Stop()
 		s.timerSet = false
 	}
-	if s.next != nil {
-		s.next.close()
-		s.next = nil
+	for _, sp := range s.ready {
+		sp.close()
 	}
+	s.ready = nil
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -31,7 +32,7 @@ func waitSpare(t *testing.T, s *Spares) {
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		s.mu.Lock()
-		ready := s.next != nil
+		ready := len(s.ready) == spareCount
 		s.mu.Unlock()
 		if ready {
 			return
@@ -56,8 +57,8 @@ func TestCreateWithSpare(t *testing.T) {
 	defer s.Close()
 	waitSpare(t, s)
 	spares := spareProcs(testMonitor)
-	if len(spares) != 1 {
-		t.Fatalf("%d spare processes, want 1", len(spares))
+	if len(spares) != spareCount {
+		t.Fatalf("%d spare processes, want %d", len(spares), spareCount)
 	}
 	cfg := e.config("spare", "echo from-spare; exit 5")
 	cfg.Spares = s
@@ -65,8 +66,8 @@ func TestCreateWithSpare(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Create: %v", err)
 	}
-	if p.ConmonPid != spares[0] {
-		t.Fatalf("the container's monitor is %d, not the spare %d", p.ConmonPid, spares[0])
+	if !slices.Contains(spares, p.ConmonPid) {
+		t.Fatalf("the container's monitor is %d, not a spare %v", p.ConmonPid, spares)
 	}
 	if pid, alive := ConmonAlive(cfg.Dir); !alive || pid != p.ConmonPid {
 		t.Fatalf("ConmonAlive = %d, %v; want %d, true", pid, alive, p.ConmonPid)
@@ -92,6 +93,7 @@ func TestCreateWithSpare(t *testing.T) {
 	if strings.Join(got, "|") != "from-spare" {
 		t.Errorf("log = %q", got)
 	}
+	s.Refill()      // as after the pod start
 	waitSpare(t, s) // the next one
 	s.Close()
 	deadline := time.Now().Add(5 * time.Second)
@@ -148,11 +150,15 @@ func TestSpareCreateFailure(t *testing.T) {
 			t.Fatalf("%s: Create succeeded", tc.name)
 		}
 		t.Logf("%s: %v", tc.name, err)
-		// The spare took the job (and went with it): it is not waiting.
-		for _, pid := range spareProcs(testMonitor) {
-			if len(spares) == 1 && pid == spares[0] {
-				t.Fatalf("%s: the spare %d was not used", tc.name, pid)
-			}
+		// A spare took the job (and went with it): it is not waiting.
+		// (Spares started since are new pids.)
+		waiting := spareProcs(testMonitor)
+		used := false
+		for _, pid := range spares {
+			used = used || !slices.Contains(waiting, pid)
+		}
+		if !used {
+			t.Fatalf("%s: none of the spares %v was used", tc.name, spares)
 		}
 		if pids := conmonProcs(cfg.Dir); len(pids) != 0 {
 			t.Fatalf("%s: processes left: %v", tc.name, pids)

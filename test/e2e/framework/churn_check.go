@@ -146,9 +146,6 @@ func (c *churn) check(t testing.TB) {
 	if len(ports) > ready+len(prepared) {
 		c.violation(fmt.Sprintf("veths %d>%d", len(ports), ready+len(prepared)), fmt.Sprintf("%d veths on bridge %s for %d READY pods and %d prepared networks", len(ports), d.Bridge, ready, len(prepared)))
 	}
-	if len(prepared) > 1 {
-		c.violation(fmt.Sprintf("prepared %d", len(prepared)), fmt.Sprintf("%d prepared pod networks, want at most one", len(prepared)))
-	}
 	// The image store: no image half present, nothing unreferenced.
 	for k, msg := range d.imageStoreProblems(ctx) {
 		c.violation("image "+k, msg)
