@@ -338,10 +338,12 @@ func (r *runner) concurrent(ctx context.Context, n, m, lists int, settle time.Du
 	if n == 0 || m == 0 {
 		return nil
 	}
-	before := matching(r.spec.Helpers, nil)
-	skip := map[int]bool{}
-	for pid := range before {
-		skip[pid] = true
+	// Helpers already running are not this workload's, unless they take
+	// a job meanwhile: a runtime's helper started ahead (berthd's spare
+	// monitors) then gets a new command line.
+	skip := map[int]string{}
+	for pid := range matching(r.spec.Helpers, nil) {
+		skip[pid] = cmdline(pid)
 	}
 	clients := make([]*client, m)
 	for i := range clients {

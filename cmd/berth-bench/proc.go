@@ -124,14 +124,27 @@ func procName(pid int) string {
 	return strings.TrimSpace(string(comm))
 }
 
-// matching returns the processes whose name re matches, except those in skip.
-func matching(re *regexp.Regexp, skip map[int]bool) map[int]string {
+// cmdline is pid's command line, NUL-separated ("" when gone).
+func cmdline(pid int) string {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	return string(b)
+}
+
+// matching returns the processes whose name re matches, except those in
+// skip with the same command line as then, and helpers waiting for a job
+// (berthd's spare monitors, `berth-monitor --spare`): they hold no
+// container.
+func matching(re *regexp.Regexp, skip map[int]string) map[int]string {
 	out := map[int]string{}
 	if re == nil {
 		return out
 	}
 	for _, pid := range pids() {
-		if skip[pid] {
+		cl := cmdline(pid)
+		if was, ok := skip[pid]; ok && was == cl {
+			continue
+		}
+		if args := strings.Split(cl, "\x00"); len(args) > 1 && args[1] == "--spare" {
 			continue
 		}
 		if name := procName(pid); re.MatchString(name) {
