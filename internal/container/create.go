@@ -115,7 +115,7 @@ func (s *Service) Create(ctx context.Context, podID string, cfg *runtimeapi.Cont
 	}
 	id = names.NewID()
 	defer func() {
-		ticket.Done(id, err, ctx.Err() == nil, func(ctx context.Context, id string) {
+		ticket.Done(ctx, id, err, func(ctx context.Context, id string) {
 			s.log.Warn("removing container whose create result was never collected", "container", id)
 			s.Remove(ctx, id)
 		})

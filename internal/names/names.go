@@ -32,6 +32,9 @@ type entry struct {
 	id        string
 	err       error
 	delivered bool
+	// uncertain: delivered with so little of the caller's deadline left
+	// that the reply may have missed it; a retry still gets the object.
+	uncertain bool
 	finished  time.Time
 	cleanup   func(ctx context.Context, id string)
 }
@@ -50,7 +53,8 @@ type Ticket struct {
 
 // Acquire reserves key for a new create. If another create of key is in
 // flight it waits for it; if that create finished but its result was never
-// delivered, Acquire returns its id with handedOver set (the caller answers
+// delivered (or only uncertainly, see Done), Acquire returns its id with
+// handedOver set (the caller answers
 // the retry with it). If the name is taken by a delivered object it fails
 // with AlreadyExists.
 func (r *Registry) Acquire(ctx context.Context, key string) (t *Ticket, handedOver string, err error) {
@@ -70,8 +74,8 @@ func (r *Registry) Acquire(ctx context.Context, key string) (t *Ticket, handedOv
 				r.mu.Unlock()
 				continue
 			}
-			if !e.delivered {
-				e.delivered = true
+			if !e.delivered || e.uncertain {
+				e.delivered, e.uncertain = true, false
 				r.mu.Unlock()
 				return nil, e.id, nil
 			}
@@ -88,14 +92,26 @@ func (r *Registry) Acquire(ctx context.Context, key string) (t *Ticket, handedOv
 	}
 }
 
-// Done records the result of the create. delivered says whether the caller
-// could still hand the result to its client (its request context was not
-// cancelled). A failed create releases the name. cleanup removes an
+// deliveryMargin: a create that finished with less than this left of its
+// caller's deadline may have missed it while its reply was on the way
+// (the client then sees DeadlineExceeded and retries).
+const deliveryMargin = 100 * time.Millisecond
+
+// Done records the result of the create made on ctx, the caller's request
+// context: delivered when ctx is not done, so the caller can still hand
+// the result to its client. One finished within deliveryMargin of ctx's
+// deadline is delivered but uncertain: a retry still gets it, and it is
+// never cleaned up. A failed create releases the name. cleanup removes an
 // undelivered object that no retry collected before the TTL.
-func (t *Ticket) Done(id string, err error, delivered bool, cleanup func(ctx context.Context, id string)) {
+func (t *Ticket) Done(ctx context.Context, id string, err error, cleanup func(ctx context.Context, id string)) {
+	delivered := ctx.Err() == nil
+	uncertain := false
+	if d, ok := ctx.Deadline(); ok && delivered && time.Until(d) < deliveryMargin {
+		uncertain = true
+	}
 	t.r.mu.Lock()
 	defer t.r.mu.Unlock()
-	t.e.id, t.e.err, t.e.delivered, t.e.cleanup = id, err, delivered, cleanup
+	t.e.id, t.e.err, t.e.delivered, t.e.uncertain, t.e.cleanup = id, err, delivered, uncertain, cleanup
 	t.e.finished = time.Now()
 	if err != nil && t.r.m[t.key] == t.e {
 		delete(t.r.m, t.key)

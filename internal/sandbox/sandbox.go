@@ -291,7 +291,7 @@ func (s *Service) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, han
 		id = names.NewID()
 	}
 	defer func() {
-		ticket.Done(id, err, ctx.Err() == nil, func(ctx context.Context, id string) {
+		ticket.Done(ctx, id, err, func(ctx context.Context, id string) {
 			s.log.Warn("removing pod whose create result was never collected", "pod", id)
 			if err := s.Stop(ctx, id); err == nil {
 				s.Remove(ctx, id)
