@@ -9,8 +9,11 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/berth-project/berth/internal/host"
 )
 
 // A container runc created waits in runc's init, blocked opening
@@ -48,10 +51,15 @@ func fifoStart(ctx context.Context, root, id, bundle string) error {
 		return errNoFifoStart
 	}
 	var state struct {
-		Pid int `json:"init_process_pid"`
+		Pid   int    `json:"init_process_pid"`
+		Start uint64 `json:"init_process_start"`
 	}
 	if json.Unmarshal(st, &state) != nil || state.Pid <= 0 {
 		return errNoFifoStart
+	}
+	started := func() bool { return execd(state.Pid, state.Start) }
+	if started() {
+		return removeFifo(id, fifo)
 	}
 	// Non-blocking: the open succeeds at once and lets init's open for
 	// writing complete; the wait below is on poll.
@@ -60,7 +68,9 @@ func fifoStart(ctx context.Context, root, id, bundle string) error {
 		return fmt.Errorf("start %s: opening the exec fifo: %w", id, err)
 	}
 	defer f.Close()
-	if err := waitFifo(ctx, f, state.Pid); err != nil {
+	if err := waitFifo(ctx, f, state.Pid, started); errors.Is(err, errExecd) {
+		return removeFifo(id, fifo)
+	} else if err != nil {
 		return fmt.Errorf("start %s: %w", id, err)
 	}
 	var b [1]byte
@@ -71,16 +81,44 @@ func fifoStart(ctx context.Context, root, id, bundle string) error {
 		}
 		return fmt.Errorf("start %s: reading the exec fifo: %w", id, err)
 	}
+	return removeFifo(id, fifo)
+}
+
+// removeFifo removes the exec fifo of a started container: from then on
+// runc reports it running.
+func removeFifo(id, fifo string) error {
 	if err := os.Remove(fifo); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("start %s: %w", id, err)
 	}
 	return nil
 }
 
+// initComm is the command name of runc's init (its nsexec stage 2) until
+// it execs the container's process.
+const initComm = "runc:[2:INIT]"
+
+// errExecd: init has exec'd the container's process (see execd).
+var errExecd = errors.New("the container's process runs already")
+
+// execd says that init (pid, started at start clock ticks after boot)
+// has exec'd the container's process: an earlier start read the fifo and
+// was cut short (berthd killed) before it removed it, so runc still says
+// created, and no one will ever write to the fifo again. Every later
+// start would wait on it for ever.
+func execd(pid int, start uint64) bool {
+	st, err := host.Process(pid).Stat()
+	if err != nil || (start != 0 && st.StartTime != start) {
+		return false // gone, or another process: the wait and read tell
+	}
+	comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+	return err == nil && strings.TrimSpace(string(comm)) != initComm
+}
+
 // waitFifo waits until fifo f is readable (init wrote its byte) or init
 // (pid) is gone, within ctx. A pidfd makes init's death wake the poll; the
-// poll is cut into short slices so that ctx is honoured.
-func waitFifo(ctx context.Context, f *os.File, pid int) error {
+// poll is cut into short slices so that ctx is honoured, and that
+// started is asked: errExecd when it says yes.
+func waitFifo(ctx context.Context, f *os.File, pid int, started func() bool) error {
 	pfds := []unix.PollFd{{Fd: int32(f.Fd()), Events: unix.POLLIN}}
 	if pidfd, err := unix.PidfdOpen(pid, 0); err == nil {
 		defer unix.Close(pidfd)
@@ -104,6 +142,9 @@ func waitFifo(ctx context.Context, f *os.File, pid int) error {
 		}
 		if len(pfds) == 1 && unix.Kill(pid, 0) == unix.ESRCH {
 			return nil // no pidfd: found by looking
+		}
+		if started() {
+			return errExecd
 		}
 	}
 }

@@ -36,6 +36,27 @@ func fifoLayout(t *testing.T, pid int, config string) (root, bundle, fifo string
 	return root, bundle, fifo
 }
 
+// fakeInit starts a process that looks like runc's init waiting to start
+// (its command name is runc's init's: sleep exec'd through a link of that
+// name) and returns its pid.
+func fakeInit(t *testing.T) int {
+	t.Helper()
+	link := filepath.Join(t.TempDir(), initComm)
+	sleep, err := exec.LookPath("sleep")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(sleep, link); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(link, "60")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	return cmd.Process.Pid
+}
+
 // deadPid is the pid of a process that has exited and been reaped.
 func deadPid(t *testing.T) int {
 	cmd := exec.Command("true")
@@ -48,7 +69,7 @@ func deadPid(t *testing.T) int {
 func TestFifoStart(t *testing.T) {
 	ctx := context.Background()
 	t.Run("init writes its byte", func(t *testing.T) {
-		root, bundle, fifo := fifoLayout(t, os.Getpid(), `{"ociVersion":"1.2.0"}`)
+		root, bundle, fifo := fifoLayout(t, fakeInit(t), `{"ociVersion":"1.2.0"}`)
 		done := make(chan error, 1)
 		go func() {
 			// As runc init: a blocking open for writing, then one byte.
@@ -101,8 +122,27 @@ func TestFifoStart(t *testing.T) {
 			t.Fatalf("got %v", err)
 		}
 	})
+	t.Run("init exec'd the container's process already", func(t *testing.T) {
+		// An earlier start read the byte and was cut short (berthd
+		// killed) before it removed the fifo: runc still says created,
+		// and no one will write to the fifo again.
+		sleep := exec.Command("sleep", "60")
+		if err := sleep.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { sleep.Process.Kill(); sleep.Wait() }()
+		root, bundle, fifo := fifoLayout(t, sleep.Process.Pid, `{}`)
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		if err := fifoStart(ctx, root, "c", bundle); err != nil {
+			t.Fatalf("got %v, want the start taken as done", err)
+		}
+		if _, err := os.Lstat(fifo); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("exec fifo left behind: %v", err)
+		}
+	})
 	t.Run("deadline", func(t *testing.T) {
-		root, bundle, _ := fifoLayout(t, os.Getpid(), `{}`)
+		root, bundle, _ := fifoLayout(t, fakeInit(t), `{}`)
 		ctx, cancel := context.WithTimeout(ctx, 150*time.Millisecond)
 		defer cancel()
 		if err := fifoStart(ctx, root, "c", bundle); !errors.Is(err, context.DeadlineExceeded) {

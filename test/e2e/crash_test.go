@@ -79,6 +79,27 @@ func TestCrashWindows(t *testing.T) {
 		t.Errorf("late-started container: %v, want RUNNING", st.State)
 	}
 
+	// Killed in the middle of a start, after it read the exec fifo's byte
+	// (the container's process runs) and before it removed the fifo (runc
+	// still says created): the retried start takes it as done instead of
+	// waiting for a byte that never comes.
+	halfStarted := d.CreateContainer(t, podID, pod, framework.ContainerConfig("halfstarted", "sleep", "3600"))
+	d.Kill9(t)
+	fifo := filepath.Join(d.RuncRoot(), halfStarted, "exec.fifo")
+	if out, err := exec.Command("sh", "-c", "head -c 1 "+fifo+" >/dev/null").CombinedOutput(); err != nil {
+		t.Fatalf("reading %s: %v: %s", fifo, err, out)
+	}
+	d.Restart(t)
+	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	_, err := d.Runtime.StartContainer(sctx, &runtimeapi.StartContainerRequest{ContainerId: halfStarted})
+	cancel()
+	if err != nil {
+		t.Errorf("StartContainer of a container whose start was cut after the fifo read: %v", err)
+	}
+	if st := d.ContainerStatus(t, halfStarted); st.State != runtimeapi.ContainerState_CONTAINER_RUNNING {
+		t.Errorf("half-started container: %v, want RUNNING", st.State)
+	}
+
 	// Killed in the middle of StopPodSandbox, after the first namespace
 	// was unpinned: the restart finishes the stop, so the NOTREADY pod
 	// holds no mounts and no lease.
