@@ -145,13 +145,7 @@ func (s *Service) refillPrepared() {
 	if s.preparable() == nil {
 		// The network changed (a CNI config was installed): what was
 		// prepared for the built-in one is of no use.
-		s.prep.mu.Lock()
-		stale := s.prep.next
-		s.prep.next = nil
-		s.prep.mu.Unlock()
-		if stale != nil {
-			s.discardPrepared(stale)
-		}
+		s.discardNext()
 		return
 	}
 	s.prep.mu.Lock()
@@ -282,6 +276,11 @@ func (s *Service) Close() {
 	}
 	s.prep.mu.Unlock()
 	s.prep.done.Wait()
+	s.discardNext()
+}
+
+// discardNext tears down the prepared network that is ready, if any.
+func (s *Service) discardNext() {
 	s.prep.mu.Lock()
 	pn := s.prep.next
 	s.prep.next = nil
