@@ -286,7 +286,15 @@ func TestCLIRunFlags(t *testing.T) {
 			t.Fatalf("run -d -p: status %d, stderr %q", code, stderr)
 		}
 		id := strings.TrimSpace(out)
-		t.Cleanup(func() { berthCLI(t, d, "rmp", "-f", "cli-run-web") })
+		t.Cleanup(func() {
+			berthCLI(t, d, "rmp", "-f", "cli-run-web")
+			// A detached run's log dir outlives its pod (only --rm
+			// removes it), as a kubelet pod's does until kubelet's GC.
+			dirs, _ := filepath.Glob("/var/log/berth/pods/default_cli-run-web_*")
+			for _, dir := range dirs {
+				os.RemoveAll(dir)
+			}
+		})
 		var body string
 		err := framework.WaitFor(15*time.Second, func() bool {
 			resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/", port))
