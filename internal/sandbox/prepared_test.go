@@ -247,3 +247,18 @@ func TestPreparedNetworkRetry(t *testing.T) {
 	h.s.Close()
 	h.assertNothingHeld()
 }
+
+// Without a PrepareAhead (no container start comes after the pod), the
+// next network is prepared a second after the RunPodSandbox.
+func TestPreparedNetworkRefillWithoutStart(t *testing.T) {
+	h := preparedHarness(t)
+	prep := h.waitPrepared("")
+	if id := h.run("lonely", false); id != prep {
+		t.Fatalf("pod %s, want the prepared %s", id, prep)
+	}
+	start := time.Now()
+	next := h.waitPrepared(prep)
+	if d := time.Since(start); d < refillAfter/2 {
+		t.Errorf("prepared %s after %v, before the fallback", next, d)
+	}
+}

@@ -509,17 +509,7 @@ func TestCreateFailureLeavesNothing(t *testing.T) {
 
 	// A create that outlives its context (a hook that hangs) is undone.
 	cfg3 := e.config("timeout", "true")
-	p := filepath.Join(cfg3.BundleDir, "config.json")
-	data, _ := os.ReadFile(p)
-	var spec specs.Spec
-	if err := json.Unmarshal(data, &spec); err != nil {
-		t.Fatal(err)
-	}
-	spec.Hooks = &specs.Hooks{CreateRuntime: []specs.Hook{{Path: "/bin/sleep", Args: []string{"sleep", "2"}}}}
-	data, _ = json.Marshal(&spec)
-	if err := os.WriteFile(p, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	holdCreate(t, cfg3.BundleDir, "2")
 	cctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 	defer cancel()
 	if _, err := Create(cctx, cfg3); !errors.Is(err, errdefs.ErrDeadlineExceeded) {

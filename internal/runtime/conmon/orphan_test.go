@@ -26,17 +26,7 @@ func TestReapOrphanDuringCreate(t *testing.T) {
 	cfg := e.config("orphan", "sleep 100")
 	// A createRuntime hook holds the create for a second, after the
 	// runtime made the cgroup and before it wrote its state.
-	p := filepath.Join(cfg.BundleDir, "config.json")
-	data, _ := os.ReadFile(p)
-	var spec specs.Spec
-	if err := json.Unmarshal(data, &spec); err != nil {
-		t.Fatal(err)
-	}
-	spec.Hooks = &specs.Hooks{CreateRuntime: []specs.Hook{{Path: "/bin/sleep", Args: []string{"sleep", "1"}}}}
-	data, _ = json.Marshal(&spec)
-	if err := os.WriteFile(p, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	holdCreate(t, cfg.BundleDir, "1")
 	for _, d := range []string{cfg.Dir, cfg.ExitDir} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			t.Fatal(err)
@@ -82,4 +72,27 @@ func cgroupExists(id string) bool {
 		}
 	}
 	return false
+}
+
+// holdCreate adds a createRuntime hook that sleeps secs to the bundle's
+// config: the runtime's create is held after it made the cgroup and
+// before it wrote its state.
+func holdCreate(t *testing.T, bundleDir, secs string) {
+	t.Helper()
+	p := filepath.Join(bundleDir, "config.json")
+	data, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var spec specs.Spec
+	if err := json.Unmarshal(data, &spec); err != nil {
+		t.Fatal(err)
+	}
+	spec.Hooks = &specs.Hooks{CreateRuntime: []specs.Hook{{Path: "/bin/sleep", Args: []string{"sleep", secs}}}}
+	if data, err = json.Marshal(&spec); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
 }

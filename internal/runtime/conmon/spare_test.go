@@ -3,7 +3,6 @@ package conmon
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -12,8 +11,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/berth-project/berth/internal/errdefs"
 	"github.com/berth-project/berth/internal/host"
@@ -125,17 +122,7 @@ func TestSpareCreateFailure(t *testing.T) {
 			}
 		}, time.Minute},
 		{"sparehang", func(cfg Config) {
-			p := filepath.Join(cfg.BundleDir, "config.json")
-			data, _ := os.ReadFile(p)
-			var spec specs.Spec
-			if err := json.Unmarshal(data, &spec); err != nil {
-				t.Fatal(err)
-			}
-			spec.Hooks = &specs.Hooks{CreateRuntime: []specs.Hook{{Path: "/bin/sleep", Args: []string{"sleep", "2"}}}}
-			data, _ = json.Marshal(&spec)
-			if err := os.WriteFile(p, data, 0o644); err != nil {
-				t.Fatal(err)
-			}
+			holdCreate(t, cfg.BundleDir, "2")
 		}, 300 * time.Millisecond},
 	} {
 		waitSpare(t, s)
