@@ -280,9 +280,9 @@ func (s *Service) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, han
 		s.log.Info("handing undelivered pod to retry", "pod", prior, "name", key)
 		return prior, nil
 	}
-	// The next network is prepared once a container of this pod is
-	// started (PrepareAhead), not to compete with its create and start
-	// for the CPU; or a moment later when none is.
+	// The next network is prepared once the pod start calls are over
+	// (PrepareAhead), not to compete with its create and start for the
+	// CPU; or a second later when they never are.
 	defer s.refillPreparedLater()
 	pn := s.takePrepared(pod)
 	if pn != nil {
