@@ -124,18 +124,27 @@ func mkdirCgroup(root, dir string, cpuset bool) error {
 }
 
 // ensureCpuset gives the v1 cpuset cgroup dir its parent's cpus and mems,
-// filling the parent first when it is empty too (made a moment ago by
-// another start that has not filled it yet).
+// filling the parent first when either is empty too: made a moment ago by
+// another start that has not filled it yet, or by one a crash cut short
+// between its cpus and its mems.
 func ensureCpuset(root, dir string) error {
 	parent := filepath.Dir(dir)
-	if parent != root && strings.HasPrefix(parent, root+"/") {
-		if b, err := os.ReadFile(filepath.Join(parent, "cpuset.cpus")); err == nil && strings.TrimSpace(string(b)) == "" {
-			if err := ensureCpuset(root, parent); err != nil {
-				return err
-			}
+	if parent != root && strings.HasPrefix(parent, root+"/") && cpusetUnfilled(parent) {
+		if err := ensureCpuset(root, parent); err != nil {
+			return err
 		}
 	}
 	return inheritCpuset(parent, dir)
+}
+
+// cpusetUnfilled says the v1 cpuset cgroup dir has no cpus or no mems.
+func cpusetUnfilled(dir string) bool {
+	for _, f := range []string{"cpuset.cpus", "cpuset.mems"} {
+		if b, err := os.ReadFile(filepath.Join(dir, f)); err == nil && strings.TrimSpace(string(b)) == "" {
+			return true
+		}
+	}
+	return false
 }
 
 // inheritCpuset gives the v1 cpuset cgroup dir, just made, its parent's

@@ -81,6 +81,36 @@ func TestInheritCpuset(t *testing.T) {
 	}
 }
 
+// TestEnsureCpusetHalfFilledParent: a parent cpuset cgroup with cpus but
+// no mems (a start cut short between the two) is filled before its child
+// copies from it; an empty mems refuses tasks.
+func TestEnsureCpusetHalfFilledParent(t *testing.T) {
+	root := t.TempDir()
+	write := func(p, s string) {
+		t.Helper()
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(root, p)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(root, p), []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("cpuset.cpus", "0-1\n")
+	write("cpuset.mems", "0\n")
+	write("pod/cpuset.cpus", "0-1\n")
+	write("pod/cpuset.mems", "\n")
+	write("pod/child/cpuset.cpus", "")
+	write("pod/child/cpuset.mems", "")
+	if err := ensureCpuset(root, filepath.Join(root, "pod", "child")); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"pod/cpuset.mems", "pod/child/cpuset.mems"} {
+		if b, _ := os.ReadFile(filepath.Join(root, p)); string(b) != "0\n" {
+			t.Errorf("%s = %q, want the root's", p, b)
+		}
+	}
+}
+
 // TestKindOf: a hierarchy's kind comes from the files its root has, not
 // from its name.
 func TestKindOf(t *testing.T) {
