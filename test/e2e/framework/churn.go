@@ -480,12 +480,18 @@ func (w *churnWorker) newPodConfig(attempt uint32, prev *runtimeapi.PodSandboxCo
 	}
 	w.seq++
 	cfg := w.c.d.PodConfig(w.t, fmt.Sprintf("churn-w%d-%d", w.n, w.seq))
+	if w.n%2 == 1 {
+		// Half the workers' pods share a PID namespace: berthd's own pause
+		// process, started at the create or prepared ahead.
+		cfg.Linux.SecurityContext.NamespaceOptions.Pid = runtimeapi.NamespaceMode_POD
+	}
 	w.uids[cfg.Metadata.Uid] = true
 	return cfg
 }
 
 func ctrConfig(pod *runtimeapi.PodSandboxConfig, attempt uint32) *runtimeapi.ContainerConfig {
 	cfg := ContainerConfig("app", "sleep", "3600")
+	cfg.Linux.SecurityContext.NamespaceOptions.Pid = pod.Linux.SecurityContext.NamespaceOptions.Pid
 	cfg.Metadata.Attempt = attempt
 	cfg.LogPath = fmt.Sprintf("app/%d.log", attempt)
 	cfg.Annotations["io.kubernetes.container.restartCount"] = strconv.Itoa(int(attempt))

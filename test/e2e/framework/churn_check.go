@@ -177,6 +177,11 @@ func (d *Daemon) hostObjects() []hostObject {
 				id = args[i+1]
 			}
 		}
+		if p.podDir != "" {
+			// A pause process: its pod's, or a prepared pod's (which a pod
+			// that took it has as its id too).
+			id = filepath.Base(p.podDir)
+		}
 		what := "process " + filepath.Base(args[0])
 		if !IsMonitor(args[0]) {
 			what += " (" + p.cmdline + ")"

@@ -125,6 +125,7 @@ func unescapeMountinfo(s string) string {
 type proc struct {
 	pid     int
 	cmdline string
+	podDir  string // a pause process's BERTH_POD_DIR
 }
 
 // processes returns every process whose command line names d.Dir.
@@ -143,6 +144,7 @@ func (d *Daemon) processes() []proc {
 		if err != nil {
 			continue
 		}
+		var podDir string
 		if !namesDir(data, d.Dir) {
 			// berthd's own pause processes name their pod dir in the
 			// environment (BERTH_POD_DIR) only.
@@ -150,8 +152,13 @@ func (d *Daemon) processes() []proc {
 			if err != nil || !namesDir(env, d.Dir) {
 				continue
 			}
+			for _, kv := range strings.Split(string(env), "\x00") {
+				if v, ok := strings.CutPrefix(kv, "BERTH_POD_DIR="); ok {
+					podDir = v
+				}
+			}
 		}
-		out = append(out, proc{pid: pid, cmdline: strings.TrimSpace(string(bytes.ReplaceAll(data, []byte{0}, []byte{' '})))})
+		out = append(out, proc{pid: pid, cmdline: strings.TrimSpace(string(bytes.ReplaceAll(data, []byte{0}, []byte{' '}))), podDir: podDir})
 	}
 	return out
 }
