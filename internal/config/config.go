@@ -81,7 +81,7 @@ type Network struct {
 	// BuiltinInProcess: see internal/network/inprocess.go.
 	BuiltinInProcess bool `toml:"builtin_inprocess" doc:"run the built-in network inside berthd (same bridge, veth, routes and host-local lease store as the bridge and host-local plugins, without their two execs per pod ADD and DEL); pods with a hostPort and networks from conf_dir always run the plugins; false: the plugins for every pod"`
 	// PrepareAhead: see internal/sandbox/prepared.go.
-	PrepareAhead  bool `toml:"prepare_ahead" doc:"keep one network namespace attached to the in-process built-in network ahead of the next pod, which takes it instead of making its own (about 5 ms of a RunPodSandbox); it holds one veth and one IP lease of the subnet while berthd runs; pods with a hostPort, host-network pods, pods in user namespaces and networks from conf_dir never take one"`
+	PrepareAhead  bool `toml:"prepare_ahead" doc:"keep the next pod's namespaces made ahead, its network namespace attached to the in-process built-in network (and, after a pod that shared its PID namespace, its pause process started), which the next pod takes instead of making its own (about 5 ms of a RunPodSandbox, 2-3 more with the pause process); it holds one veth and one IP lease of the subnet while berthd runs; pods with a hostPort, host-network pods, pods in user namespaces and networks from conf_dir never take one"`
 	DefaultIPMasq bool `toml:"default_ip_masq" doc:"masquerade traffic from built-in network pods that leaves its subnet (one nat rule set for the subnet, installed at start; see docs/networking.md)"`
 }
 

@@ -78,6 +78,8 @@ func (p *testPauser) Alive(pp sandbox.PauseProc) bool {
 
 func (p *testPauser) Find(string) map[string][]sandbox.PauseProc { return nil }
 
+func (p *testPauser) Move(sandbox.PauseProc, string) error { return nil }
+
 func (h *countingHandler) count(m string) {
 	h.mu.Lock()
 	h.calls[m]++

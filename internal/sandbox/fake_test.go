@@ -146,6 +146,17 @@ func (m *fakeMounts) rename(from, to string) error {
 	return nil
 }
 
+// setHostname records the hostname in a file beside the pin.
+func (m *fakeMounts) setHostname(uts, hostname string) error {
+	if err := m.call("hostname", filepath.Base(filepath.Dir(uts))); err != nil {
+		return err
+	}
+	if !m.isMountPoint(uts) {
+		return fmt.Errorf("uts namespace %s not pinned", uts)
+	}
+	return os.WriteFile(uts+".hostname", []byte(hostname), 0o644)
+}
+
 func (m *fakeMounts) isMountPoint(path string) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -293,7 +304,11 @@ type fakePauser struct {
 	recorder
 	last    uint64
 	running map[PauseProc]string // -> pod id
+	dirs    map[PauseProc]string // -> the request's Dir's parent
+	moved   map[PauseProc]string // -> the cgroup it was last put in
 	exited  map[string]func()    // pod id -> the request's Exited
+	// aliveOnce makes the next Alive say yes, whatever it asks about.
+	aliveOnce bool
 }
 
 // exit ends pod id's pause process as if it exited by itself.
@@ -316,14 +331,28 @@ func (f *fakePauser) Start(ctx context.Context, req PauseRequest) (PauseProc, er
 	if err := f.call("start", id); err != nil {
 		return PauseProc{}, err
 	}
-	if req.Namespaces["net"] == "" || req.Cgroup == "" {
-		return PauseProc{}, fmt.Errorf("pause of %s: no network namespace or cgroup: %+v", id, req)
+	// Without a cgroup only ahead of its pod (Move comes at the take).
+	prepared := filepath.Base(filepath.Dir(req.Dir)) == preparedDir
+	if req.Namespaces["net"] == "" || (req.Cgroup == "") != prepared {
+		return PauseProc{}, fmt.Errorf("pause of %s: no network namespace, or a cgroup unlike its kind: %+v", id, req)
+	}
+	if prepared {
+		for _, k := range []string{"net", "ipc", "uts"} {
+			if req.Namespaces[k] != filepath.Join(req.Dir, k+"ns") {
+				return PauseProc{}, fmt.Errorf("prepared pause of %s: %s namespace %q, not the prepared one", id, k, req.Namespaces[k])
+			}
+		}
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.last++
 	pp := PauseProc{PID: os.Getpid(), StartTime: f.last}
 	f.running[pp] = id
+	if f.dirs == nil {
+		f.dirs, f.moved = map[PauseProc]string{}, map[PauseProc]string{}
+	}
+	f.dirs[pp] = filepath.Dir(req.Dir)
+	f.moved[pp] = req.Cgroup
 	if f.exited == nil {
 		f.exited = map[string]func(){}
 	}
@@ -347,6 +376,10 @@ func (f *fakePauser) Kill(pp PauseProc) error {
 func (f *fakePauser) Alive(pp PauseProc) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.aliveOnce {
+		f.aliveOnce = false
+		return true
+	}
 	_, ok := f.running[pp]
 	return ok
 }
@@ -356,9 +389,44 @@ func (f *fakePauser) Find(podsDir string) map[string][]PauseProc {
 	defer f.mu.Unlock()
 	out := map[string][]PauseProc{}
 	for pp, id := range f.running {
-		out[id] = append(out[id], pp)
+		// "" finds all; one a test added by hand is a pod dir's.
+		d, ok := f.dirs[pp]
+		if !ok {
+			d = filepath.Join(filepath.Dir(podsDir), "sandboxes")
+		}
+		if podsDir == "" || d == podsDir {
+			out[id] = append(out[id], pp)
+		}
 	}
 	return out
+}
+
+func (f *fakePauser) Move(pp PauseProc, cgroup string) error {
+	f.mu.Lock()
+	id, ok := f.running[pp]
+	f.mu.Unlock()
+	if err := f.call("move", id); err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("pause process %+v is gone", pp)
+	}
+	f.mu.Lock()
+	f.moved[pp] = cgroup
+	f.mu.Unlock()
+	return nil
+}
+
+// cgroup returns the cgroup pod id's pause process was last put in.
+func (f *fakePauser) cgroup(id string) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for pp, pid := range f.running {
+		if pid == id {
+			return f.moved[pp]
+		}
+	}
+	return ""
 }
 
 func (f *fakePauser) live() int {

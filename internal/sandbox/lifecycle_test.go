@@ -423,11 +423,11 @@ func TestStopPauseRecordWithoutPid(t *testing.T) {
 	h := newHarness(t)
 	id := h.run("web", true)
 	p := h.get(id)
-	rec, ok, err := h.s.readPauseRecord(p)
+	rec, ok, err := readPauseRecord(p.Dir(h.s.cfg.StateDir))
 	if !ok || err != nil || rec.PID == 0 || rec.Cgroup == "" {
 		t.Fatalf("pause record %+v, %v, %v", rec, ok, err)
 	}
-	if err := h.s.writePauseRecord(p, pauseRecord{Cgroup: rec.Cgroup}); err != nil {
+	if err := writePauseRecord(p.Dir(h.s.cfg.StateDir), pauseRecord{Cgroup: rec.Cgroup}); err != nil {
 		t.Fatal(err)
 	}
 	if err := h.s.Remove(context.Background(), id); err != nil {

@@ -27,6 +27,8 @@ type mounts interface {
 	isMountPoint(path string) bool
 	// rename moves a dir, and the mounts in it with it.
 	rename(from, to string) error
+	// setHostname sets the hostname of the UTS namespace pinned at uts.
+	setHostname(uts, hostname string) error
 }
 
 // hostMounts is mounts on the host.
@@ -49,6 +51,9 @@ func (hostMounts) mountPodFiles(target string, content int) error {
 func (hostMounts) unmountPodFiles(target string) error { return unmountPodFiles(target) }
 func (hostMounts) isMountPoint(path string) bool       { return isMountPoint(path) }
 func (hostMounts) rename(from, to string) error        { return os.Rename(from, to) }
+func (hostMounts) setHostname(uts, hostname string) error {
+	return setHostname(uts, hostname)
+}
 
 // nsKind is one namespace a pod can own.
 type nsKind struct {
@@ -126,6 +131,32 @@ func pinOnThread(dir, hostname string, kinds []nsKind) (map[string]string, error
 		paths[k.name] = target
 	}
 	return paths, nil
+}
+
+// setHostname sets the hostname of the UTS namespace pinned at uts (one
+// pinned ahead of its pod, prepared.go) from a thread that joins it and is
+// never returned to the Go scheduler, as pinNamespaces's.
+func setHostname(uts, hostname string) error {
+	ch := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		// Deliberately no UnlockOSThread: the thread is in the pod's namespace.
+		ch <- func() error {
+			fd, err := unix.Open(uts, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+			if err != nil {
+				return fmt.Errorf("open uts namespace: %w", err)
+			}
+			defer unix.Close(fd)
+			if err := unix.Setns(fd, unix.CLONE_NEWUTS); err != nil {
+				return fmt.Errorf("join uts namespace %s: %w", uts, err)
+			}
+			if err := unix.Sethostname([]byte(hostname)); err != nil {
+				return fmt.Errorf("set pod hostname %q: %w", hostname, err)
+			}
+			return nil
+		}()
+	}()
+	return <-ch
 }
 
 // pinUserNamespaces makes the pod's user namespace and, owned by it, the

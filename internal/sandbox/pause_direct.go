@@ -29,7 +29,13 @@ const pauseRecordFile = "pause.json"
 const kubeletSandboxOOMScoreAdj = -998
 
 func (s *Service) pauseRecordPath(p *Sandbox) string {
-	return filepath.Join(p.Dir(s.cfg.StateDir), pauseRecordFile)
+	return pauseRecordAt(p.Dir(s.cfg.StateDir))
+}
+
+// pauseRecordAt is the pause record in dir: a pod dir, or a prepared
+// pod's (prepared.go).
+func pauseRecordAt(dir string) string {
+	return filepath.Join(dir, pauseRecordFile)
 }
 
 func (s *Service) hasDirectPause(p *Sandbox) bool {
@@ -37,20 +43,21 @@ func (s *Service) hasDirectPause(p *Sandbox) bool {
 	return err == nil
 }
 
-func (s *Service) writePauseRecord(p *Sandbox, rec pauseRecord) error {
+func writePauseRecord(dir string, rec pauseRecord) error {
 	b, err := json.Marshal(rec)
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(s.pauseRecordPath(p), b, 0o600); err != nil {
+	if err := os.WriteFile(pauseRecordAt(dir), b, 0o600); err != nil {
 		return fmt.Errorf("record pause process: %w", err)
 	}
 	return nil
 }
 
-// readPauseRecord returns pod p's pause record; ok is false without one.
-func (s *Service) readPauseRecord(p *Sandbox) (rec pauseRecord, ok bool, err error) {
-	b, err := os.ReadFile(s.pauseRecordPath(p))
+// readPauseRecord returns the pause record in dir; ok is false without one.
+func readPauseRecord(dir string) (rec pauseRecord, ok bool, err error) {
+	path := pauseRecordAt(dir)
+	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return rec, false, nil
 	}
@@ -58,7 +65,7 @@ func (s *Service) readPauseRecord(p *Sandbox) (rec pauseRecord, ok bool, err err
 		return rec, true, err
 	}
 	if err := json.Unmarshal(b, &rec); err != nil {
-		return rec, true, fmt.Errorf("pause record %s: %w", s.pauseRecordPath(p), err)
+		return rec, true, fmt.Errorf("pause record %s: %w", path, err)
 	}
 	return rec, true, nil
 }
@@ -72,20 +79,32 @@ func (s *Service) startDirectPause(ctx context.Context, p *Sandbox, ns map[strin
 	if err != nil {
 		return "", err
 	}
-	rec := pauseRecord{Cgroup: cg}
-	if err := s.writePauseRecord(p, rec); err != nil {
+	dir := p.Dir(s.cfg.StateDir)
+	if _, err := s.startPauseIn(ctx, dir, p.ID, cg, ns); err != nil {
 		return "", err
+	}
+	return filepath.Join(dir, "pidns"), nil
+}
+
+// startPauseIn starts the pause process of pod id in dir (its pod dir, or
+// the dir it is prepared in), in cgroup cg (none: berthd's, until Move)
+// and the pinned namespaces ns; it records it in dir and pins its PID
+// namespace at dir/pidns. What it did is undone when it fails.
+func (s *Service) startPauseIn(ctx context.Context, dir, id, cg string, ns map[string]string) (rec pauseRecord, err error) {
+	rec = pauseRecord{Cgroup: cg}
+	if err := writePauseRecord(dir, rec); err != nil {
+		return rec, err
 	}
 	defer func() {
 		if err != nil {
 			if rec.PID != 0 {
 				// Killed here, in case the record with its pid was not written.
 				if kerr := s.pauser.Kill(rec.PauseProc); kerr != nil {
-					s.log.Error("killing the pause process of a failed pod create", "pod", p.ID, "err", kerr)
+					s.log.Error("killing the pause process of a failed pod create", "pod", id, "err", kerr)
 				}
 			}
-			if serr := s.stopDirectPause(p); serr != nil {
-				s.log.Error("removing the pause process of a failed pod create", "pod", p.ID, "err", serr)
+			if serr := s.stopPauseIn(dir, id, cg); serr != nil {
+				s.log.Error("removing the pause process of a failed pod create", "pod", id, "err", serr)
 			}
 		}
 	}()
@@ -93,22 +112,20 @@ func (s *Service) startDirectPause(ctx context.Context, p *Sandbox, ns map[strin
 	if m := s.cfg.Host.OOMScoreAdjMin; m != nil && *m > adj {
 		adj = *m
 	}
-	id := p.ID
 	rec.PauseProc, err = s.pauser.Start(ctx, PauseRequest{
-		Dir: p.Dir(s.cfg.StateDir), Namespaces: ns, Cgroup: cg, OOMScoreAdj: adj,
+		Dir: dir, Namespaces: ns, Cgroup: cg, OOMScoreAdj: adj,
 		Exited: func() { s.pauseExited(id) },
 	})
 	if err != nil {
-		return "", fmt.Errorf("start pause process: %w", err)
+		return rec, fmt.Errorf("start pause process: %w", err)
 	}
-	if err := s.writePauseRecord(p, rec); err != nil {
-		return "", err
+	if err := writePauseRecord(dir, rec); err != nil {
+		return rec, err
 	}
-	pidns = filepath.Join(p.Dir(s.cfg.StateDir), "pidns")
-	if err := s.cfg.mounts.bindNamespace(fmt.Sprintf("/proc/%d/ns/pid", rec.PID), pidns); err != nil {
-		return "", err
+	if err := s.cfg.mounts.bindNamespace(fmt.Sprintf("/proc/%d/ns/pid", rec.PID), filepath.Join(dir, "pidns")); err != nil {
+		return rec, err
 	}
-	return pidns, nil
+	return rec, nil
 }
 
 // startDirectPauseAsync starts pod p's pause process beside what create
@@ -149,49 +166,71 @@ func (s *Service) startDirectPauseAsync(ctx context.Context, p *Sandbox) (wait f
 // without a pid (a crash between the start and the record) has the
 // process found by its command line and environment. Safe to repeat.
 func (s *Service) stopDirectPause(p *Sandbox) error {
-	rec, ok, err := s.readPauseRecord(p)
+	cg := ""
+	if p.CgroupParent != "" {
+		cg, _ = s.pauseCgroupsPath(p)
+	}
+	return s.stopPauseIn(p.Dir(s.cfg.StateDir), p.ID, cg)
+}
+
+// stopPauseIn is stopDirectPause for the pause process recorded in dir,
+// of pod id; cg is its cgroup when the record names none.
+func (s *Service) stopPauseIn(dir, id, cg string) error {
+	rec, ok, err := readPauseRecord(dir)
 	if !ok {
 		return nil
 	}
 	if err != nil {
-		s.log.Warn("unreadable pause record; finding the pause process by its environment", "pod", p.ID, "err", err)
+		s.log.Warn("unreadable pause record; finding the pause process by its environment", "pod", id, "err", err)
 		rec = pauseRecord{}
 	}
 	procs := []PauseProc{rec.PauseProc}
 	if rec.PID == 0 {
-		procs = s.pauser.Find(filepath.Join(s.cfg.StateDir, "sandboxes"))[p.ID]
+		procs = s.findPauses()[id]
 	}
 	for _, pp := range procs {
 		if err := s.pauser.Kill(pp); err != nil {
 			return err
 		}
 	}
-	cg := rec.Cgroup
-	if cg == "" && p.CgroupParent != "" {
-		cg, _ = s.pauseCgroupsPath(p)
+	if rec.Cgroup != "" {
+		cg = rec.Cgroup
 	}
 	if cg != "" {
 		if err := cgroups.Remove(cg); err != nil {
 			return err
 		}
 	}
-	if err := os.Remove(s.pauseRecordPath(p)); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err := os.Remove(pauseRecordAt(dir)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("remove pause record: %w", err)
 	}
 	return nil
 }
 
+// findPauses returns the running pause processes started for pods (in
+// their pod dirs) or prepared ahead of one (prepared.go), by pod id: one
+// prepared ahead keeps the prepared dir in its environment once a pod
+// took it.
+func (s *Service) findPauses() map[string][]PauseProc {
+	found := s.pauser.Find(filepath.Join(s.cfg.StateDir, "sandboxes"))
+	for id, procs := range s.pauser.Find(s.preparedPath("")) {
+		found[id] = append(found[id], procs...)
+	}
+	return found
+}
+
 // killOrphanPauses ends, at start, the pause processes no pod owns: those
-// of pods without a record (a crash mid-create) and any that is not the
-// one its pod's record names. Pods in quarantine are left alone.
+// of pods without a record (a crash mid-create), those prepared ahead of a
+// pod (the prepared pods are torn down next) and any that is not the one
+// its pod's record names. Pods in quarantine are left alone.
 func (s *Service) killOrphanPauses() {
-	for id, procs := range s.pauser.Find(filepath.Join(s.cfg.StateDir, "sandboxes")) {
+	for id, procs := range s.findPauses() {
 		if s.quarantined[id] {
 			continue
 		}
 		var keep PauseProc
 		if p, ok := s.pods[id]; ok && p.State == Ready {
-			if rec, ok, err := s.readPauseRecord(p); ok && err == nil {
+			if rec, ok, err := readPauseRecord(p.Dir(s.cfg.StateDir)); ok && err == nil {
 				keep = rec.PauseProc
 			}
 		}
@@ -211,7 +250,7 @@ func (s *Service) killOrphanPauses() {
 // longer runs: its PID namespace holds no process, so containers can no
 // longer join it.
 func (s *Service) directPauseGone(p *Sandbox) bool {
-	rec, ok, err := s.readPauseRecord(p)
+	rec, ok, err := readPauseRecord(p.Dir(s.cfg.StateDir))
 	return ok && err == nil && rec.PID != 0 && !s.pauser.Alive(rec.PauseProc)
 }
 

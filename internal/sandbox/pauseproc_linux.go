@@ -37,7 +37,8 @@ type PauseRequest struct {
 	// Namespaces are the pinned files of the pod's net, ipc and uts
 	// namespaces to join; a missing kind stays the host's.
 	Namespaces map[string]string
-	// Cgroup is the cgroupfs path it is moved into.
+	// Cgroup is the cgroupfs path it is moved into; none for one started
+	// ahead of its pod (prepared.go), which Move puts in its pod's.
 	Cgroup string
 	// OOMScoreAdj is written to its oom_score_adj.
 	OOMScoreAdj int
@@ -59,6 +60,9 @@ type Pauser interface {
 	Kill(p PauseProc) error
 	// Alive says p is still the process it names and has not exited.
 	Alive(p PauseProc) bool
+	// Move puts p, if it is still the process it names, in cgroup (a
+	// cgroupfs path, made if missing) with the pause process's CPU shares.
+	Move(p PauseProc, cgroup string) error
 	// Find returns the pause processes running for pods under podsDir
 	// (berthd's sandboxes dir), by pod id.
 	Find(podsDir string) map[string][]PauseProc
@@ -195,8 +199,10 @@ func (h *hostPauser) Start(ctx context.Context, req PauseRequest) (PauseProc, er
 		return fail(fmt.Errorf("read berth-pause's start time: %w", err))
 	}
 	t1 := time.Now()
-	if err := cgroups.Enter(req.Cgroup, pid, pauseCPUShares); err != nil {
-		return fail(err)
+	if req.Cgroup != "" {
+		if err := cgroups.Enter(req.Cgroup, pid, pauseCPUShares); err != nil {
+			return fail(err)
+		}
 	}
 	t2 := time.Now()
 	if err := os.WriteFile(fmt.Sprintf("/proc/%d/oom_score_adj", pid), []byte(strconv.Itoa(req.OOMScoreAdj)), 0); err != nil {
@@ -208,6 +214,8 @@ func (h *hostPauser) Start(ctx context.Context, req PauseRequest) (PauseProc, er
 		deadline = d
 	}
 	r.SetReadDeadline(deadline)
+	// A cancel (berthd's shutdown, for one prepared ahead) ends the wait.
+	defer context.AfterFunc(ctx, func() { r.SetReadDeadline(time.Now()) })()
 	msg, err := io.ReadAll(r)
 	if err != nil {
 		return fail(fmt.Errorf("berth-pause did not finish its setup: %w", err))
@@ -260,6 +268,16 @@ func startInNamespaces(paths map[string]string, start func() error) error {
 func (h *hostPauser) Alive(p PauseProc) bool {
 	st, err := host.Process(p.PID).Stat()
 	return err == nil && st.State != 'Z' && st.StartTime == p.StartTime
+}
+
+func (h *hostPauser) Move(p PauseProc, cgroup string) error {
+	if !h.Alive(p) {
+		return fmt.Errorf("pause process %d is gone", p.PID)
+	}
+	// A stranger is moved only if p exits, is reaped and its pid reused
+	// between the check and the write: microseconds, for a process that
+	// only pauses.
+	return cgroups.Enter(cgroup, p.PID, pauseCPUShares)
 }
 
 func (h *hostPauser) Kill(p PauseProc) error {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -15,14 +16,22 @@ import (
 	"github.com/berth-project/berth/internal/spec"
 )
 
-// A prepared pod network: one network namespace pinned and attached to
-// the pod network ahead of the next RunPodSandbox, under the id that pod
-// will get. Making the namespace and attaching it (veth pair, bridge
-// port, IP lease, addresses, routes) is most of a RunPodSandbox, ~5 ms
-// of ~7 on the project's machines; a pod that takes the prepared one
-// skips both, and the next is prepared in the background once the pod
-// start calls are over (PrepareAhead), after the create and start a pod
-// start waits on, or a second after the RunPodSandbox if none is.
+// A prepared pod: the network, UTS and IPC namespaces of the next pod,
+// pinned, and the network attached to the pod network, ahead of the next
+// RunPodSandbox, under the id that pod will get. Making the namespace and
+// attaching it (veth pair, bridge port, IP lease, addresses, routes) is
+// most of a RunPodSandbox, ~5 ms of ~7 on the project's machines; a pod
+// that takes the prepared one skips both (and sets only its hostname),
+// and the next is prepared in the background once the pod start calls
+// are over (PrepareAhead), after the create and start a pod start waits
+// on, or a second after the RunPodSandbox if none is.
+//
+// When the last pod made had a pause process of berthd's own (a shared
+// PID namespace), the next is prepared with one too, started in the
+// prepared namespaces and isolated, in berthd's cgroup until the take:
+// its fork, exec and isolation were 2-3 ms of such a pod's
+// RunPodSandbox. A pod that shares its PID namespace takes it, moved
+// into the pod's cgroup; another pod ends it.
 //
 // Only a network whose set-up depends on nothing but the pod's id and
 // namespace can be prepared: the built-in network in-process, for pods
@@ -55,20 +64,22 @@ const preparedDir = "prepared"
 // prepareTimeout bounds one preparation.
 const prepareTimeout = time.Minute
 
-// preparedNet is a network namespace attached ahead of a pod.
-type preparedNet struct {
+// preparedPod is a pod's namespaces made ahead of it.
+type preparedPod struct {
 	id  string
 	ips []string
+	// pause is the pause process started in them, or nil.
+	pause *pauseRecord
 }
 
 func (s *Service) preparedPath(id string) string {
 	return filepath.Join(s.cfg.StateDir, preparedDir, id)
 }
 
-// preparer holds at most one prepared network.
+// preparer holds at most one prepared pod.
 type preparer struct {
 	mu        sync.Mutex
-	next      *preparedNet
+	next      *preparedPod
 	preparing bool
 	closed    bool
 	cancel    context.CancelFunc // of the preparation in flight
@@ -76,6 +87,9 @@ type preparer struct {
 	timerSet  bool
 	failedAt  time.Time      // the last failed preparation
 	done      sync.WaitGroup // the preparation in flight
+	// pause says the last pod made had a pause process of berthd's own,
+	// so the next is prepared with one.
+	pause atomic.Bool
 }
 
 // prepareRetry is how long after a failed preparation the next is tried:
@@ -94,7 +108,7 @@ func (s *Service) preparable() PreparableNetwork {
 // takePrepared returns the prepared network for a pod, or nil: none is
 // ready, or the pod cannot take one (host network, user namespace, host
 // ports, a network other than the built-in one).
-func (s *Service) takePrepared(pod *spec.Pod) *preparedNet {
+func (s *Service) takePrepared(pod *spec.Pod) *preparedPod {
 	n, ok := s.cfg.Network.(PreparableNetwork)
 	if !ok || pod.UserNS != nil ||
 		pod.Config.GetLinux().GetSecurityContext().GetNamespaceOptions().GetNetwork() == runtimeapi.NamespaceMode_NODE {
@@ -139,8 +153,9 @@ func (s *Service) PrepareAhead() {
 	s.refillPrepared()
 }
 
-// refillPrepared prepares the next network in the background unless one
-// is ready or in the making.
+// refillPrepared prepares the next pod in the background unless one is
+// ready or in the making; one ready without a pause process gets one when
+// the last pod had one.
 func (s *Service) refillPrepared() {
 	if s.preparable() == nil {
 		// The network changed (a CNI config was installed): what was
@@ -150,9 +165,18 @@ func (s *Service) refillPrepared() {
 	}
 	s.prep.mu.Lock()
 	defer s.prep.mu.Unlock()
-	if s.prep.closed || s.prep.preparing || s.prep.next != nil ||
+	if s.prep.closed || s.prep.preparing ||
 		(!s.prep.failedAt.IsZero() && time.Since(s.prep.failedAt) < prepareRetry) {
 		return
+	}
+	build := s.prepare
+	if pn := s.prep.next; pn != nil {
+		if pn.pause != nil || !s.prep.pause.Load() {
+			return
+		}
+		// Out of reach of a take until it has its pause process.
+		s.prep.next = nil
+		build = func(ctx context.Context) (*preparedPod, error) { return s.addPause(ctx, pn), nil }
 	}
 	s.prep.preparing = true
 	ctx, cancel := context.WithTimeout(context.Background(), prepareTimeout)
@@ -161,7 +185,7 @@ func (s *Service) refillPrepared() {
 	go func() {
 		defer s.prep.done.Done()
 		defer cancel()
-		pn, err := s.prepare(ctx)
+		pn, err := build(ctx)
 		s.prep.mu.Lock()
 		s.prep.preparing = false
 		s.prep.cancel = nil
@@ -185,9 +209,10 @@ func (s *Service) refillPrepared() {
 	}()
 }
 
-// prepare pins a network namespace under the prepared dir and attaches it
-// as a pod with no config would be. On failure nothing is left.
-func (s *Service) prepare(ctx context.Context) (_ *preparedNet, err error) {
+// prepare pins a pod's namespaces under the prepared dir, attaches the
+// network one as a pod with no config would be, and starts a pause process
+// in them when the last pod had one. On failure nothing is left.
+func (s *Service) prepare(ctx context.Context) (_ *preparedPod, err error) {
 	n := s.preparable()
 	if n == nil {
 		return nil, errors.New("the pod network cannot be prepared ahead")
@@ -207,7 +232,8 @@ func (s *Service) prepare(ctx context.Context) (_ *preparedNet, err error) {
 			}
 		}
 	}()
-	paths, err := s.cfg.mounts.pinNamespaces(dir, "", []nsKind{nsNet}, nil)
+	// The hostname is set at the take (takeNamespaces).
+	paths, err := s.cfg.mounts.pinNamespaces(dir, "", []nsKind{nsNet, nsUTS, nsIPC}, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -215,28 +241,123 @@ func (s *Service) prepare(ctx context.Context) (_ *preparedNet, err error) {
 	if err != nil {
 		return nil, err
 	}
-	s.log.Debug("pod network prepared", "pod", id, "ips", ips)
-	return &preparedNet{id: id, ips: ips}, nil
+	pp := &preparedPod{id: id, ips: ips}
+	if s.prep.pause.Load() {
+		pp = s.addPause(ctx, pp)
+	}
+	s.log.Debug("pod prepared", "pod", id, "ips", ips, "pause", pp.pause != nil)
+	return pp, nil
 }
 
-// discardPrepared tears a prepared network down.
-func (s *Service) discardPrepared(pn *preparedNet) {
+// addPause starts a pause process in prepared pod pn's namespaces. Without
+// one pn is still of use: the pod that takes it starts its own, as without
+// preparation.
+func (s *Service) addPause(ctx context.Context, pn *preparedPod) *preparedPod {
+	dir := s.preparedPath(pn.id)
+	ns := map[string]string{}
+	for _, k := range []string{"net", "ipc", "uts"} {
+		ns[k] = filepath.Join(dir, k+"ns")
+	}
+	rec, err := s.startPauseIn(ctx, dir, pn.id, "", ns)
+	if err != nil {
+		s.log.Warn("starting a pause process ahead of a pod", "pod", pn.id, "err", err)
+		return pn
+	}
+	return &preparedPod{id: pn.id, ips: pn.ips, pause: &rec}
+}
+
+// wantsPreparedPause says pod p, whose pause process is berthd's own when
+// direct, would have taken a prepared one: the next pod is prepared with
+// one when the last pod that could take a prepared pod would have.
+func wantsPreparedPause(p *Sandbox, direct bool) bool {
+	return direct && !p.HostIPC
+}
+
+// lastHadPause says the ready pod made last that could take a prepared
+// pod would have taken a pause process with it: what a restarted berthd
+// prepares the next pod with.
+func (s *Service) lastHadPause() bool {
+	var last *Sandbox
+	for _, p := range s.pods {
+		if p.State == Ready && !p.HostNetwork && p.Namespaces["user"] == "" && (last == nil || p.CreatedAt > last.CreatedAt) {
+			last = p
+		}
+	}
+	return last != nil && wantsPreparedPause(last, s.hasDirectPause(last))
+}
+
+// takeNamespaces makes pod p's namespaces the prepared ones in its dir
+// (pn's, renamed): it sets the hostname, and lets go of the IPC namespace
+// for a pod in the host's.
+func (s *Service) takeNamespaces(p *Sandbox, pn *preparedPod) error {
+	dir := p.Dir(s.cfg.StateDir)
+	p.Namespaces["net"] = filepath.Join(dir, "netns")
+	p.Namespaces["uts"] = filepath.Join(dir, "utsns")
+	if err := s.cfg.mounts.setHostname(p.Namespaces["uts"], p.Hostname); err != nil {
+		return err
+	}
+	ipc := filepath.Join(dir, "ipcns")
+	if p.HostIPC {
+		return s.cfg.mounts.unpinNamespaces(map[string]string{"ipc": ipc})
+	}
+	p.Namespaces["ipc"] = ipc
+	return nil
+}
+
+// takePause gives pod p the pause process prepared with pn when p has one
+// of berthd's own (direct) in the prepared namespaces, moved into its
+// cgroup, and says so; otherwise it ends it. p's dir is pn's.
+func (s *Service) takePause(p *Sandbox, pn *preparedPod, direct bool) (bool, error) {
+	dir := p.Dir(s.cfg.StateDir)
+	if direct && !p.HostIPC && s.pauser.Alive(pn.pause.PauseProc) {
+		cg, err := s.pauseCgroupsPath(p)
+		if err != nil {
+			return false, err
+		}
+		// Recorded first, so that a crash after the move removes the cgroup.
+		rec := pauseRecord{PauseProc: pn.pause.PauseProc, Cgroup: cg}
+		if err := writePauseRecord(dir, rec); err != nil {
+			return false, err
+		}
+		err = s.pauser.Move(rec.PauseProc, cg)
+		if err == nil {
+			p.Namespaces["pid"] = filepath.Join(dir, "pidns")
+			return true, nil
+		}
+		if s.pauser.Alive(rec.PauseProc) {
+			return false, fmt.Errorf("move the pause process into the pod cgroup: %w", err)
+		}
+		// It exited meanwhile: removed below with its record and cgroup.
+	}
+	// Not this pod's (its PID namespace is its containers', or its IPC
+	// namespace the host's), or it exited: the pod starts its own if any.
+	if err := s.stopPauseIn(dir, p.ID, ""); err != nil {
+		return false, err
+	}
+	return false, s.cfg.mounts.unpinNamespaces(map[string]string{"pid": filepath.Join(dir, "pidns")})
+}
+
+// discardPrepared tears a prepared pod down.
+func (s *Service) discardPrepared(pn *preparedPod) {
 	if err := s.removePrepared(pn.id); err != nil {
 		s.log.Error("removing a prepared pod network", "pod", pn.id, "err", err)
 	}
 }
 
 // removePrepared releases what a preparation of id made, any part of it:
-// the network, the namespace pin, then the dir. The dir stays when a
-// release fails, for the next berthd's start to try again.
+// the pause process, the network, the namespace pins, then the dir. The
+// dir stays when a release fails, for the next berthd's start to try
+// again.
 func (s *Service) removePrepared(id string) error {
 	dir := s.preparedPath(id)
 	netns := filepath.Join(dir, "netns")
-	var errs []error
+	errs := []error{s.stopPauseIn(dir, id, "")}
 	if n, ok := s.cfg.Network.(PreparableNetwork); ok {
 		errs = append(errs, n.Unprepare(id, netns))
 	}
-	errs = append(errs, s.cfg.mounts.unpinNamespaces(map[string]string{"net": netns}))
+	errs = append(errs, s.cfg.mounts.unpinNamespaces(map[string]string{
+		"net": netns, "uts": filepath.Join(dir, "utsns"), "ipc": filepath.Join(dir, "ipcns"), "pid": filepath.Join(dir, "pidns"),
+	}))
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
@@ -246,7 +367,7 @@ func (s *Service) removePrepared(id string) error {
 	return nil
 }
 
-// recoverPrepared tears down the prepared networks a crashed berthd left.
+// recoverPrepared tears down the prepared pods a crashed berthd left.
 func (s *Service) recoverPrepared() {
 	entries, err := os.ReadDir(filepath.Join(s.cfg.StateDir, preparedDir))
 	if err != nil {
@@ -257,12 +378,12 @@ func (s *Service) recoverPrepared() {
 	}
 	for _, e := range entries {
 		if err := s.removePrepared(e.Name()); err != nil {
-			s.log.Error("removing a prepared pod network left by an earlier berthd", "pod", e.Name(), "err", err)
+			s.log.Error("removing a prepared pod left by an earlier berthd", "pod", e.Name(), "err", err)
 		}
 	}
 }
 
-// Close tears down the prepared network, after the preparation in flight.
+// Close tears down the prepared pod, after the preparation in flight.
 // Pods are not touched: they outlive berthd.
 func (s *Service) Close() {
 	s.prep.mu.Lock()
@@ -279,7 +400,7 @@ func (s *Service) Close() {
 	s.discardNext()
 }
 
-// discardNext tears down the prepared network that is ready, if any.
+// discardNext tears down the prepared pod that is ready, if any.
 func (s *Service) discardNext() {
 	s.prep.mu.Lock()
 	pn := s.prep.next

@@ -170,7 +170,7 @@ func TestPreparedNetworkFailedCreate(t *testing.T) {
 		setup func(h *harness, cfg *runtimeapi.PodSandboxConfig)
 	}{
 		{"pause start fails", func(h *harness, _ *runtimeapi.PodSandboxConfig) { h.pauser.failOn("start", errors.New("boom")) }},
-		{"namespace pin fails", func(h *harness, _ *runtimeapi.PodSandboxConfig) { h.mounts.failOn("pin", errors.New("boom")) }},
+		{"hostname fails", func(h *harness, _ *runtimeapi.PodSandboxConfig) { h.mounts.failOn("hostname", errors.New("boom")) }},
 		// Refused before the pod dir exists.
 		{"cgroup parent refused", func(h *harness, cfg *runtimeapi.PodSandboxConfig) { cfg.Linux.CgroupParent = "foo-.slice" }},
 	} {
@@ -185,7 +185,7 @@ func TestPreparedNetworkFailedCreate(t *testing.T) {
 			if !slices.Contains(h.net.Calls("teardown"), "teardown "+prep) {
 				t.Errorf("taken network not torn down: %q", h.net.Calls("teardown"))
 			}
-			h.mounts.failOn("pin", nil)
+			h.mounts.failOn("hostname", nil)
 			h.pauser.failOn("start", nil)
 			h.s.Close()
 			h.assertNothingHeld()
@@ -261,4 +261,351 @@ func TestPreparedNetworkRefillWithoutStart(t *testing.T) {
 	if d := time.Since(start); d < refillAfter/2 {
 		t.Errorf("prepared %s after %v, before the fallback", next, d)
 	}
+}
+
+// pausedHarness is a preparedHarness whose next prepared pod has a pause
+// process: a pod sharing its PID namespace came before it.
+func pausedHarness(t *testing.T) (*harness, *preparedPod) {
+	t.Helper()
+	h := preparedHarness(t)
+	first := h.run("first", true)
+	h.s.PrepareAhead()
+	h.waitPrepared(first)
+	h.s.prep.mu.Lock()
+	pn := h.s.prep.next
+	h.s.prep.mu.Unlock()
+	if pn.pause == nil || !h.pauser.Alive(pn.pause.PauseProc) {
+		t.Fatalf("prepared after a shared-PID pod without a live pause process: %+v", pn.pause)
+	}
+	if err := h.s.Stop(context.Background(), first); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.s.Remove(context.Background(), first); err != nil {
+		t.Fatal(err)
+	}
+	return h, pn
+}
+
+// A pod sharing its PID namespace takes the pause process prepared with
+// the namespaces, moved into its cgroup, and its hostname is set; a pod
+// that does not ends it, and the next is prepared without one.
+func TestPreparedPauseTaken(t *testing.T) {
+	ctx := context.Background()
+	h, pn := pausedHarness(t)
+	starts := len(h.pauser.Calls("start"))
+	id := h.run("shared", true)
+	if id != pn.id {
+		t.Fatalf("pod %s, want the prepared %s", id, pn.id)
+	}
+	if n := len(h.pauser.Calls("start")); n != starts {
+		t.Errorf("pause processes started at the take: %d", n-starts)
+	}
+	p := h.get(id)
+	dir := p.Dir(h.s.cfg.StateDir)
+	if p.Namespaces["pid"] != filepath.Join(dir, "pidns") || !h.mounts.isMountPoint(p.Namespaces["pid"]) {
+		t.Errorf("pid namespace %q not the prepared one's", p.Namespaces["pid"])
+	}
+	cg, _ := h.s.pauseCgroupsPath(p)
+	if got := h.pauser.cgroup(id); got != cg {
+		t.Errorf("pause process in cgroup %q, want the pod's %q", got, cg)
+	}
+	if rec, ok, err := readPauseRecord(dir); !ok || err != nil || rec.PauseProc != pn.pause.PauseProc || rec.Cgroup != cg {
+		t.Errorf("pause record %+v, %v, %v", rec, ok, err)
+	}
+	if b, _ := os.ReadFile(p.Namespaces["uts"] + ".hostname"); string(b) != "shared" {
+		t.Errorf("hostname %q, want shared", b)
+	}
+	if err := h.s.Stop(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.s.Remove(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if h.pauses() != 0 {
+		t.Errorf("%d pause processes after the pod's removal", h.pauses())
+	}
+
+	h.s.PrepareAhead()
+	next := h.waitPrepared(id)
+	h.s.prep.mu.Lock()
+	paused := h.s.prep.next.pause != nil
+	h.s.prep.mu.Unlock()
+	if !paused {
+		t.Fatal("prepared after a shared-PID pod without a pause process")
+	}
+	own := h.run("own", false)
+	if own != next {
+		t.Fatalf("pod %s, want the prepared %s", own, next)
+	}
+	p = h.get(own)
+	if h.pauses() != 0 || p.Namespaces["pid"] != "" || h.mounts.isMountPoint(filepath.Join(p.Dir(h.s.cfg.StateDir), "pidns")) {
+		t.Errorf("a pod with a PID namespace per container kept the prepared pause: %d running, pid %q", h.pauses(), p.Namespaces["pid"])
+	}
+	if h.s.hasDirectPause(p) {
+		t.Error("pause record left in the pod dir")
+	}
+	h.s.PrepareAhead()
+	h.waitPrepared(own)
+	h.s.prep.mu.Lock()
+	paused = h.s.prep.next.pause != nil
+	h.s.prep.mu.Unlock()
+	if paused {
+		t.Error("prepared with a pause process after a pod without one")
+	}
+	for _, id := range []string{own} {
+		if err := h.s.Stop(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+		if err := h.s.Remove(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.s.Close()
+	h.assertNothingHeld()
+}
+
+// A prepared pause process is not taken by a pod in the host's IPC
+// namespace (it is in the prepared one), nor when it exited: the pod
+// starts its own; and a failed move into the pod cgroup fails the create
+// and leaves nothing.
+func TestPreparedPauseNotTaken(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		setup   func(h *harness, pn *preparedPod, cfg *runtimeapi.PodSandboxConfig)
+		wantErr bool
+	}{
+		{"host IPC", func(_ *harness, _ *preparedPod, cfg *runtimeapi.PodSandboxConfig) {
+			cfg.Linux.SecurityContext.NamespaceOptions.Ipc = runtimeapi.NamespaceMode_NODE
+		}, false},
+		{"exited", func(h *harness, pn *preparedPod, _ *runtimeapi.PodSandboxConfig) { h.pauser.exit(pn.id) }, false},
+		{"move fails", func(h *harness, _ *preparedPod, _ *runtimeapi.PodSandboxConfig) {
+			h.pauser.failOn("move", errors.New("boom"))
+		}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			h, pn := pausedHarness(t)
+			cfg := h.podConfig("shared", true)
+			tc.setup(h, pn, cfg)
+			starts := len(h.pauser.Calls("start"))
+			id, err := h.s.Run(ctx, cfg, "")
+			if tc.wantErr {
+				if err == nil {
+					t.Fatalf("run = %s, want an error", id)
+				}
+				if h.pauses() != 0 || len(h.podDirs()) != 0 {
+					t.Errorf("a failed create left %d pause processes, pod dirs %v", h.pauses(), h.podDirs())
+				}
+			} else {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if id != pn.id {
+					t.Fatalf("pod %s, want the prepared %s", id, pn.id)
+				}
+				if n := len(h.pauser.Calls("start")); n != starts+1 || h.pauser.Alive(pn.pause.PauseProc) || h.pauses() != 1 {
+					t.Errorf("starts %d, prepared pause alive %v, running %d: want the prepared one ended and one started",
+						n-starts, h.pauser.Alive(pn.pause.PauseProc), h.pauses())
+				}
+				if p := h.get(id); p.HostIPC && h.mounts.isMountPoint(filepath.Join(p.Dir(h.s.cfg.StateDir), "ipcns")) {
+					t.Error("a host-IPC pod kept the prepared IPC namespace")
+				}
+				if err := h.s.Stop(ctx, id); err != nil {
+					t.Fatal(err)
+				}
+				if err := h.s.Remove(ctx, id); err != nil {
+					t.Fatal(err)
+				}
+			}
+			h.pauser.failOn("move", nil)
+			h.s.Close()
+			h.assertNothingHeld()
+		})
+	}
+}
+
+// A berthd that dies leaves its prepared pause process; the next one ends
+// it, also when its record has no pid (a crash between its start and the
+// record: found by its environment).
+func TestPreparedPauseRecovered(t *testing.T) {
+	for _, withPid := range []bool{true, false} {
+		h, pn := pausedHarness(t)
+		if !withPid {
+			if err := writePauseRecord(h.s.preparedPath(pn.id), pauseRecord{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		h.crash()
+		h.waitPrepared(pn.id)
+		if h.pauser.Alive(pn.pause.PauseProc) {
+			t.Errorf("record with pid %v: the crashed berthd's prepared pause process runs on", withPid)
+		}
+		h.s.Close()
+		h.assertNothingHeld()
+	}
+}
+
+// crash opens a new service over the harness as berthd's start after a
+// crash; the old one's background work is stopped first, without its
+// teardown, as a killed berthd's would be.
+func (h *harness) crash() {
+	h.t.Helper()
+	old := h.s
+	old.prep.mu.Lock()
+	old.prep.closed = true
+	if old.prep.timerSet {
+		old.prep.timer.Stop()
+		old.prep.timerSet = false
+	}
+	old.prep.mu.Unlock()
+	old.prep.done.Wait()
+	h.s = h.open()
+}
+
+// A restarted berthd prepares the next pod as the last pod made: with a
+// pause process after a shared-PID pod.
+func TestPreparedPauseAfterRestart(t *testing.T) {
+	for _, shared := range []bool{true, false} {
+		h := preparedHarness(t)
+		id := h.run("last", shared)
+		h.crash()
+		next := h.waitPrepared(id)
+		h.s.prep.mu.Lock()
+		paused := h.s.prep.next.pause != nil
+		h.s.prep.mu.Unlock()
+		if paused != shared {
+			t.Errorf("after a pod sharing its PID namespace %v, prepared %s with a pause process %v", shared, next, paused)
+		}
+		ctx := context.Background()
+		if err := h.s.Stop(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+		if err := h.s.Remove(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+		h.s.Close()
+		h.assertNothingHeld()
+	}
+}
+
+// A pod that took the prepared pause process keeps it across a crash of
+// berthd: the pause process no pod owns are killed at start, and this one,
+// found under the prepared dir by its environment, is the pod's.
+func TestPreparedPauseAdoptedKeptAfterCrash(t *testing.T) {
+	ctx := context.Background()
+	h, pn := pausedHarness(t)
+	id := h.run("shared", true)
+	if id != pn.id {
+		t.Fatalf("pod %s, want the prepared %s", id, pn.id)
+	}
+	h.crash()
+	if p := h.get(id); p.State != Ready {
+		t.Errorf("pod %v after the crash, want ready", p.State)
+	}
+	if !h.pauser.Alive(pn.pause.PauseProc) {
+		t.Error("the pod's pause process, prepared ahead, was killed at start")
+	}
+	if err := h.s.Stop(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.s.Remove(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	h.s.Close()
+	h.assertNothingHeld()
+}
+
+// A prepared pause process that exits during the take's move is not the
+// pod's: the pod starts its own, and nothing of the old one is left.
+func TestPreparedPauseExitsDuringMove(t *testing.T) {
+	ctx := context.Background()
+	h, pn := pausedHarness(t)
+	h.pauser.exit(pn.id)
+	// Alive said yes before the move: a fake that lies once.
+	h.pauser.aliveOnce = true
+	id := h.run("shared", true)
+	if h.pauses() != 1 || h.pauser.cgroup(id) == "" {
+		t.Errorf("running pause processes %d (cgroup %q), want the pod's own", h.pauses(), h.pauser.cgroup(id))
+	}
+	if err := h.s.Stop(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.s.Remove(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	h.s.Close()
+	h.assertNothingHeld()
+}
+
+// A pause process that fails to start ahead leaves the prepared pod of
+// use: it is prepared without one, and the pod that takes it starts its
+// own.
+func TestPreparedPauseStartFails(t *testing.T) {
+	ctx := context.Background()
+	h := preparedHarness(t)
+	first := h.run("first", true)
+	h.pauser.failOn("start", errors.New("boom"))
+	h.s.PrepareAhead()
+	next := h.waitPrepared(first)
+	h.s.prep.mu.Lock()
+	pn := h.s.prep.next
+	h.s.prep.mu.Unlock()
+	if pn.pause != nil {
+		t.Fatalf("prepared with a pause process whose start failed: %+v", pn.pause)
+	}
+	h.pauser.failOn("start", nil)
+	id := h.run("second", true)
+	if id != next || h.pauser.cgroup(id) == "" {
+		t.Errorf("pod %s (want the prepared %s) without a pause process of its own", id, next)
+	}
+	for _, id := range []string{first, id} {
+		if err := h.s.Stop(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+		if err := h.s.Remove(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.s.Close()
+	h.assertNothingHeld()
+}
+
+// A prepared pod ready without a pause process gets one once a pod that
+// shares its PID namespace came (here one with a host port, which takes
+// no prepared pod), and keeps its id.
+func TestPreparedPauseAdded(t *testing.T) {
+	ctx := context.Background()
+	h := preparedHarness(t)
+	prep := h.waitPrepared("")
+	cfg := h.podConfig("ports", true)
+	cfg.PortMappings = []*runtimeapi.PortMapping{{ContainerPort: 80, HostPort: 8080}}
+	ports, err := h.s.Run(ctx, cfg, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.s.PrepareAhead()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		h.s.prep.mu.Lock()
+		pn := h.s.prep.next
+		h.s.prep.mu.Unlock()
+		if pn != nil && pn.pause != nil {
+			if pn.id != prep {
+				t.Errorf("prepared %s, want %s with a pause process added", pn.id, prep)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no pause process added to the prepared pod after 5 s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if err := h.s.Stop(ctx, ports); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.s.Remove(ctx, ports); err != nil {
+		t.Fatal(err)
+	}
+	h.s.Close()
+	h.assertNothingHeld()
 }

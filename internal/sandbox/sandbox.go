@@ -149,6 +149,7 @@ func New(cfg Config) (*Service, error) {
 	if err := s.recover(); err != nil {
 		return nil, err
 	}
+	s.prep.pause.Store(s.lastHadPause())
 	s.refillPrepared()
 	return s, nil
 }
@@ -307,9 +308,9 @@ func (s *Service) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, han
 	return id, nil
 }
 
-// create makes pod id; pn, when not nil, is its network, prepared ahead
-// under id.
-func (s *Service) create(ctx context.Context, id, key string, pod *spec.Pod, handler string, o runOptions, pn *preparedNet) (err error) {
+// create makes pod id; pn, when not nil, is its namespaces and network,
+// prepared ahead under id.
+func (s *Service) create(ctx context.Context, id, key string, pod *spec.Pod, handler string, o runOptions, pn *preparedPod) (err error) {
 	steps := metrics.StartSteps("RunPodSandbox")
 	cfg := pod.Config
 	p := &Sandbox{
@@ -386,14 +387,12 @@ func (s *Service) create(ctx context.Context, id, key string, pod *spec.Pod, han
 	}
 	steps.Done("files")
 	var kinds []nsKind
-	if !p.HostNetwork {
+	// A prepared pod has them all (never host-network).
+	if !p.HostNetwork && pn == nil {
 		// UTS follows the network: host-network pods keep the host's name.
-		if pn == nil {
-			kinds = append(kinds, nsNet)
-		}
-		kinds = append(kinds, nsUTS)
+		kinds = append(kinds, nsNet, nsUTS)
 	}
-	if !p.HostIPC {
+	if !p.HostIPC && pn == nil {
 		kinds = append(kinds, nsIPC)
 	}
 	var userns *userNS
@@ -404,12 +403,24 @@ func (s *Service) create(ctx context.Context, id, key string, pod *spec.Pod, han
 		return err
 	}
 	if pn != nil {
-		p.Namespaces["net"] = filepath.Join(dir, "netns")
+		if err := s.takeNamespaces(p, pn); err != nil {
+			return err
+		}
 	}
 	steps.Done("namespaces")
 	direct := s.directPause(p)
+	if !p.HostNetwork && pod.UserNS == nil {
+		// What the next pod is prepared with.
+		s.prep.pause.Store(wantsPreparedPause(p, direct))
+	}
+	adopted := false
+	if pn != nil && pn.pause != nil {
+		if adopted, err = s.takePause(p, pn, direct); err != nil {
+			return err
+		}
+	}
 	var pauseStarted func() error
-	if direct {
+	if direct && !adopted {
 		pauseStarted = s.startDirectPauseAsync(ctx, p)
 		// Finished before the deferred teardown of a failed create.
 		defer pauseStarted()
@@ -439,7 +450,9 @@ func (s *Service) create(ctx context.Context, id, key string, pod *spec.Pod, han
 		}
 		steps.Done("network")
 	}
-	if direct {
+	if adopted {
+		steps.Done("pause")
+	} else if direct {
 		if err := pauseStarted(); err != nil {
 			return err
 		}

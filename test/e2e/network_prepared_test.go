@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -124,4 +125,135 @@ func TestNetworkPrepared(t *testing.T) {
 	}
 	stopRemove(t, d, idA)
 	stopRemove(t, d, idC)
+}
+
+// TestPausePrepared: after a pod that shares its PID namespace, the next
+// pod is prepared with a pause process of its own in its namespaces
+// (internal/sandbox/prepared.go). A shared-PID pod takes it: it is PID 1
+// of the pod's containers, isolated as one started at the create, moved
+// into the pod's cgroup, in the pod's network, IPC and UTS namespaces
+// with the pod's hostname, and kept across a kill of berthd. A pod with a
+// PID namespace per container or in the host's IPC namespace ends it; one
+// left by a killed berthd is ended by the next.
+func TestPausePrepared(t *testing.T) {
+	d := framework.StartDaemon(t, framework.Options{Config: "[network]\nprepare_ahead = true\n"})
+	first := waitPreparedNet(t, d, "")
+	_, idA := sharedPIDPod(t, d, "prepared-pause-a")
+	if idA != first {
+		t.Fatalf("pod a is %s, want the prepared %s", idA, first)
+	}
+	prep := waitPreparedPause(t, d, idA)
+	podB, idB := sharedPIDPod(t, d, "prepared-pause-b")
+	if idB != prep {
+		t.Fatalf("pod b is %s, want the prepared %s", idB, prep)
+	}
+	pids := pausePIDs(t, idB)
+	if len(pids) != 1 {
+		t.Fatalf("pause processes of pod b: %v, want the prepared one", pids)
+	}
+	dir := filepath.Join(d.StateDir, "sandboxes", idB)
+	for _, ns := range []string{"net", "ipc", "uts", "pid"} {
+		pinned, err := os.Stat(filepath.Join(dir, ns+"ns"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		its, err := os.Stat(fmt.Sprintf("/proc/%d/ns/%s", pids[0], ns))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !os.SameFile(pinned, its) {
+			t.Errorf("the pause process is not in pod b's %s namespace", ns)
+		}
+	}
+	// As the pause process started at pod a's create has it (kubelet's
+	// -998, or berthd's own where it may not go lower).
+	adj := func(pid int) string {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/oom_score_adj", pid))
+		return strings.TrimSpace(string(b))
+	}
+	if pa := pausePIDs(t, idA); len(pa) != 1 || adj(pa[0]) != adj(pids[0]) || adj(pids[0]) == "" {
+		t.Errorf("pause process oom_score_adj %q, want pod a's (pause %v)", adj(pids[0]), pa)
+	}
+	cfg := inSharedPID(framework.Sh("name", "hostname; echo done"))
+	st, out := runToExit(t, d, idB, podB, cfg)
+	if st.ExitCode != 0 || !strings.Contains(out, podB.Hostname) {
+		t.Errorf("pod b's hostname: exit %d, %q, want %s", st.ExitCode, out, podB.Hostname)
+	}
+	// Killed while pod b holds it, the next berthd keeps it as the pod's
+	// (it names the prepared dir in its environment).
+	d.Kill9(t)
+	d.Restart(t)
+	if after := pausePIDs(t, idB); len(after) != 1 || after[0] != pids[0] {
+		t.Fatalf("pod b's pause process after a kill of berthd: %v, want %d", after, pids[0])
+	}
+	checkDirectPause(t, d, podB, idB)
+
+	// A pod with a PID namespace per container ends the prepared one.
+	prep = waitPreparedPause(t, d, idB)
+	podC := d.PodConfig(t, "prepared-pause-c")
+	idC := d.RunPod(t, podC)
+	if idC != prep {
+		t.Fatalf("pod c is %s, want the prepared %s", idC, prep)
+	}
+	if left := pausePIDs(t, idC); len(left) != 0 {
+		t.Errorf("pod c kept the prepared pause process: %v", left)
+	}
+	if _, err := os.Stat(filepath.Join(d.StateDir, "sandboxes", idC, "pidns")); !os.IsNotExist(err) {
+		t.Errorf("pod c kept the prepared PID namespace pin: %v", err)
+	}
+	stopRemove(t, d, idC)
+
+	// So does a shared-PID pod in the host's IPC namespace (the prepared
+	// one is in the prepared IPC namespace), which starts its own. Pod d
+	// before it has the next pod prepared with a pause process again.
+	_, idD := sharedPIDPod(t, d, "prepared-pause-d")
+	prep = waitPreparedPause(t, d, idD)
+	prepPause := pausePIDs(t, prep)
+	podH := d.PodConfig(t, "prepared-pause-hostipc")
+	podH.Linux.SecurityContext.NamespaceOptions.Pid = runtimeapi.NamespaceMode_POD
+	podH.Linux.SecurityContext.NamespaceOptions.Ipc = runtimeapi.NamespaceMode_NODE
+	idH := d.RunPod(t, podH)
+	if idH != prep {
+		t.Fatalf("host-IPC pod is %s, want the prepared %s", idH, prep)
+	}
+	hp := pausePIDs(t, idH)
+	hostIPC, _ := os.Readlink("/proc/self/ns/ipc")
+	if len(hp) != 1 || slices.Equal(hp, prepPause) {
+		t.Errorf("host-IPC pod's pause processes %v (the prepared one was %v), want one of its own", hp, prepPause)
+	} else if its, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/ipc", hp[0])); its != hostIPC {
+		t.Errorf("host-IPC pod's pause process in IPC namespace %s, want the host's %s", its, hostIPC)
+	}
+	stopRemove(t, d, idH)
+
+	// Killed with a pause process prepared, the next berthd ends it, and
+	// prepares one again (pod e, the last, shares its PID namespace), which
+	// its stop at the test's end ends (the framework's leak checks).
+	_, idE := sharedPIDPod(t, d, "prepared-pause-e")
+	prep = waitPreparedPause(t, d, idE)
+	d.Kill9(t)
+	d.Restart(t)
+	waitPreparedPause(t, d, prep)
+	if left := pausePIDs(t, prep); len(left) != 0 {
+		t.Errorf("the killed berthd's prepared pause process runs on: %v", left)
+	}
+	for _, id := range []string{idA, idD, idE} {
+		stopRemove(t, d, id)
+	}
+}
+
+// waitPreparedPause waits until berthd holds a prepared pod other than not
+// with a pause process, and returns its id.
+func waitPreparedPause(t *testing.T, d *framework.Daemon, not string) string {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		id := waitPreparedNet(t, d, not)
+		if _, err := os.Stat(filepath.Join(d.StateDir, "prepared", id, "pidns")); err == nil && len(pausePIDs(t, id)) == 1 {
+			return id
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("prepared pod %s has no pause process after 10 s", id)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }

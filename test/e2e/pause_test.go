@@ -58,6 +58,13 @@ func pausePIDs(t *testing.T, podID string) []int {
 func TestDirectPauseIsolation(t *testing.T) {
 	d := framework.Shared(t)
 	pod, podID := sharedPIDPod(t, d, "pauseiso")
+	checkDirectPause(t, d, pod, podID)
+}
+
+// checkDirectPause checks what the pod's containers and the host see of the
+// shared-PID pod's pause process, then stops and removes the pod.
+func checkDirectPause(t *testing.T, d *framework.Daemon, pod *runtimeapi.PodSandboxConfig, podID string) {
+	t.Helper()
 	d.RunContainer(t, podID, pod, inSharedPID(framework.Sh("sleeper", "exec sleep 4242")))
 
 	// Root in the pod with CAP_SYS_PTRACE, which /proc/1/{root,cwd,fd}
