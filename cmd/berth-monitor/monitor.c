@@ -37,7 +37,9 @@
  *   BUNDLE/attach        SOCK_SEQPACKET: packets in are stdin; packets out
  *                        start with one byte, 2 stdout or 3 stderr
  *   BUNDLE/ctl           fifo: "1 <height> <width>\n" resizes the terminal,
- *                        "2 0 0\n" reopens the log file (kubelet's rotation)
+ *                        "2 0 0\n" reopens the log file (kubelet's rotation),
+ *                        "3 0 0\n" (berth's own) holds BUNDLE/exec.fifo open
+ *                        for reading (hold_exec_fifo)
  *   PERSIST/oom          written when the container's memory cgroup OOM-killed
  *   PERSIST/exit, EXITDIR/ID   the exit code (128+N for signal N), each
  *                        written to a temp file and renamed
@@ -94,6 +96,8 @@
 /* ctl fifo message types, as conmon's. */
 #define CTL_RESIZE 1
 #define CTL_REOPEN 2
+/* berth-monitor's own: hold the exec fifo (see hold_exec_fifo). */
+#define CTL_HOLD_FIFO 3
 
 static struct {
 	const char *cid, *runtime, *bundle, *pidfile, *monitor_pidfile;
@@ -755,6 +759,33 @@ static void oom_setup(int pid)
 
 /* ---- main loop ------------------------------------------------------ */
 
+/*
+ * hold_exec_fifo opens BUNDLE/exec.fifo (berthd's symlink to the OCI
+ * runtime's exec fifo) for reading and keeps it open until the monitor
+ * exits. runc's init, blocked opening the fifo for writing, then writes
+ * its byte and runs the container's process; without a reader that
+ * outlives berthd, a berthd killed between its own open of the fifo and
+ * init's write leaves init a write without a reader (EPIPE), and the
+ * container dead before it started. berthd reads the byte and removes the
+ * fifo itself (internal/runtime/runc_start.go). A repeated ask opens it
+ * again (berthd's retry waits for the open), then lets the old fd go.
+ */
+static void hold_exec_fifo(void)
+{
+	static int held = -1;
+	int fd = openat(bundle_fd, "exec.fifo", O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	struct stat st;
+	if (fstat(fd, &st) < 0 || !S_ISFIFO(st.st_mode)) {
+		close(fd);
+		return;
+	}
+	if (held >= 0)
+		close(held);
+	held = fd;
+}
+
 static void handle_ctl(int ctl)
 {
 	static char line[128];
@@ -781,6 +812,8 @@ static void handle_ctl(int ctl)
 				ioctl(master, TIOCSWINSZ, &ws);
 			} else if (type == CTL_REOPEN) {
 				open_log();
+			} else if (type == CTL_HOLD_FIFO) {
+				hold_exec_fifo();
 			}
 		}
 		size_t used = (size_t)(nl - line) + 1;

@@ -24,6 +24,9 @@ type conmonHandler struct {
 	// fifoStart: the binary is runc, whose start this handler can do
 	// itself (see fifoStart).
 	fifoStart bool
+	// holdsFifo: the monitor is berth-monitor, which holds the exec fifo
+	// open when asked (conmon.HoldExecFifo).
+	holdsFifo bool
 }
 
 func (h *conmonHandler) Name() string               { return h.rt.name }
@@ -56,7 +59,11 @@ func (h *conmonHandler) CreateUnmonitored(ctx context.Context, id, bundle string
 
 func (h *conmonHandler) Start(ctx context.Context, id, dir string) error {
 	if h.fifoStart && h.rt.root != "" && dir != "" {
-		if err := fifoStart(ctx, h.rt.root, id, dir); !errors.Is(err, errNoFifoStart) {
+		var hold func(string) error
+		if h.holdsFifo {
+			hold = func(fifo string) error { return conmon.HoldExecFifo(ctx, dir, fifo) }
+		}
+		if err := fifoStart(ctx, h.rt.root, id, dir, hold); !errors.Is(err, errNoFifoStart) {
 			return err
 		}
 	}

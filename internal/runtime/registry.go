@@ -139,7 +139,7 @@ func (r *Registry) newHandler(ctx context.Context, name string, c config.Runtime
 		"user_namespaces", features.UserNamespaces, "mount_options", len(features.MountOptions))
 	h := conmonHandler{
 		rt: rt, conmonPath: conmonPath, spares: spares, exitDir: o.ExitDir, monitorRT: rt, features: features,
-		fifoStart: filepath.Base(path) == "runc",
+		fifoStart: filepath.Base(path) == "runc", holdsFifo: filepath.Base(conmonPath) == "berth-monitor",
 		spec: SpecSettings{
 			PrivilegedWithoutHostDevices: c.PrivilegedWithoutHostDevices,
 			PodAnnotations:               c.PodAnnotations,

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/berth-project/berth/internal/host"
+	"github.com/berth-project/berth/internal/runtime/conmon"
 )
 
 // A container runc created waits in runc's init, blocked opening
@@ -34,8 +35,10 @@ const fifoMaxState = 1 << 20
 
 // fifoStart starts runc container id (state under root, bundle in bundle)
 // through its exec fifo. It returns errNoFifoStart, having changed nothing,
-// when that does not apply.
-func fifoStart(ctx context.Context, root, id, bundle string) error {
+// when that does not apply. hold, when set, has the container's monitor
+// hold the fifo open for reading before berthd opens it (see
+// conmon.HoldExecFifo); when it fails, berthd's own open is the first.
+func fifoStart(ctx context.Context, root, id, bundle string, hold func(fifo string) error) error {
 	dir := filepath.Join(root, id)
 	fifo := filepath.Join(dir, "exec.fifo")
 	if fi, err := os.Lstat(fifo); err != nil || fi.Mode().Type() != fs.ModeNamedPipe {
@@ -60,6 +63,15 @@ func fifoStart(ctx context.Context, root, id, bundle string) error {
 	// Asked only after a poll slice without the byte: a healthy start
 	// gets it at once, and pays no /proc reads.
 	started := func() bool { return execd(state.Pid, state.Start) }
+	if hold != nil {
+		if err := hold(fifo); err != nil {
+			// An older monitor: the start goes on, with the window that
+			// the hold closes (a berthd killed before init's write).
+			if !errors.Is(err, conmon.ErrNoHold) {
+				return fmt.Errorf("start %s: %w", id, err)
+			}
+		}
+	}
 	// Non-blocking: the open succeeds at once and lets init's open for
 	// writing complete; the wait below is on poll.
 	f, err := os.OpenFile(fifo, os.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)

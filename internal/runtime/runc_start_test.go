@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/berth-project/berth/internal/runtime/conmon"
 )
 
 // fifoLayout makes runc's state layout for container "c" under a temp
@@ -82,7 +84,7 @@ func TestFifoStart(t *testing.T) {
 			f.Close()
 			done <- err
 		}()
-		if err := fifoStart(ctx, root, "c", bundle); err != nil {
+		if err := fifoStart(ctx, root, "c", bundle, nil); err != nil {
 			t.Fatal(err)
 		}
 		if err := <-done; err != nil {
@@ -92,9 +94,48 @@ func TestFifoStart(t *testing.T) {
 			t.Errorf("exec fifo left behind: %v", err)
 		}
 	})
+	t.Run("the monitor's hold comes before berthd's open", func(t *testing.T) {
+		root, bundle, fifo := fifoLayout(t, fakeInit(t), `{}`)
+		var held *os.File
+		hold := func(f string) error {
+			var err error
+			held, err = os.OpenFile(f, os.O_RDONLY|unix.O_NONBLOCK, 0)
+			return err
+		}
+		go func() {
+			if f, err := os.OpenFile(fifo, os.O_WRONLY, 0); err == nil {
+				f.Write([]byte{0})
+				f.Close()
+			}
+		}()
+		if err := fifoStart(ctx, root, "c", bundle, hold); err != nil {
+			t.Fatal(err)
+		}
+		if held == nil {
+			t.Error("hold not asked")
+		} else {
+			held.Close()
+		}
+	})
+	t.Run("a monitor that does not hold: the start goes on", func(t *testing.T) {
+		root, bundle, fifo := fifoLayout(t, fakeInit(t), `{}`)
+		go func() {
+			if f, err := os.OpenFile(fifo, os.O_WRONLY, 0); err == nil {
+				f.Write([]byte{0})
+				f.Close()
+			}
+		}()
+		if err := fifoStart(ctx, root, "c", bundle, func(string) error { return conmon.ErrNoHold }); err != nil {
+			t.Fatal(err)
+		}
+		root, bundle, _ = fifoLayout(t, fakeInit(t), `{}`)
+		if err := fifoStart(ctx, root, "c", bundle, func(string) error { return errors.New("boom") }); err == nil {
+			t.Error("a failed hold's error was dropped")
+		}
+	})
 	t.Run("poststart hooks are left to runc", func(t *testing.T) {
 		root, bundle, fifo := fifoLayout(t, os.Getpid(), `{"hooks":{"poststart":[{"path":"/bin/true"}]}}`)
-		if err := fifoStart(ctx, root, "c", bundle); !errors.Is(err, errNoFifoStart) {
+		if err := fifoStart(ctx, root, "c", bundle, nil); !errors.Is(err, errNoFifoStart) {
 			t.Fatalf("got %v, want errNoFifoStart", err)
 		}
 		if _, err := os.Lstat(fifo); err != nil {
@@ -104,20 +145,20 @@ func TestFifoStart(t *testing.T) {
 	t.Run("no fifo: not runc's layout or already started", func(t *testing.T) {
 		root, bundle, fifo := fifoLayout(t, os.Getpid(), `{}`)
 		os.Remove(fifo)
-		if err := fifoStart(ctx, root, "c", bundle); !errors.Is(err, errNoFifoStart) {
+		if err := fifoStart(ctx, root, "c", bundle, nil); !errors.Is(err, errNoFifoStart) {
 			t.Fatalf("got %v, want errNoFifoStart", err)
 		}
 	})
 	t.Run("no state", func(t *testing.T) {
 		root, bundle, _ := fifoLayout(t, os.Getpid(), `{}`)
 		os.Remove(filepath.Join(root, "c", "state.json"))
-		if err := fifoStart(ctx, root, "c", bundle); !errors.Is(err, errNoFifoStart) {
+		if err := fifoStart(ctx, root, "c", bundle, nil); !errors.Is(err, errNoFifoStart) {
 			t.Fatalf("got %v, want errNoFifoStart", err)
 		}
 	})
 	t.Run("init died before writing", func(t *testing.T) {
 		root, bundle, _ := fifoLayout(t, deadPid(t), `{}`)
-		err := fifoStart(ctx, root, "c", bundle)
+		err := fifoStart(ctx, root, "c", bundle, nil)
 		if err == nil || !strings.Contains(err.Error(), "exited before it could start") {
 			t.Fatalf("got %v", err)
 		}
@@ -134,7 +175,7 @@ func TestFifoStart(t *testing.T) {
 		root, bundle, fifo := fifoLayout(t, sleep.Process.Pid, `{}`)
 		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
-		if err := fifoStart(ctx, root, "c", bundle); err != nil {
+		if err := fifoStart(ctx, root, "c", bundle, nil); err != nil {
 			t.Fatalf("got %v, want the start taken as done", err)
 		}
 		if _, err := os.Lstat(fifo); !errors.Is(err, os.ErrNotExist) {
@@ -145,7 +186,7 @@ func TestFifoStart(t *testing.T) {
 		root, bundle, _ := fifoLayout(t, fakeInit(t), `{}`)
 		ctx, cancel := context.WithTimeout(ctx, 150*time.Millisecond)
 		defer cancel()
-		if err := fifoStart(ctx, root, "c", bundle); !errors.Is(err, context.DeadlineExceeded) {
+		if err := fifoStart(ctx, root, "c", bundle, nil); !errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("got %v, want the deadline", err)
 		}
 	})

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -98,6 +99,48 @@ func TestCrashWindows(t *testing.T) {
 	}
 	if st := d.ContainerStatus(t, halfStarted); st.State != runtimeapi.ContainerState_CONTAINER_RUNNING {
 		t.Errorf("half-started container: %v, want RUNNING", st.State)
+	}
+
+	// Killed in the middle of a start, after berth-monitor was asked to
+	// hold the exec fifo and before berthd read it: the monitor is the
+	// fifo's reader, so init's byte is written (not EPIPE, which would end
+	// the container before it started) and the container's process runs
+	// with berthd down; the retried start takes it as started.
+	held := d.CreateContainer(t, podID, pod, framework.ContainerConfig("held", "sleep", "3600"))
+	d.Kill9(t)
+	bundle := filepath.Join(d.StateDir, "containers", held)
+	fifo = filepath.Join(d.RuncRoot(), held, "exec.fifo")
+	if err := os.Symlink(fifo, filepath.Join(bundle, "exec.fifo")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(bundle, "ctl"), []byte("3 0 0\n"), 0); err != nil {
+		t.Fatal(err)
+	}
+	var st struct {
+		Pid int `json:"init_process_pid"`
+	}
+	if b, err := os.ReadFile(filepath.Join(d.RuncRoot(), held, "state.json")); err != nil || json.Unmarshal(b, &st) != nil {
+		t.Fatalf("runc state of %s: %v", held, err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", st.Pid))
+		if strings.TrimSpace(string(comm)) == "sleep" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the container's process did not start with the monitor holding its exec fifo: comm %q", comm)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	d.Restart(t)
+	sctx, cancel = context.WithTimeout(ctx, 10*time.Second)
+	_, err = d.Runtime.StartContainer(sctx, &runtimeapi.StartContainerRequest{ContainerId: held})
+	cancel()
+	if err != nil {
+		t.Errorf("StartContainer of a container whose monitor held the exec fifo: %v", err)
+	}
+	if st := d.ContainerStatus(t, held); st.State != runtimeapi.ContainerState_CONTAINER_RUNNING {
+		t.Errorf("held container: %v, want RUNNING", st.State)
 	}
 
 	// Killed in the middle of StopPodSandbox, after the first namespace
