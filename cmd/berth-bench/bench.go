@@ -17,15 +17,19 @@ import (
 
 // Counts are the sizes of the fixed workloads.
 type Counts struct {
-	Pods           int           `json:"pods"`            // sequential pods per shape
-	ConcurrentPods int           `json:"concurrent_pods"` // pods started by Clients at once
-	Clients        int           `json:"clients"`
-	Execs          int           `json:"execs"`
-	Lists          int           `json:"lists"` // calls of each list RPC with ConcurrentPods running
-	Pulls          int           `json:"pulls"`
-	FloorRuns      int           `json:"floor_runs"`
-	CLIRuns        int           `json:"cli_runs"`
-	Settle         time.Duration `json:"settle_ns"` // wait before reading memory with the pods running
+	Pods           int `json:"pods"`            // sequential pods per shape
+	ConcurrentPods int `json:"concurrent_pods"` // pods started by Clients at once
+	Clients        int `json:"clients"`
+	Execs          int `json:"execs"`
+	Lists          int `json:"lists"` // calls of each list RPC with ConcurrentPods running
+	Pulls          int `json:"pulls"`
+	FloorRuns      int `json:"floor_runs"`
+	// PairedFloor: each sequential pod is followed by one floor run,
+	// recorded beside it (pairedFloorStep), so that the two sample the
+	// machine at the same moments.
+	PairedFloor bool          `json:"paired_floor"`
+	CLIRuns     int           `json:"cli_runs"`
+	Settle      time.Duration `json:"settle_ns"` // wait before reading memory with the pods running
 }
 
 // Throughput of the concurrent workload.
@@ -64,7 +68,12 @@ type runner struct {
 	rec    *recorder
 	res    *TargetResult
 	failed bool // setup failed: skip the workloads
+	// floor, when set, is run once after each sequential pod (PairedFloor).
+	floor *floor
 }
+
+// pairedFloorStep names the floor runs made between sequential pods.
+const pairedFloorStep = "paired floor: runc run --detach"
 
 func (r *runner) fail(workload string, err error) {
 	msg := fmt.Sprintf("%s: %v", workload, err)
@@ -275,6 +284,11 @@ func (r *runner) sequential(ctx context.Context, shape Shape, n int) error {
 		}
 		if err := r.stopPod(ctx, r.c, r.rec, prefix, p); err != nil {
 			return err
+		}
+		if r.floor != nil {
+			if err := r.floor.run(r.rec, prefix+pairedFloorStep); err != nil {
+				return fmt.Errorf("paired floor: %w", err)
+			}
 		}
 	}
 	return nil

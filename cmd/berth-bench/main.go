@@ -67,7 +67,9 @@ func newRunCommand() *cobra.Command {
   - ExecSync of echo in a running container,
   - a bare "runc run" of the same busybox sleep (the floor, for all targets at
     once: half its runs before the sequential pods, half after them and the
-    execs and CLI runs; each half's figures are printed too),
+    execs and CLI runs; each half's figures are printed too; and, with
+    --paired-floor, one run after each sequential pod of each target, so that
+    pod starts and floor runs sample the machine at the same moments),
   - M clients starting N pods at once (pods/s), the daemon's and helpers' memory
     and ListPodSandbox/ListContainers/ListContainerStats/ListPodSandboxStats with them running,
     then the same clients stopping and removing them,
@@ -92,6 +94,7 @@ processes' memory and makes pod cgroups and log directories, as kubelet does).`,
 	f.IntVar(&o.counts.Lists, "lists", 20, "calls of each list RPC with --concurrent-pods running")
 	f.IntVar(&o.counts.Pulls, "pulls", 5, "cold pulls of --pull-image (0: skip)")
 	f.IntVar(&o.counts.FloorRuns, "floor-runs", 30, "bare runc runs for the floor (0: skip)")
+	f.BoolVar(&o.counts.PairedFloor, "paired-floor", true, "also run the floor once after each sequential pod, and print each target's pod start against those runs")
 	f.IntVar(&o.counts.CLIRuns, "cli-runs", 10, "`berth run --rm IMAGE true` runs, for targets with cli= (0: skip)")
 	f.DurationVar(&o.counts.Settle, "settle", 5*time.Second, "wait with the pods running before reading memory")
 	return cmd
@@ -161,9 +164,18 @@ func run(ctx context.Context, o *runOptions) error {
 	if unix.Uname(&uts) == nil {
 		rep.Kernel = unix.ByteSliceToString(uts.Release[:])
 	}
+	var paired *floor
+	if o.counts.PairedFloor && o.counts.FloorRuns > 0 && o.counts.Pods > 0 {
+		f, err := newFloor(o.runc, o.workDir)
+		if err != nil {
+			return fmt.Errorf("paired floor: %w", err)
+		}
+		defer f.close()
+		paired = f
+	}
 	var runners []*runner
 	for _, s := range specs {
-		r := &runner{spec: s, opts: o, rec: newRecorder(), res: &TargetResult{Name: s.Name, Endpoint: s.Endpoint}}
+		r := &runner{spec: s, opts: o, rec: newRecorder(), res: &TargetResult{Name: s.Name, Endpoint: s.Endpoint}, floor: paired}
 		rep.Targets = append(rep.Targets, r.res)
 		runners = append(runners, r)
 		defer r.cleanup()

@@ -197,7 +197,11 @@ func (r *Report) WriteTable(out io.Writer) {
 			var parts []string
 			for _, shape := range []Shape{Kubelet, SharedPID} {
 				if s, ok := t.step(string(shape) + ": pod start (3 calls)"); ok {
-					parts = append(parts, fmt.Sprintf("%s pod start p50 = %s the floor", shape, ratio(Ratio(s.P50, floor.P50))))
+					part := fmt.Sprintf("%s pod start p50 = %s the floor", shape, ratio(Ratio(s.P50, floor.P50)))
+					if pf, ok := t.step(string(shape) + ": " + pairedFloorStep); ok {
+						part += fmt.Sprintf(" (%s its paired floor, p50 %.1f ms)", ratio(Ratio(s.P50, pf.P50)), pf.P50)
+					}
+					parts = append(parts, part)
 				}
 			}
 			fmt.Fprintf(out, "%s: %s\n", t.Name, strings.Join(parts, ", "))

@@ -54,7 +54,7 @@ func TestBenchCommand(t *testing.T) {
 	if err != nil {
 		t.Fatalf("berth-bench run: %v", err)
 	}
-	for _, want := range []string{"kubelet: pod start (3 calls)", "helpers' PSS per container", "floor: runc run"} {
+	for _, want := range []string{"kubelet: pod start (3 calls)", "helpers' PSS per container", "floor: runc run", "its paired floor"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("the table has no %q", want)
 		}
@@ -105,6 +105,7 @@ func TestBenchCommand(t *testing.T) {
 		"kubelet: stop+remove (4 calls)":             2,
 		"shared-pid: RunPodSandbox":                  2,
 		"shared-pid: pod start (3 calls)":            2,
+		"kubelet: paired floor: runc run --detach":   2,
 		"ExecSync (echo)":                            2,
 		"3 pods by 2 clients: pod start (3 calls)":   3,
 		"3 pods by 2 clients: stop+remove (4 calls)": 3,
