@@ -773,7 +773,7 @@ static void oom_setup(int pid)
 static void hold_exec_fifo(void)
 {
 	static int held = -1;
-	int fd = openat(bundle_fd, "exec.fifo", O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	int fd = openat(bundle_fd, "exec.fifo", O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
 	if (fd < 0)
 		return;
 	struct stat st;

@@ -47,6 +47,20 @@ type fakeHandler struct {
 	exitc     chan string // exits for WatchExits
 	// afterCreate, when set, runs after each successful Create.
 	afterCreate func()
+	// cutStarts are containers whose start a kill cut short after their
+	// process began: the runtime says created until FinishCutStart.
+	cutStarts map[string]bool
+}
+
+func (h *fakeHandler) FinishCutStart(id string) (bool, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.cutStarts[id] {
+		return false, nil
+	}
+	delete(h.cutStarts, id)
+	h.status[id] = runtime.StatusRunning
+	return true, nil
 }
 
 func newFakeHandler() *fakeHandler {

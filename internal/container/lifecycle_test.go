@@ -416,6 +416,11 @@ func TestReconcile(t *testing.T) {
 		{"still running", true, func(h *harness, id string) {}, Running, 0, ""},
 		{"started, record missed it", false, func(h *harness, id string) { h.rt.set(id, runtime.StatusRunning, true) }, Running, 0, ""},
 		{"still created", false, func(h *harness, id string) {}, Created, 0, ""},
+		{"start cut after the process began", false, func(h *harness, id string) {
+			h.rt.mu.Lock()
+			h.rt.cutStarts = map[string]bool{id: true}
+			h.rt.mu.Unlock()
+		}, Running, 0, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t)

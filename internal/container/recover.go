@@ -138,6 +138,11 @@ func (s *Service) reconcile(ctx context.Context) error {
 			// update: the container runs, so say so, or a retried start
 			// fails and kubelet sees CREATED forever.
 			s.markStarted(c)
+		case c.State == Created && st.Status == runtime.StatusCreated && s.finishCutStart(rt, c):
+			// berthd died in a start after the container's process began
+			// and before runc heard of it (the exec fifo): kubelet, which
+			// makes a new container for a CREATED one, would run two.
+			s.markStarted(c)
 		default:
 			if !s.cfg.rootfs.IsMounted(s.rootfs(c.ID)) {
 				s.log.Warn("running container's rootfs is not mounted", "container", c.ID)
@@ -167,6 +172,26 @@ func (s *Service) listRuntimes(ctx context.Context) map[string]map[string]runtim
 		}
 	}
 	return lists
+}
+
+// cutStartFinisher is a runtime handler that can finish a start a kill
+// of berthd cut short (runtime's conmonHandler, for runc).
+type cutStartFinisher interface {
+	FinishCutStart(id string) (bool, error)
+}
+
+// finishCutStart says container c's start was cut short after its process
+// began, and finishes it in the runtime.
+func (s *Service) finishCutStart(rt runtime.Handler, c *Container) bool {
+	f, ok := rt.(cutStartFinisher)
+	if !ok {
+		return false
+	}
+	done, err := f.FinishCutStart(c.ID)
+	if err != nil {
+		s.log.Warn("finishing a start cut short by a crash", "container", c.ID, "err", err)
+	}
+	return done
 }
 
 // markStarted records a start the runtime did but the record missed. The

@@ -3,6 +3,7 @@ package runtime
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"syscall"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -61,13 +62,31 @@ func (h *conmonHandler) Start(ctx context.Context, id, dir string) error {
 	if h.fifoStart && h.rt.root != "" && dir != "" {
 		var hold func(string) error
 		if h.holdsFifo {
-			hold = func(fifo string) error { return conmon.HoldExecFifo(ctx, dir, fifo) }
+			hold = func(fifo string) error {
+				err := conmon.HoldExecFifo(ctx, dir, fifo)
+				if errors.Is(err, conmon.ErrNoHold) {
+					// A monitor older than the hold, or no inotify: the
+					// start goes on with the window the hold closes.
+					slog.Warn("starting without the monitor holding the exec fifo", "container", id, "err", err)
+				}
+				return err
+			}
 		}
 		if err := fifoStart(ctx, h.rt.root, id, dir, hold); !errors.Is(err, errNoFifoStart) {
 			return err
 		}
 	}
 	return h.rt.Start(ctx, id)
+}
+
+// FinishCutStart finishes a start that a kill of berthd cut short after
+// the container's process began (see finishCutStart); berthd's start-up
+// asks it of containers the runtime still calls created.
+func (h *conmonHandler) FinishCutStart(id string) (bool, error) {
+	if !h.fifoStart || h.rt.root == "" {
+		return false, nil
+	}
+	return finishCutStart(h.rt.root, id)
 }
 
 func (h *conmonHandler) Kill(ctx context.Context, id string, sig syscall.Signal, all bool) error {

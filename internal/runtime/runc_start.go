@@ -95,6 +95,33 @@ func fifoStart(ctx context.Context, root, id, bundle string, hold func(fifo stri
 	return removeFifo(id, fifo)
 }
 
+// finishCutStart finishes the start of runc container id (state under
+// root) that a kill of berthd cut short after init had exec'd the
+// container's process (its monitor held the exec fifo, or berthd read the
+// byte) and before the fifo was removed: runc still says created while
+// the process runs. It removes the fifo and says so; for a container
+// whose init still waits, or is gone, it does nothing. It never opens the
+// fifo: that would start a container nobody asked to start.
+func finishCutStart(root, id string) (bool, error) {
+	dir := filepath.Join(root, id)
+	fifo := filepath.Join(dir, "exec.fifo")
+	if fi, err := os.Lstat(fifo); err != nil || fi.Mode().Type() != fs.ModeNamedPipe {
+		return false, nil
+	}
+	st, err := readBounded(filepath.Join(dir, "state.json"), fifoMaxState)
+	if err != nil {
+		return false, nil
+	}
+	var state struct {
+		Pid   int    `json:"init_process_pid"`
+		Start uint64 `json:"init_process_start"`
+	}
+	if json.Unmarshal(st, &state) != nil || state.Pid <= 0 || !execd(state.Pid, state.Start) {
+		return false, nil
+	}
+	return true, removeFifo(id, fifo)
+}
+
 // removeFifo removes the exec fifo of a started container: from then on
 // runc reports it running.
 func removeFifo(id, fifo string) error {

@@ -98,6 +98,13 @@ func TestFifoStart(t *testing.T) {
 		root, bundle, fifo := fifoLayout(t, fakeInit(t), `{}`)
 		var held *os.File
 		hold := func(f string) error {
+			// No reader yet: berthd has not opened the fifo before the hold.
+			if w, err := os.OpenFile(f, os.O_WRONLY|unix.O_NONBLOCK, 0); !errors.Is(err, unix.ENXIO) {
+				if w != nil {
+					w.Close()
+				}
+				t.Errorf("a reader before the hold: open for writing = %v, want ENXIO", err)
+			}
 			var err error
 			held, err = os.OpenFile(f, os.O_RDONLY|unix.O_NONBLOCK, 0)
 			return err
@@ -190,4 +197,32 @@ func TestFifoStart(t *testing.T) {
 			t.Fatalf("got %v, want the deadline", err)
 		}
 	})
+}
+
+// A start cut short after init exec'd (berthd killed before it removed the
+// exec fifo) is finished at start-up: the fifo goes, so runc says running;
+// a container whose init still waits, or that has no fifo, is left alone.
+func TestFinishCutStart(t *testing.T) {
+	sleep := exec.Command("sleep", "60")
+	if err := sleep.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { sleep.Process.Kill(); sleep.Wait() }()
+	root, _, fifo := fifoLayout(t, sleep.Process.Pid, `{}`)
+	if done, err := finishCutStart(root, "c"); !done || err != nil {
+		t.Errorf("exec'd init: finishCutStart = %v, %v, want done", done, err)
+	}
+	if _, err := os.Lstat(fifo); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("exec fifo left: %v", err)
+	}
+	if done, err := finishCutStart(root, "c"); done || err != nil {
+		t.Errorf("no fifo: finishCutStart = %v, %v, want nothing done", done, err)
+	}
+	root, _, fifo = fifoLayout(t, fakeInit(t), `{}`)
+	if done, err := finishCutStart(root, "c"); done || err != nil {
+		t.Errorf("init still waiting: finishCutStart = %v, %v, want nothing done", done, err)
+	}
+	if _, err := os.Lstat(fifo); err != nil {
+		t.Errorf("exec fifo of a waiting init touched: %v", err)
+	}
 }

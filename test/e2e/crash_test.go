@@ -91,6 +91,9 @@ func TestCrashWindows(t *testing.T) {
 		t.Fatalf("reading %s: %v: %s", fifo, err, out)
 	}
 	d.Restart(t)
+	if st := d.ContainerStatus(t, halfStarted); st.State != runtimeapi.ContainerState_CONTAINER_RUNNING {
+		t.Errorf("half-started container after the restart, before a retried start: %v, want RUNNING", st.State)
+	}
 	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	_, err := d.Runtime.StartContainer(sctx, &runtimeapi.StartContainerRequest{ContainerId: halfStarted})
 	cancel()
@@ -105,7 +108,9 @@ func TestCrashWindows(t *testing.T) {
 	// hold the exec fifo and before berthd read it: the monitor is the
 	// fifo's reader, so init's byte is written (not EPIPE, which would end
 	// the container before it started) and the container's process runs
-	// with berthd down; the retried start takes it as started.
+	// with berthd down. The restart records it RUNNING before any retry
+	// (kubelet makes a new container for a CREATED one: two would run),
+	// and a retried start succeeds.
 	held := d.CreateContainer(t, podID, pod, framework.ContainerConfig("held", "sleep", "3600"))
 	d.Kill9(t)
 	bundle := filepath.Join(d.StateDir, "containers", held)
@@ -133,6 +138,9 @@ func TestCrashWindows(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	d.Restart(t)
+	if st := d.ContainerStatus(t, held); st.State != runtimeapi.ContainerState_CONTAINER_RUNNING {
+		t.Errorf("held container after the restart, before a retried start: %v, want RUNNING", st.State)
+	}
 	sctx, cancel = context.WithTimeout(ctx, 10*time.Second)
 	_, err = d.Runtime.StartContainer(sctx, &runtimeapi.StartContainerRequest{ContainerId: held})
 	cancel()

@@ -24,7 +24,8 @@ const holdLink = "exec.fifo"
 // running a container made before an upgrade) never opens.
 const holdWait = time.Second
 
-// ErrNoHold says the monitor did not open the exec fifo within holdWait.
+// ErrNoHold says the monitor did not open the exec fifo within holdWait,
+// or could not be watched doing so.
 var ErrNoHold = errors.New("monitor: the exec fifo was not opened by the monitor")
 
 // HoldExecFifo asks berth-monitor, the monitor of the container whose
@@ -36,14 +37,16 @@ var ErrNoHold = errors.New("monitor: the exec fifo was not opened by the monitor
 // write would otherwise leave init's write no reader (EPIPE) and the
 // container dead before its start. ErrNoHold: the monitor did not open it.
 func HoldExecFifo(ctx context.Context, bundleDir, fifo string) error {
+	// Without a watch (inotify instances or watches exhausted) the hold
+	// is not asked for: the start goes on as without it.
 	in, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
 	if err != nil {
-		return fmt.Errorf("monitor: inotify: %w", err)
+		return fmt.Errorf("%w: inotify: %v", ErrNoHold, err)
 	}
 	defer unix.Close(in)
 	// Watched before the ask: the monitor's open is the event.
 	if _, err := unix.InotifyAddWatch(in, fifo, unix.IN_OPEN); err != nil {
-		return fmt.Errorf("monitor: watching the exec fifo: %w", err)
+		return fmt.Errorf("%w: watching the exec fifo: %v", ErrNoHold, err)
 	}
 	link := filepath.Join(bundleDir, holdLink)
 	if cur, err := os.Readlink(link); err != nil || cur != fifo {
@@ -63,7 +66,7 @@ func HoldExecFifo(ctx context.Context, bundleDir, fifo string) error {
 	for {
 		left := time.Until(deadline)
 		if left <= 0 || ctx.Err() != nil {
-			return ErrNoHold
+			return fmt.Errorf("%w within %v", ErrNoHold, holdWait)
 		}
 		// Slices, so that a cancel is seen.
 		ms := min(int(left/time.Millisecond)+1, 100)

@@ -83,3 +83,29 @@ func TestHoldExecFifoUnknown(t *testing.T) {
 		t.Errorf("took %v", d)
 	}
 }
+
+// The real monitor holds the exec fifo when asked: the container's process
+// then runs without any start (berthd's or runc's), as it does when
+// berthd is killed right after the hold; conmon does not know the message.
+func TestHoldExecFifoMonitor(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	cfg := e.config("hold", "echo held; exit 7")
+	if _, err := Create(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	fifo := filepath.Join(e.rt.root, cfg.ID, "exec.fifo")
+	err := HoldExecFifo(ctx, cfg.BundleDir, fifo)
+	if filepath.Base(e.conmon) != "berth-monitor" {
+		if !errors.Is(err, ErrNoHold) {
+			t.Errorf("%s: got %v, want ErrNoHold", e.conmon, err)
+		}
+		return
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ex := waitExit(t, cfg); ex.Code != 7 {
+		t.Errorf("exit %+v, want 7: the process ran without a start", ex)
+	}
+}
