@@ -538,6 +538,20 @@ func (h *harness) podDirs() []string {
 	return out
 }
 
+// stopRemove stops and removes pods, as kubelet does.
+func (h *harness) stopRemove(ids ...string) {
+	h.t.Helper()
+	ctx := context.Background()
+	for _, id := range ids {
+		if err := h.s.Stop(ctx, id); err != nil {
+			h.t.Fatal(err)
+		}
+		if err := h.s.Remove(ctx, id); err != nil {
+			h.t.Fatal(err)
+		}
+	}
+}
+
 // assertNothingHeld checks that no pod holds anything on the host: mounts,
 // network attachments, pause processes, pod dirs.
 func (h *harness) assertNothingHeld() {

@@ -29,19 +29,29 @@ func preparedHarness(t *testing.T) *harness {
 // its id.
 func (h *harness) waitPrepared(not string) string {
 	h.t.Helper()
+	return h.waitNext("a prepared network", func(pn *preparedPod) bool { return pn.id != not }).id
+}
+
+// waitNext waits up to 5 s for a prepared pod that ok accepts.
+func (h *harness) waitNext(what string, ok func(*preparedPod) bool) *preparedPod {
+	h.t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		h.s.prep.mu.Lock()
-		pn := h.s.prep.next
-		h.s.prep.mu.Unlock()
-		if pn != nil && pn.id != not {
-			return pn.id
+		if pn := h.next(); pn != nil && ok(pn) {
+			return pn
 		}
 		if time.Now().After(deadline) {
-			h.t.Fatal("no prepared network after 5 s")
+			h.t.Fatalf("no %s after 5 s", what)
 		}
 		time.Sleep(time.Millisecond)
 	}
+}
+
+// next is the prepared pod ready now, or nil.
+func (h *harness) next() *preparedPod {
+	h.s.prep.mu.Lock()
+	defer h.s.prep.mu.Unlock()
+	return h.s.prep.next
 }
 
 func (h *harness) preparedDirs() []string {
@@ -104,13 +114,7 @@ func TestPreparedNetworkTaken(t *testing.T) {
 	if dirs := h.preparedDirs(); !slices.Equal(dirs, []string{next}) {
 		t.Errorf("prepared dirs %v, want [%s]", dirs, next)
 	}
-	ctx := context.Background()
-	if err := h.s.Stop(ctx, id); err != nil {
-		t.Fatal(err)
-	}
-	if err := h.s.Remove(ctx, id); err != nil {
-		t.Fatal(err)
-	}
+	h.stopRemove(id)
 	if !slices.Contains(h.net.Calls("teardown"), "teardown "+id) {
 		t.Errorf("pod network not torn down: %q", h.net.Calls("teardown"))
 	}
@@ -271,9 +275,7 @@ func pausedHarness(t *testing.T) (*harness, *preparedPod) {
 	first := h.run("first", true)
 	h.s.PrepareAhead()
 	h.waitPrepared(first)
-	h.s.prep.mu.Lock()
-	pn := h.s.prep.next
-	h.s.prep.mu.Unlock()
+	pn := h.next()
 	if pn.pause == nil || !h.pauser.Alive(pn.pause.PauseProc) {
 		t.Fatalf("prepared after a shared-PID pod without a live pause process: %+v", pn.pause)
 	}
@@ -290,7 +292,6 @@ func pausedHarness(t *testing.T) (*harness, *preparedPod) {
 // the namespaces, moved into its cgroup, and its hostname is set; a pod
 // that does not ends it, and the next is prepared without one.
 func TestPreparedPauseTaken(t *testing.T) {
-	ctx := context.Background()
 	h, pn := pausedHarness(t)
 	starts := len(h.pauser.Calls("start"))
 	id := h.run("shared", true)
@@ -315,21 +316,14 @@ func TestPreparedPauseTaken(t *testing.T) {
 	if b, _ := os.ReadFile(p.Namespaces["uts"] + ".hostname"); string(b) != "shared" {
 		t.Errorf("hostname %q, want shared", b)
 	}
-	if err := h.s.Stop(ctx, id); err != nil {
-		t.Fatal(err)
-	}
-	if err := h.s.Remove(ctx, id); err != nil {
-		t.Fatal(err)
-	}
+	h.stopRemove(id)
 	if h.pauses() != 0 {
 		t.Errorf("%d pause processes after the pod's removal", h.pauses())
 	}
 
 	h.s.PrepareAhead()
 	next := h.waitPrepared(id)
-	h.s.prep.mu.Lock()
-	paused := h.s.prep.next.pause != nil
-	h.s.prep.mu.Unlock()
+	paused := h.next().pause != nil
 	if !paused {
 		t.Fatal("prepared after a shared-PID pod without a pause process")
 	}
@@ -346,20 +340,11 @@ func TestPreparedPauseTaken(t *testing.T) {
 	}
 	h.s.PrepareAhead()
 	h.waitPrepared(own)
-	h.s.prep.mu.Lock()
-	paused = h.s.prep.next.pause != nil
-	h.s.prep.mu.Unlock()
+	paused = h.next().pause != nil
 	if paused {
 		t.Error("prepared with a pause process after a pod without one")
 	}
-	for _, id := range []string{own} {
-		if err := h.s.Stop(ctx, id); err != nil {
-			t.Fatal(err)
-		}
-		if err := h.s.Remove(ctx, id); err != nil {
-			t.Fatal(err)
-		}
-	}
+	h.stopRemove(own)
 	h.s.Close()
 	h.assertNothingHeld()
 }
@@ -410,12 +395,7 @@ func TestPreparedPauseNotTaken(t *testing.T) {
 				if p := h.get(id); p.HostIPC && h.mounts.isMountPoint(filepath.Join(p.Dir(h.s.cfg.StateDir), "ipcns")) {
 					t.Error("a host-IPC pod kept the prepared IPC namespace")
 				}
-				if err := h.s.Stop(ctx, id); err != nil {
-					t.Fatal(err)
-				}
-				if err := h.s.Remove(ctx, id); err != nil {
-					t.Fatal(err)
-				}
+				h.stopRemove(id)
 			}
 			h.pauser.failOn("move", nil)
 			h.s.Close()
@@ -470,19 +450,11 @@ func TestPreparedPauseAfterRestart(t *testing.T) {
 		id := h.run("last", shared)
 		h.crash()
 		next := h.waitPrepared(id)
-		h.s.prep.mu.Lock()
-		paused := h.s.prep.next.pause != nil
-		h.s.prep.mu.Unlock()
+		paused := h.next().pause != nil
 		if paused != shared {
 			t.Errorf("after a pod sharing its PID namespace %v, prepared %s with a pause process %v", shared, next, paused)
 		}
-		ctx := context.Background()
-		if err := h.s.Stop(ctx, id); err != nil {
-			t.Fatal(err)
-		}
-		if err := h.s.Remove(ctx, id); err != nil {
-			t.Fatal(err)
-		}
+		h.stopRemove(id)
 		h.s.Close()
 		h.assertNothingHeld()
 	}
@@ -492,7 +464,6 @@ func TestPreparedPauseAfterRestart(t *testing.T) {
 // berthd: the pause process no pod owns are killed at start, and this one,
 // found under the prepared dir by its environment, is the pod's.
 func TestPreparedPauseAdoptedKeptAfterCrash(t *testing.T) {
-	ctx := context.Background()
 	h, pn := pausedHarness(t)
 	id := h.run("shared", true)
 	if id != pn.id {
@@ -505,12 +476,7 @@ func TestPreparedPauseAdoptedKeptAfterCrash(t *testing.T) {
 	if !h.pauser.Alive(pn.pause.PauseProc) {
 		t.Error("the pod's pause process, prepared ahead, was killed at start")
 	}
-	if err := h.s.Stop(ctx, id); err != nil {
-		t.Fatal(err)
-	}
-	if err := h.s.Remove(ctx, id); err != nil {
-		t.Fatal(err)
-	}
+	h.stopRemove(id)
 	h.s.Close()
 	h.assertNothingHeld()
 }
@@ -518,7 +484,6 @@ func TestPreparedPauseAdoptedKeptAfterCrash(t *testing.T) {
 // A prepared pause process that exits during the take's move is not the
 // pod's: the pod starts its own, and nothing of the old one is left.
 func TestPreparedPauseExitsDuringMove(t *testing.T) {
-	ctx := context.Background()
 	h, pn := pausedHarness(t)
 	h.pauser.exit(pn.id)
 	// Alive said yes before the move: a fake that lies once.
@@ -527,12 +492,7 @@ func TestPreparedPauseExitsDuringMove(t *testing.T) {
 	if h.pauses() != 1 || h.pauser.cgroup(id) == "" {
 		t.Errorf("running pause processes %d (cgroup %q), want the pod's own", h.pauses(), h.pauser.cgroup(id))
 	}
-	if err := h.s.Stop(ctx, id); err != nil {
-		t.Fatal(err)
-	}
-	if err := h.s.Remove(ctx, id); err != nil {
-		t.Fatal(err)
-	}
+	h.stopRemove(id)
 	h.s.Close()
 	h.assertNothingHeld()
 }
@@ -541,15 +501,12 @@ func TestPreparedPauseExitsDuringMove(t *testing.T) {
 // use: it is prepared without one, and the pod that takes it starts its
 // own.
 func TestPreparedPauseStartFails(t *testing.T) {
-	ctx := context.Background()
 	h := preparedHarness(t)
 	first := h.run("first", true)
 	h.pauser.failOn("start", errors.New("boom"))
 	h.s.PrepareAhead()
 	next := h.waitPrepared(first)
-	h.s.prep.mu.Lock()
-	pn := h.s.prep.next
-	h.s.prep.mu.Unlock()
+	pn := h.next()
 	if pn.pause != nil {
 		t.Fatalf("prepared with a pause process whose start failed: %+v", pn.pause)
 	}
@@ -558,14 +515,7 @@ func TestPreparedPauseStartFails(t *testing.T) {
 	if id != next || h.pauser.cgroup(id) == "" {
 		t.Errorf("pod %s (want the prepared %s) without a pause process of its own", id, next)
 	}
-	for _, id := range []string{first, id} {
-		if err := h.s.Stop(ctx, id); err != nil {
-			t.Fatal(err)
-		}
-		if err := h.s.Remove(ctx, id); err != nil {
-			t.Fatal(err)
-		}
-	}
+	h.stopRemove(first, id)
 	h.s.Close()
 	h.assertNothingHeld()
 }
@@ -584,28 +534,10 @@ func TestPreparedPauseAdded(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.s.PrepareAhead()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		h.s.prep.mu.Lock()
-		pn := h.s.prep.next
-		h.s.prep.mu.Unlock()
-		if pn != nil && pn.pause != nil {
-			if pn.id != prep {
-				t.Errorf("prepared %s, want %s with a pause process added", pn.id, prep)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("no pause process added to the prepared pod after 5 s")
-		}
-		time.Sleep(time.Millisecond)
+	if pn := h.waitNext("pause process added", func(pn *preparedPod) bool { return pn.pause != nil }); pn.id != prep {
+		t.Errorf("prepared %s, want %s with a pause process added", pn.id, prep)
 	}
-	if err := h.s.Stop(ctx, ports); err != nil {
-		t.Fatal(err)
-	}
-	if err := h.s.Remove(ctx, ports); err != nil {
-		t.Fatal(err)
-	}
+	h.stopRemove(ports)
 	h.s.Close()
 	h.assertNothingHeld()
 }
