@@ -39,25 +39,13 @@ const fifoMaxState = 1 << 20
 // hold the fifo open for reading before berthd opens it (see
 // conmon.HoldExecFifo); when it fails, berthd's own open is the first.
 func fifoStart(ctx context.Context, root, id, bundle string, hold func(fifo string) error) error {
-	dir := filepath.Join(root, id)
-	fifo := filepath.Join(dir, "exec.fifo")
-	if fi, err := os.Lstat(fifo); err != nil || fi.Mode().Type() != fs.ModeNamedPipe {
+	fifo, state, ok := waitingInit(root, id)
+	if !ok {
 		return errNoFifoStart
 	}
 	// runc (since 1.2) runs poststart hooks in its start: leave those to it.
 	// A plain search is enough: a false match only costs the exec.
 	if cfg, err := readBounded(filepath.Join(bundle, "config.json"), fifoMaxState); err != nil || bytes.Contains(cfg, []byte(`"poststart"`)) {
-		return errNoFifoStart
-	}
-	st, err := readBounded(filepath.Join(dir, "state.json"), fifoMaxState)
-	if err != nil {
-		return errNoFifoStart
-	}
-	var state struct {
-		Pid   int    `json:"init_process_pid"`
-		Start uint64 `json:"init_process_start"`
-	}
-	if json.Unmarshal(st, &state) != nil || state.Pid <= 0 {
 		return errNoFifoStart
 	}
 	// Asked only after a poll slice without the byte: a healthy start
@@ -103,23 +91,34 @@ func fifoStart(ctx context.Context, root, id, bundle string, hold func(fifo stri
 // whose init still waits, or is gone, it does nothing. It never opens the
 // fifo: that would start a container nobody asked to start.
 func finishCutStart(root, id string) (bool, error) {
-	dir := filepath.Join(root, id)
-	fifo := filepath.Join(dir, "exec.fifo")
-	if fi, err := os.Lstat(fifo); err != nil || fi.Mode().Type() != fs.ModeNamedPipe {
-		return false, nil
-	}
-	st, err := readBounded(filepath.Join(dir, "state.json"), fifoMaxState)
-	if err != nil {
-		return false, nil
-	}
-	var state struct {
-		Pid   int    `json:"init_process_pid"`
-		Start uint64 `json:"init_process_start"`
-	}
-	if json.Unmarshal(st, &state) != nil || state.Pid <= 0 || !execd(state.Pid, state.Start) {
+	fifo, state, ok := waitingInit(root, id)
+	if !ok || !execd(state.Pid, state.Start) {
 		return false, nil
 	}
 	return true, removeFifo(id, fifo)
+}
+
+// initState is what runc's state.json says of a container's init: its pid
+// and start time (clock ticks after boot).
+type initState struct {
+	Pid   int    `json:"init_process_pid"`
+	Start uint64 `json:"init_process_start"`
+}
+
+// waitingInit returns the exec fifo of runc container id (state under
+// root) and its init's state, when runc's layout is there: a fifo (runc
+// says created) and a state.json naming init. ok is false otherwise.
+func waitingInit(root, id string) (fifo string, state initState, ok bool) {
+	dir := filepath.Join(root, id)
+	fifo = filepath.Join(dir, "exec.fifo")
+	if fi, err := os.Lstat(fifo); err != nil || fi.Mode().Type() != fs.ModeNamedPipe {
+		return "", state, false
+	}
+	st, err := readBounded(filepath.Join(dir, "state.json"), fifoMaxState)
+	if err != nil || json.Unmarshal(st, &state) != nil || state.Pid <= 0 {
+		return "", state, false
+	}
+	return fifo, state, true
 }
 
 // removeFifo removes the exec fifo of a started container: from then on

@@ -266,6 +266,13 @@ func (s *Service) addPause(ctx context.Context, pn *preparedPod) *preparedPod {
 	return &preparedPod{id: pn.id, ips: pn.ips, pause: &rec}
 }
 
+// couldTakePrepared says pod p (its namespaces pinned) is of a kind that
+// takes a prepared pod, host ports aside: what decides which kind the next
+// pod is prepared as.
+func couldTakePrepared(p *Sandbox) bool {
+	return !p.HostNetwork && p.Namespaces["user"] == ""
+}
+
 // wantsPreparedPause says pod p, whose pause process is berthd's own when
 // direct, would have taken a prepared one: the next pod is prepared with
 // one when the last pod that could take a prepared pod would have.
@@ -279,7 +286,7 @@ func wantsPreparedPause(p *Sandbox, direct bool) bool {
 func (s *Service) lastHadPause() bool {
 	var last *Sandbox
 	for _, p := range s.pods {
-		if p.State == Ready && !p.HostNetwork && p.Namespaces["user"] == "" && (last == nil || p.CreatedAt > last.CreatedAt) {
+		if p.State == Ready && couldTakePrepared(p) && (last == nil || p.CreatedAt > last.CreatedAt) {
 			last = p
 		}
 	}

@@ -409,7 +409,7 @@ func (s *Service) create(ctx context.Context, id, key string, pod *spec.Pod, han
 	}
 	steps.Done("namespaces")
 	direct := s.directPause(p)
-	if !p.HostNetwork && pod.UserNS == nil {
+	if couldTakePrepared(p) {
 		// What the next pod is prepared with.
 		s.prep.pause.Store(wantsPreparedPause(p, direct))
 	}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -78,10 +79,27 @@ func HoldExecFifo(ctx context.Context, bundleDir, fifo string) error {
 			return fmt.Errorf("monitor: waiting for the exec fifo's open: %w", err)
 		}
 		if n > 0 {
-			// Only IN_OPEN is watched: any event is an open, the monitor's
-			// (berthd has not opened it; init's open completes only once a
-			// reader has).
-			return nil
+			return openSeen(in)
 		}
 	}
+}
+
+// openSeen reads the events on inotify fd in: nil for an open of the
+// watched fifo, which is the monitor's (berthd has not opened it, and
+// init's open for writing completes only once a reader has); ErrNoHold
+// when the fifo went away (the watch is dropped) instead.
+func openSeen(in int) error {
+	var buf [4096]byte
+	n, err := unix.Read(in, buf[:])
+	if err != nil {
+		return fmt.Errorf("monitor: reading the exec fifo's events: %w", err)
+	}
+	for off := 0; off+unix.SizeofInotifyEvent <= n; {
+		ev := (*unix.InotifyEvent)(unsafe.Pointer(&buf[off]))
+		if ev.Mask&unix.IN_OPEN != 0 {
+			return nil
+		}
+		off += unix.SizeofInotifyEvent + int(ev.Len)
+	}
+	return fmt.Errorf("%w: the exec fifo went away", ErrNoHold)
 }

@@ -109,3 +109,21 @@ func TestHoldExecFifoMonitor(t *testing.T) {
 		t.Errorf("exit %+v, want 7: the process ran without a start", ex)
 	}
 }
+
+// An exec fifo removed instead of opened (the container deleted meanwhile)
+// is no hold: ErrNoHold at once, not an open taken for the monitor's.
+func TestHoldExecFifoGone(t *testing.T) {
+	bundle, fifo, ctl := holdLayout(t)
+	go func() {
+		if _, err := bufio.NewReader(ctl).ReadString('\n'); err == nil {
+			os.Remove(fifo)
+		}
+	}()
+	start := time.Now()
+	if err := HoldExecFifo(context.Background(), bundle, fifo); !errors.Is(err, ErrNoHold) {
+		t.Fatalf("got %v, want ErrNoHold", err)
+	}
+	if d := time.Since(start); d >= holdWait {
+		t.Errorf("took %v: waited for the bound, not the event", d)
+	}
+}
